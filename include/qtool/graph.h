@@ -1,0 +1,154 @@
+/*
+ * The graph IR shared by every stage: the ONNX loader builds it, graph passes
+ * (BN folding, fusion) rewrite it, calibration observes it, quantization hangs
+ * qt_qparams off its values, and both executors (FP32 and integer) run it.
+ *
+ * Ownership: a graph owns everything reachable from it. Strings, attribute
+ * payloads and constant tensors live in the graph's arena; the value and node
+ * arrays are growable so passes can add and remove nodes. The IR never points
+ * into protobuf memory.
+ */
+#ifndef QTOOL_GRAPH_H
+#define QTOOL_GRAPH_H
+
+#include "qtool/tensor.h"
+
+struct qt_arena;
+
+enum qt_attr_type {
+	QT_ATTR_UNDEFINED = 0,
+	QT_ATTR_FLOAT,
+	QT_ATTR_INT,
+	QT_ATTR_STRING,
+	QT_ATTR_TENSOR,
+	QT_ATTR_FLOATS,
+	QT_ATTR_INTS,
+	QT_ATTR_STRINGS,
+	QT_ATTR_GRAPH, /* subgraphs are recorded but not supported by the runtimes */
+};
+
+struct qt_attr {
+	const char *name;
+	enum qt_attr_type type;
+	float f;
+	int64_t i;
+	const char *s; /* NUL-terminated; s_len excludes the NUL (strings may hold bytes) */
+	size_t s_len;
+	struct qt_tensor *t;
+	int n; /* element count of floats / ints / strings */
+	float *floats;
+	int64_t *ints;
+	const char **strings;
+};
+
+/*
+ * How a tensor is quantized: real = scale * (q - zero_point).
+ * per tensor: count 1. per channel: one pair per index of `axis`.
+ * per group: one pair per (channel along `axis`, group of `group_size`
+ * consecutive elements along `group_axis`), channel-major.
+ */
+enum qt_qscheme { QT_QSCHEME_NONE = 0, QT_QSCHEME_TENSOR, QT_QSCHEME_CHANNEL, QT_QSCHEME_GROUP };
+
+struct qt_qparams {
+	enum qt_dtype qtype; /* S8, U8, S4, U4, S2, U2, FP8_* */
+	enum qt_qscheme scheme;
+	int axis;
+	int group_axis;
+	int group_size;
+	int64_t count;
+	float *scale;       /* count entries, finite and > 0 */
+	int32_t *zero_point; /* count entries, within qtype's range */
+};
+
+/* A named value: a graph input, an initializer or a node output. */
+struct qt_value {
+	const char *name;
+	enum qt_dtype dtype; /* QT_DTYPE_UNDEFINED when not declared */
+	int rank;            /* -1 when unknown */
+	int64_t dims[QT_MAX_RANK];           /* -1 for symbolic or unknown */
+	const char *dim_params[QT_MAX_RANK]; /* symbolic names, or NULL */
+	struct qt_tensor *init; /* constant data (initializer), or NULL */
+	int producer;           /* node index, or -1 */
+	int n_consumers;        /* node inputs referring to this value */
+	int is_input, is_output;
+	struct qt_qparams *q; /* NULL unless quantized */
+};
+
+struct qt_node {
+	const char *name; /* never NULL; "" when the model gave none */
+	const char *op_type;
+	const char *domain; /* "" for the default ai.onnx domain */
+	int n_inputs;
+	int *inputs; /* value indices; -1 for an omitted optional input */
+	int n_outputs;
+	int *outputs; /* value indices; -1 for an omitted optional output */
+	int n_attrs;
+	struct qt_attr *attrs;
+};
+
+struct qt_graph {
+	struct qt_arena *arena;
+	const char *name;
+	const char *path; /* file the graph was loaded from, or "" */
+	int64_t ir_version;
+	int opset;        /* version of the default (ai.onnx) domain */
+	int n_opsets;
+	const char **opset_domains;
+	int64_t *opset_versions;
+	int n_values, cap_values;
+	struct qt_value *values;
+	int n_nodes, cap_nodes;
+	struct qt_node *nodes; /* topological order after qt_graph_finalize */
+	int n_inputs;          /* graph inputs that are not initializers */
+	int *inputs;
+	int n_outputs;
+	int *outputs;
+	uint8_t sha256[32]; /* of the source file bytes */
+};
+
+/* Create an empty graph. *out is owned by the caller: free with qt_graph_free. */
+QT_API enum qt_status qt_graph_new(struct qt_graph **out);
+QT_API void qt_graph_free(struct qt_graph *g);
+
+/*
+ * Load an ONNX model file into a new graph and finalize it (topological
+ * sort, consumer counts, validation of references). On failure *out is NULL
+ * and the message names the file and the node or tensor at fault.
+ */
+QT_API enum qt_status qt_graph_load_onnx(const char *path, struct qt_graph **out);
+/* The same from bytes; `dir` resolves external data (NULL refuses external data). */
+QT_API enum qt_status qt_graph_load_onnx_mem(const void *buf, size_t len, const char *dir,
+					     const char *label, struct qt_graph **out);
+
+/* Copy a string into the graph's arena. NULL on out-of-memory. */
+QT_API char *qt_graph_strdup(struct qt_graph *g, const char *s);
+/* Allocate zeroed bytes from the graph's arena (lifetime = graph). */
+QT_API void *qt_graph_alloc(struct qt_graph *g, size_t n);
+
+/* Find a value by name; -1 if absent. */
+QT_API int qt_graph_find_value(const struct qt_graph *g, const char *name);
+/* Find or add a value by name; returns its index or -1 on out-of-memory. */
+QT_API int qt_graph_value(struct qt_graph *g, const char *name);
+/* Append a node (the strings are copied); returns its index or -1 on out-of-memory. */
+QT_API int qt_graph_add_node(struct qt_graph *g, const char *op_type, const char *domain, const char *name);
+
+/*
+ * Recompute producers and consumer counts, sort nodes topologically and check
+ * that every input is produced, an initializer or a graph input. Reports
+ * cycles and dangling inputs naming the node. Call after any structural edit.
+ */
+QT_API enum qt_status qt_graph_finalize(struct qt_graph *g);
+
+/* Attribute look-up; NULL when the node has no such attribute. */
+QT_API const struct qt_attr *qt_node_attr(const struct qt_node *n, const char *name);
+QT_API int64_t qt_node_attr_int(const struct qt_node *n, const char *name, int64_t dflt);
+QT_API float qt_node_attr_float(const struct qt_node *n, const char *name, float dflt);
+QT_API const char *qt_node_attr_str(const struct qt_node *n, const char *name, const char *dflt);
+/* ints attribute: returns element count (0 if absent) and sets *vals_out. */
+QT_API int qt_node_attr_ints(const struct qt_node *n, const char *name, const int64_t **vals_out);
+QT_API int qt_node_attr_floats(const struct qt_node *n, const char *name, const float **vals_out);
+
+/* Node label for messages: `node "conv1" (Conv)`, or `node #3 (Conv)` when unnamed. */
+QT_API const char *qt_node_label(const struct qt_graph *g, const struct qt_node *n, char *buf, size_t cap);
+
+#endif

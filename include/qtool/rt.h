@@ -1,0 +1,58 @@
+/*
+ * The FP32 reference executor. It runs a qt_graph node by node in topological
+ * order, inferring shapes from the concrete inputs, and frees each
+ * intermediate after its last consumer, so peak memory is bounded by the
+ * model and the batch, never the dataset.
+ */
+#ifndef QTOOL_RT_H
+#define QTOOL_RT_H
+
+#include "qtool/graph.h"
+
+struct qt_rt;
+
+/*
+ * Called after each node output is computed (calibration hooks here).
+ * `value` is the index in the graph; `t` is borrowed for the call only.
+ * Return non-QT_OK to abort the run with that status.
+ */
+typedef enum qt_status (*qt_rt_observer)(void *user, int value, const struct qt_tensor *t);
+
+struct qt_rt_stats {
+	size_t peak_bytes; /* peak bytes of live activations (excluding constants) */
+	int n_op_types;
+	const char *op_type[128];
+	double op_seconds[128];
+	int64_t op_calls[128];
+};
+
+/*
+ * Prepare to run g (borrowed: must outlive the runtime). Refuses graphs with
+ * unsupported ops, listing every one. *out is owned by the caller.
+ */
+QT_API enum qt_status qt_rt_new(const struct qt_graph *g, struct qt_rt **out);
+QT_API void qt_rt_free(struct qt_rt *rt);
+
+/* Attach an observer for every node output (NULL to detach). */
+QT_API void qt_rt_set_observer(struct qt_rt *rt, qt_rt_observer fn, void *user);
+/* Keep every intermediate value (for debugging and tests) instead of freeing it. */
+QT_API void qt_rt_keep_all(struct qt_rt *rt, int keep);
+
+/*
+ * Run once. `inputs` has g->n_inputs tensors in graph-input order (borrowed).
+ * `outputs` receives g->n_outputs tensors, owned by the caller (qt_tensor_free).
+ */
+QT_API enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs, struct qt_tensor *outputs);
+
+/* Cumulative statistics since qt_rt_new. */
+QT_API const struct qt_rt_stats *qt_rt_stats(const struct qt_rt *rt);
+
+/* 1 when (domain, op_type) has a kernel at this opset. */
+QT_API int qt_rt_op_supported(const char *domain, const char *op_type, int opset);
+/*
+ * Write the names of every unsupported op type in g, comma separated and
+ * deduplicated, into buf. Returns how many distinct unsupported types.
+ */
+QT_API int qt_rt_unsupported_ops(const struct qt_graph *g, char *buf, size_t cap);
+
+#endif

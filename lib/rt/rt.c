@@ -1,0 +1,226 @@
+/*
+ * FP32 reference executor: runs nodes in topological order, frees each
+ * intermediate after its last consumer, tracks peak live activation bytes
+ * and time per op type.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qtool/rt.h"
+#include "ops.h"
+
+struct qt_rt {
+	const struct qt_graph *g;
+	qt_op_fn *fns;          /* per node */
+	int *stat_slot;         /* per node: index into stats arrays */
+	struct qt_tensor *vals; /* per value: live tensor (constants are views) */
+	int *remaining;         /* per value: consumers still to run */
+	qt_rt_observer observer;
+	void *observer_user;
+	int keep_all;
+	size_t live_bytes;
+	struct qt_rt_stats stats;
+};
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+enum qt_status qt_rt_new(const struct qt_graph *g, struct qt_rt **out)
+{
+	char list[1024];
+	*out = NULL;
+	if (qt_rt_unsupported_ops(g, list, sizeof list) > 0)
+		return qt_error(QT_E_UNSUPPORTED, "%s: unsupported op types: %s", g->path[0] ? g->path : "model", list);
+	struct qt_rt *rt = calloc(1, sizeof *rt);
+	if (!rt)
+		return qt_error(QT_E_NOMEM, "out of memory creating the runtime");
+	rt->g = g;
+	rt->fns = calloc((size_t)g->n_nodes + 1, sizeof *rt->fns);
+	rt->stat_slot = calloc((size_t)g->n_nodes + 1, sizeof *rt->stat_slot);
+	rt->vals = calloc((size_t)g->n_values + 1, sizeof *rt->vals);
+	rt->remaining = calloc((size_t)g->n_values + 1, sizeof *rt->remaining);
+	if (!rt->fns || !rt->stat_slot || !rt->vals || !rt->remaining) {
+		qt_rt_free(rt);
+		return qt_error(QT_E_NOMEM, "out of memory creating the runtime");
+	}
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		rt->fns[i] = qt_op_find(n->domain, n->op_type, g->opset);
+		int s;
+		for (s = 0; s < rt->stats.n_op_types; s++)
+			if (strcmp(rt->stats.op_type[s], n->op_type) == 0)
+				break;
+		if (s == rt->stats.n_op_types && s < 128)
+			rt->stats.op_type[rt->stats.n_op_types++] = n->op_type;
+		rt->stat_slot[i] = s < 128 ? s : 127;
+	}
+	*out = rt;
+	return QT_OK;
+}
+
+static void release_all(struct qt_rt *rt)
+{
+	for (int v = 0; v < rt->g->n_values; v++)
+		qt_tensor_free(&rt->vals[v]);
+	rt->live_bytes = 0;
+}
+
+void qt_rt_free(struct qt_rt *rt)
+{
+	if (!rt)
+		return;
+	if (rt->vals)
+		release_all(rt);
+	free(rt->fns);
+	free(rt->stat_slot);
+	free(rt->vals);
+	free(rt->remaining);
+	free(rt);
+}
+
+void qt_rt_set_observer(struct qt_rt *rt, qt_rt_observer fn, void *user)
+{
+	rt->observer = fn;
+	rt->observer_user = user;
+}
+
+void qt_rt_keep_all(struct qt_rt *rt, int keep)
+{
+	rt->keep_all = keep;
+}
+
+const struct qt_rt_stats *qt_rt_stats(const struct qt_rt *rt)
+{
+	return &rt->stats;
+}
+
+/* Drop value v once nothing else needs it (graph outputs are kept). */
+static void consume(struct qt_rt *rt, int v)
+{
+	if (--rt->remaining[v] > 0 || rt->keep_all || rt->g->values[v].is_output)
+		return;
+	if (rt->vals[v].owned)
+		rt->live_bytes -= rt->vals[v].nbytes;
+	qt_tensor_free(&rt->vals[v]);
+}
+
+enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs, struct qt_tensor *outputs)
+{
+	const struct qt_graph *g = rt->g;
+	enum qt_status st = QT_OK;
+	char lbl[256];
+	release_all(rt);
+	for (int v = 0; v < g->n_values; v++) {
+		rt->remaining[v] = g->values[v].n_consumers;
+		if (g->values[v].init)
+			qt_tensor_view(&rt->vals[v], g->values[v].init);
+	}
+	for (int i = 0; i < g->n_inputs; i++) {
+		const struct qt_value *val = &g->values[g->inputs[i]];
+		if (inputs[i].dtype != val->dtype && val->dtype != QT_DTYPE_UNDEFINED)
+			return qt_error(QT_E_INVALID_ARG, "input \"%s\" must be %s, not %s", val->name,
+					qt_dtype_name(val->dtype), qt_dtype_name(inputs[i].dtype));
+		if (val->rank >= 0) {
+			if (inputs[i].rank != val->rank)
+				return qt_error(QT_E_INVALID_ARG, "input \"%s\" must have rank %d, not %d", val->name,
+						val->rank, inputs[i].rank);
+			for (int d = 0; d < val->rank; d++)
+				if (val->dims[d] >= 0 && val->dims[d] != inputs[i].dims[d]) {
+					char a[96], b[96];
+					return qt_error(QT_E_INVALID_ARG, "input \"%s\" must have shape %s, not %s",
+							val->name, qt_shape_str(a, sizeof a, val->rank, val->dims),
+							qt_shape_str(b, sizeof b, inputs[i].rank, inputs[i].dims));
+				}
+		}
+		qt_tensor_view(&rt->vals[g->inputs[i]], &inputs[i]);
+	}
+	rt->live_bytes = 0;
+	const struct qt_tensor *in_ptrs[64];
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const struct qt_node *n = &g->nodes[ni];
+		if (n->n_inputs > 64 || n->n_outputs > 16) {
+			st = qt_error(QT_E_UNSUPPORTED, "%s: too many inputs or outputs",
+				      qt_node_label(g, n, lbl, sizeof lbl));
+			goto fail;
+		}
+		for (int k = 0; k < n->n_inputs; k++)
+			in_ptrs[k] = n->inputs[k] >= 0 ? &rt->vals[n->inputs[k]] : NULL;
+		struct qt_tensor outs[16];
+		memset(outs, 0, sizeof outs);
+		struct qt_op_args args = {
+			.g = g, .node = n, .opset = g->opset, .n_in = n->n_inputs, .in = in_ptrs,
+			.n_out = n->n_outputs, .out = outs,
+		};
+		double t0 = now_seconds();
+		st = rt->fns[ni](&args);
+		rt->stats.op_seconds[rt->stat_slot[ni]] += now_seconds() - t0;
+		rt->stats.op_calls[rt->stat_slot[ni]]++;
+		if (st) {
+			for (int o = 0; o < n->n_outputs; o++)
+				qt_tensor_free(&outs[o]);
+			goto fail;
+		}
+		for (int o = 0; o < n->n_outputs; o++) {
+			int v = n->outputs[o];
+			if (v < 0) {
+				qt_tensor_free(&outs[o]);
+				continue;
+			}
+			if (!outs[o].data) {
+				st = qt_error(QT_E_FORMAT, "%s: produced no output %d",
+					      qt_node_label(g, n, lbl, sizeof lbl), o);
+				goto fail;
+			}
+			rt->vals[v] = outs[o];
+			if (outs[o].owned)
+				rt->live_bytes += outs[o].nbytes;
+		}
+		if (rt->live_bytes > rt->stats.peak_bytes)
+			rt->stats.peak_bytes = rt->live_bytes;
+		if (rt->observer)
+			for (int o = 0; o < n->n_outputs; o++)
+				if (n->outputs[o] >= 0) {
+					st = rt->observer(rt->observer_user, n->outputs[o], &rt->vals[n->outputs[o]]);
+					if (st)
+						goto fail;
+				}
+		for (int k = 0; k < n->n_inputs; k++)
+			if (n->inputs[k] >= 0)
+				consume(rt, n->inputs[k]);
+		/* Outputs nobody reads (e.g. Dropout's mask) go at once. */
+		for (int o = 0; o < n->n_outputs; o++) {
+			int v = n->outputs[o];
+			if (v >= 0 && g->values[v].n_consumers == 0 && !g->values[v].is_output && !rt->keep_all) {
+				rt->live_bytes -= rt->vals[v].owned ? rt->vals[v].nbytes : 0;
+				qt_tensor_free(&rt->vals[v]);
+			}
+		}
+	}
+	for (int k = 0; k < g->n_outputs; k++) {
+		memset(&outputs[k], 0, sizeof outputs[k]);
+		st = qt_tensor_copy(&outputs[k], &rt->vals[g->outputs[k]]);
+		if (st) {
+			for (int j = 0; j < k; j++)
+				qt_tensor_free(&outputs[j]);
+			goto fail;
+		}
+	}
+	if (!rt->keep_all)
+		release_all(rt);
+	return QT_OK;
+fail:
+	release_all(rt);
+	return st;
+}
+
+/* Borrowed view of value v after a run with keep_all (tests, debugging). */
+const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v);
+const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v)
+{
+	return (v >= 0 && v < rt->g->n_values && rt->vals[v].data) ? &rt->vals[v] : NULL;
+}

@@ -1,0 +1,504 @@
+#!/usr/bin/python3
+"""Train qtool's bundled Fashion-MNIST reference models and write models/manifest.json.
+
+Run as `/usr/bin/python3 scripts/train_models.py` (Debian's python3 has torch; the pyenv one on
+PATH does not). Options: `--only NAME` trains one model and replaces just its manifest entry,
+`--out DIR` chooses the output folder (default: models/ beside this script's parent).
+The script writes nothing into the output folder except <name>.onnx files and manifest.json.
+
+Preprocessing, identical for every model and replicated exactly by the C runtime. Every step is a
+float32 operation, correctly rounded (IEEE 754 binary32, round to nearest even), in this order:
+
+    x = (float)pixel_u8 / 255.0f;          pixel in [0, 255], from the IDX file as stored
+    x = (x - 0.2860f) / 0.3530f;           one mean and one std (single channel)
+
+laid out NCHW as a float32 tensor [N, 1, 28, 28] named "input"; the output "logits" is [N, 10]
+(no softmax). The batch dimension is dynamic and named "batch".
+
+manifest.json structure (format_version 1):
+
+    {
+      "format_version": 1,
+      "dataset": "fashion-mnist (Debian dataset-fashion-mnist)",
+      "dataset_files": {"<file name>": {"path": ..., "sha256": ...}, ...},
+      "generated_by": "scripts/train_models.py",
+      "torch_version": ..., "onnx_version": ... (null without the onnx module), "numpy_version": ...,
+      "models": [                                  one entry per model, in the order of MODELS below
+        {
+          "name": "fmnist_cnn", "file": "fmnist_cnn.onnx", "sha256": <hex of the .onnx file>,
+          "size_bytes": ..., "opset": 13,
+          "input":  {"name": "input",  "shape": ["batch", 1, 28, 28], "dtype": "float32"},
+          "output": {"name": "logits", "shape": ["batch", 10], "dtype": "float32"},
+          "preprocessing": {"pixel_scale": "divide by 255", "scale": 1/255 as a double,
+                            "mean": [0.2860], "std": [0.3530], "layout": "NCHW", "dtype": "float32",
+                            "formula": "x = ((float)u8 / 255.0f - 0.2860f) / 0.3530f"},
+          "batchnorm_in_graph": true if BatchNormalization nodes were kept on export,
+          "op_types": {"Conv": 4, ...}            node count per ONNX op type,
+          "params": <number of trainable parameters>,
+          "test_samples": 10000,
+          "torch_correct": 9137, "torch_top1": 91.37  (percent, 2 decimals; FP32 PyTorch, eval mode),
+          "torch_ambiguous": number of test samples whose top-2 logits differ by less than 1e-3
+                             (a float runtime with another summation order may flip these),
+          "reference": {"first_n": 8, "labels": [...], "pred": [...], "logits": [[10 floats] x 8]}
+                       PyTorch FP32 outputs for the first 8 test images, for runtime smoke tests,
+          "seed": 1234, "epochs": ..., "batch_size": ..., "optimizer": "...",
+          "train_seconds": wall-clock training time
+        }, ...
+      ]
+    }
+"""
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+DATASET_DESC = "fashion-mnist (Debian dataset-fashion-mnist)"
+SEED = 1234
+MEAN = 0.2860
+STD = 0.3530
+NUM_THREADS = 2
+EVAL_BATCH = 1000
+REF_N = 8
+AMBIGUOUS_MARGIN = 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+def read_idx(path):
+    """Read a gzipped IDX file (big-endian header) into a uint8 numpy array."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise ValueError("%s: truncated IDX header" % path)
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError("%s: expected an unsigned byte IDX file" % path)
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError("%s: %d bytes of data, header says %s" % (path, body.size, dims))
+    return body.reshape(dims)
+
+
+def preprocess(images_u8):
+    """uint8 [N,28,28] -> float32 [N,1,28,28]; each step in float32, as the C runtime does it."""
+    x = images_u8.astype(np.float32) / np.float32(255.0)
+    x = (x - np.float32(MEAN)) / np.float32(STD)
+    assert x.dtype == np.float32
+    return np.ascontiguousarray(x[:, None, :, :])
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_split(split):
+    images = read_idx(os.path.join(DATA_DIR, "%s-images-idx3-ubyte.gz" % split))
+    labels = read_idx(os.path.join(DATA_DIR, "%s-labels-idx1-ubyte.gz" % split))
+    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
+        raise ValueError("%s: inconsistent image/label files" % split)
+    x = torch.from_numpy(preprocess(images))
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 512), nn.ReLU(),
+            nn.Linear(512, 256), nn.ReLU(),
+            nn.Linear(256, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def conv_bn_relu(cin, cout, stride=1):
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class VGG(nn.Module):
+    def __init__(self, c1=16, c2=32, hidden=128):
+        super().__init__()
+        self.features = nn.Sequential(
+            *conv_bn_relu(1, c1), *conv_bn_relu(c1, c1), nn.MaxPool2d(2),
+            *conv_bn_relu(c1, c2), *conv_bn_relu(c2, c2), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        s = x if self.down is None else self.down(x)
+        return F.relu(y + s)
+
+
+class ResNet(nn.Module):
+    def __init__(self, widths=(16, 32, 64)):
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn_relu(1, widths[0]))
+        blocks = []
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            blocks.append(BasicBlock(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, 10)
+
+    def forward(self, x):
+        x = self.pool(self.blocks(self.stem(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hid = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, hid, 1, bias=False), nn.BatchNorm2d(hid), nn.ReLU6(),
+            nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), nn.BatchNorm2d(hid),
+            nn.ReLU6(),
+            nn.Conv2d(hid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV2(nn.Module):
+    # (expansion, out channels, stride) per inverted residual block
+    CFG = ((1, 16, 1), (4, 24, 2), (4, 24, 1), (4, 32, 2), (4, 32, 1), (4, 48, 1))
+
+    def __init__(self, stem=16, last=128):
+        super().__init__()
+        layers = [nn.Conv2d(1, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU6()]
+        cin = stem
+        for t, c, s in self.CFG:
+            layers.append(InvertedResidual(cin, c, s, t))
+            cin = c
+        layers += [nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(last, 10)
+
+    def forward(self, x):
+        x = self.pool(self.features(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention written out as MatMul + Softmax so it exports op by op."""
+
+    def __init__(self, dim, heads, tokens):
+        super().__init__()
+        self.heads, self.tokens, self.dh = heads, tokens, dim // heads
+        self.scale = self.dh ** -0.5
+        # Separate q, k, v projections: each exports as MatMul + Add with its own weight, so no
+        # Gather/Split nodes and a quantizer sees three tensors with their own ranges.
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def heads_first(self, t):
+        # [B,N,D] -> [B,H,N,dh]; -1 for the batch keeps the exported Reshape shape a constant.
+        return t.reshape(-1, self.tokens, self.heads, self.dh).transpose(1, 2)
+
+    def forward(self, x):
+        n, h, dh = self.tokens, self.heads, self.dh
+        q, k, v = self.heads_first(self.q(x)), self.heads_first(self.k(x)), self.heads_first(self.v(x))
+        att = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.scale, dim=-1)
+        y = torch.matmul(att, v).transpose(1, 2).reshape(-1, n, h * dh)
+        return self.proj(y)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim, heads, mlp, tokens):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, tokens)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class ViT(nn.Module):
+    def __init__(self, patch=4, dim=64, depth=4, heads=4, mlp=128):
+        super().__init__()
+        self.dim, self.tokens = dim, (28 // patch) ** 2
+        self.patch = nn.Conv2d(1, dim, patch, patch)
+        self.pos = nn.Parameter(torch.zeros(1, self.tokens, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.blocks = nn.Sequential(
+            *[EncoderBlock(dim, heads, mlp, self.tokens) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        x = self.patch(x).reshape(-1, self.dim, self.tokens).transpose(1, 2) + self.pos
+        x = self.norm(self.blocks(x))
+        return self.head(x.mean(dim=1))
+
+
+# Training and export settings per model. lr is the peak of a one-cycle schedule.
+MODELS = {
+    "fmnist_mlp": dict(build=MLP, opset=13, epochs=8, lr=1e-3, wd=1e-4, batch=128,
+                       keep_bn=False, target=88.0),
+    "fmnist_cnn": dict(build=VGG, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
+                       keep_bn=True, target=90.0),
+    "fmnist_resnet": dict(build=ResNet, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
+                          keep_bn=False, target=90.0),
+    "fmnist_mobilenet": dict(build=MobileNetV2, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
+                             keep_bn=False, target=90.0),
+    "fmnist_vit": dict(build=ViT, opset=17, epochs=10, lr=2e-3, wd=5e-2, batch=128,
+                       keep_bn=False, target=90.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training, evaluation, export
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model, x, y):
+    """Returns (number correct, logits float32 [N,10]) in eval mode, batch EVAL_BATCH."""
+    model.eval()
+    outs = [model(x[i:i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)]
+    logits = torch.cat(outs)
+    return int((logits.argmax(1) == y).sum()), logits
+
+
+def train(name, cfg, data):
+    xtr, ytr, xte, yte = data
+    seed_everything(SEED)
+    model = cfg["build"]()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
+    steps_per_epoch = (xtr.shape[0] + cfg["batch"] - 1) // cfg["batch"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg["lr"], epochs=cfg["epochs"], steps_per_epoch=steps_per_epoch,
+        pct_start=0.2)
+    gen = torch.Generator().manual_seed(SEED)
+    print("%s: %d parameters, %d epochs" % (name, params, cfg["epochs"]), flush=True)
+    t0 = time.time()
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        perm = torch.randperm(xtr.shape[0], generator=gen)
+        total_loss = 0.0
+        for i in range(0, xtr.shape[0], cfg["batch"]):
+            idx = perm[i:i + cfg["batch"]]
+            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss) * idx.numel()
+        correct, _ = evaluate(model, xte, yte)
+        print("  epoch %2d  loss %.4f  test %.2f%%  %.0fs" % (
+            epoch + 1, total_loss / xtr.shape[0], 100.0 * correct / xte.shape[0],
+            time.time() - t0), flush=True)
+    return model, params, time.time() - t0
+
+
+def export(model, cfg, path):
+    model.eval()
+    dummy = torch.zeros(2, 1, 28, 28)
+    kwargs = {}
+    if cfg["keep_bn"]:
+        # PRESERVE skips the eval-mode peephole pass that fuses Conv+BN, and without constant
+        # folding the BN parameters stay separate initializers. model.eval() makes the BN nodes
+        # inference-mode (running statistics, single output).
+        kwargs = dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    torch.onnx.export(model, dummy, path, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=cfg["opset"], **kwargs)
+
+
+def check_onnx(path, cfg):
+    """Validate the exported graph; return {op_type: count}, or None without the onnx module."""
+    try:
+        import onnx
+    except ImportError:
+        print("  onnx module missing: graph not checked", file=sys.stderr)
+        return None
+    m = onnx.load(path)
+    onnx.checker.check_model(m)
+    ops = {}
+    for n in m.graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    g = m.graph
+    assert [i.name for i in g.input] == ["input"], [i.name for i in g.input]
+    assert [o.name for o in g.output] == ["logits"], [o.name for o in g.output]
+    dim0 = g.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param == "batch", dim0
+    if cfg["keep_bn"]:
+        assert ops.get("BatchNormalization", 0) > 0, "BatchNormalization was fused on export"
+        for n in g.node:
+            if n.op_type == "BatchNormalization":
+                assert len(n.output) == 1, "training-mode BatchNormalization exported"
+    if cfg["opset"] >= 17 and cfg["build"] is ViT:
+        assert ops.get("LayerNormalization", 0) > 0, "LayerNormalization was decomposed"
+    return dict(sorted(ops.items()))
+
+
+def manifest_entry(name, cfg, path, params, seconds, correct, logits, yte, ops):
+    top2 = torch.topk(logits, 2, dim=1).values
+    ambiguous = int(((top2[:, 0] - top2[:, 1]) < AMBIGUOUS_MARGIN).sum())
+    n = yte.shape[0]
+    return {
+        "name": name,
+        "file": os.path.basename(path),
+        "sha256": sha256_file(path),
+        "size_bytes": os.path.getsize(path),
+        "opset": cfg["opset"],
+        "input": {"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", 10], "dtype": "float32"},
+        "preprocessing": {
+            "pixel_scale": "divide by 255",
+            "scale": 1.0 / 255.0,
+            "mean": [MEAN],
+            "std": [STD],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "formula": "x = ((float)u8 / 255.0f - 0.2860f) / 0.3530f",
+        },
+        "batchnorm_in_graph": bool(ops and ops.get("BatchNormalization", 0) > 0),
+        "op_types": ops,
+        "params": params,
+        "test_samples": n,
+        "torch_correct": correct,
+        "torch_top1": round(100.0 * correct / n, 2),
+        "torch_ambiguous": ambiguous,
+        "reference": {
+            "first_n": REF_N,
+            "labels": [int(v) for v in yte[:REF_N]],
+            "pred": [int(v) for v in logits[:REF_N].argmax(1)],
+            "logits": [[float("%.6g" % v) for v in row] for row in logits[:REF_N].tolist()],
+        },
+        "seed": SEED,
+        "epochs": cfg["epochs"],
+        "batch_size": cfg["batch"],
+        "optimizer": "AdamW lr %g (one-cycle) weight_decay %g" % (cfg["lr"], cfg["wd"]),
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=sorted(MODELS), help="train just this model")
+    ap.add_argument("--out", default=os.path.join(root, "models"), help="output folder")
+    args = ap.parse_args()
+
+    torch.set_num_threads(NUM_THREADS)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(args.out, exist_ok=True)
+    manifest_path = os.path.join(args.out, "manifest.json")
+
+    xtr, ytr = load_split("train")
+    xte, yte = load_split("t10k")
+    data = (xtr, ytr, xte, yte)
+
+    entries = {}
+    if args.only and os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            entries = {m["name"]: m for m in json.load(f).get("models", [])}
+
+    names = [args.only] if args.only else list(MODELS)
+    failed = []
+    for name in names:
+        cfg = MODELS[name]
+        model, params, seconds = train(name, cfg, data)
+        correct, logits = evaluate(model, xte, yte)
+        path = os.path.join(args.out, name + ".onnx")
+        export(model, cfg, path)
+        ops = check_onnx(path, cfg)
+        entries[name] = manifest_entry(name, cfg, path, params, seconds, correct, logits, yte, ops)
+        top1 = entries[name]["torch_top1"]
+        print("%s: top-1 %.2f%% (%d/%d), %d bytes, %.0fs, ops %s" % (
+            name, top1, correct, yte.shape[0], os.path.getsize(path), seconds, ops), flush=True)
+        if top1 < cfg["target"]:
+            failed.append("%s: %.2f%% < %.1f%%" % (name, top1, cfg["target"]))
+
+    try:
+        import onnx
+        onnx_version = onnx.__version__
+    except ImportError:
+        onnx_version = None
+    files = {}
+    for split in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            fn = "%s-%s-ubyte.gz" % (split, kind)
+            p = os.path.join(DATA_DIR, fn)
+            files[fn] = {"path": p, "sha256": sha256_file(p)}
+    manifest = {
+        "format_version": 1,
+        "dataset": DATASET_DESC,
+        "dataset_files": files,
+        "generated_by": "scripts/train_models.py",
+        "torch_version": torch.__version__,
+        "onnx_version": onnx_version,
+        "numpy_version": np.__version__,
+        "models": [entries[n] for n in MODELS if n in entries],
+    }
+    tmp = manifest_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, manifest_path)
+    if failed:
+        print("below target: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
