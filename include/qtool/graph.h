@@ -60,6 +60,19 @@ struct qt_qparams {
 	int32_t *zero_point; /* count entries, within qtype's range */
 };
 
+/*
+ * Integer requantization of a quantized node's int32 accumulators to its
+ * output codes (rule in docs/FORMAT.md): per output channel (count = C) or per
+ * tensor (count = 1), y = clamp(zo + ((acc * mult + 2^(shift-1)) >> shift), qmin, qmax).
+ * qmin/qmax also carry a fused Relu/Clip.
+ */
+struct qt_requant {
+	int count;
+	int32_t *mult;  /* in [2^30, 2^31-1], or 0 for a zero real multiplier */
+	int32_t *shift; /* in [1, 62] */
+	int32_t qmin, qmax;
+};
+
 /* A named value: a graph input, an initializer or a node output. */
 struct qt_value {
 	const char *name;
@@ -84,6 +97,7 @@ struct qt_node {
 	int *outputs; /* value indices; -1 for an omitted optional output */
 	int n_attrs;
 	struct qt_attr *attrs;
+	struct qt_requant *rq; /* set on quantized Conv/Gemm/MatMul nodes, else NULL */
 };
 
 struct qt_graph {
@@ -104,6 +118,11 @@ struct qt_graph {
 	int n_outputs;
 	int *outputs;
 	uint8_t sha256[32]; /* of the source file bytes */
+	/* Provenance of a quantized graph (NULL for a plain ONNX graph). */
+	const char *src_sha256_hex; /* the FP32 model it was quantized from */
+	const char *calib_method;
+	const char *qtool_version;
+	const char *command_line;
 };
 
 /* Create an empty graph. *out is owned by the caller: free with qt_graph_free. */

@@ -12,11 +12,13 @@
 struct qt_rt;
 
 /*
- * Called after each node output is computed (calibration hooks here).
- * `value` is the index in the graph; `t` is borrowed for the call only.
+ * Called after each node output is computed (calibration hooks here; the
+ * float simulation of a quantized model fake-quantizes `t` in place).
+ * `value` is the index in the graph; `t` is borrowed for the call only and
+ * may be modified but not reshaped or reallocated.
  * Return non-QT_OK to abort the run with that status.
  */
-typedef enum qt_status (*qt_rt_observer)(void *user, int value, const struct qt_tensor *t);
+typedef enum qt_status (*qt_rt_observer)(void *user, int value, struct qt_tensor *t);
 
 struct qt_rt_stats {
 	size_t peak_bytes; /* peak bytes of live activations (excluding constants) */
@@ -46,6 +48,16 @@ QT_API enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs
 
 /* Cumulative statistics since qt_rt_new. */
 QT_API const struct qt_rt_stats *qt_rt_stats(const struct qt_rt *rt);
+
+/* Borrowed view of value v after a run with qt_rt_keep_all(rt, 1); NULL if not computed. */
+QT_API const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v);
+
+/*
+ * Concrete shape for graph input i: declared dims, with every symbolic or
+ * unknown dim set to `batch` (the first) or 1 (others). Returns the rank, or
+ * -1 when the input declares no shape.
+ */
+QT_API int qt_graph_input_dims(const struct qt_graph *g, int i, int64_t batch, int64_t *dims_out);
 
 /* 1 when (domain, op_type) has a kernel at this opset. */
 QT_API int qt_rt_op_supported(const char *domain, const char *op_type, int opset);

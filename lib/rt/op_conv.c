@@ -1,6 +1,815 @@
-/* FP32 kernels: see ops.h for the contract. */
+/*
+ * FP32 kernels for convolution and pooling (see ops.h for the contract):
+ * Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool and
+ * GlobalMaxPool.
+ *
+ * 1-D, 2-D and 3-D spatial shapes share one code path: a problem with fewer
+ * spatial dims is lifted to 3-D with leading unit dims (size 1, kernel 1,
+ * stride 1, dilation 1, no padding), so every loop is written once over
+ * (d, h, w). A "line" below is one (d, h) pair: a run of W pixels.
+ *
+ * Float rule: Conv and ConvTranspose multiply with OpenBLAS cblas_sgemm
+ * (float accumulation, OpenBLAS's order; the bias is the initial value of the
+ * sum). The depthwise direct loop and col2im accumulate in float, tap by tap,
+ * after the bias. Average pools sum in double. MaxPool also handles int8 and
+ * uint8 (opset 12); everything else is float32 only.
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
+#define SP 3                           /* spatial dims after lifting */
+#define ATTR_MAX ((int64_t)1 << 30)    /* bound on kernel, stride, dilation, pad values */
+#define COL_BUDGET ((int64_t)1 << 22)  /* floats per im2col/col2im chunk (16 MiB) */
+
+enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+/* Spatial geometry, lifted to 3-D: model spatial dim i is slot SP - nsp + i. */
+struct geom {
+	int nsp; /* spatial dims of the model, 1..3 */
+	int64_t in[SP], out[SP], k[SP], s[SP], d[SP], pb[SP], pe[SP];
+};
+
+static enum qt_status need_f32(const struct qt_op_args *a, const struct qt_tensor *t, const char *what)
+{
+	if (!t)
+		return qt_op_error(a, QT_E_FORMAT, "required input %s is missing", what);
+	if (t->dtype != QT_DTYPE_F32)
+		return qt_op_error(a, QT_E_UNSUPPORTED, "input %s is %s; only float32 is supported", what,
+				   qt_dtype_name(t->dtype));
+	return QT_OK;
+}
+
+static int64_t prod3(const int64_t *v)
+{
+	return v[0] * v[1] * v[2];
+}
+
+/* Checked a * b for non-negative operands; 0 on overflow. */
+static int mul_ok(int64_t x, int64_t y, int64_t *out)
+{
+	return !__builtin_mul_overflow(x, y, out);
+}
+
+/* Lifted slot of model spatial dim i. */
+static int slot(const struct geom *g, int i)
+{
+	return SP - g->nsp + i;
+}
+
+/* X must be (N, C, D1 [, D2 [, D3]]); set up an identity geometry for it. */
+static enum qt_status geom_init(const struct qt_op_args *a, const struct qt_tensor *x, struct geom *g)
+{
+	if (x->rank < 3 || x->rank > 2 + SP) {
+		char s[96];
+		return qt_op_error(a, x->rank < 3 ? QT_E_FORMAT : QT_E_UNSUPPORTED,
+				   "input X %s must be N x C x D1 [x D2 [x D3]] (1 to 3 spatial dims)",
+				   qt_shape_str(s, sizeof s, x->rank, x->dims));
+	}
+	g->nsp = x->rank - 2;
+	for (int i = 0; i < SP; i++) {
+		g->in[i] = g->out[i] = g->k[i] = g->s[i] = g->d[i] = 1;
+		g->pb[i] = g->pe[i] = 0;
+	}
+	for (int i = 0; i < g->nsp; i++)
+		g->in[slot(g, i)] = x->dims[2 + i];
+	return QT_OK;
+}
+
+/*
+ * Read the ints attribute `name` (one value per spatial dim) into the lifted
+ * slots of v, leaving v alone when it is absent or empty. Values must lie in
+ * [lo, ATTR_MAX].
+ */
+static enum qt_status spatial_attr(const struct qt_op_args *a, const struct geom *g, const char *name, int64_t lo,
+				   int64_t *v)
+{
+	const int64_t *vals;
+	int n = qt_node_attr_ints(a->node, name, &vals);
+	if (n == 0)
+		return QT_OK;
+	if (n != g->nsp)
+		return qt_op_error(a, QT_E_FORMAT, "attribute %s has %d values but the input has %d spatial dims", name,
+				   n, g->nsp);
+	for (int i = 0; i < n; i++) {
+		if (vals[i] < lo || vals[i] > ATTR_MAX)
+			return qt_op_error(a, QT_E_FORMAT, "%s[%d] = %lld is outside [%lld, %lld]", name, i,
+					   (long long)vals[i], (long long)lo, (long long)ATTR_MAX);
+		v[slot(g, i)] = vals[i];
+	}
+	return QT_OK;
+}
+
+/* pads = [x1_begin, x2_begin, ..., x1_end, x2_end, ...], each in [0, ATTR_MAX]. */
+static enum qt_status pads_attr(const struct qt_op_args *a, struct geom *g)
+{
+	const int64_t *vals;
+	int n = qt_node_attr_ints(a->node, "pads", &vals);
+	if (n == 0)
+		return QT_OK;
+	if (n != 2 * g->nsp)
+		return qt_op_error(a, QT_E_FORMAT, "attribute pads has %d values but the input has %d spatial dims (needs %d)",
+				   n, g->nsp, 2 * g->nsp);
+	for (int i = 0; i < n; i++)
+		if (vals[i] < 0 || vals[i] > ATTR_MAX)
+			return qt_op_error(a, QT_E_FORMAT, "pads[%d] = %lld is outside [0, %lld]", i, (long long)vals[i],
+					   (long long)ATTR_MAX);
+	for (int i = 0; i < g->nsp; i++) {
+		g->pb[slot(g, i)] = vals[i];
+		g->pe[slot(g, i)] = vals[g->nsp + i];
+	}
+	return QT_OK;
+}
+
+static enum qt_status read_auto_pad(const struct qt_op_args *a, enum auto_pad *out)
+{
+	const char *s = qt_node_attr_str(a->node, "auto_pad", "NOTSET");
+	if (strcmp(s, "NOTSET") == 0 || s[0] == '\0')
+		*out = PAD_NOTSET;
+	else if (strcmp(s, "SAME_UPPER") == 0)
+		*out = PAD_SAME_UPPER;
+	else if (strcmp(s, "SAME_LOWER") == 0)
+		*out = PAD_SAME_LOWER;
+	else if (strcmp(s, "VALID") == 0)
+		*out = PAD_VALID;
+	else
+		return qt_op_error(a, QT_E_FORMAT, "auto_pad \"%.32s\" is not NOTSET, SAME_UPPER, SAME_LOWER or VALID", s);
+	return QT_OK;
+}
+
+/*
+ * Output sizes (and, for SAME_*, the pads) of Conv and the pools. ceil_mode
+ * (pools) rounds the window count up but, like PyTorch and onnxruntime, drops
+ * a last window that would start beyond the input and its begin padding.
+ */
+static enum qt_status fwd_geometry(const struct qt_op_args *a, struct geom *g, enum auto_pad ap, int ceil_mode)
+{
+	for (int j = 0; j < g->nsp; j++) {
+		int i = slot(g, j);
+		/* k, d <= 2^30 and in < 2^34 (tensor size limit): no overflow below. */
+		int64_t ek = (g->k[i] - 1) * g->d[i] + 1, in = g->in[i], s = g->s[i];
+		if (ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
+			int64_t out = (in + s - 1) / s;
+			int64_t total = (out - 1) * s + ek - in;
+			if (total < 0)
+				total = 0;
+			g->pb[i] = ap == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+			g->pe[i] = total - g->pb[i];
+			g->out[i] = out;
+			continue;
+		}
+		if (ap == PAD_VALID)
+			g->pb[i] = g->pe[i] = 0;
+		int64_t span = in + g->pb[i] + g->pe[i] - ek;
+		if (span < 0)
+			return qt_op_error(a, QT_E_FORMAT,
+					   "spatial dim %d: kernel extent %lld is larger than the padded input (%lld)", j,
+					   (long long)ek, (long long)(in + g->pb[i] + g->pe[i]));
+		int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+		if (ceil_mode && out > 1 && (out - 1) * s >= in + g->pb[i])
+			out--;
+		g->out[i] = out;
+	}
+	return QT_OK;
+}
+
+/*
+ * The indices t in [lo, hi), clamped to [0, count), for which
+ * 0 <= off + t * step < limit (step >= 1). Used both for the output pixels a
+ * kernel tap reaches and for the kernel taps a pooling window keeps.
+ */
+static void valid_range(int64_t off, int64_t step, int64_t limit, int64_t count, int64_t *lo, int64_t *hi)
+{
+	int64_t l = off >= 0 ? 0 : (-off + step - 1) / step;
+	int64_t h = limit - 1 - off < 0 ? 0 : (limit - 1 - off) / step + 1;
+	if (h > count)
+		h = count;
+	if (l > h)
+		l = h;
+	*lo = l;
+	*hi = h;
+}
+
+/* Y's shape: (N, channels, out spatial dims). */
+static enum qt_status alloc_out(const struct qt_op_args *a, int o, enum qt_dtype dt, const struct geom *g, int64_t n,
+				int64_t c)
+{
+	int64_t dims[2 + SP] = {n, c};
+	for (int i = 0; i < g->nsp; i++)
+		dims[2 + i] = g->out[slot(g, i)];
+	enum qt_status st = qt_tensor_alloc(&a->out[o], dt, 2 + g->nsp, dims);
+	return st ? qt_op_error(a, st, "output %d: %s", o, qt_error_msg()) : QT_OK;
+}
+
+/* Fill each (n, m) output plane with bias[m]. */
+static void fill_bias(float *y, const float *bias, int64_t N, int64_t M, int64_t P)
+{
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t m = 0; m < M; m++) {
+			float *p = y + (n * M + m) * P;
+			for (int64_t i = 0; i < P; i++)
+				p[i] = bias[m];
+		}
+}
+
+/*
+ * Gather the receptive fields of output lines [l0, l1) of a cg-channel input
+ * plane stack into col, row-major (cg * K) x ((l1 - l0) * out[2]); padding
+ * reads as 0.
+ */
+static void im2col(const float *x, int64_t cg, const struct geom *g, int64_t l0, int64_t l1, float *col)
+{
+	const int64_t W = g->out[2], np = (l1 - l0) * W, s2 = g->s[2];
+	float *row = col;
+	for (int64_t c = 0; c < cg; c++)
+		for (int64_t kd = 0; kd < g->k[0]; kd++)
+			for (int64_t kh = 0; kh < g->k[1]; kh++)
+				for (int64_t kw = 0; kw < g->k[2]; kw++, row += np) {
+					int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
+					valid_range(off, s2, g->in[2], W, &lo, &hi);
+					for (int64_t l = l0; l < l1; l++) {
+						int64_t id = (l / g->out[1]) * g->s[0] - g->pb[0] + kd * g->d[0];
+						int64_t ih = (l % g->out[1]) * g->s[1] - g->pb[1] + kh * g->d[1];
+						float *dst = row + (l - l0) * W;
+						if (id < 0 || id >= g->in[0] || ih < 0 || ih >= g->in[1]) {
+							memset(dst, 0, (size_t)W * sizeof *dst);
+							continue;
+						}
+						const float *src = x + ((c * g->in[0] + id) * g->in[1] + ih) * g->in[2];
+						memset(dst, 0, (size_t)lo * sizeof *dst);
+						if (s2 == 1) {
+							memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+						} else {
+							for (int64_t ow = lo; ow < hi; ow++)
+								dst[ow] = src[ow * s2 + off];
+						}
+						memset(dst + hi, 0, (size_t)(W - hi) * sizeof *dst);
+					}
+				}
+}
+
+/*
+ * dst[i] += w * src[i * step], i in [0, n). The stride-1 body is unrolled by
+ * 8 so that -O2's SLP vectoriser packs it (the loop vectoriser's very-cheap
+ * cost model at -O2 does not handle the remainder); restrict rules out
+ * aliasing.
+ */
+static void axpy_line(float *restrict dst, const float *restrict src, float w, int64_t n, int64_t step)
+{
+	int64_t i = 0;
+	if (step == 1) {
+		for (; i + 8 <= n; i += 8) {
+			dst[i + 0] += w * src[i + 0];
+			dst[i + 1] += w * src[i + 1];
+			dst[i + 2] += w * src[i + 2];
+			dst[i + 3] += w * src[i + 3];
+			dst[i + 4] += w * src[i + 4];
+			dst[i + 5] += w * src[i + 5];
+			dst[i + 6] += w * src[i + 6];
+			dst[i + 7] += w * src[i + 7];
+		}
+		for (; i < n; i++)
+			dst[i] += w * src[i];
+		return;
+	}
+	for (; i < n; i++)
+		dst[i] += w * src[i * step];
+}
+
+/*
+ * Depthwise convolution (one input channel per group, any channel
+ * multiplier): a direct loop, since one small sgemm per channel is slow.
+ * y holds the bias on entry; for each output line, every kernel tap adds
+ * w * x over the line while it is in cache (float accumulation, tap order).
+ */
+static void conv_depthwise(const float *x, const float *w, float *y, const struct geom *g, int64_t N, int64_t C,
+			   int64_t M)
+{
+	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out);
+	const int64_t s2 = g->s[2], K = prod3(g->k);
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t m = 0; m < M; m++) {
+			const float *xc = x + (n * C + m / mult) * Pin, *wm = w + m * K;
+			float *yc = y + (n * M + m) * P;
+			for (int64_t od = 0; od < g->out[0]; od++)
+				for (int64_t oh = 0; oh < g->out[1]; oh++) {
+					float *dst = yc + (od * g->out[1] + oh) * g->out[2];
+					for (int64_t kd = 0; kd < g->k[0]; kd++) {
+						int64_t id = od * g->s[0] - g->pb[0] + kd * g->d[0];
+						if (id < 0 || id >= g->in[0])
+							continue;
+						for (int64_t kh = 0; kh < g->k[1]; kh++) {
+							int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->d[1];
+							if (ih < 0 || ih >= g->in[1])
+								continue;
+							const float *src = xc + (id * g->in[1] + ih) * g->in[2];
+							const float *wt = wm + (kd * g->k[1] + kh) * g->k[2];
+							for (int64_t kw = 0; kw < g->k[2]; kw++) {
+								int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
+								valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
+								if (hi > lo)
+									axpy_line(dst + lo, src + lo * s2 + off, wt[kw], hi - lo, s2);
+							}
+						}
+					}
+				}
+		}
+}
+
+static int blas_fits(int64_t m, int64_t n, int64_t k)
+{
+	return m <= INT_MAX && n <= INT_MAX && k <= INT_MAX;
+}
+
+/* Lines per im2col/col2im chunk so that rows * lines * line_len stays within COL_BUDGET. */
+static int64_t chunk_lines(int64_t rows, int64_t line_len, int64_t lines)
+{
+	int64_t per = rows * line_len; /* both come from allocated tensors: no overflow */
+	int64_t n = per > 0 ? COL_BUDGET / per : lines;
+	if (n < 1)
+		n = 1;
+	return n < lines ? n : lines;
+}
+
+/*
+ * Conv: Y[n, m] = B[m] + sum over the group's input channels and kernel taps
+ * of W[m, c, k] * X[n, c, pos(k)]. W is (M, C/group, k...). 1x1 stride-1
+ * unpadded convs multiply X directly, depthwise convs use a direct loop, the
+ * rest im2col + sgemm per image and group, in chunks of output lines.
+ */
+static enum qt_status op_conv(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0), *w = qt_op_in(a, 1), *b = qt_op_in(a, 2);
+	struct geom g;
+	enum auto_pad ap;
+	enum qt_status st;
+	char s1[96], s2[96];
+	if ((st = need_f32(a, x, "X")) || (st = need_f32(a, w, "W")) || (b && (st = need_f32(a, b, "B"))))
+		return st;
+	if ((st = geom_init(a, x, &g)))
+		return st;
+	if (w->rank != x->rank)
+		return qt_op_error(a, QT_E_FORMAT, "weight W %s has rank %d but X %s has rank %d",
+				   qt_shape_str(s1, sizeof s1, w->rank, w->dims), w->rank,
+				   qt_shape_str(s2, sizeof s2, x->rank, x->dims), x->rank);
+	int64_t N = x->dims[0], C = x->dims[1], M = w->dims[0];
+	int64_t group = qt_node_attr_int(a->node, "group", 1);
+	if (group < 1)
+		return qt_op_error(a, QT_E_FORMAT, "group %lld must be >= 1", (long long)group);
+	if (C % group)
+		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld", (long long)C,
+				   (long long)group);
+	if (w->dims[1] != C / group)
+		return qt_op_error(a, QT_E_FORMAT, "weight has %lld input channels per group but input has %lld (%lld channels / group %lld)",
+				   (long long)w->dims[1], (long long)(C / group), (long long)C, (long long)group);
+	if (M % group)
+		return qt_op_error(a, QT_E_FORMAT, "weight has %lld output channels, not a multiple of group %lld",
+				   (long long)M, (long long)group);
+	if (b && (b->rank != 1 || b->dims[0] != M))
+		return qt_op_error(a, QT_E_FORMAT, "bias B has shape %s but the weight has %lld output channels",
+				   qt_shape_str(s1, sizeof s1, b->rank, b->dims), (long long)M);
+	for (int i = 0; i < g.nsp; i++)
+		g.k[slot(&g, i)] = w->dims[2 + i];
+	int64_t ks[SP];
+	memcpy(ks, g.k, sizeof ks);
+	if ((st = spatial_attr(a, &g, "kernel_shape", 1, ks)))
+		return st;
+	if (memcmp(ks, g.k, sizeof ks) != 0)
+		return qt_op_error(a, QT_E_FORMAT, "kernel_shape %s does not match the weight's spatial shape %s",
+				   qt_shape_str(s1, sizeof s1, g.nsp, ks + SP - g.nsp),
+				   qt_shape_str(s2, sizeof s2, g.nsp, w->dims + 2));
+	for (int i = 0; i < g.nsp; i++)
+		if (g.k[slot(&g, i)] > ATTR_MAX)
+			return qt_op_error(a, QT_E_UNSUPPORTED, "kernel dim %d of %lld is too large", i,
+					   (long long)g.k[slot(&g, i)]);
+	if ((st = spatial_attr(a, &g, "strides", 1, g.s)) || (st = spatial_attr(a, &g, "dilations", 1, g.d)) ||
+	    (st = pads_attr(a, &g)) || (st = read_auto_pad(a, &ap)) || (st = fwd_geometry(a, &g, ap, 0)))
+		return st;
+	if ((st = alloc_out(a, 0, QT_DTYPE_F32, &g, N, M)))
+		return st;
+	float *y = a->out[0].data;
+	const float *xp = x->data, *wp = w->data;
+	const int64_t Pin = prod3(g.in), P = prod3(g.out), K = prod3(g.k), cg = C / group, mg = M / group;
+	if (b)
+		fill_bias(y, b->data, N, M, P);
+	if (N == 0 || M == 0 || P == 0 || cg == 0 || K == 0)
+		return QT_OK;
+	if (cg == 1 && group > 1) {
+		conv_depthwise(xp, wp, y, &g, N, C, M);
+		return QT_OK;
+	}
+	const float beta = b ? 1.0f : 0.0f;
+	if (!blas_fits(mg, P, cg * K))
+		return qt_op_error(a, QT_E_UNSUPPORTED, "convolution too large for 32-bit BLAS sizes");
+	int pointwise = K == 1;
+	for (int i = 0; i < SP; i++)
+		pointwise = pointwise && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
+	if (pointwise) {
+		/* Y_g (mg x P) = W_g (mg x cg) * X_g (cg x P), with P == Pin. */
+		for (int64_t n = 0; n < N; n++)
+			for (int64_t gi = 0; gi < group; gi++)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)P, (int)cg, 1.0f,
+					    wp + gi * mg * cg, (int)cg, xp + (n * C + gi * cg) * Pin, (int)P, beta,
+					    y + (n * M + gi * mg) * P, (int)P);
+		return QT_OK;
+	}
+	const int64_t rows = cg * K, lines = g.out[0] * g.out[1], per = chunk_lines(rows, g.out[2], lines);
+	float *col = malloc((size_t)(rows * per * g.out[2]) * sizeof *col);
+	if (!col)
+		return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffer (%lld floats)",
+				   (long long)(rows * per * g.out[2]));
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t gi = 0; gi < group; gi++) {
+			const float *xg = xp + (n * C + gi * cg) * Pin, *wg = wp + gi * mg * rows;
+			float *yg = y + (n * M + gi * mg) * P;
+			for (int64_t l0 = 0; l0 < lines; l0 += per) {
+				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.out[2];
+				im2col(xg, cg, &g, l0, l1, col);
+				/* Y_g[:, lines l0..l1) (mg x np) = W_g (mg x rows) * col (rows x np). */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows, 1.0f,
+					    wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
+			}
+		}
+	free(col);
+	return QT_OK;
+}
+
+/*
+ * Scatter-add col ((mg * K) x ((l1 - l0) * in[2]), one row per output
+ * channel and tap, one column per input pixel of input lines [l0, l1)) into
+ * the mg output planes of y: input pixel i and tap t land on
+ * i * stride + t * dilation - pad_begin; what falls outside is cropped.
+ */
+static void col2im(const float *col, int64_t mg, const struct geom *g, int64_t l0, int64_t l1, float *y)
+{
+	const int64_t W = g->in[2], np = (l1 - l0) * W, s2 = g->s[2], P = prod3(g->out);
+	const float *row = col;
+	for (int64_t m = 0; m < mg; m++)
+		for (int64_t kd = 0; kd < g->k[0]; kd++)
+			for (int64_t kh = 0; kh < g->k[1]; kh++)
+				for (int64_t kw = 0; kw < g->k[2]; kw++, row += np) {
+					int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
+					valid_range(off, s2, g->out[2], W, &lo, &hi);
+					for (int64_t l = l0; l < l1; l++) {
+						int64_t od = (l / g->in[1]) * g->s[0] + kd * g->d[0] - g->pb[0];
+						int64_t oh = (l % g->in[1]) * g->s[1] + kh * g->d[1] - g->pb[1];
+						if (od < 0 || od >= g->out[0] || oh < 0 || oh >= g->out[1])
+							continue;
+						float *dst = y + m * P + (od * g->out[1] + oh) * g->out[2];
+						const float *src = row + (l - l0) * W;
+						for (int64_t iw = lo; iw < hi; iw++)
+							dst[iw * s2 + off] += src[iw];
+					}
+				}
+}
+
+/*
+ * ConvTranspose: the adjoint of Conv. W is (C, M/group, k...); each input
+ * pixel scatters W[c, m, :] * X[n, c, pixel] into the output. Computed as
+ * col = W_g^T * X_g (sgemm) then col2im, per image and group, in chunks of
+ * input lines. Output size: output_shape if given (pads derived from it),
+ * else stride * (in - 1) + output_padding + extent - pads (SAME_*: in *
+ * stride). A negative derived total padding is clamped to 0: the extra
+ * output at the end then holds only the bias.
+ */
+static enum qt_status op_conv_transpose(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0), *w = qt_op_in(a, 1), *b = qt_op_in(a, 2);
+	struct geom g;
+	enum auto_pad ap;
+	enum qt_status st;
+	char s1[96], s2[96];
+	if ((st = need_f32(a, x, "X")) || (st = need_f32(a, w, "W")) || (b && (st = need_f32(a, b, "B"))))
+		return st;
+	if ((st = geom_init(a, x, &g)))
+		return st;
+	if (w->rank != x->rank)
+		return qt_op_error(a, QT_E_FORMAT, "weight W %s has rank %d but X %s has rank %d",
+				   qt_shape_str(s1, sizeof s1, w->rank, w->dims), w->rank,
+				   qt_shape_str(s2, sizeof s2, x->rank, x->dims), x->rank);
+	int64_t N = x->dims[0], C = x->dims[1], mg = w->dims[1], M;
+	int64_t group = qt_node_attr_int(a->node, "group", 1);
+	if (group < 1)
+		return qt_op_error(a, QT_E_FORMAT, "group %lld must be >= 1", (long long)group);
+	if (C % group)
+		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld", (long long)C,
+				   (long long)group);
+	if (w->dims[0] != C)
+		return qt_op_error(a, QT_E_FORMAT, "weight has %lld input channels but X has %lld",
+				   (long long)w->dims[0], (long long)C);
+	if (!mul_ok(mg, group, &M))
+		return qt_op_error(a, QT_E_FORMAT, "output channel count %lld x group %lld overflows", (long long)mg,
+				   (long long)group);
+	if (b && (b->rank != 1 || b->dims[0] != M))
+		return qt_op_error(a, QT_E_FORMAT, "bias B has shape %s but the output has %lld channels",
+				   qt_shape_str(s1, sizeof s1, b->rank, b->dims), (long long)M);
+	for (int i = 0; i < g.nsp; i++)
+		g.k[slot(&g, i)] = w->dims[2 + i];
+	int64_t ks[SP], op[SP] = {0, 0, 0};
+	memcpy(ks, g.k, sizeof ks);
+	if ((st = spatial_attr(a, &g, "kernel_shape", 1, ks)))
+		return st;
+	if (memcmp(ks, g.k, sizeof ks) != 0)
+		return qt_op_error(a, QT_E_FORMAT, "kernel_shape %s does not match the weight's spatial shape %s",
+				   qt_shape_str(s1, sizeof s1, g.nsp, ks + SP - g.nsp),
+				   qt_shape_str(s2, sizeof s2, g.nsp, w->dims + 2));
+	for (int i = 0; i < g.nsp; i++)
+		if (g.k[slot(&g, i)] > ATTR_MAX)
+			return qt_op_error(a, QT_E_UNSUPPORTED, "kernel dim %d of %lld is too large", i,
+					   (long long)g.k[slot(&g, i)]);
+	if ((st = spatial_attr(a, &g, "strides", 1, g.s)) || (st = spatial_attr(a, &g, "dilations", 1, g.d)) ||
+	    (st = spatial_attr(a, &g, "output_padding", 0, op)) || (st = pads_attr(a, &g)) ||
+	    (st = read_auto_pad(a, &ap)))
+		return st;
+	/* output_shape may list the spatial dims only, or N and C too. */
+	const int64_t *os;
+	int nos = qt_node_attr_ints(a->node, "output_shape", &os);
+	if (nos == g.nsp + 2)
+		os += 2, nos -= 2;
+	if (nos != 0 && nos != g.nsp)
+		return qt_op_error(a, QT_E_FORMAT, "attribute output_shape has %d values but the input has %d spatial dims",
+				   nos, g.nsp);
+	for (int j = 0; j < g.nsp; j++) {
+		int i = slot(&g, j);
+		int64_t ek = (g.k[i] - 1) * g.d[i] + 1, full, out;
+		/* full = stride * (in - 1) + extent + output_padding: the uncropped size. */
+		if (!mul_ok(g.s[i], g.in[i] > 0 ? g.in[i] - 1 : 0, &full) || full > INT64_MAX / 4)
+			return qt_op_error(a, QT_E_FORMAT, "spatial dim %d: output size overflows", j);
+		full += ek + op[i];
+		if (nos || ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
+			if (nos) {
+				out = os[j];
+				if (out < 0 || out > full + 2 * ATTR_MAX)
+					return qt_op_error(a, QT_E_FORMAT, "output_shape[%d] = %lld is out of range", j,
+							   (long long)out);
+			} else if (!mul_ok(g.in[i], g.s[i], &out)) {
+				return qt_op_error(a, QT_E_FORMAT, "spatial dim %d: output size overflows", j);
+			}
+			int64_t total = full - out;
+			if (total < 0)
+				total = 0;
+			g.pb[i] = ap == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+			g.pe[i] = total - g.pb[i];
+		} else {
+			if (ap == PAD_VALID)
+				g.pb[i] = g.pe[i] = 0;
+			out = full - g.pb[i] - g.pe[i];
+			if (out < 1)
+				return qt_op_error(a, QT_E_FORMAT, "spatial dim %d: pads %lld + %lld leave no output (size %lld)",
+						   j, (long long)g.pb[i], (long long)g.pe[i], (long long)full);
+		}
+		g.out[i] = out;
+	}
+	if ((st = alloc_out(a, 0, QT_DTYPE_F32, &g, N, M)))
+		return st;
+	float *y = a->out[0].data;
+	const float *xp = x->data, *wp = w->data;
+	const int64_t Pin = prod3(g.in), P = prod3(g.out), K = prod3(g.k), cg = C / group;
+	if (b)
+		fill_bias(y, b->data, N, M, P);
+	if (N == 0 || M == 0 || P == 0 || Pin == 0 || cg == 0 || K == 0)
+		return QT_OK;
+	const int64_t rows = mg * K, lines = g.in[0] * g.in[1], per = chunk_lines(rows, g.in[2], lines);
+	if (!blas_fits(rows, Pin, cg))
+		return qt_op_error(a, QT_E_UNSUPPORTED, "transposed convolution too large for 32-bit BLAS sizes");
+	float *col = malloc((size_t)(rows * per * g.in[2]) * sizeof *col);
+	if (!col)
+		return qt_op_error(a, QT_E_NOMEM, "out of memory for the col2im buffer (%lld floats)",
+				   (long long)(rows * per * g.in[2]));
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t gi = 0; gi < group; gi++) {
+			const float *xg = xp + (n * C + gi * cg) * Pin, *wg = wp + gi * cg * rows;
+			float *yg = y + (n * M + gi * mg) * P;
+			for (int64_t l0 = 0; l0 < lines; l0 += per) {
+				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.in[2];
+				/* col (rows x np) = W_g^T (rows x cg) * X_g[:, lines l0..l1) (cg x np). */
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)np, (int)cg, 1.0f, wg,
+					    (int)rows, xg + l0 * g.in[2], (int)Pin, 0.0f, col, (int)np);
+				col2im(col, mg, &g, l0, l1, yg);
+			}
+		}
+	free(col);
+	return QT_OK;
+}
+
+/* Shared attribute parsing of MaxPool and AveragePool. */
+static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_tensor *x, struct geom *g)
+{
+	enum auto_pad ap;
+	enum qt_status st;
+	if ((st = geom_init(a, x, g)))
+		return st;
+	const int64_t *kv;
+	int nk = qt_node_attr_ints(a->node, "kernel_shape", &kv);
+	if (nk == 0)
+		return qt_op_error(a, QT_E_FORMAT, "attribute kernel_shape is required");
+	if ((st = spatial_attr(a, g, "kernel_shape", 1, g->k)) || (st = spatial_attr(a, g, "strides", 1, g->s)) ||
+	    (st = spatial_attr(a, g, "dilations", 1, g->d)) || (st = pads_attr(a, g)) || (st = read_auto_pad(a, &ap)))
+		return st;
+	int64_t ceil_mode = qt_node_attr_int(a->node, "ceil_mode", 0);
+	if (ceil_mode != 0 && ceil_mode != 1)
+		return qt_op_error(a, QT_E_FORMAT, "ceil_mode must be 0 or 1, not %lld", (long long)ceil_mode);
+	return fwd_geometry(a, g, ap, (int)ceil_mode);
+}
+
+/*
+ * One max-pool kernel per element type: the window's kept taps come from
+ * valid_range, so padding never wins. Ties keep the first tap in scan order.
+ * idx (optional) receives the flat input index: row-major over the whole
+ * tensor, or with the spatial part column-major when storage_order is 1.
+ */
+#define DEFINE_MAXPOOL(NAME, T, LOWEST)                                                                       \
+	static void NAME(const T *x, T *y, int64_t *idx, const struct geom *g, int64_t planes, int col_major) \
+	{                                                                                                     \
+		const int64_t Pin = prod3(g->in), P = prod3(g->out);                                         \
+		for (int64_t pl = 0; pl < planes; pl++) {                                                    \
+			const T *xp = x + pl * Pin;                                                          \
+			int64_t o = pl * P;                                                                  \
+			for (int64_t od = 0; od < g->out[0]; od++) {                                         \
+				int64_t sd = od * g->s[0] - g->pb[0], d0, d1;                                \
+				valid_range(sd, g->d[0], g->in[0], g->k[0], &d0, &d1);                       \
+				for (int64_t oh = 0; oh < g->out[1]; oh++) {                                 \
+					int64_t sh = oh * g->s[1] - g->pb[1], h0, h1;                        \
+					valid_range(sh, g->d[1], g->in[1], g->k[1], &h0, &h1);               \
+					for (int64_t ow = 0; ow < g->out[2]; ow++, o++) {                    \
+						int64_t sw = ow * g->s[2] - g->pb[2], w0, w1, bi = -1;       \
+						valid_range(sw, g->d[2], g->in[2], g->k[2], &w0, &w1);       \
+						T best = LOWEST;                                             \
+						for (int64_t kd = d0; kd < d1; kd++)                         \
+							for (int64_t kh = h0; kh < h1; kh++) {               \
+								int64_t id = sd + kd * g->d[0];              \
+								int64_t ih = sh + kh * g->d[1];              \
+								const T *r = xp + (id * g->in[1] + ih) * g->in[2]; \
+								for (int64_t kw = w0; kw < w1; kw++) {       \
+									int64_t iw = sw + kw * g->d[2];      \
+									if (bi < 0 || r[iw] > best) {        \
+										best = r[iw];                \
+										bi = (id * g->in[1] + ih) * g->in[2] + iw; \
+									}                                    \
+								}                                            \
+							}                                                    \
+						y[o] = best;                                                 \
+						if (idx) {                                                   \
+							int64_t iw = bi % g->in[2], ih = bi / g->in[2] % g->in[1]; \
+							int64_t id = bi / g->in[2] / g->in[1];               \
+							if (bi >= 0 && col_major)                            \
+								bi = id + ih * g->in[0] + iw * g->in[0] * g->in[1]; \
+							idx[o] = bi < 0 ? -1 : pl * Pin + bi;                \
+						}                                                            \
+					}                                                                    \
+				}                                                                            \
+			}                                                                                    \
+		}                                                                                            \
+	}
+
+DEFINE_MAXPOOL(maxpool_f32, float, -INFINITY)
+DEFINE_MAXPOOL(maxpool_u8, uint8_t, 0)
+DEFINE_MAXPOOL(maxpool_s8, int8_t, INT8_MIN)
+
+/*
+ * MaxPool: float32, and int8/uint8 (opset 12). The optional Indices output
+ * (opset 8+) is int64; storage_order 1 makes its spatial part column-major.
+ */
+static enum qt_status op_maxpool(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0);
+	struct geom g;
+	enum qt_status st;
+	if (!x)
+		return qt_op_error(a, QT_E_FORMAT, "required input X is missing");
+	if (x->dtype != QT_DTYPE_F32 && x->dtype != QT_DTYPE_U8 && x->dtype != QT_DTYPE_I8)
+		return qt_op_error(a, QT_E_UNSUPPORTED, "input X is %s; only float32, int8 and uint8 are supported",
+				   qt_dtype_name(x->dtype));
+	if ((st = pool_setup(a, x, &g)))
+		return st;
+	int64_t so = qt_node_attr_int(a->node, "storage_order", 0);
+	if (so != 0 && so != 1)
+		return qt_op_error(a, QT_E_FORMAT, "storage_order must be 0 or 1, not %lld", (long long)so);
+	int want_idx = a->n_out > 1 && a->node->n_outputs > 1 && a->node->outputs[1] >= 0;
+	if ((st = alloc_out(a, 0, x->dtype, &g, x->dims[0], x->dims[1])) ||
+	    (want_idx && (st = alloc_out(a, 1, QT_DTYPE_I64, &g, x->dims[0], x->dims[1]))))
+		return st;
+	int64_t planes = x->dims[0] * x->dims[1], *idx = want_idx ? a->out[1].data : NULL;
+	if (x->dtype == QT_DTYPE_F32)
+		maxpool_f32(x->data, a->out[0].data, idx, &g, planes, (int)so);
+	else if (x->dtype == QT_DTYPE_U8)
+		maxpool_u8(x->data, a->out[0].data, idx, &g, planes, (int)so);
+	else
+		maxpool_s8(x->data, a->out[0].data, idx, &g, planes, (int)so);
+	return QT_OK;
+}
+
+/*
+ * AveragePool: the mean of each window's taps inside the input. With
+ * count_include_pad=1 the divisor also counts taps on the explicit or SAME
+ * padding (but not a ceil_mode overhang beyond it). Sums in double.
+ */
+static enum qt_status op_avgpool(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0);
+	struct geom g;
+	enum qt_status st;
+	if ((st = need_f32(a, x, "X")) || (st = pool_setup(a, x, &g)))
+		return st;
+	int include_pad = qt_node_attr_int(a->node, "count_include_pad", 0) != 0;
+	if ((st = alloc_out(a, 0, QT_DTYPE_F32, &g, x->dims[0], x->dims[1])))
+		return st;
+	const int64_t planes = x->dims[0] * x->dims[1], Pin = prod3(g.in);
+	const float *xp0 = x->data;
+	float *y = a->out[0].data;
+	int64_t o = 0;
+	for (int64_t pl = 0; pl < planes; pl++) {
+		const float *xp = xp0 + pl * Pin;
+		for (int64_t od = 0; od < g.out[0]; od++) {
+			int64_t sd = od * g.s[0] - g.pb[0], d0, d1, pd0, pd1;
+			valid_range(sd, g.d[0], g.in[0], g.k[0], &d0, &d1);
+			valid_range(sd + g.pb[0], g.d[0], g.in[0] + g.pb[0] + g.pe[0], g.k[0], &pd0, &pd1);
+			for (int64_t oh = 0; oh < g.out[1]; oh++) {
+				int64_t sh = oh * g.s[1] - g.pb[1], h0, h1, ph0, ph1;
+				valid_range(sh, g.d[1], g.in[1], g.k[1], &h0, &h1);
+				valid_range(sh + g.pb[1], g.d[1], g.in[1] + g.pb[1] + g.pe[1], g.k[1], &ph0, &ph1);
+				for (int64_t ow = 0; ow < g.out[2]; ow++, o++) {
+					int64_t sw = ow * g.s[2] - g.pb[2], w0, w1, pw0, pw1;
+					valid_range(sw, g.d[2], g.in[2], g.k[2], &w0, &w1);
+					valid_range(sw + g.pb[2], g.d[2], g.in[2] + g.pb[2] + g.pe[2], g.k[2], &pw0, &pw1);
+					double sum = 0;
+					for (int64_t kd = d0; kd < d1; kd++)
+						for (int64_t kh = h0; kh < h1; kh++) {
+							const float *r = xp + ((sd + kd * g.d[0]) * g.in[1] + sh + kh * g.d[1]) *
+										      g.in[2];
+							for (int64_t kw = w0; kw < w1; kw++)
+								sum += r[sw + kw * g.d[2]];
+						}
+					int64_t cnt = include_pad ? (pd1 - pd0) * (ph1 - ph0) * (pw1 - pw0)
+								  : (d1 - d0) * (h1 - h0) * (w1 - w0);
+					y[o] = cnt ? (float)(sum / (double)cnt) : 0.0f;
+				}
+			}
+		}
+	}
+	return QT_OK;
+}
+
+/* GlobalAveragePool / GlobalMaxPool: reduce every (n, c) plane to one value. */
+static enum qt_status global_pool(const struct qt_op_args *a, int is_max)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0);
+	enum qt_status st;
+	if ((st = need_f32(a, x, "X")))
+		return st;
+	if (x->rank < 3) {
+		char s[96];
+		return qt_op_error(a, QT_E_FORMAT, "input X %s must be N x C x D1 ...",
+				   qt_shape_str(s, sizeof s, x->rank, x->dims));
+	}
+	int64_t dims[QT_MAX_RANK], S = 1;
+	for (int i = 0; i < x->rank; i++) {
+		dims[i] = i < 2 ? x->dims[i] : 1;
+		if (i >= 2)
+			S *= x->dims[i];
+	}
+	if ((st = qt_tensor_alloc(&a->out[0], QT_DTYPE_F32, x->rank, dims)))
+		return qt_op_error(a, st, "output Y: %s", qt_error_msg());
+	const float *xp = x->data;
+	float *y = a->out[0].data;
+	for (int64_t p = 0; p < x->dims[0] * x->dims[1]; p++) {
+		const float *r = xp + p * S;
+		if (is_max) {
+			float m = S ? r[0] : -INFINITY;
+			for (int64_t i = 1; i < S; i++)
+				if (r[i] > m)
+					m = r[i];
+			y[p] = m;
+		} else {
+			double sum = 0; /* double: planes can be large */
+			for (int64_t i = 0; i < S; i++)
+				sum += r[i];
+			y[p] = S ? (float)(sum / (double)S) : 0.0f;
+		}
+	}
+	return QT_OK;
+}
+
+static enum qt_status op_global_avgpool(const struct qt_op_args *a)
+{
+	return global_pool(a, 0);
+}
+
+static enum qt_status op_global_maxpool(const struct qt_op_args *a)
+{
+	return global_pool(a, 1);
+}
+
 const struct qt_op_entry qt_ops_conv[] = {
+	{"Conv", 1, op_conv},
+	{"ConvTranspose", 1, op_conv_transpose},
+	{"MaxPool", 1, op_maxpool},
+	{"AveragePool", 1, op_avgpool},
+	{"GlobalAveragePool", 1, op_global_avgpool},
+	{"GlobalMaxPool", 1, op_global_maxpool},
 	{NULL, 0, NULL},
 };

@@ -138,6 +138,16 @@ enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs, struc
 				}
 		}
 		qt_tensor_view(&rt->vals[g->inputs[i]], &inputs[i]);
+		if (rt->observer) {
+			/* The observer may modify what it sees: give it a private copy. */
+			struct qt_tensor *t = &rt->vals[g->inputs[i]];
+			struct qt_tensor copy = {0};
+			if ((st = qt_tensor_copy(&copy, t)) != QT_OK)
+				goto fail;
+			*t = copy;
+			if ((st = rt->observer(rt->observer_user, g->inputs[i], t)) != QT_OK)
+				goto fail;
+		}
 	}
 	rt->live_bytes = 0;
 	const struct qt_tensor *in_ptrs[64];
@@ -175,6 +185,13 @@ enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs, struc
 				st = qt_error(QT_E_FORMAT, "%s: produced no output %d",
 					      qt_node_label(g, n, lbl, sizeof lbl), o);
 				goto fail;
+			}
+			if (!outs[o].owned && rt->observer) {
+				/* Observers may write: never let them see a borrowed buffer. */
+				struct qt_tensor copy = {0};
+				if ((st = qt_tensor_copy(&copy, &outs[o])) != QT_OK)
+					goto fail;
+				outs[o] = copy;
 			}
 			rt->vals[v] = outs[o];
 			if (outs[o].owned)
@@ -218,9 +235,17 @@ fail:
 	return st;
 }
 
-/* Borrowed view of value v after a run with keep_all (tests, debugging). */
-const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v);
 const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v)
 {
 	return (v >= 0 && v < rt->g->n_values && rt->vals[v].data) ? &rt->vals[v] : NULL;
+}
+
+int qt_graph_input_dims(const struct qt_graph *g, int i, int64_t batch, int64_t *dims_out)
+{
+	const struct qt_value *v = &g->values[g->inputs[i]];
+	if (v->rank < 0)
+		return -1;
+	for (int d = 0; d < v->rank; d++)
+		dims_out[d] = v->dims[d] >= 0 ? v->dims[d] : (d == 0 ? batch : 1);
+	return v->rank;
 }

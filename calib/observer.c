@@ -1,0 +1,307 @@
+/*
+ * Calibration observer: per observed tensor, the running min/max, the count
+ * of exact zeros and a fixed-size histogram of the non-zero values whose
+ * bins are aligned on 0 (layout in qtool/calib.h).
+ *
+ * Growth: when a batch falls outside the histogram, the bin width is
+ * multiplied by the smallest integer k that makes everything fit and each
+ * side's bins are merged k at a time counting outward from 0. Because bin
+ * j of a side holds magnitudes [jw, (j+1)w), merged bin floor(j/k) holds
+ * [floor(j/k)kw, ...), which contains it: the merged counts are exactly what
+ * binning all the data at width kw would have given. Memory per tensor is
+ * n_bins counters, whatever the number of samples.
+ *
+ * Float: activations arrive as float32; statistics are kept in double and
+ * uint64 counters (exact up to 2^64 elements).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtool/calib.h"
+#include "core/arena.h"
+
+enum { OBS_UNSEEN = 0, OBS_FLOAT, OBS_OTHER };
+
+struct obs {
+	int state; /* OBS_*: not seen yet, seen as float32, seen as another dtype */
+	struct qt_calib_hist h;
+};
+
+struct qt_calib {
+	const struct qt_graph *g;
+	struct qt_arena *arena; /* histograms; freed with the object */
+	int n_bins;
+	int *slot;       /* per graph value: index into obs, or -1 when not observed */
+	int n_obs;
+	struct obs *obs;
+	uint64_t *scratch; /* n_bins counters for re-binning */
+};
+
+enum qt_status qt_calib_new(const struct qt_graph *g, const struct qt_calib_opts *o, struct qt_calib **out)
+{
+	*out = NULL;
+	int bins = o && o->bins ? o->bins : QT_CALIB_DEFAULT_BINS;
+	if (bins < QT_CALIB_MIN_BINS || bins > QT_CALIB_MAX_BINS)
+		return qt_error(QT_E_INVALID_ARG, "histogram bins %d outside %d..%d", bins, QT_CALIB_MIN_BINS,
+				QT_CALIB_MAX_BINS);
+	struct qt_calib *c = calloc(1, sizeof *c);
+	if (!c)
+		return qt_error(QT_E_NOMEM, "out of memory starting calibration");
+	c->g = g;
+	c->n_bins = bins;
+	c->arena = qt_arena_new(1 << 20);
+	c->slot = malloc(((size_t)g->n_values + 1) * sizeof *c->slot);
+	c->obs = calloc((size_t)g->n_values + 1, sizeof *c->obs);
+	c->scratch = malloc((size_t)bins * sizeof *c->scratch);
+	if (!c->arena || !c->slot || !c->obs || !c->scratch) {
+		qt_calib_free(c);
+		return qt_error(QT_E_NOMEM, "out of memory starting calibration");
+	}
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		int wanted = !val->init && (val->is_input || val->producer >= 0) &&
+			     (val->dtype == QT_DTYPE_F32 || val->dtype == QT_DTYPE_UNDEFINED);
+		/* Graph inputs are not always flagged before finalisation; the
+		 * input list is authoritative. */
+		for (int i = 0; i < g->n_inputs && !wanted; i++)
+			wanted = g->inputs[i] == v && !val->init &&
+				 (val->dtype == QT_DTYPE_F32 || val->dtype == QT_DTYPE_UNDEFINED);
+		c->slot[v] = wanted ? c->n_obs++ : -1;
+	}
+	*out = c;
+	return QT_OK;
+}
+
+void qt_calib_free(struct qt_calib *c)
+{
+	if (!c)
+		return;
+	qt_arena_free(c->arena);
+	free(c->slot);
+	free(c->obs);
+	free(c->scratch);
+	free(c);
+}
+
+const struct qt_calib_hist *qt_calib_stats(const struct qt_calib *c, int value)
+{
+	if (value < 0 || value >= c->g->n_values || c->slot[value] < 0)
+		return NULL;
+	const struct obs *ob = &c->obs[c->slot[value]];
+	return ob->state == OBS_FLOAT ? &ob->h : NULL;
+}
+
+/* 1 when magnitudes up to a (negative side) and b (positive side) fit n bins of width w. */
+static int fits(double a, double b, double w, int n)
+{
+	return ceil(a / w) + ceil(b / w) <= (double)n;
+}
+
+/*
+ * Bins given to the negative side for magnitudes a (negative) and b
+ * (positive) at width w (fits() must hold): each side gets what it needs and
+ * the spare bins are shared in proportion, so the next growth on either
+ * side is less likely to force a merge.
+ */
+static int layout_zero_bin(double a, double b, double w, int n)
+{
+	double na = ceil(a / w), nb = ceil(b / w);
+	double spare = (double)n - na - nb;
+	double z = na;
+	if (spare > 0 && na + nb > 0)
+		z += floor(spare * na / (na + nb));
+	if (z > n)
+		z = n;
+	return (int)z;
+}
+
+/* Grow h so it covers magnitudes a (negative side) and b (positive side); exact re-binning. */
+static void grow(struct qt_calib_hist *h, double a, double b, uint64_t *scratch)
+{
+	int n = h->n_bins;
+	if (h->width == 0) {
+		/* First non-zero data: n - 2 bins span a + b so the two partial
+		 * bins at the ends always fit. */
+		h->width = (a + b) / (double)(n - 2);
+		h->zero_bin = layout_zero_bin(a, b, h->width, n);
+		return;
+	}
+	double w = h->width;
+	double k = ceil((a + b) / (w * (double)n));
+	if (k < 1)
+		k = 1;
+	if (!fits(a, b, k * w, n)) {
+		/* At width >= (a+b)/(n-2) everything fits (see above). */
+		double k2 = ceil((a + b) / (w * (double)(n - 2)));
+		k = k2 > k + 1 ? k2 : k + 1;
+		while (!fits(a, b, k * w, n)) /* guards the rounding of the division only */
+			k = ceil(k * (1.0 + 1.0 / n));
+	}
+	double nw = k * w;
+	int z = h->zero_bin, nz = layout_zero_bin(a, b, nw, n);
+	memset(scratch, 0, (size_t)n * sizeof *scratch);
+	for (int j = 0; j < z; j++) { /* negative side, j = 0 next to zero */
+		int nj = (int)fmin(floor((double)j / k), (double)(nz - 1));
+		scratch[nz - 1 - nj] += h->counts[z - 1 - j];
+	}
+	for (int j = 0; j < n - z; j++) {
+		int nj = (int)fmin(floor((double)j / k), (double)(n - nz - 1));
+		scratch[nz + nj] += h->counts[z + j];
+	}
+	memcpy(h->counts, scratch, (size_t)n * sizeof *scratch);
+	h->width = nw;
+	h->zero_bin = nz;
+}
+
+enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
+{
+	struct qt_calib *c = calib;
+	if (value < 0 || value >= c->g->n_values || c->slot[value] < 0)
+		return QT_OK;
+	struct obs *ob = &c->obs[c->slot[value]];
+	const char *name = c->g->values[value].name;
+	if (t->dtype != QT_DTYPE_F32) {
+		if (ob->state == OBS_UNSEEN)
+			ob->state = OBS_OTHER;
+		return QT_OK;
+	}
+	if (ob->state == OBS_OTHER)
+		return QT_OK;
+	struct qt_calib_hist *h = &ob->h;
+	if (ob->state == OBS_UNSEEN) {
+		h->counts = qt_arena_alloc(c->arena, (size_t)c->n_bins * sizeof *h->counts);
+		if (!h->counts)
+			return qt_error(QT_E_NOMEM, "out of memory for the histogram of tensor \"%s\"", name);
+		h->n_bins = c->n_bins;
+		ob->state = OBS_FLOAT;
+	}
+	int64_t n = qt_tensor_numel(t);
+	if (n <= 0)
+		return QT_OK;
+	if (!t->data || t->nbytes < (size_t)n * sizeof(float))
+		return qt_error(QT_E_INVALID_ARG, "tensor \"%s\": buffer smaller than its shape", name);
+	const float *x = t->data;
+
+	/* Pass 1: finiteness and extremes. */
+	float mn = x[0], mx = x[0];
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i];
+		if (!isfinite(v))
+			return qt_error(QT_E_NUMERIC,
+					"tensor \"%s\": element %lld is %s (calibration needs finite activations)",
+					name, (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+		mn = v < mn ? v : mn;
+		mx = v > mx ? v : mx;
+	}
+	if (h->count == 0) {
+		h->min = mn;
+		h->max = mx;
+	} else {
+		h->min = fmin(h->min, mn);
+		h->max = fmax(h->max, mx);
+	}
+	h->count += (uint64_t)n;
+	double a = h->min < 0 ? -h->min : 0, b = h->max > 0 ? h->max : 0;
+	if (a + b == 0) { /* everything so far is 0 */
+		h->zeros += (uint64_t)n;
+		return QT_OK;
+	}
+	int z = h->zero_bin, np = h->n_bins - h->zero_bin;
+	if (h->width == 0 || a > (double)z * h->width || b > (double)np * h->width) {
+		grow(h, a, b, c->scratch);
+		z = h->zero_bin;
+		np = h->n_bins - h->zero_bin;
+	}
+
+	/* Pass 2: binning. A magnitude on the edge of the last bin (the extreme
+	 * itself, or rounding of |x| / w) is clamped into it. */
+	double inv = 1.0 / h->width;
+	uint64_t zeros = 0;
+	uint64_t *neg = h->counts + z, *pos = h->counts + z; /* neg[-1 - j], pos[j] */
+	for (int64_t i = 0; i < n; i++) {
+		double v = x[i];
+		if (v > 0) {
+			double j = v * inv;
+			pos[j < np ? (int)j : np - 1]++;
+		} else if (v < 0) {
+			double j = -v * inv;
+			neg[-1 - (j < z ? (int)j : z - 1)]++;
+		} else {
+			zeros++;
+		}
+	}
+	h->zeros += zeros;
+	return QT_OK;
+}
+
+enum qt_status qt_calib_finish(const struct qt_calib *c, const struct qt_calib_meta *meta,
+			       struct qt_calib_table **out)
+{
+	*out = NULL;
+	int bits = meta->bits ? meta->bits : 8;
+	double pct = meta->percentile != 0 ? meta->percentile : QT_CALIB_DEFAULT_PERCENTILE;
+	if (bits < QT_CALIB_MIN_RANGE_BITS || bits > QT_CALIB_MAX_RANGE_BITS)
+		return qt_error(QT_E_INVALID_ARG, "bits %d outside %d..%d", bits, QT_CALIB_MIN_RANGE_BITS,
+				QT_CALIB_MAX_RANGE_BITS);
+	if (!(pct >= 50 && pct <= 100))
+		return qt_error(QT_E_INVALID_ARG, "percentile %g outside 50..100", pct);
+	if ((int)meta->default_method < 0 || meta->default_method >= QT_CALIB_N_METHODS)
+		return qt_error(QT_E_INVALID_ARG, "unknown calibration method %d", (int)meta->default_method);
+
+	struct qt_calib_table *t = calloc(1, sizeof *t);
+	if (!t || !(t->arena = qt_arena_new(1 << 20))) {
+		free(t);
+		return qt_error(QT_E_NOMEM, "out of memory building the calibration table");
+	}
+	enum qt_status st = QT_OK;
+	const struct qt_graph *g = c->g;
+	for (int i = 0; i < 32; i++) {
+		static const char hx[] = "0123456789abcdef";
+		t->model_sha256[2 * i] = hx[g->sha256[i] >> 4];
+		t->model_sha256[2 * i + 1] = hx[g->sha256[i] & 15];
+	}
+	t->model = qt_arena_strdup(t->arena, meta->model ? meta->model : "");
+	t->dataset = qt_arena_strdup(t->arena, meta->dataset ? meta->dataset : "");
+	t->path = qt_arena_strdup(t->arena, "");
+	t->samples = meta->samples;
+	t->default_method = meta->default_method;
+	t->bits = bits;
+	t->percentile = pct;
+	int n = 0;
+	for (int v = 0; v < g->n_values; v++)
+		n += qt_calib_stats(c, v) != NULL;
+	t->tensors = qt_arena_alloc(t->arena, ((size_t)n + 1) * sizeof *t->tensors);
+	if (!t->model || !t->dataset || !t->path || !t->tensors) {
+		st = qt_error(QT_E_NOMEM, "out of memory building the calibration table");
+		goto fail;
+	}
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_calib_hist *h = qt_calib_stats(c, v);
+		if (!h)
+			continue;
+		struct qt_calib_entry *e = &t->tensors[t->n_tensors++];
+		e->name = qt_arena_strdup(t->arena, g->values[v].name);
+		e->hist = *h;
+		e->hist.counts = qt_arena_alloc(t->arena, (size_t)h->n_bins * sizeof *h->counts);
+		if (!e->name || !e->hist.counts) {
+			st = qt_error(QT_E_NOMEM, "out of memory building the calibration table");
+			goto fail;
+		}
+		memcpy(e->hist.counts, h->counts, (size_t)h->n_bins * sizeof *h->counts);
+		for (int m = 0; m < QT_CALIB_N_METHODS; m++) {
+			st = qt_calib_hist_range(&e->hist, (enum qt_calib_method)m, bits, pct, &e->range[m][0],
+						 &e->range[m][1]);
+			if (st) {
+				qt_error_prefix(st, "tensor \"%s\"", e->name);
+				goto fail;
+			}
+			e->has_range[m] = 1;
+		}
+	}
+	*out = t;
+	return QT_OK;
+fail:
+	qt_calib_table_free(t);
+	return st;
+}

@@ -1,0 +1,388 @@
+/* qtool calibrate: run an FP32 model over a dataset and record activation statistics. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "qtool/calib.h"
+#include "qtool/dataset.h"
+#include "qtool/graph.h"
+#include "qtool/rt.h"
+
+#define DEFAULT_LIMIT 1000
+#define DEFAULT_BATCH 64
+#define DEFAULT_METHOD QT_CALIB_PERCENTILE
+
+static const char calibrate_help[] =
+	"usage: qtool calibrate MODEL --data SPEC -o OUT.json [--limit N] [--offset N]\n"
+	"                       [--batch B] [--seed S] [--method M] [--percentile P]\n"
+	"                       [--bits B] [--bins N]\n\n"
+	"Runs the FP32 ONNX MODEL over samples of a dataset and records, for every\n"
+	"float32 activation (the graph input and every node output), its min, max and\n"
+	"a histogram of fixed size (memory does not grow with the samples). Writes a\n"
+	"calibration file (JSON, docs/CALIB_FORMAT.md) with the statistics and the\n"
+	"clipping range of every method; 'qtool quantize --calib OUT.json' reads it and\n"
+	"can switch method or bit width without calibrating again.\n\n"
+	"  --data SPEC       fashion-mnist:train | fashion-mnist:test | idx:IMAGES[,LABELS] |\n"
+	"                    npy:DIR | FILE.json (see README); required. Labels are not\n"
+	"                    needed. Calibrate on training data, evaluate on test data.\n"
+	"  -o, --output FILE the calibration file to write (required; written atomically,\n"
+	"                    never over the model)\n"
+	"  --limit N         use N samples (default 1000; 0 = all after --offset)\n"
+	"  --offset N        skip the first N samples (default 0)\n"
+	"  --batch B         samples per model run (default 64; memory grows with B; a model\n"
+	"                    with a fixed batch dimension uses its own)\n"
+	"  --seed S          pick the N samples uniformly at random (without replacement,\n"
+	"                    in file order) from all samples after --offset, with this seed\n"
+	"                    (an integer >= 0); without --seed the first N are used\n"
+	"  --method M        default range method recorded in the file (default percentile):\n"
+	"                      minmax      [min, max]; never clips\n"
+	"                      percentile  clip each side at the P-th percentile\n"
+	"                      entropy     KL-divergence threshold per side (TensorRT)\n"
+	"                      mse         least expected squared clipping + rounding error\n"
+	"                    every method's range is stored; quantize --calib-method\n"
+	"                    overrides the default\n"
+	"  --percentile P    percentile for the percentile method, in 50..100 (default 99.99)\n"
+	"  --bits B          activation bit width the stored entropy/mse ranges are tuned\n"
+	"                    for, 2..16 (default 8; quantize recomputes them for others)\n"
+	"  --bins N          histogram bins per tensor, 16..65536 (default 2048)\n";
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* splitmix64: a small, well-mixed generator; the seed fixes the selection. */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_unit(uint64_t *s)
+{
+	return (double)(rng_next(s) >> 11) * 0x1.0p-53;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !(v >= lo && v <= hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Folder of path (for the early writability check). */
+static void dir_of(const char *path, char *buf, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(buf, cap, ".");
+	else if (slash == path)
+		snprintf(buf, cap, "/");
+	else
+		snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+struct run {
+	const char *model;
+	struct qt_rt *rt;
+	struct qt_tensor *outs;
+	int n_outputs;
+	int64_t done, total;
+};
+
+/* Run the model on one batch (borrowed) of n samples; the observer records. */
+static enum qt_status run_batch(struct run *r, const struct qt_tensor *x, int n)
+{
+	enum qt_status st = qt_rt_run(r->rt, x, r->outs);
+	if (st)
+		return qt_error_prefix(st, "%s: samples %lld..%lld", r->model, (long long)r->done,
+				       (long long)(r->done + n - 1));
+	for (int k = 0; k < r->n_outputs; k++)
+		qt_tensor_free(&r->outs[k]);
+	r->done += n;
+	cli_progress("calibrate", (long)r->done, (long)r->total);
+	return QT_OK;
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+	const char *model = NULL, *spec = NULL, *out = NULL;
+	long limit = DEFAULT_LIMIT, offset = 0, batch = DEFAULT_BATCH, seed = -1, bits = 8, bins = QT_CALIB_DEFAULT_BINS;
+	int batch_given = 0;
+	double pct = QT_CALIB_DEFAULT_PERCENTILE;
+	enum qt_calib_method method = DEFAULT_METHOD;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			fputs(calibrate_help, stdout);
+			return 0;
+		} else if (!strcmp(a, "--data")) {
+			if (!v)
+				return cli_usage_error("calibrate", "--data needs a dataset spec");
+			spec = v, i++;
+		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+			if (!v)
+				return cli_usage_error("calibrate", "%s needs a file name", a);
+			out = v, i++;
+		} else if (!strcmp(a, "--limit")) {
+			if (cli_parse_long(v, 0, 1L << 40, &limit))
+				return cli_usage_error("calibrate", "--limit needs an integer >= 0, not '%s'", v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--offset")) {
+			if (cli_parse_long(v, 0, 1L << 40, &offset))
+				return cli_usage_error("calibrate", "--offset needs an integer >= 0, not '%s'", v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--batch")) {
+			if (cli_parse_long(v, 1, 65536, &batch))
+				return cli_usage_error("calibrate", "--batch needs an integer in 1..65536, not '%s'",
+						       v ? v : "");
+			batch_given = 1;
+			i++;
+		} else if (!strcmp(a, "--seed")) {
+			if (cli_parse_long(v, 0, 0x7fffffffffffffffL, &seed))
+				return cli_usage_error("calibrate", "--seed needs an integer >= 0, not '%s'", v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--method")) {
+			if (!v || qt_calib_method_parse(v, &method))
+				return cli_usage_error("calibrate", "--method '%s' must be minmax, percentile, entropy or mse",
+						       v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--percentile")) {
+			if (parse_double(v, 50, 100, &pct))
+				return cli_usage_error("calibrate", "--percentile needs a number in 50..100, not '%s'",
+						       v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--bits")) {
+			if (cli_parse_long(v, QT_CALIB_MIN_RANGE_BITS, QT_CALIB_MAX_RANGE_BITS, &bits))
+				return cli_usage_error("calibrate", "--bits needs an integer in %d..%d, not '%s'",
+						       QT_CALIB_MIN_RANGE_BITS, QT_CALIB_MAX_RANGE_BITS, v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--bins")) {
+			if (cli_parse_long(v, QT_CALIB_MIN_BINS, QT_CALIB_MAX_BINS, &bins))
+				return cli_usage_error("calibrate", "--bins needs an integer in %d..%d, not '%s'",
+						       QT_CALIB_MIN_BINS, QT_CALIB_MAX_BINS, v ? v : "");
+			i++;
+		} else if (a[0] == '-' && a[1]) {
+			return cli_usage_error("calibrate", "unknown option '%s' (see 'qtool calibrate --help')", a);
+		} else if (!model) {
+			model = a;
+		} else {
+			return cli_usage_error("calibrate", "more than one model given ('%s')", a);
+		}
+	}
+	if (!model)
+		return cli_usage_error("calibrate", "no model given (see 'qtool calibrate --help')");
+	if (!spec)
+		return cli_usage_error("calibrate", "--data SPEC is required (e.g. --data fashion-mnist:train)");
+	if (!out)
+		return cli_usage_error("calibrate", "-o OUT.json is required");
+
+	/* Check the output before the long part: never the model, a writable folder. */
+	const char *ins[2] = {model, spec};
+	enum qt_status st = cli_check_not_input(out, ins, 2);
+	if (st)
+		return cli_status_error("calibrate", st);
+	struct stat sb;
+	char dir[4096];
+	dir_of(out, dir, sizeof dir);
+	if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return cli_usage_error("calibrate", "%s: is a folder, not a file", out);
+	if (access(dir, W_OK) != 0)
+		return cli_usage_error("calibrate", "%s: cannot write into folder %s: %s", out, dir, strerror(errno));
+
+	struct qt_graph *g = NULL;
+	struct qt_calib *c = NULL;
+	struct qt_calib_table *table = NULL;
+	struct qt_dataset *ds = NULL;
+	struct qt_tensor x = {0}, xb = {0};
+	struct run r = {.model = model};
+	int rc = 0;
+	double t0 = now_s();
+	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK) {
+		rc = cli_status_error("calibrate", st);
+		goto done;
+	}
+	if (g->n_inputs != 1) {
+		rc = cli_usage_error("calibrate", "%s: the model has %d inputs; calibrate feeds one input from --data",
+				     model, g->n_inputs);
+		goto done;
+	}
+	const struct qt_value *in = &g->values[g->inputs[0]];
+	if (in->dtype != QT_DTYPE_F32 && in->dtype != QT_DTYPE_UNDEFINED) {
+		rc = cli_usage_error("calibrate", "%s: input \"%s\" is %s; calibrate feeds float32 samples", model,
+				     in->name, qt_dtype_name(in->dtype));
+		goto done;
+	}
+	/* A fixed batch dimension decides the batch size. */
+	if (in->rank >= 1 && in->dims[0] > 0 && in->dims[0] != batch) {
+		if (batch_given) {
+			rc = cli_usage_error("calibrate", "%s: input \"%s\" has a fixed batch size of %lld; use --batch %lld",
+					     model, in->name, (long long)in->dims[0], (long long)in->dims[0]);
+			goto done;
+		}
+		if (in->dims[0] > 65536) {
+			rc = cli_usage_error("calibrate", "%s: input \"%s\" has a batch size of %lld, above 65536", model,
+					     in->name, (long long)in->dims[0]);
+			goto done;
+		}
+		batch = (long)in->dims[0];
+	}
+	struct qt_calib_opts copt = {.bins = (int)bins};
+	if ((st = qt_calib_new(g, &copt, &c)) != QT_OK || (st = qt_rt_new(g, &r.rt)) != QT_OK) {
+		qt_error_prefix(st, "%s", model);
+		rc = cli_status_error("calibrate", st);
+		goto done;
+	}
+	qt_rt_set_observer(r.rt, qt_calib_observer, c);
+	r.n_outputs = g->n_outputs;
+	r.outs = calloc((size_t)g->n_outputs + 1, sizeof *r.outs);
+	if (!r.outs) {
+		rc = cli_status_error("calibrate", qt_error(QT_E_NOMEM, "out of memory"));
+		goto done;
+	}
+
+	struct qt_dataset_opts dopt = {0};
+	dopt.offset = offset;
+	dopt.limit = seed >= 0 ? 0 : limit; /* a random pick streams everything after the offset */
+	dopt.input_name = in->name;
+	dopt.input_rank = in->rank > 0 ? in->rank - 1 : 0;
+	dopt.input_dims = in->rank > 0 ? in->dims + 1 : NULL;
+	if ((st = qt_dataset_open(spec, &dopt, &ds)) != QT_OK) {
+		rc = cli_status_error("calibrate", st);
+		goto done;
+	}
+	int64_t avail = qt_dataset_count(ds);
+	r.total = limit > 0 && limit < avail ? limit : avail;
+	if (in->rank >= 1 && in->dims[0] > 0 && r.total % in->dims[0] != 0) {
+		rc = cli_usage_error("calibrate",
+				     "%s: input \"%s\" has a fixed batch size of %lld, which does not divide the %lld "
+				     "samples; choose --limit as a multiple of it",
+				     model, in->name, (long long)in->dims[0], (long long)r.total);
+		goto done;
+	}
+
+	if (seed < 0) {
+		for (;;) {
+			int n;
+			if ((st = qt_dataset_next(ds, (int)batch, &x, NULL, &n)) != QT_OK) {
+				rc = cli_status_error("calibrate", st);
+				goto done;
+			}
+			if (n == 0)
+				break;
+			if ((st = run_batch(&r, &x, n)) != QT_OK) {
+				cli_progress_end();
+				rc = cli_status_error("calibrate", st);
+				goto done;
+			}
+		}
+	} else {
+		/* Selection sampling (Knuth's Algorithm S): the t-th of `avail`
+		 * samples is taken with probability (wanted - taken) / (avail - t),
+		 * which gives every subset of r.total samples the same chance. The
+		 * picks are copied into xb and run once it holds `batch`. */
+		uint64_t rs = (uint64_t)seed;
+		int64_t t = 0, taken = 0;
+		int fill = 0;
+		size_t row = 0;
+		for (;;) {
+			int n;
+			if ((st = qt_dataset_next(ds, (int)batch, &x, NULL, &n)) != QT_OK) {
+				rc = cli_status_error("calibrate", st);
+				goto done;
+			}
+			if (n == 0)
+				break;
+			if (!xb.data) {
+				int64_t dims[QT_MAX_RANK];
+				memcpy(dims, x.dims, sizeof dims);
+				dims[0] = batch;
+				if ((st = qt_tensor_alloc(&xb, QT_DTYPE_F32, x.rank, dims)) != QT_OK) {
+					rc = cli_status_error("calibrate", st);
+					goto done;
+				}
+				row = xb.nbytes / (size_t)batch;
+			}
+			for (int k = 0; k < n && taken < r.total; k++, t++) {
+				if ((double)(avail - t) * rng_unit(&rs) >= (double)(r.total - taken))
+					continue;
+				memcpy((char *)xb.data + (size_t)fill * row, (const char *)x.data + (size_t)k * row, row);
+				taken++;
+				if (++fill == batch) {
+					if ((st = run_batch(&r, &xb, fill)) != QT_OK) {
+						cli_progress_end();
+						rc = cli_status_error("calibrate", st);
+						goto done;
+					}
+					fill = 0;
+				}
+			}
+			if (taken == r.total)
+				break;
+		}
+		if (fill > 0) {
+			xb.dims[0] = fill;
+			xb.nbytes = (size_t)fill * row;
+			if ((st = run_batch(&r, &xb, fill)) != QT_OK) {
+				cli_progress_end();
+				rc = cli_status_error("calibrate", st);
+				goto done;
+			}
+			xb.dims[0] = batch;
+			xb.nbytes = (size_t)batch * row;
+		}
+	}
+	cli_progress_end();
+
+	char dataset_desc[4096];
+	snprintf(dataset_desc, sizeof dataset_desc, "%s", spec);
+	if (offset || limit || seed >= 0) {
+		size_t o = strlen(dataset_desc);
+		if (offset)
+			o += (size_t)snprintf(dataset_desc + o, sizeof dataset_desc - o, " --offset %ld", offset);
+		if (o < sizeof dataset_desc)
+			o += (size_t)snprintf(dataset_desc + o, sizeof dataset_desc - o, " --limit %ld", limit);
+		if (seed >= 0 && o < sizeof dataset_desc)
+			snprintf(dataset_desc + o, sizeof dataset_desc - o, " --seed %ld", seed);
+	}
+	struct qt_calib_meta meta = {
+		.model = model, .dataset = dataset_desc, .samples = r.done, .default_method = method,
+		.bits = (int)bits, .percentile = pct,
+	};
+	if ((st = qt_calib_finish(c, &meta, &table)) != QT_OK || (st = qt_calib_write(table, out)) != QT_OK) {
+		rc = cli_status_error("calibrate", st);
+		goto done;
+	}
+	printf("wrote %s: %d tensors, %lld samples, %.2f s (default method %s, %ld bits)\n", out, table->n_tensors,
+	       (long long)r.done, now_s() - t0, qt_calib_method_name(method), bits);
+done:
+	if (r.outs)
+		for (int k = 0; k < r.n_outputs; k++)
+			qt_tensor_free(&r.outs[k]);
+	free(r.outs);
+	qt_tensor_free(&x);
+	qt_tensor_free(&xb);
+	qt_dataset_close(ds);
+	qt_calib_table_free(table);
+	qt_rt_free(r.rt);
+	qt_calib_free(c);
+	qt_graph_free(g);
+	return rc;
+}

@@ -1,0 +1,51 @@
+/* qtool entry point: dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} commands[] = {
+	{"inspect", cmd_inspect, "show a model's inputs, outputs, ops, parameters and MACs"},
+	{"run", cmd_run, "run a model in FP32 on .npy/.pb inputs and write .npy outputs"},
+	{"eval", cmd_eval, "measure accuracy of an ONNX or .qmod model over a dataset"},
+	{"compare", cmd_compare, "gate a new eval report against a baseline (CI)"},
+	{"calibrate", cmd_calibrate, "record activation statistics over a dataset"},
+	{"quantize", cmd_quantize, "quantize a model with a calibration file into .qmod"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qtool COMMAND [ARGS]\n\n"
+		   "qtool quantizes trained FP32 ONNX models to small integer models and measures\n"
+		   "what the quantization cost.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'qtool COMMAND --help' explains each command.\n"
+		   "exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
+}
+
+int main(int argc, char **argv)
+{
+	cli_set_command_line(argc, argv);
+	if (argc < 2) {
+		usage(stderr);
+		return QT_EXIT_BAD_INPUT;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("qtool %s\n", QT_VERSION_STRING);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "qtool: unknown command '%s' (see 'qtool --help')\n", argv[1]);
+	return QT_EXIT_BAD_INPUT;
+}

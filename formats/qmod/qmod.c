@@ -1,0 +1,936 @@
+/*
+ * .qmod writer and reader; docs/FORMAT.md is the contract.
+ *
+ * Layout: a 64-byte header, a section table, then sections at 64-byte
+ * aligned offsets, each protected by a CRC32. Constant payloads live in the
+ * DATA section at 64-byte aligned offsets so a reader could map them in place.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "core/sha256.h"
+#include "kernels/kernels.h"
+#include "qtool/qmod.h"
+#include "qtool/quant.h"
+#include "../../lib/rt/qmodel_int.h"
+
+static const unsigned char MAGIC[8] = {'Q', 'T', 'M', 'O', 'D', '\r', '\n', 0x1a};
+
+enum { S_META = 1, S_STRINGS, S_VALUES, S_DIMS, S_QPARAMS, S_NODES, S_INDEX, S_ATTRS, S_REQUANT, S_GRAPH, S_DATA, S_COUNT };
+static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUES", "DIMS", "QPARAMS",
+						   "NODES", "INDEX", "ATTRS", "REQUANT", "GRAPH", "DATA"};
+
+#define HDR_BYTES 64
+#define SEC_ENTRY 32
+#define VAL_REC 40
+#define QP_REC 32
+#define NODE_REC 48
+#define ATTR_REC 40
+#define RQ_REC 32
+#define MAX_COUNT (1 << 24)
+
+int qt_qmod_magic_ok(const unsigned char magic[8])
+{
+	return memcmp(magic, MAGIC, 8) == 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Little-endian buffers                                                    */
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void put(struct buf *b, const void *src, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	if (src)
+		memcpy(b->p + b->len, src, n);
+	else
+		memset(b->p + b->len, 0, n);
+	b->len += n;
+}
+
+static void put_u8(struct buf *b, uint8_t v) { put(b, &v, 1); }
+static void put_u32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	put(b, x, 4);
+}
+static void put_u64(struct buf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)v);
+	put_u32(b, (uint32_t)(v >> 32));
+}
+static void put_f32(struct buf *b, float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	put_u32(b, u);
+}
+static void align(struct buf *b, size_t a)
+{
+	while (b->len % a)
+		put_u8(b, 0);
+}
+
+static uint32_t rd_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd_u64(const uint8_t *p)
+{
+	return (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
+}
+static float rd_f32(const uint8_t *p)
+{
+	uint32_t u = rd_u32(p);
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* Strings are stored once each in STRINGS (deduplicated by linear search
+ * over what was written: graphs have a few hundred names). */
+struct strtab {
+	struct buf b;
+};
+static uint32_t str_ref(struct strtab *s, const char *str, uint32_t *len_out)
+{
+	size_t n = strlen(str);
+	*len_out = (uint32_t)n;
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; s->b.len >= n && i + n <= s->b.len; i++)
+		if (s->b.p[i] == (uint8_t)str[0] && !memcmp(s->b.p + i, str, n) && (i + n == s->b.len || s->b.p[i + n] == 0))
+			if (i == 0 || s->b.p[i - 1] == 0)
+				return (uint32_t)i;
+	uint32_t off = (uint32_t)s->b.len;
+	put(&s->b, str, n);
+	put_u8(&s->b, 0);
+	return off;
+}
+
+/* Payload into DATA at a 64-byte aligned offset; returns the offset. */
+static uint64_t data_put(struct buf *d, const void *p, size_t n)
+{
+	align(d, 64);
+	uint64_t off = d->len;
+	put(d, p, n);
+	return off;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Writer                                                                   */
+
+static int qparam_index(const struct qt_graph *g, const struct qt_qparams *q, const struct qt_qparams **list, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i] == q)
+			return i;
+	(void)g;
+	return -1;
+}
+
+enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out)
+{
+	struct buf sec[S_COUNT];
+	struct strtab st = {{0}};
+	memset(sec, 0, sizeof sec);
+	const struct qt_qparams **qps = calloc((size_t)g->n_values * 2 + 1, sizeof *qps);
+	int nq = 0;
+	if (!qps)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	/* QPARAMS: each distinct qparams once (pass-through ops share theirs). */
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_qparams *q = g->values[v].q;
+		if (q && qparam_index(g, q, qps, nq) < 0)
+			qps[nq++] = q;
+	}
+	struct buf *D = &sec[S_DATA];
+	put_u32(&sec[S_QPARAMS], (uint32_t)nq);
+	for (int i = 0; i < nq; i++) {
+		const struct qt_qparams *q = qps[i];
+		struct buf *b = &sec[S_QPARAMS];
+		put_u8(b, (uint8_t)q->qtype);
+		put_u8(b, (uint8_t)q->scheme);
+		put_u8(b, (uint8_t)q->axis);
+		put_u8(b, (uint8_t)q->group_axis);
+		put_u32(b, (uint32_t)q->group_size);
+		put_u64(b, (uint64_t)q->count);
+		struct buf tmp = {0};
+		for (int64_t k = 0; k < q->count; k++)
+			put_f32(&tmp, q->scale[k]);
+		put_u64(b, data_put(D, tmp.p, tmp.len));
+		tmp.len = 0;
+		for (int64_t k = 0; k < q->count; k++)
+			put_u32(&tmp, (uint32_t)q->zero_point[k]);
+		put_u64(b, data_put(D, tmp.p, tmp.len));
+		free(tmp.p);
+	}
+	/* VALUES + DIMS. */
+	put_u32(&sec[S_VALUES], (uint32_t)g->n_values);
+	uint32_t n_dims = 0;
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		struct buf *b = &sec[S_VALUES];
+		uint32_t len, off = str_ref(&st, val->name, &len);
+		const struct qt_tensor *t = val->init;
+		int rank = t ? t->rank : val->rank;
+		const int64_t *dims = t ? t->dims : val->dims;
+		put_u32(b, off);
+		put_u32(b, len);
+		put_u8(b, (uint8_t)(t ? t->dtype : val->dtype));
+		put_u8(b, (uint8_t)(rank < 0 ? 255 : rank));
+		put_u8(b, (uint8_t)((val->is_input ? 1 : 0) | (val->is_output ? 2 : 0) | (t ? 4 : 0)));
+		put_u8(b, 0);
+		put_u32(b, (uint32_t)(val->q ? qparam_index(g, val->q, qps, nq) : -1));
+		put_u32(b, n_dims);
+		put_u32(b, 0);
+		for (int d = 0; d < rank; d++, n_dims++)
+			put_u64(&sec[S_DIMS], (uint64_t)dims[d]);
+		if (t) {
+			put_u64(b, data_put(D, t->data, t->nbytes));
+			put_u64(b, t->nbytes);
+		} else {
+			put_u64(b, 0);
+			put_u64(b, 0);
+		}
+	}
+	/* REQUANT, NODES, INDEX, ATTRS. */
+	int n_rq = 0, n_attr = 0;
+	uint32_t n_idx = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		n_rq += g->nodes[i].rq != NULL;
+		n_attr += g->nodes[i].n_attrs;
+	}
+	put_u32(&sec[S_REQUANT], (uint32_t)n_rq);
+	put_u32(&sec[S_NODES], (uint32_t)g->n_nodes);
+	put_u32(&sec[S_ATTRS], (uint32_t)n_attr);
+	int rq_i = 0, attr_i = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		struct buf *b = &sec[S_NODES];
+		uint32_t l1, l2, l3;
+		uint32_t o1 = str_ref(&st, n->op_type, &l1), o2 = str_ref(&st, n->domain, &l2),
+			 o3 = str_ref(&st, n->name, &l3);
+		put_u32(b, o1), put_u32(b, l1), put_u32(b, o2), put_u32(b, l2), put_u32(b, o3), put_u32(b, l3);
+		put_u32(b, (uint32_t)n->n_inputs);
+		put_u32(b, (uint32_t)n->n_outputs);
+		put_u32(b, n_idx);
+		for (int k = 0; k < n->n_inputs; k++, n_idx++)
+			put_u32(&sec[S_INDEX], (uint32_t)n->inputs[k]);
+		for (int k = 0; k < n->n_outputs; k++, n_idx++)
+			put_u32(&sec[S_INDEX], (uint32_t)n->outputs[k]);
+		put_u32(b, (uint32_t)n->n_attrs);
+		put_u32(b, (uint32_t)attr_i);
+		put_u32(b, (uint32_t)(n->rq ? rq_i : -1));
+		if (n->rq) {
+			struct buf *r = &sec[S_REQUANT];
+			struct buf tmp = {0};
+			put_u32(r, (uint32_t)n->rq->count);
+			put_u32(r, (uint32_t)n->rq->qmin);
+			put_u32(r, (uint32_t)n->rq->qmax);
+			put_u32(r, 0);
+			for (int k = 0; k < n->rq->count; k++)
+				put_u32(&tmp, (uint32_t)n->rq->mult[k]);
+			put_u64(r, data_put(D, tmp.p, tmp.len));
+			tmp.len = 0;
+			for (int k = 0; k < n->rq->count; k++)
+				put_u32(&tmp, (uint32_t)n->rq->shift[k]);
+			put_u64(r, data_put(D, tmp.p, tmp.len));
+			free(tmp.p);
+			rq_i++;
+		}
+		for (int k = 0; k < n->n_attrs; k++, attr_i++) {
+			const struct qt_attr *a = &n->attrs[k];
+			struct buf *ab = &sec[S_ATTRS];
+			uint32_t nl, no = str_ref(&st, a->name, &nl);
+			uint64_t payload = 0;
+			uint32_t cnt = (uint32_t)a->n;
+			struct buf tmp = {0};
+			switch (a->type) {
+			case QT_ATTR_INTS:
+				for (int j = 0; j < a->n; j++)
+					put_u64(&tmp, (uint64_t)a->ints[j]);
+				payload = data_put(D, tmp.p, tmp.len);
+				break;
+			case QT_ATTR_FLOATS:
+				for (int j = 0; j < a->n; j++)
+					put_f32(&tmp, a->floats[j]);
+				payload = data_put(D, tmp.p, tmp.len);
+				break;
+			case QT_ATTR_STRING:
+				cnt = (uint32_t)a->s_len;
+				payload = data_put(D, a->s, a->s_len);
+				break;
+			case QT_ATTR_STRINGS:
+				for (int j = 0; j < a->n; j++) {
+					uint32_t sl, so = str_ref(&st, a->strings[j], &sl);
+					put_u32(&tmp, so);
+					put_u32(&tmp, sl);
+				}
+				payload = data_put(D, tmp.p, tmp.len);
+				break;
+			case QT_ATTR_TENSOR:
+				put_u32(&tmp, (uint32_t)a->t->dtype);
+				put_u32(&tmp, (uint32_t)a->t->rank);
+				for (int d = 0; d < QT_MAX_RANK; d++)
+					put_u64(&tmp, (uint64_t)(d < a->t->rank ? a->t->dims[d] : 0));
+				put(&tmp, a->t->data, a->t->nbytes);
+				cnt = (uint32_t)a->t->nbytes;
+				payload = data_put(D, tmp.p, tmp.len);
+				break;
+			default: break;
+			}
+			free(tmp.p);
+			put_u32(ab, no);
+			put_u32(ab, nl);
+			put_u32(ab, (uint32_t)a->type);
+			put_u32(ab, cnt);
+			put_u64(ab, (uint64_t)a->i);
+			put_f32(ab, a->f);
+			put_u32(ab, 0);
+			put_u64(ab, payload);
+		}
+	}
+	/* GRAPH. */
+	put_u32(&sec[S_GRAPH], (uint32_t)g->n_inputs);
+	put_u32(&sec[S_GRAPH], (uint32_t)g->n_outputs);
+	for (int i = 0; i < g->n_inputs; i++)
+		put_u32(&sec[S_GRAPH], (uint32_t)g->inputs[i]);
+	for (int i = 0; i < g->n_outputs; i++)
+		put_u32(&sec[S_GRAPH], (uint32_t)g->outputs[i]);
+	/* META: key/value strings (provenance). */
+	char opset[32], irv[32];
+	snprintf(opset, sizeof opset, "%d", g->opset);
+	snprintf(irv, sizeof irv, "%lld", (long long)g->ir_version);
+	const char *meta[][2] = {
+		{"name", g->name}, {"opset", opset}, {"ir_version", irv},
+		{"source_sha256", g->src_sha256_hex ? g->src_sha256_hex : ""},
+		{"calib_method", g->calib_method ? g->calib_method : ""},
+		{"qtool_version", g->qtool_version ? g->qtool_version : QT_VERSION_STRING},
+		{"command_line", g->command_line ? g->command_line : ""},
+	};
+	int nm = (int)(sizeof meta / sizeof meta[0]);
+	put_u32(&sec[S_META], (uint32_t)nm);
+	for (int i = 0; i < nm; i++) {
+		uint32_t kl, ko = str_ref(&st, meta[i][0], &kl), vl, vo = str_ref(&st, meta[i][1] ? meta[i][1] : "", &vl);
+		put_u32(&sec[S_META], ko), put_u32(&sec[S_META], kl), put_u32(&sec[S_META], vo), put_u32(&sec[S_META], vl);
+	}
+	sec[S_STRINGS] = st.b;
+
+	/* Assemble. */
+	struct buf out = {0};
+	int n_sec = S_COUNT - 1;
+	put(&out, MAGIC, 8);
+	put_u32(&out, QT_QMOD_VERSION);
+	put_u32(&out, (uint32_t)n_sec);
+	put_u64(&out, 0); /* file bytes, patched */
+	put_u64(&out, HDR_BYTES);
+	put_u32(&out, 0); /* header crc, patched */
+	align(&out, HDR_BYTES);
+	size_t table = out.len;
+	put(&out, NULL, (size_t)n_sec * SEC_ENTRY);
+	int oom = qps == NULL;
+	for (int s = 1; s < S_COUNT; s++) {
+		align(&out, 64);
+		uint64_t off = out.len;
+		put(&out, sec[s].p, sec[s].len);
+		oom |= sec[s].oom;
+		if (out.oom)
+			break;
+		uint8_t *e = out.p + table + (size_t)(s - 1) * SEC_ENTRY;
+		struct buf eb = {e, 0, SEC_ENTRY, 0};
+		put_u32(&eb, (uint32_t)s);
+		put_u32(&eb, (uint32_t)crc32(0L, sec[s].p ? sec[s].p : (const Bytef *)"", (uInt)sec[s].len));
+		put_u64(&eb, off);
+		put_u64(&eb, sec[s].len);
+		put_u64(&eb, 0);
+	}
+	for (int s = 0; s < S_COUNT; s++)
+		free(sec[s].p);
+	free(qps);
+	if (oom || out.oom) {
+		free(out.p);
+		return qt_error(QT_E_NOMEM, "out of memory writing .qmod");
+	}
+	struct buf hb = {out.p + 16, 0, 8, 0};
+	put_u64(&hb, out.len);
+	struct buf cb = {out.p + 32, 0, 4, 0};
+	put_u32(&cb, (uint32_t)crc32(0L, out.p, 32));
+	*buf_out = out.p;
+	*len_out = out.len;
+	return QT_OK;
+}
+
+enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path)
+{
+	uint8_t *buf;
+	size_t len;
+	enum qt_status st = qt_qmod_serialize(g, &buf, &len);
+	if (st)
+		return st;
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		free(buf);
+		return qt_error(QT_E_IO, "%s: cannot create: %s", path, strerror(errno));
+	}
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w = write(fd, buf + done, len - done);
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	free(buf);
+	if (close(fd) != 0 || done != len) {
+		unlink(tmp);
+		return qt_error(QT_E_IO, "%s: write failed", path);
+	}
+	chmod(tmp, 0644);
+	if (rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return qt_error(QT_E_IO, "%s: cannot rename into place: %s", path, strerror(e));
+	}
+	return QT_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reader                                                                   */
+
+struct rd {
+	const uint8_t *p;
+	size_t len;
+	const char *label;
+	const uint8_t *sec[S_COUNT];
+	uint64_t sec_len[S_COUNT];
+	struct qt_graph *g;
+};
+
+#define BAD(...) qt_error(QT_E_FORMAT, __VA_ARGS__)
+
+/* A string reference into STRINGS, copied into the graph arena. */
+static enum qt_status rd_str(struct rd *r, uint32_t off, uint32_t len, const char *what, const char **out)
+{
+	if ((uint64_t)off + len > r->sec_len[S_STRINGS])
+		return BAD("%s: %s: string at %u+%u is outside STRINGS (%llu bytes)", r->label, what, off, len,
+			   (unsigned long long)r->sec_len[S_STRINGS]);
+	char *s = qt_graph_alloc(r->g, (size_t)len + 1);
+	if (!s)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	memcpy(s, r->sec[S_STRINGS] + off, len);
+	if (memchr(s, 0, len))
+		return BAD("%s: %s: string contains a NUL byte", r->label, what);
+	*out = s;
+	return QT_OK;
+}
+
+/* A payload in DATA: offset and length checked, returns a pointer. */
+static enum qt_status rd_data(struct rd *r, uint64_t off, uint64_t len, const char *what, const uint8_t **out)
+{
+	if (off > r->sec_len[S_DATA] || len > r->sec_len[S_DATA] - off)
+		return BAD("%s: %s: payload at %llu+%llu is outside DATA (%llu bytes)", r->label, what,
+			   (unsigned long long)off, (unsigned long long)len, (unsigned long long)r->sec_len[S_DATA]);
+	*out = r->sec[S_DATA] + off;
+	return QT_OK;
+}
+
+/* Record table: a u32 count then count records of rec bytes, all inside the section. */
+static enum qt_status rd_table(struct rd *r, int s, size_t rec, uint32_t *count_out, const uint8_t **recs)
+{
+	if (r->sec_len[s] < 4)
+		return BAD("%s: section %s is shorter than its count", r->label, section_names[s]);
+	uint32_t c = rd_u32(r->sec[s]);
+	if (c > MAX_COUNT || (uint64_t)c * rec > r->sec_len[s] - 4)
+		return BAD("%s: section %s: %u records of %zu bytes do not fit in %llu bytes", r->label,
+			   section_names[s], c, rec, (unsigned long long)r->sec_len[s]);
+	*count_out = c;
+	*recs = r->sec[s] + 4;
+	return QT_OK;
+}
+
+static int valid_dtype(unsigned d)
+{
+	return d > QT_DTYPE_UNDEFINED && d < QT_DTYPE_COUNT && d != QT_DTYPE_STRING;
+}
+
+static enum qt_status read_body(struct rd *r)
+{
+	struct qt_graph *g = r->g;
+	enum qt_status st;
+	uint32_t nq, nv, nn, na, nr;
+	const uint8_t *qrec, *vrec, *nrec, *arec, *rrec;
+	if ((st = rd_table(r, S_QPARAMS, QP_REC, &nq, &qrec)) || (st = rd_table(r, S_VALUES, VAL_REC, &nv, &vrec)) ||
+	    (st = rd_table(r, S_NODES, NODE_REC, &nn, &nrec)) || (st = rd_table(r, S_ATTRS, ATTR_REC, &na, &arec)) ||
+	    (st = rd_table(r, S_REQUANT, RQ_REC, &nr, &rrec)))
+		return st;
+	/* Quantization parameters. */
+	struct qt_qparams *qps = qt_graph_alloc(g, (size_t)(nq ? nq : 1) * sizeof *qps);
+	if (!qps)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < nq; i++) {
+		const uint8_t *p = qrec + (size_t)i * QP_REC;
+		struct qt_qparams *q = &qps[i];
+		q->qtype = p[0];
+		q->scheme = p[1];
+		q->axis = (int8_t)p[2];
+		q->group_axis = (int8_t)p[3];
+		q->group_size = (int)rd_u32(p + 4);
+		uint64_t cnt = rd_u64(p + 8);
+		if (!valid_dtype(q->qtype) || q->scheme < QT_QSCHEME_TENSOR || q->scheme > QT_QSCHEME_GROUP ||
+		    q->axis < 0 || q->axis >= QT_MAX_RANK || q->group_size < 0 || cnt == 0 || cnt > MAX_COUNT)
+			return BAD("%s: qparams %u: bad type, scheme, axis or count", r->label, i);
+		q->count = (int64_t)cnt;
+		const uint8_t *sp = NULL, *zp = NULL;
+		if ((st = rd_data(r, rd_u64(p + 16), cnt * 4, "qparams scales", &sp)) ||
+		    (st = rd_data(r, rd_u64(p + 24), cnt * 4, "qparams zero points", &zp)))
+			return st;
+		q->scale = qt_graph_alloc(g, cnt * 4);
+		q->zero_point = qt_graph_alloc(g, cnt * 4);
+		if (!q->scale || !q->zero_point)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		int32_t lo, hi;
+		qt_qtype_range(q->qtype, &lo, &hi);
+		if (q->qtype == QT_DTYPE_I32)
+			lo = hi = 0;
+		for (uint64_t k = 0; k < cnt; k++) {
+			q->scale[k] = rd_f32(sp + 4 * k);
+			q->zero_point[k] = (int32_t)rd_u32(zp + 4 * k);
+			if (!isfinite(q->scale[k]) || !(q->scale[k] > 0))
+				return BAD("%s: qparams %u: scale %llu is %g; scales must be finite and positive", r->label, i,
+					   (unsigned long long)k, q->scale[k]);
+			if (q->zero_point[k] < lo || q->zero_point[k] > hi)
+				return BAD("%s: qparams %u: zero point %d outside [%d, %d] of %s", r->label, i,
+					   q->zero_point[k], lo, hi, qt_dtype_name(q->qtype));
+		}
+	}
+	/* Values. */
+	const uint8_t *dims = r->sec[S_DIMS];
+	uint64_t n_dims = r->sec_len[S_DIMS] / 8;
+	for (uint32_t i = 0; i < nv; i++) {
+		const uint8_t *p = vrec + (size_t)i * VAL_REC;
+		const char *name;
+		if ((st = rd_str(r, rd_u32(p), rd_u32(p + 4), "value name", &name)))
+			return st;
+		int vi = qt_graph_value(g, name);
+		if (vi < 0)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		if ((uint32_t)vi != i)
+			return BAD("%s: value %u: name \"%s\" is used twice", r->label, i, name);
+		struct qt_value *v = &g->values[vi];
+		unsigned dt = p[8], rank = p[9], flags = p[10];
+		int32_t qi = (int32_t)rd_u32(p + 12);
+		uint32_t d0 = rd_u32(p + 16);
+		uint64_t doff = rd_u64(p + 24), dlen = rd_u64(p + 32);
+		if (dt != QT_DTYPE_UNDEFINED && !valid_dtype(dt))
+			return BAD("%s: value \"%s\": unknown dtype %u", r->label, name, dt);
+		if (rank != 255 && rank > QT_MAX_RANK)
+			return BAD("%s: value \"%s\": rank %u exceeds %d", r->label, name, rank, QT_MAX_RANK);
+		if (qi < -1 || qi >= (int32_t)nq)
+			return BAD("%s: value \"%s\": qparams index %d out of range", r->label, name, qi);
+		v->dtype = dt;
+		v->rank = rank == 255 ? -1 : (int)rank;
+		v->is_input = flags & 1;
+		v->is_output = (flags >> 1) & 1;
+		v->q = qi >= 0 ? &qps[qi] : NULL;
+		if (v->rank > 0 && ((uint64_t)d0 + (uint64_t)v->rank > n_dims))
+			return BAD("%s: value \"%s\": dims outside the DIMS section", r->label, name);
+		int64_t numel = 1;
+		for (int d = 0; d < v->rank; d++) {
+			v->dims[d] = (int64_t)rd_u64(dims + 8 * ((size_t)d0 + (size_t)d));
+			if (v->dims[d] < -1 || v->dims[d] > (1LL << 40))
+				return BAD("%s: value \"%s\": dimension %d is %lld", r->label, name, d, (long long)v->dims[d]);
+			if (v->dims[d] >= 0 && numel >= 0)
+				numel = v->dims[d] && numel > (1LL << 40) / v->dims[d] ? -2 : numel * v->dims[d];
+			else
+				numel = -1;
+		}
+		if (flags & 4) {
+			if (v->rank < 0 || numel < 0 || dt == QT_DTYPE_UNDEFINED)
+				return BAD("%s: constant \"%s\" needs a dtype and a concrete shape", r->label, name);
+			if (dlen != qt_dtype_nbytes(dt, numel))
+				return BAD("%s: constant \"%s\": %llu payload bytes, its %s shape needs %zu", r->label, name,
+					   (unsigned long long)dlen, qt_dtype_name(dt), qt_dtype_nbytes(dt, numel));
+			const uint8_t *src = NULL;
+			if ((st = rd_data(r, doff, dlen, name, &src)))
+				return st;
+			struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+			void *d = qt_graph_alloc(g, dlen ? dlen : 1);
+			if (!t || !d)
+				return qt_error(QT_E_NOMEM, "out of memory");
+			memcpy(d, src, dlen);
+			t->dtype = dt;
+			t->rank = v->rank;
+			memcpy(t->dims, v->dims, sizeof t->dims);
+			t->data = d;
+			t->nbytes = dlen;
+			v->init = t;
+			/* Per-channel/group parameters must match the tensor they describe. */
+			if (v->q && v->q->scheme != QT_QSCHEME_TENSOR) {
+				if (v->q->axis >= v->rank)
+					return BAD("%s: constant \"%s\": quantization axis %d outside rank %d", r->label, name,
+						   v->q->axis, v->rank);
+				int64_t C = v->dims[v->q->axis], per = numel / (C ? C : 1);
+				int64_t want = v->q->scheme == QT_QSCHEME_CHANNEL
+						       ? C
+						       : (v->q->group_size > 0 ? C * ((per + v->q->group_size - 1) / v->q->group_size) : -1);
+				if (want != v->q->count)
+					return BAD("%s: constant \"%s\": %lld scales, its shape needs %lld", r->label, name,
+						   (long long)v->q->count, (long long)want);
+			}
+		} else if (v->q && v->q->count != 1) {
+			return BAD("%s: activation \"%s\" must be quantized per tensor", r->label, name);
+		}
+	}
+	/* Requantization records. */
+	struct qt_requant *rqs = qt_graph_alloc(g, (size_t)(nr ? nr : 1) * sizeof *rqs);
+	if (!rqs)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < nr; i++) {
+		const uint8_t *p = rrec + (size_t)i * RQ_REC;
+		struct qt_requant *q = &rqs[i];
+		uint32_t cnt = rd_u32(p);
+		q->qmin = (int32_t)rd_u32(p + 4);
+		q->qmax = (int32_t)rd_u32(p + 8);
+		if (cnt == 0 || cnt > MAX_COUNT || q->qmin < 0 || q->qmax > 255 || q->qmin > q->qmax)
+			return BAD("%s: requant %u: bad count or clamp [%d, %d]", r->label, i, q->qmin, q->qmax);
+		const uint8_t *mp = NULL, *sp = NULL;
+		if ((st = rd_data(r, rd_u64(p + 16), (uint64_t)cnt * 4, "requant multipliers", &mp)) ||
+		    (st = rd_data(r, rd_u64(p + 24), (uint64_t)cnt * 4, "requant shifts", &sp)))
+			return st;
+		q->count = (int)cnt;
+		q->mult = qt_graph_alloc(g, (size_t)cnt * 4);
+		q->shift = qt_graph_alloc(g, (size_t)cnt * 4);
+		if (!q->mult || !q->shift)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (uint32_t k = 0; k < cnt; k++) {
+			q->mult[k] = (int32_t)rd_u32(mp + 4 * k);
+			q->shift[k] = (int32_t)rd_u32(sp + 4 * k);
+			if ((q->mult[k] != 0 && q->mult[k] < (1 << 30)) || q->shift[k] < 1 || q->shift[k] > 62)
+				return BAD("%s: requant %u: multiplier %d or shift %d out of range", r->label, i, q->mult[k],
+					   q->shift[k]);
+		}
+	}
+	/* Nodes. */
+	const uint8_t *idx = r->sec[S_INDEX];
+	uint64_t n_idx = r->sec_len[S_INDEX] / 4;
+	for (uint32_t i = 0; i < nn; i++) {
+		const uint8_t *p = nrec + (size_t)i * NODE_REC;
+		const char *op, *dom, *name;
+		if ((st = rd_str(r, rd_u32(p), rd_u32(p + 4), "op type", &op)) ||
+		    (st = rd_str(r, rd_u32(p + 8), rd_u32(p + 12), "domain", &dom)) ||
+		    (st = rd_str(r, rd_u32(p + 16), rd_u32(p + 20), "node name", &name)))
+			return st;
+		int ni = qt_graph_add_node(g, op, dom, name);
+		if (ni < 0)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		struct qt_node *n = &g->nodes[ni];
+		uint32_t nin = rd_u32(p + 24), nout = rd_u32(p + 28), i0 = rd_u32(p + 32), nat = rd_u32(p + 36),
+			 a0 = rd_u32(p + 40);
+		int32_t rqi = (int32_t)rd_u32(p + 44);
+		if (nin > 1024 || nout > 1024 || (uint64_t)i0 + nin + nout > n_idx)
+			return BAD("%s: node %u (%s): inputs/outputs outside the INDEX section", r->label, i, op);
+		if ((uint64_t)a0 + nat > na || rqi < -1 || rqi >= (int32_t)nr)
+			return BAD("%s: node %u (%s): attribute or requant index out of range", r->label, i, op);
+		n->n_inputs = (int)nin;
+		n->n_outputs = (int)nout;
+		n->inputs = qt_graph_alloc(g, (nin + 1) * sizeof(int));
+		n->outputs = qt_graph_alloc(g, (nout + 1) * sizeof(int));
+		if (!n->inputs || !n->outputs)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (uint32_t k = 0; k < nin + nout; k++) {
+			int32_t v = (int32_t)rd_u32(idx + 4 * ((size_t)i0 + k));
+			if (v < -1 || v >= (int32_t)nv)
+				return BAD("%s: node %u (%s): value index %d out of range", r->label, i, op, v);
+			if (k < nin)
+				n->inputs[k] = v;
+			else
+				n->outputs[k - nin] = v;
+		}
+		n->rq = rqi >= 0 ? &rqs[rqi] : NULL;
+		n->n_attrs = (int)nat;
+		n->attrs = qt_graph_alloc(g, (nat + 1) * sizeof *n->attrs);
+		if (!n->attrs)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (uint32_t k = 0; k < nat; k++) {
+			const uint8_t *ap = arec + (size_t)(a0 + k) * ATTR_REC;
+			struct qt_attr *a = &n->attrs[k];
+			if ((st = rd_str(r, rd_u32(ap), rd_u32(ap + 4), "attribute name", &a->name)))
+				return st;
+			a->type = rd_u32(ap + 8);
+			uint32_t cnt = rd_u32(ap + 12);
+			a->i = (int64_t)rd_u64(ap + 16);
+			a->f = rd_f32(ap + 24);
+			uint64_t pay = rd_u64(ap + 32);
+			const uint8_t *src = NULL;
+			switch (a->type) {
+			case QT_ATTR_FLOAT:
+			case QT_ATTR_INT:
+			case QT_ATTR_GRAPH: break;
+			case QT_ATTR_INTS:
+				if (cnt > MAX_COUNT || (st = rd_data(r, pay, (uint64_t)cnt * 8, a->name, &src)))
+					return st ? st : BAD("%s: attribute %s too long", r->label, a->name);
+				a->n = (int)cnt;
+				if (!(a->ints = qt_graph_alloc(g, (size_t)cnt * 8 + 8)))
+					return qt_error(QT_E_NOMEM, "out of memory");
+				for (uint32_t j = 0; j < cnt; j++)
+					a->ints[j] = (int64_t)rd_u64(src + 8 * j);
+				break;
+			case QT_ATTR_FLOATS:
+				if (cnt > MAX_COUNT || (st = rd_data(r, pay, (uint64_t)cnt * 4, a->name, &src)))
+					return st ? st : BAD("%s: attribute %s too long", r->label, a->name);
+				a->n = (int)cnt;
+				if (!(a->floats = qt_graph_alloc(g, (size_t)cnt * 4 + 4)))
+					return qt_error(QT_E_NOMEM, "out of memory");
+				for (uint32_t j = 0; j < cnt; j++)
+					a->floats[j] = rd_f32(src + 4 * j);
+				break;
+			case QT_ATTR_STRING: {
+				if ((st = rd_data(r, pay, cnt, a->name, &src)))
+					return st;
+				char *s = qt_graph_alloc(g, (size_t)cnt + 1);
+				if (!s)
+					return qt_error(QT_E_NOMEM, "out of memory");
+				memcpy(s, src, cnt);
+				a->s = s;
+				a->s_len = cnt;
+				break;
+			}
+			case QT_ATTR_STRINGS:
+				if (cnt > MAX_COUNT || (st = rd_data(r, pay, (uint64_t)cnt * 8, a->name, &src)))
+					return st ? st : BAD("%s: attribute %s too long", r->label, a->name);
+				a->n = (int)cnt;
+				if (!(a->strings = qt_graph_alloc(g, (size_t)cnt * sizeof(char *) + 8)))
+					return qt_error(QT_E_NOMEM, "out of memory");
+				for (uint32_t j = 0; j < cnt; j++)
+					if ((st = rd_str(r, rd_u32(src + 8 * j), rd_u32(src + 8 * j + 4), a->name, &a->strings[j])))
+						return st;
+				break;
+			case QT_ATTR_TENSOR: {
+				if ((st = rd_data(r, pay, 8 + 8 * QT_MAX_RANK, a->name, &src)))
+					return st;
+				struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+				if (!t)
+					return qt_error(QT_E_NOMEM, "out of memory");
+				t->dtype = rd_u32(src);
+				t->rank = (int)rd_u32(src + 4);
+				if (!valid_dtype(t->dtype) || t->rank < 0 || t->rank > QT_MAX_RANK)
+					return BAD("%s: attribute %s: bad tensor header", r->label, a->name);
+				int64_t numel = 1;
+				for (int d = 0; d < t->rank; d++) {
+					t->dims[d] = (int64_t)rd_u64(src + 8 + 8 * d);
+					if (t->dims[d] < 0 || t->dims[d] > (1LL << 30) || numel > (1LL << 30))
+						return BAD("%s: attribute %s: bad tensor dims", r->label, a->name);
+					numel *= t->dims[d];
+				}
+				t->nbytes = qt_dtype_nbytes(t->dtype, numel);
+				if (t->nbytes != cnt)
+					return BAD("%s: attribute %s: tensor payload size mismatch", r->label, a->name);
+				const uint8_t *body = NULL;
+				if ((st = rd_data(r, pay + 8 + 8 * QT_MAX_RANK, cnt, a->name, &body)))
+					return st;
+				if (!(t->data = qt_graph_alloc(g, cnt + 1)))
+					return qt_error(QT_E_NOMEM, "out of memory");
+				memcpy(t->data, body, cnt);
+				a->t = t;
+				break;
+			}
+			default: return BAD("%s: attribute %s: unknown type %d", r->label, a->name, (int)a->type);
+			}
+		}
+	}
+	/* Graph inputs and outputs. */
+	const uint8_t *gp = r->sec[S_GRAPH];
+	if (r->sec_len[S_GRAPH] < 8)
+		return BAD("%s: GRAPH section too short", r->label);
+	uint32_t gi = rd_u32(gp), go = rd_u32(gp + 4);
+	if (gi > 1024 || go > 1024 || 8 + 4 * ((uint64_t)gi + go) > r->sec_len[S_GRAPH])
+		return BAD("%s: GRAPH section: %u inputs and %u outputs do not fit", r->label, gi, go);
+	g->inputs = qt_graph_alloc(g, (gi + 1) * sizeof(int));
+	g->outputs = qt_graph_alloc(g, (go + 1) * sizeof(int));
+	if (!g->inputs || !g->outputs)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (uint32_t k = 0; k < gi + go; k++) {
+		uint32_t v = rd_u32(gp + 8 + 4 * k);
+		if (v >= nv)
+			return BAD("%s: GRAPH section: value index %u out of range", r->label, v);
+		if (k < gi)
+			g->inputs[k] = (int)v;
+		else
+			g->outputs[k - gi] = (int)v;
+	}
+	g->n_inputs = (int)gi;
+	g->n_outputs = (int)go;
+	/* Provenance. */
+	uint32_t nm;
+	const uint8_t *mp;
+	if ((st = rd_table(r, S_META, 16, &nm, &mp)))
+		return st;
+	for (uint32_t k = 0; k < nm; k++) {
+		const char *key, *val;
+		if ((st = rd_str(r, rd_u32(mp + 16 * k), rd_u32(mp + 16 * k + 4), "meta key", &key)) ||
+		    (st = rd_str(r, rd_u32(mp + 16 * k + 8), rd_u32(mp + 16 * k + 12), "meta value", &val)))
+			return st;
+		if (!strcmp(key, "name"))
+			g->name = val;
+		else if (!strcmp(key, "opset"))
+			g->opset = atoi(val);
+		else if (!strcmp(key, "ir_version"))
+			g->ir_version = atoll(val);
+		else if (!strcmp(key, "source_sha256"))
+			g->src_sha256_hex = val;
+		else if (!strcmp(key, "calib_method"))
+			g->calib_method = val;
+		else if (!strcmp(key, "qtool_version"))
+			g->qtool_version = val;
+		else if (!strcmp(key, "command_line"))
+			g->command_line = val;
+	}
+	if (g->opset < 1 || g->opset > 1000)
+		return BAD("%s: META: opset %d out of range", r->label, g->opset);
+	/* Weighted nodes need constant quantized weights and a matching requant. */
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		if (!n->rq)
+			continue;
+		if (n->n_inputs < 2 || n->inputs[1] < 0 || !g->values[n->inputs[1]].init || !g->values[n->inputs[1]].q ||
+		    n->n_outputs < 1 || n->outputs[0] < 0 || !g->values[n->outputs[0]].q || n->inputs[0] < 0 ||
+		    !g->values[n->inputs[0]].q)
+			return BAD("%s: node \"%s\" (%s) has requantization but no quantized weight, input or output",
+				   r->label, n->name, n->op_type);
+	}
+	return qt_graph_finalize(g);
+}
+
+enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, struct qt_graph **out)
+{
+	struct rd r = {.p = buf, .len = len, .label = label};
+	*out = NULL;
+	if (len < HDR_BYTES || !qt_qmod_magic_ok(r.p))
+		return BAD("%s: not a .qmod file (bad magic or shorter than the header)", label);
+	uint32_t ver = rd_u32(r.p + 8), ns = rd_u32(r.p + 12);
+	uint64_t fbytes = rd_u64(r.p + 16), table = rd_u64(r.p + 24);
+	if (rd_u32(r.p + 32) != (uint32_t)crc32(0L, r.p, 32))
+		return BAD("%s: header CRC mismatch (the file is damaged)", label);
+	if (ver != QT_QMOD_VERSION)
+		return qt_error(QT_E_UNSUPPORTED, "%s: .qmod version %u, this qtool reads version %d", label, ver,
+				QT_QMOD_VERSION);
+	if (fbytes != len)
+		return BAD("%s: header says %llu bytes, the file has %zu (truncated?)", label, (unsigned long long)fbytes, len);
+	if (ns == 0 || ns > 64 || table != HDR_BYTES || table + (uint64_t)ns * SEC_ENTRY > len)
+		return BAD("%s: section table (%u entries at %llu) does not fit", label, ns, (unsigned long long)table);
+	for (uint32_t i = 0; i < ns; i++) {
+		const uint8_t *e = r.p + table + (size_t)i * SEC_ENTRY;
+		uint32_t kind = rd_u32(e), crc = rd_u32(e + 4);
+		uint64_t off = rd_u64(e + 8), sl = rd_u64(e + 16);
+		if (kind == 0 || kind >= S_COUNT)
+			continue; /* unknown sections are skipped (forward compatible) */
+		if (off % 64 || off > len || sl > len - off)
+			return BAD("%s: section %s at %llu+%llu is misaligned or outside the file", label, section_names[kind],
+				   (unsigned long long)off, (unsigned long long)sl);
+		if (r.sec[kind])
+			return BAD("%s: section %s appears twice", label, section_names[kind]);
+		if ((uint32_t)crc32(0L, r.p + off, (uInt)sl) != crc)
+			return BAD("%s: section %s CRC mismatch (the file is damaged)", label, section_names[kind]);
+		r.sec[kind] = r.p + off;
+		r.sec_len[kind] = sl;
+	}
+	for (int s = 1; s < S_COUNT; s++)
+		if (!r.sec[s])
+			return BAD("%s: section %s is missing", label, section_names[s]);
+	enum qt_status st = qt_graph_new(&r.g);
+	if (st)
+		return st;
+	r.g->path = qt_graph_strdup(r.g, label);
+	/* The model's identity is the file's bytes. */
+	qt_sha256(buf, len, r.g->sha256);
+	st = read_body(&r);
+	if (st) {
+		if (strncmp(qt_error_msg(), label, strlen(label)) != 0)
+			qt_error_prefix(st, "%s", label);
+		qt_graph_free(r.g);
+		return st;
+	}
+	*out = r.g;
+	return QT_OK;
+}
+
+enum qt_status qt_qmod_read(const char *path, struct qt_graph **out)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return qt_error(QT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+	if (fseek(f, 0, SEEK_END) != 0) {
+		fclose(f);
+		return qt_error(QT_E_IO, "%s: cannot seek", path);
+	}
+	long n = ftell(f);
+	if (n < 0 || (unsigned long)n > ((size_t)2 << 30)) {
+		fclose(f);
+		return qt_error(QT_E_FORMAT, "%s: not a .qmod file (size %ld)", path, n);
+	}
+	rewind(f);
+	uint8_t *buf = malloc((size_t)n + 1);
+	if (!buf) {
+		fclose(f);
+		return qt_error(QT_E_NOMEM, "out of memory reading %s", path);
+	}
+	size_t got = fread(buf, 1, (size_t)n, f);
+	fclose(f);
+	if (got != (size_t)n) {
+		free(buf);
+		return qt_error(QT_E_IO, "%s: read failed", path);
+	}
+	enum qt_status st = qt_qmod_read_mem(buf, (size_t)n, path, out);
+	free(buf);
+	return st;
+}
+
+void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s)
+{
+	memset(s, 0, sizeof *s);
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		if (val->init) {
+			s->weight_bytes += (int64_t)val->init->nbytes;
+			s->weight_bits += qt_tensor_numel(val->init) * qt_dtype_bits(val->init->dtype);
+		}
+		if (val->q)
+			s->qparam_bytes += val->q->count * 8;
+	}
+	for (int i = 0; i < g->n_nodes; i++) {
+		if (g->nodes[i].rq) {
+			s->quantized_nodes++;
+			s->qparam_bytes += (int64_t)g->nodes[i].rq->count * 8;
+		}
+		if (!qt_qrt_node_is_integer(g, i))
+			s->float_nodes++;
+	}
+}

@@ -1,0 +1,37 @@
+/*
+ * A runnable model, whatever its file: an FP32 ONNX model (reference
+ * executor) or a quantized .qmod (integer executor). Evaluation and
+ * benchmarks use this so they treat both alike.
+ */
+#ifndef QTOOL_MODEL_H
+#define QTOOL_MODEL_H
+
+#include "qtool/graph.h"
+
+struct qt_model;
+
+enum qt_model_kind { QT_MODEL_ONNX, QT_MODEL_QMOD };
+
+/* Open by content (the .qmod magic, else ONNX). *out owned by the caller. */
+QT_API enum qt_status qt_model_open(const char *path, struct qt_model **out);
+QT_API void qt_model_free(struct qt_model *m);
+
+QT_API enum qt_model_kind qt_model_kind(const struct qt_model *m);
+/* The model's graph (borrowed; lives as long as m). */
+QT_API const struct qt_graph *qt_model_graph(const struct qt_model *m);
+/* Size of the model file in bytes. */
+QT_API uint64_t qt_model_file_bytes(const struct qt_model *m);
+/* Lower-case hex sha256 of the model file (65 bytes with NUL). */
+QT_API const char *qt_model_sha256_hex(const struct qt_model *m);
+
+/*
+ * Run on one batch: the model's single input gets `x` (borrowed), its first
+ * output is written to *y_out (owned by the caller; float32). Models with
+ * several inputs are refused by qt_model_open's users with a clear error.
+ */
+QT_API enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out);
+
+/* Lower-case hex of 32 bytes into out (65 bytes). */
+QT_API void qt_hex32(const uint8_t *bytes, char *out);
+
+#endif

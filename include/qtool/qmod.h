@@ -1,0 +1,33 @@
+/*
+ * .qmod: qtool's quantized model file (specification: docs/FORMAT.md).
+ * The writer and the reader follow that document; the reader validates every
+ * offset, length, count, dtype, range and CRC before use.
+ */
+#ifndef QTOOL_QMOD_H
+#define QTOOL_QMOD_H
+
+#include "qtool/graph.h"
+
+#define QT_QMOD_VERSION 1
+
+/* Write g (a quantized graph) to path: temporary file + rename; deterministic. */
+QT_API enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path);
+/* Serialize to a malloc'd buffer (*buf_out owned by the caller). */
+QT_API enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out);
+/* Read and validate; *out is a new graph owned by the caller. */
+QT_API enum qt_status qt_qmod_read(const char *path, struct qt_graph **out);
+QT_API enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, struct qt_graph **out);
+
+struct qt_qmod_summary {
+	int quantized_nodes;  /* nodes with integer weights */
+	int float_nodes;      /* nodes without an integer kernel (dequantize, FP32, quantize) */
+	int64_t weight_bytes; /* bytes of every constant payload */
+	int64_t weight_bits;  /* sum of constant elements x their bits */
+	int64_t qparam_bytes; /* scales, zero points, multipliers, shifts */
+};
+/* Facts about a quantized graph for inspect and the size bound. */
+QT_API void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s);
+/* 1 if op_type has an integer kernel in the integer runtime given its operands. */
+QT_API int qt_qrt_node_is_integer(const struct qt_graph *g, int node);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * Quantization: graph preparation passes, quantization parameters, and the
+ * quantize stage that turns an FP32 graph plus calibration ranges into a
+ * quantized graph (the in-memory form of a .qmod).
+ *
+ * The quantized graph is the prepared FP32 graph (BatchNormalization folded,
+ * Relu/Clip(0,..) fused into their producer's output range) where:
+ *  - every float32 activation has per-tensor asymmetric qparams (U8 or U4:
+ *    codes in [0, 2^bits - 1], real = scale * (q - zero_point));
+ *  - the weight of each quantized Conv/Gemm/MatMul is replaced by symmetric
+ *    codes (S8/S4/S2, zero point 0, per channel of the output axis, per
+ *    tensor, or per group along the input axis), stored packed as the value's
+ *    init tensor with dtype S8 (=I8), S4 or S2;
+ *  - its bias is int32 at scale s_in * s_w[c];
+ *  - the node carries its requantization (qt_requant).
+ *
+ * Rounding at quantize time (float allowed here, offline): codes are
+ * nearbyint(x / scale) + zero_point (ties to even), clamped to the range.
+ */
+#ifndef QTOOL_QUANT_H
+#define QTOOL_QUANT_H
+
+#include "qtool/graph.h"
+
+/* Fold BatchNormalization into a preceding Conv/ConvTranspose/Gemm whose
+ * output feeds only the BN. Returns the number folded in *n_out. */
+QT_API enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out);
+
+/* Range of the codes of a quantized type: [-2^(b-1)+1, 2^(b-1)-1] for signed
+ * weights (symmetric, restricted), [0, 2^b - 1] for unsigned activations. */
+QT_API void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax);
+
+/* Asymmetric per-tensor parameters for [lo, hi] (widened to include 0). */
+QT_API enum qt_status qt_qparams_asym(float lo, float hi, int bits, float *scale_out, int32_t *zp_out);
+/* Quantize one float with (scale, zp) into [qmin, qmax]; ties to even. */
+QT_API int32_t qt_quantize_one(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax);
+
+struct qt_calib_table;
+
+enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
+
+struct qt_quant_opts {
+	int wbits;        /* 8, 4 or 2 */
+	int abits;        /* 8 or 4 */
+	enum qt_granularity gran;
+	int group_size;   /* with QT_GRAN_GROUP */
+	const char *calib_method; /* NULL: the calibration file's default */
+	const char *command_line; /* provenance */
+};
+
+/*
+ * Quantize g in place (see the header comment). `calib` (borrowed) gives the
+ * activation ranges; every activation must have statistics. On error the
+ * graph may be partly rewritten and must be freed.
+ */
+QT_API enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
+					const struct qt_quant_opts *o);
+
+/* Parse "w8a8", "w4a8", "w2a8", "w8a4", ...; 0 on success. */
+QT_API int qt_parse_bits(const char *s, int *wbits_out, int *abits_out);
+
+/*
+ * Dequantize a quantized weight/bias value's codes into float32 (owned by
+ * *out). Used by the float simulation and by fallback ops.
+ */
+QT_API enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_tensor *out);
+
+/* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
+QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
+
+#endif

@@ -1,0 +1,166 @@
+/* Graph passes that rewrite the IR: BatchNormalization folding, node removal. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtool/quant.h"
+#include "passes_int.h"
+
+void qt_graph_remove_nodes(struct qt_graph *g, const char *dead)
+{
+	int w = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!dead[i])
+			g->nodes[w++] = g->nodes[i];
+	g->n_nodes = w;
+}
+
+/* A float32 constant of the expected element count, or NULL. */
+static const struct qt_tensor *const_f32(const struct qt_graph *g, int v, int64_t n)
+{
+	if (v < 0 || !g->values[v].init)
+		return NULL;
+	const struct qt_tensor *t = g->values[v].init;
+	return (t->dtype == QT_DTYPE_F32 && qt_tensor_numel(t) == n) ? t : NULL;
+}
+
+/* Replace value v's constant by a fresh float32 copy the pass may write (arena-owned). */
+static float *writable_f32(struct qt_graph *g, int v, const struct qt_tensor *src, int64_t n, int rank,
+			   const int64_t *dims)
+{
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	float *d = qt_graph_alloc(g, (size_t)n * sizeof(float));
+	if (!t || !d)
+		return NULL;
+	t->dtype = QT_DTYPE_F32;
+	t->rank = rank;
+	memcpy(t->dims, dims, (size_t)rank * sizeof(int64_t));
+	t->data = d;
+	t->nbytes = (size_t)n * sizeof(float);
+	if (src)
+		memcpy(d, src->data, t->nbytes);
+	g->values[v].init = t;
+	g->values[v].dtype = QT_DTYPE_F32;
+	g->values[v].rank = rank;
+	memcpy(g->values[v].dims, dims, (size_t)rank * sizeof(int64_t));
+	return d;
+}
+
+/*
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta after x = W * in + b folds to
+ * W' = W * k, b' = (b - mean) * k + beta with k = gamma / sqrt(var + eps), per
+ * output channel. Computed in double, stored as float.
+ */
+enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
+{
+	char *dead = calloc((size_t)g->n_nodes + 1, 1);
+	int folded = 0;
+	if (!dead)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int bi = 0; bi < g->n_nodes; bi++) {
+		struct qt_node *bn = &g->nodes[bi];
+		if (strcmp(bn->op_type, "BatchNormalization") || bn->n_inputs < 5 || bn->inputs[0] < 0)
+			continue;
+		if (qt_node_attr_int(bn, "training_mode", 0))
+			continue;
+		int x = bn->inputs[0];
+		struct qt_value *xv = &g->values[x];
+		if (xv->producer < 0 || xv->n_consumers != 1 || xv->is_output)
+			continue;
+		struct qt_node *p = &g->nodes[xv->producer];
+		int is_conv = !strcmp(p->op_type, "Conv"), is_convt = !strcmp(p->op_type, "ConvTranspose");
+		if (!(is_conv || is_convt) || p->n_inputs < 2 || p->n_outputs != 1)
+			continue;
+		int wv = p->inputs[1];
+		if (wv < 0 || !g->values[wv].init || g->values[wv].init->dtype != QT_DTYPE_F32)
+			continue;
+		const struct qt_tensor *w = g->values[wv].init;
+		if (w->rank < 3)
+			continue;
+		int64_t group = qt_node_attr_int(p, "group", 1);
+		int64_t C = is_conv ? w->dims[0] : w->dims[1] * group;
+		const struct qt_tensor *sc = const_f32(g, bn->inputs[1], C), *bb = const_f32(g, bn->inputs[2], C),
+				       *mu = const_f32(g, bn->inputs[3], C), *var = const_f32(g, bn->inputs[4], C);
+		const struct qt_tensor *bias = p->n_inputs > 2 ? const_f32(g, p->inputs[2], C) : NULL;
+		if (!sc || !bb || !mu || !var || (p->n_inputs > 2 && p->inputs[2] >= 0 && !bias))
+			continue;
+		/* The weight may be shared with another node: fold into a private copy. */
+		int shared = g->values[wv].n_consumers > 1;
+		if (shared)
+			continue;
+		double eps = qt_node_attr_float(bn, "epsilon", 1e-5f);
+		int64_t n = qt_tensor_numel(w);
+		float *wd = writable_f32(g, wv, w, n, w->rank, w->dims);
+		if (!wd) {
+			free(dead);
+			return qt_error(QT_E_NOMEM, "out of memory folding BatchNormalization");
+		}
+		const float *s = sc->data, *be = bb->data, *m = mu->data, *va = var->data;
+		float *k = malloc((size_t)C * sizeof *k);
+		if (!k) {
+			free(dead);
+			return qt_error(QT_E_NOMEM, "out of memory");
+		}
+		for (int64_t c = 0; c < C; c++)
+			k[c] = (float)((double)s[c] / sqrt((double)va[c] + eps));
+		if (is_conv) {
+			int64_t per = n / C;
+			for (int64_t c = 0; c < C; c++)
+				for (int64_t j = 0; j < per; j++)
+					wd[c * per + j] *= k[c];
+		} else {
+			/* ConvTranspose weight: [Cin, Cout/group, k...]; channel = g*(Cout/group) + o. */
+			int64_t cin = w->dims[0], cog = w->dims[1], per = n / (cin * cog), cin_g = cin / group;
+			for (int64_t i = 0; i < cin; i++)
+				for (int64_t o = 0; o < cog; o++) {
+					int64_t c = (i / cin_g) * cog + o;
+					for (int64_t j = 0; j < per; j++)
+						wd[(i * cog + o) * per + j] *= k[c];
+				}
+		}
+		/* Bias: reuse the conv's bias value or adopt BN's bias value. */
+		int bv;
+		int64_t bdims[1] = {C};
+		if (bias) {
+			bv = p->inputs[2];
+		} else {
+			bv = bn->inputs[2];
+			if (g->values[bv].n_consumers > 1)
+				bv = -1;
+		}
+		if (bv < 0) {
+			free(k);
+			continue;
+		}
+		float *bd = writable_f32(g, bv, bias, C, 1, bdims);
+		if (!bd) {
+			free(k);
+			free(dead);
+			return qt_error(QT_E_NOMEM, "out of memory folding BatchNormalization");
+		}
+		for (int64_t c = 0; c < C; c++)
+			bd[c] = (float)(((bias ? (double)bd[c] : 0.0) - m[c]) * k[c] + be[c]);
+		free(k);
+		if (p->n_inputs < 3) {
+			int *ins = qt_graph_alloc(g, 3 * sizeof *ins);
+			if (!ins) {
+				free(dead);
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+			ins[0] = p->inputs[0];
+			ins[1] = p->inputs[1];
+			p->inputs = ins;
+			p->n_inputs = 3;
+		}
+		p->inputs[2] = bv;
+		/* The conv now produces the BN's output value directly. */
+		p->outputs[0] = bn->outputs[0];
+		dead[bi] = 1;
+		folded++;
+	}
+	qt_graph_remove_nodes(g, dead);
+	free(dead);
+	if (n_out)
+		*n_out = folded;
+	return qt_graph_finalize(g);
+}

@@ -1,0 +1,145 @@
+/*
+ * Quantization parameters from ranges, and code packing helpers.
+ * Float is allowed here: this runs offline, at quantize time.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qtool/quant.h"
+
+void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax)
+{
+	switch (qt) {
+	case QT_DTYPE_I8: *qmin = -127; *qmax = 127; break;
+	case QT_DTYPE_S4: *qmin = -7; *qmax = 7; break;
+	case QT_DTYPE_S2: *qmin = -1; *qmax = 1; break;
+	case QT_DTYPE_U8: *qmin = 0; *qmax = 255; break;
+	case QT_DTYPE_U4: *qmin = 0; *qmax = 15; break;
+	case QT_DTYPE_U2: *qmin = 0; *qmax = 3; break;
+	default: *qmin = 0; *qmax = 0; break;
+	}
+}
+
+/*
+ * scale = (hi - lo) / (2^bits - 1) over [min(lo,0), max(hi,0)], zero point
+ * = nearbyint(-lo / scale) clamped, so real 0 is exactly a code. A zero-width
+ * range (constant zero tensor) gets scale 1, zero point 0: every code maps
+ * back to 0 exactly.
+ */
+enum qt_status qt_qparams_asym(float lo, float hi, int bits, float *scale_out, int32_t *zp_out)
+{
+	if (!isfinite(lo) || !isfinite(hi) || lo > hi)
+		return qt_error(QT_E_NUMERIC, "range [%g, %g] is not a finite interval", lo, hi);
+	if (bits < 2 || bits > 8)
+		return qt_error(QT_E_INVALID_ARG, "activation bits %d outside 2..8", bits);
+	if (lo > 0)
+		lo = 0;
+	if (hi < 0)
+		hi = 0;
+	int32_t qmax = (1 << bits) - 1;
+	double scale = ((double)hi - (double)lo) / qmax;
+	if (!(scale > 1e-30)) {
+		*scale_out = 1.0f;
+		*zp_out = 0;
+		return QT_OK;
+	}
+	double zp = nearbyint(-(double)lo / scale);
+	if (zp < 0)
+		zp = 0;
+	if (zp > qmax)
+		zp = qmax;
+	*scale_out = (float)scale;
+	*zp_out = (int32_t)zp;
+	return QT_OK;
+}
+
+int32_t qt_quantize_one(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax)
+{
+	float r = nearbyintf(x / scale);
+	/* Clamp in float first so huge values cannot overflow the conversion. */
+	if (!(r >= (float)(qmin - zp)))
+		return qmin; /* also NaN */
+	if (r > (float)(qmax - zp))
+		return qmax;
+	int32_t q = (int32_t)r + zp;
+	return q < qmin ? qmin : q > qmax ? qmax : q;
+}
+
+int qt_parse_bits(const char *s, int *wbits_out, int *abits_out)
+{
+	int w, a;
+	char tail;
+	if (!s || sscanf(s, "w%da%d%c", &w, &a, &tail) != 2)
+		return -1;
+	if (w != 8 && w != 4 && w != 2)
+		return -1;
+	if (a != 8 && a != 4)
+		return -1;
+	*wbits_out = w;
+	*abits_out = a;
+	return 0;
+}
+
+int32_t qt_code_get(const struct qt_tensor *t, int64_t i)
+{
+	const uint8_t *b = t->data;
+	switch (t->dtype) {
+	case QT_DTYPE_I8: return ((const int8_t *)t->data)[i];
+	case QT_DTYPE_U8: return b[i];
+	case QT_DTYPE_I32: return ((const int32_t *)t->data)[i];
+	case QT_DTYPE_S4: {
+		int v = (b[i >> 1] >> ((i & 1) * 4)) & 15;
+		return v >= 8 ? v - 16 : v;
+	}
+	case QT_DTYPE_U4: return (b[i >> 1] >> ((i & 1) * 4)) & 15;
+	case QT_DTYPE_S2: {
+		int v = (b[i >> 2] >> ((i & 3) * 2)) & 3;
+		return v >= 2 ? v - 4 : v;
+	}
+	case QT_DTYPE_U2: return (b[i >> 2] >> ((i & 3) * 2)) & 3;
+	default: return 0;
+	}
+}
+
+/* Index into q->scale for element i of a tensor of shape (rank, dims). */
+int64_t qt_qparam_index(const struct qt_qparams *q, int rank, const int64_t *dims, int64_t i);
+int64_t qt_qparam_index(const struct qt_qparams *q, int rank, const int64_t *dims, int64_t i)
+{
+	if (q->scheme == QT_QSCHEME_TENSOR || q->count == 1)
+		return 0;
+	/* Decompose i into (outer, channel, inner) around q->axis. */
+	int64_t inner = 1;
+	for (int d = q->axis + 1; d < rank; d++)
+		inner *= dims[d];
+	int64_t c = (i / inner) % dims[q->axis];
+	if (q->scheme == QT_QSCHEME_CHANNEL)
+		return c;
+	/* Per group: position of i within channel c's slice, in row-major order. */
+	int64_t outer = i / (inner * dims[q->axis]);
+	int64_t pos = outer * inner + i % inner;
+	int64_t per = 1;
+	for (int d = 0; d < rank; d++)
+		if (d != q->axis)
+			per *= dims[d];
+	int64_t ng = (per + q->group_size - 1) / q->group_size;
+	return c * ng + pos / q->group_size;
+}
+
+enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_tensor *out)
+{
+	const struct qt_tensor *t = v->init;
+	const struct qt_qparams *q = v->q;
+	if (!t || !q)
+		return qt_error(QT_E_INVALID_ARG, "tensor \"%s\" is not a quantized constant", v->name);
+	enum qt_status st = qt_tensor_alloc(out, QT_DTYPE_F32, t->rank, t->dims);
+	if (st)
+		return st;
+	int64_t n = qt_tensor_numel(t);
+	float *o = out->data;
+	for (int64_t i = 0; i < n; i++) {
+		int64_t k = qt_qparam_index(q, t->rank, t->dims, i);
+		o[i] = q->scale[k] * (float)(qt_code_get(t, i) - q->zero_point[k]);
+	}
+	return QT_OK;
+}

@@ -1,0 +1,117 @@
+/* qt_model: one interface over the FP32 (ONNX) and integer (.qmod) executors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "qtool/model.h"
+#include "qtool/rt.h"
+#include "qmodel_int.h"
+
+struct qt_model {
+	enum qt_model_kind kind;
+	struct qt_graph *g;
+	struct qt_rt *rt;        /* FP32 */
+	struct qt_qrt *qrt;      /* integer */
+	uint64_t file_bytes;
+	char sha_hex[65];
+};
+
+void qt_hex32(const uint8_t *bytes, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hx[bytes[i] >> 4];
+		out[2 * i + 1] = hx[bytes[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static int is_qmod(const char *path)
+{
+	unsigned char magic[8] = {0};
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	size_t n = fread(magic, 1, sizeof magic, f);
+	fclose(f);
+	return n == sizeof magic && qt_qmod_magic_ok(magic);
+}
+
+enum qt_status qt_model_open(const char *path, struct qt_model **out)
+{
+	*out = NULL;
+	struct stat s;
+	if (stat(path, &s) != 0)
+		return qt_error(QT_E_IO, "%s: cannot open: no such file", path);
+	struct qt_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	m->file_bytes = (uint64_t)s.st_size;
+	enum qt_status st;
+	if (is_qmod(path)) {
+		m->kind = QT_MODEL_QMOD;
+		st = qt_qmod_read(path, &m->g);
+		if (!st)
+			st = qt_qrt_new(m->g, &m->qrt);
+	} else {
+		m->kind = QT_MODEL_ONNX;
+		st = qt_graph_load_onnx(path, &m->g);
+		if (!st)
+			st = qt_rt_new(m->g, &m->rt);
+	}
+	if (!st && (m->g->n_inputs != 1 || m->g->n_outputs < 1))
+		st = qt_error(QT_E_UNSUPPORTED, "%s: evaluation needs a model with one input, this one has %d", path,
+			      m->g->n_inputs);
+	if (st) {
+		qt_model_free(m);
+		return st;
+	}
+	qt_hex32(m->g->sha256, m->sha_hex);
+	*out = m;
+	return QT_OK;
+}
+
+void qt_model_free(struct qt_model *m)
+{
+	if (!m)
+		return;
+	qt_rt_free(m->rt);
+	qt_qrt_free(m->qrt);
+	qt_graph_free(m->g);
+	free(m);
+}
+
+enum qt_model_kind qt_model_kind(const struct qt_model *m)
+{
+	return m->kind;
+}
+
+const struct qt_graph *qt_model_graph(const struct qt_model *m)
+{
+	return m->g;
+}
+
+uint64_t qt_model_file_bytes(const struct qt_model *m)
+{
+	return m->file_bytes;
+}
+
+const char *qt_model_sha256_hex(const struct qt_model *m)
+{
+	return m->sha_hex;
+}
+
+enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out)
+{
+	struct qt_tensor outs[16];
+	int n = m->g->n_outputs < 16 ? m->g->n_outputs : 16;
+	memset(outs, 0, sizeof outs);
+	enum qt_status st = m->kind == QT_MODEL_ONNX ? qt_rt_run(m->rt, x, outs) : qt_qrt_run(m->qrt, x, outs);
+	if (st)
+		return st;
+	*y_out = outs[0];
+	for (int i = 1; i < n; i++)
+		qt_tensor_free(&outs[i]);
+	return QT_OK;
+}

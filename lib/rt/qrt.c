@@ -1,0 +1,930 @@
+/*
+ * Integer executor for quantized graphs (.qmod).
+ *
+ * Activations flow as uint8 codes with per-tensor (scale, zero point).
+ * Conv, Gemm and MatMul with quantized weights, Add, Mul, Relu, Clip,
+ * MaxPool, AveragePool, GlobalAveragePool and Concat run on integers only:
+ * int32 accumulation and requantization by the rule in docs/FORMAT.md
+ * (lib/kernels/kernels.h). Data-movement ops (Reshape, Flatten, Transpose,
+ * Squeeze, Unsqueeze, Slice, Identity, Dropout) move codes unchanged. Every
+ * other op runs as dequantize -> FP32 kernel -> quantize; qt_qrt_fallback_ops
+ * lists them.
+ *
+ * Float is used only at preparation (multipliers from scales) and at the
+ * float boundary: quantizing graph inputs, dequantizing graph outputs, and
+ * around fallback ops.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "qtool/quant.h"
+#include "qmodel_int.h"
+#include "qtool/qmod.h"
+#include "ops.h"
+
+enum qkind {
+	QK_FALLBACK = 0, /* dequantize, FP32, quantize */
+	QK_MOVE,         /* codes pass through an FP32 data-movement kernel */
+	QK_CONV,
+	QK_GEMM,         /* Gemm / MatMul with a constant weight */
+	QK_ADD,
+	QK_MUL,
+	QK_CLAMP,        /* Relu, Clip: clamp codes */
+	QK_MAXPOOL,
+	QK_AVGPOOL,      /* AveragePool, GlobalAveragePool */
+	QK_CONCAT,
+};
+
+struct qnode {
+	enum qkind kind;
+	qt_op_fn fp32;          /* FP32 kernel (QK_FALLBACK, QK_MOVE) */
+	/* Weighted ops. */
+	int N, K;               /* output channels (per conv group), reduction length */
+	int groups;
+	int depthwise;
+	int8_t *w;              /* unpacked int8 [N_total, K] */
+	void *packed;           /* kernel's packed form of w (per group, consecutive) */
+	size_t packed_group_bytes;
+	int32_t *colsum;        /* [N_total] or per group [N_total * ngroups] */
+	int32_t *bias;          /* [N_total] or NULL */
+	int64_t *bias64;        /* grouped weights */
+	int32_t *ratio;         /* grouped weights [N_total * ngroups] */
+	int wgroup;             /* weight group size (0 = not grouped) */
+	int32_t *mult, *shift;  /* [N_total] */
+	struct qt_rq rq;
+	/* Elementwise / pooling. */
+	struct qt_qadd_params add;
+	struct qt_qmul_params mul;
+	int32_t clamp_lo, clamp_hi;
+	int32_t pm, pn;         /* pooling / concat requant (per tensor) */
+	int32_t *cm, *cn;       /* concat per input */
+};
+
+struct qt_qrt {
+	const struct qt_graph *g;
+	const struct qt_kernels *k;
+	struct qnode *nodes;
+	struct qt_tensor *vals;
+	int *remaining;
+};
+
+static int vq(const struct qt_graph *g, int v)
+{
+	return v >= 0 && g->values[v].q && !g->values[v].init &&
+	       (g->values[v].q->qtype == QT_DTYPE_U8 || g->values[v].q->qtype == QT_DTYPE_U4);
+}
+
+static float vscale(const struct qt_graph *g, int v)
+{
+	return g->values[v].q->scale[0];
+}
+
+static int32_t vzp(const struct qt_graph *g, int v)
+{
+	return g->values[v].q->zero_point[0];
+}
+
+/* Unpack a weight value's codes into int8 (any layout). */
+static enum qt_status unpack_codes(const struct qt_tensor *t, int8_t *dst)
+{
+	int64_t n = qt_tensor_numel(t);
+	switch (t->dtype) {
+	case QT_DTYPE_I8: memcpy(dst, t->data, (size_t)n); return QT_OK;
+	case QT_DTYPE_S4: qt_unpack_s4(t->data, (size_t)n, dst); return QT_OK;
+	case QT_DTYPE_S2: qt_unpack_s2(t->data, (size_t)n, dst); return QT_OK;
+	default: return qt_error(QT_E_FORMAT, "weight dtype %s is not a weight code type", qt_dtype_name(t->dtype));
+	}
+}
+
+static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	char lbl[256];
+	const struct qt_value *wv = &g->values[n->inputs[1]];
+	const struct qt_tensor *w = wv->init;
+	const struct qt_qparams *wq = wv->q;
+	int is_conv = !strcmp(n->op_type, "Conv");
+	int64_t total = qt_tensor_numel(w);
+	int64_t Ntot, K;
+	int8_t *raw = malloc((size_t)total);
+	if (!raw)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	enum qt_status st = unpack_codes(w, raw);
+	if (st) {
+		free(raw);
+		return st;
+	}
+	if (is_conv) {
+		Ntot = w->dims[0];
+		K = total / Ntot;
+		p->groups = (int)qt_node_attr_int(n, "group", 1);
+		p->w = raw;
+	} else {
+		/* Gemm transB=1 stores [N, K]; Gemm transB=0 and MatMul store [K, N]. */
+		int transB = !strcmp(n->op_type, "Gemm") && qt_node_attr_int(n, "transB", 0);
+		Ntot = transB ? w->dims[0] : w->dims[1];
+		K = transB ? w->dims[1] : w->dims[0];
+		p->groups = 1;
+		if (transB) {
+			p->w = raw;
+		} else {
+			p->w = malloc((size_t)total);
+			if (!p->w) {
+				free(raw);
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+			for (int64_t k = 0; k < K; k++)
+				for (int64_t j = 0; j < Ntot; j++)
+					p->w[j * K + k] = raw[k * Ntot + j];
+			free(raw);
+		}
+	}
+	if (K > QT_QGEMM_MAX_K || Ntot <= 0 || Ntot % p->groups)
+		return qt_error(QT_E_UNSUPPORTED, "%s: reduction length %lld exceeds %d", qt_node_label(g, n, lbl, sizeof lbl),
+				(long long)K, QT_QGEMM_MAX_K);
+	p->N = (int)(Ntot / p->groups);
+	p->K = (int)K;
+	p->depthwise = is_conv && p->groups > 1 && p->N == 1;
+	if (!n->rq || (n->rq->count != 1 && n->rq->count != Ntot))
+		return qt_error(QT_E_FORMAT, "%s: requantization has %d channels, expected 1 or %lld",
+				qt_node_label(g, n, lbl, sizeof lbl), n->rq ? n->rq->count : 0, (long long)Ntot);
+	p->rq.mult = n->rq->mult;
+	p->rq.shift = n->rq->shift;
+	p->rq.per_channel = n->rq->count != 1;
+	p->rq.zo = vzp(g, n->outputs[0]);
+	p->rq.qmin = n->rq->qmin;
+	p->rq.qmax = n->rq->qmax;
+	if (!qt_rq_valid(&p->rq, (int)Ntot))
+		return qt_error(QT_E_FORMAT, "%s: requantization parameters out of range", qt_node_label(g, n, lbl, sizeof lbl));
+	/* Bias. */
+	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
+		const struct qt_tensor *b = g->values[n->inputs[2]].init;
+		if (!b || b->dtype != QT_DTYPE_I32 || qt_tensor_numel(b) != Ntot)
+			return qt_error(QT_E_FORMAT, "%s: bias must be int32 [%lld]", qt_node_label(g, n, lbl, sizeof lbl),
+					(long long)Ntot);
+		p->bias = malloc((size_t)Ntot * 4);
+		if (!p->bias)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		memcpy(p->bias, b->data, (size_t)Ntot * 4);
+	}
+	if (wq->scheme == QT_QSCHEME_GROUP) {
+		/* Grouped weights: integer ratios of each group's scale to the
+		 * channel's largest, r = round(s_g / s_max * 2^15) (prepared in
+		 * double; see kernels.h for the accumulation bounds). */
+		if (p->groups != 1 || wq->group_size <= 0)
+			return qt_error(QT_E_UNSUPPORTED, "%s: grouped weights need group=1",
+					qt_node_label(g, n, lbl, sizeof lbl));
+		int G = wq->group_size, ng = (p->K + G - 1) / G;
+		if (wq->count != Ntot * ng)
+			return qt_error(QT_E_FORMAT, "%s: weight has %lld group scales, expected %lld",
+					qt_node_label(g, n, lbl, sizeof lbl), (long long)wq->count, (long long)(Ntot * ng));
+		p->wgroup = G;
+		p->ratio = malloc((size_t)(Ntot * ng) * 4);
+		p->colsum = malloc((size_t)(Ntot * ng) * 4);
+		p->bias64 = malloc((size_t)Ntot * 8);
+		if (!p->ratio || !p->colsum || !p->bias64)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (int64_t c = 0; c < Ntot; c++) {
+			float m = 0;
+			for (int j = 0; j < ng; j++)
+				m = fmaxf(m, wq->scale[c * ng + j]);
+			for (int j = 0; j < ng; j++)
+				p->ratio[c * ng + j] = (int32_t)nearbyint((double)wq->scale[c * ng + j] / m * QT_GROUP_MAX_RATIO);
+			p->bias64[c] = p->bias ? (int64_t)p->bias[c] * QT_GROUP_MAX_RATIO : 0;
+		}
+		qt_colsum_groups_s8__ref(p->N, p->K, G, p->w, (size_t)p->K, p->colsum);
+		return QT_OK;
+	}
+	if (p->depthwise)
+		return QT_OK;
+	const struct qt_qgemm_kernel *kk = q->k->qgemm;
+	p->packed_group_bytes = qt_qgemm_packed_size(kk, p->N, p->K);
+	p->packed = aligned_alloc(64, (p->packed_group_bytes * (size_t)p->groups + 63) & ~(size_t)63);
+	p->colsum = malloc((size_t)Ntot * 4);
+	if (!p->packed || !p->colsum)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int gi = 0; gi < p->groups; gi++)
+		qt_qgemm_pack(kk, p->N, p->K, p->w + (size_t)gi * p->N * p->K, (size_t)p->K,
+			      (char *)p->packed + p->packed_group_bytes * (size_t)gi, p->colsum + (size_t)gi * p->N);
+	return QT_OK;
+}
+
+static const char *const move_ops[] = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+				       "Slice", "Identity", "Dropout", NULL};
+
+static int in_list(const char *op, const char *const *l)
+{
+	for (int i = 0; l[i]; i++)
+		if (!strcmp(op, l[i]))
+			return 1;
+	return 0;
+}
+
+/* Same (scale, zero point) on two quantized values. */
+static int same_q(const struct qt_graph *g, int a, int b)
+{
+	return vq(g, a) && vq(g, b) && vscale(g, a) == vscale(g, b) && vzp(g, a) == vzp(g, b);
+}
+
+static enum qt_status prepare_node(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const char *op = n->op_type;
+	int x = n->n_inputs > 0 ? n->inputs[0] : -1, y = n->n_outputs > 0 ? n->outputs[0] : -1;
+	p->fp32 = qt_op_find(n->domain, op, g->opset);
+	if (n->rq && vq(g, x) && vq(g, y))
+		return (p->kind = !strcmp(op, "Conv") ? QK_CONV : QK_GEMM), prep_weighted(q, n, p);
+	if (!p->fp32)
+		return qt_error(QT_E_UNSUPPORTED, "op %s has no kernel", op);
+	p->kind = QK_FALLBACK;
+	if (n->n_outputs != 1 || !vq(g, y) || !vq(g, x))
+		return QT_OK;
+	int32_t qmin, qmax;
+	qt_qtype_range(g->values[y].q->qtype, &qmin, &qmax);
+	if (in_list(op, move_ops) && same_q(g, x, y)) {
+		p->kind = QK_MOVE;
+	} else if ((!strcmp(op, "Relu") || !strcmp(op, "Clip")) && same_q(g, x, y)) {
+		float lo = 0, hi = INFINITY;
+		if (!strcmp(op, "Clip")) {
+			lo = -INFINITY;
+			if (g->opset < 11) {
+				lo = qt_node_attr_float(n, "min", -INFINITY);
+				hi = qt_node_attr_float(n, "max", INFINITY);
+			} else {
+				for (int k = 1; k <= 2; k++) {
+					if (k >= n->n_inputs || n->inputs[k] < 0)
+						continue;
+					const struct qt_tensor *t = g->values[n->inputs[k]].init;
+					if (!t || t->dtype != QT_DTYPE_F32 || qt_tensor_numel(t) != 1)
+						return QT_OK; /* dynamic bounds: fallback */
+					if (k == 1)
+						lo = *(float *)t->data;
+					else
+						hi = *(float *)t->data;
+				}
+			}
+		}
+		float s = vscale(g, x);
+		int32_t z = vzp(g, x);
+		p->clamp_lo = isinf(lo) ? qmin : qt_quantize_one(lo, s, z, qmin, qmax);
+		p->clamp_hi = isinf(hi) ? qmax : qt_quantize_one(hi, s, z, qmin, qmax);
+		p->kind = QK_CLAMP;
+	} else if (!strcmp(op, "MaxPool") && same_q(g, x, y) && n->n_outputs == 1) {
+		p->kind = QK_MAXPOOL;
+	} else if ((!strcmp(op, "Add") || !strcmp(op, "Mul")) && n->n_inputs == 2 && vq(g, n->inputs[1])) {
+		int b = n->inputs[1];
+		enum qt_status st;
+		if (!strcmp(op, "Add")) {
+			st = qt_qadd_prepare(vscale(g, x), vzp(g, x), vscale(g, b), vzp(g, b), vscale(g, y), vzp(g, y),
+					     qmin, qmax, &p->add);
+			p->kind = QK_ADD;
+		} else {
+			st = qt_qmul_prepare(vscale(g, x), vzp(g, x), vscale(g, b), vzp(g, b), vscale(g, y), vzp(g, y),
+					     qmin, qmax, &p->mul);
+			p->kind = QK_MUL;
+		}
+		if (st) {
+			p->kind = QK_FALLBACK; /* e.g. a multiplier out of range: stay exact in float */
+			qt_error_clear();
+		}
+	} else if (!strcmp(op, "GlobalAveragePool") ||
+		   (!strcmp(op, "AveragePool") && !qt_node_attr_int(n, "count_include_pad", 0))) {
+		p->kind = QK_AVGPOOL;
+	} else if (!strcmp(op, "Concat")) {
+		int ok = 1;
+		for (int k = 0; k < n->n_inputs && ok; k++)
+			ok = vq(g, n->inputs[k]);
+		if (ok) {
+			p->cm = malloc((size_t)n->n_inputs * 4);
+			p->cn = malloc((size_t)n->n_inputs * 4);
+			if (!p->cm || !p->cn)
+				return qt_error(QT_E_NOMEM, "out of memory");
+			for (int k = 0; k < n->n_inputs && ok; k++) {
+				int sh;
+				ok = qt_quantize_multiplier((double)vscale(g, n->inputs[k]) / vscale(g, y), &p->cm[k], &sh) == QT_OK;
+				p->cn[k] = sh;
+			}
+			p->kind = ok ? QK_CONCAT : QK_FALLBACK;
+			qt_error_clear();
+		}
+	}
+	return QT_OK;
+}
+
+static void free_qnode(struct qnode *p)
+{
+	free(p->w);
+	free(p->packed);
+	free(p->colsum);
+	free(p->bias);
+	free(p->bias64);
+	free(p->ratio);
+	free(p->cm);
+	free(p->cn);
+}
+
+static void free_nodes(struct qt_qrt *q)
+{
+	if (!q->nodes)
+		return;
+	for (int i = 0; i < q->g->n_nodes; i++)
+		free_qnode(&q->nodes[i]);
+	free(q->nodes);
+}
+
+int qt_qrt_node_is_integer(const struct qt_graph *g, int node)
+{
+	struct qt_qrt tmp = {.g = g, .k = qt_kernels_active()};
+	struct qnode p;
+	memset(&p, 0, sizeof p);
+	if (!tmp.k)
+		return 0;
+	enum qt_status st = prepare_node(&tmp, &g->nodes[node], &p);
+	int r = !st && p.kind != QK_FALLBACK;
+	free_qnode(&p);
+	qt_error_clear();
+	return r;
+}
+
+void qt_qrt_free(struct qt_qrt *q)
+{
+	if (!q)
+		return;
+	if (q->vals)
+		for (int v = 0; v < q->g->n_values; v++)
+			qt_tensor_free(&q->vals[v]);
+	free_nodes(q);
+	free(q->vals);
+	free(q->remaining);
+	free(q);
+}
+
+enum qt_status qt_qrt_new(const struct qt_graph *g, struct qt_qrt **out)
+{
+	char lbl[256];
+	*out = NULL;
+	const struct qt_kernels *k = qt_kernels_active();
+	if (!k)
+		return QT_E_UNSUPPORTED;
+	struct qt_qrt *q = calloc(1, sizeof *q);
+	if (!q)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	q->g = g;
+	q->k = k;
+	q->nodes = calloc((size_t)g->n_nodes + 1, sizeof *q->nodes);
+	q->vals = calloc((size_t)g->n_values + 1, sizeof *q->vals);
+	q->remaining = calloc((size_t)g->n_values + 1, sizeof *q->remaining);
+	if (!q->nodes || !q->vals || !q->remaining) {
+		qt_qrt_free(q);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < g->n_nodes; i++) {
+		enum qt_status st = prepare_node(q, &g->nodes[i], &q->nodes[i]);
+		if (st) {
+			qt_error_prefix(st, "%s", qt_node_label(g, &g->nodes[i], lbl, sizeof lbl));
+			qt_qrt_free(q);
+			return st;
+		}
+	}
+	*out = q;
+	return QT_OK;
+}
+
+int qt_qrt_fallback_count(const struct qt_qrt *q, int node);
+/* 1 when node i runs as dequantize -> FP32 -> quantize. */
+int qt_qrt_fallback_count(const struct qt_qrt *q, int node)
+{
+	return q->nodes[node].kind == QK_FALLBACK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Execution                                                               */
+
+static enum qt_status quantize_tensor(const struct qt_graph *g, int v, const struct qt_tensor *f,
+				      struct qt_tensor *out)
+{
+	int32_t qmin, qmax;
+	qt_qtype_range(g->values[v].q->qtype, &qmin, &qmax);
+	enum qt_status st = qt_tensor_alloc(out, QT_DTYPE_U8, f->rank, f->dims);
+	if (st)
+		return st;
+	float s = vscale(g, v);
+	int32_t z = vzp(g, v);
+	int64_t n = qt_tensor_numel(f);
+	const float *src = f->data;
+	uint8_t *d = out->data;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = (uint8_t)qt_quantize_one(src[i], s, z, qmin, qmax);
+	return QT_OK;
+}
+
+static enum qt_status dequantize_tensor(const struct qt_graph *g, int v, const struct qt_tensor *c,
+					struct qt_tensor *out)
+{
+	enum qt_status st = qt_tensor_alloc(out, QT_DTYPE_F32, c->rank, c->dims);
+	if (st)
+		return st;
+	float s = vscale(g, v);
+	int32_t z = vzp(g, v);
+	int64_t n = qt_tensor_numel(c);
+	const uint8_t *src = c->data;
+	float *d = out->data;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = s * (float)((int32_t)src[i] - z);
+	return QT_OK;
+}
+
+/* Float views of the node's inputs (dequantized copies where quantized). */
+static enum qt_status run_fallback(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	struct qt_tensor tmp[64], outs[16];
+	const struct qt_tensor *ins[64];
+	enum qt_status st = QT_OK;
+	memset(tmp, 0, sizeof tmp);
+	memset(outs, 0, sizeof outs);
+	if (n->n_inputs > 64 || n->n_outputs > 16)
+		return qt_error(QT_E_UNSUPPORTED, "too many inputs or outputs");
+	for (int k = 0; k < n->n_inputs && !st; k++) {
+		int v = n->inputs[k];
+		ins[k] = NULL;
+		if (v < 0)
+			continue;
+		const struct qt_value *val = &g->values[v];
+		if (val->init && val->q)
+			st = qt_dequantize_value(val, &tmp[k]), ins[k] = &tmp[k];
+		else if (val->init)
+			ins[k] = val->init;
+		else if (vq(g, v) && q->vals[v].dtype == QT_DTYPE_U8)
+			st = dequantize_tensor(g, v, &q->vals[v], &tmp[k]), ins[k] = &tmp[k];
+		else
+			ins[k] = &q->vals[v];
+	}
+	if (!st) {
+		struct qt_op_args a = {.g = g, .node = n, .opset = g->opset, .n_in = n->n_inputs, .in = ins,
+				       .n_out = n->n_outputs, .out = outs};
+		st = p->fp32(&a);
+	}
+	for (int k = 0; k < n->n_inputs; k++)
+		qt_tensor_free(&tmp[k]);
+	for (int o = 0; o < n->n_outputs && !st; o++) {
+		int v = n->outputs[o];
+		if (v < 0)
+			continue;
+		if (vq(g, v) && outs[o].dtype == QT_DTYPE_F32) {
+			st = quantize_tensor(g, v, &outs[o], &q->vals[v]);
+		} else {
+			q->vals[v] = outs[o];
+			memset(&outs[o], 0, sizeof outs[o]);
+		}
+	}
+	for (int o = 0; o < n->n_outputs; o++)
+		qt_tensor_free(&outs[o]);
+	return st;
+}
+
+static enum qt_status run_move(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *ins[64];
+	struct qt_tensor outs[16];
+	memset(outs, 0, sizeof outs);
+	for (int k = 0; k < n->n_inputs && k < 64; k++)
+		ins[k] = n->inputs[k] < 0 ? NULL : g->values[n->inputs[k]].init ? g->values[n->inputs[k]].init
+									       : &q->vals[n->inputs[k]];
+	struct qt_op_args a = {.g = g, .node = n, .opset = g->opset, .n_in = n->n_inputs, .in = ins,
+			       .n_out = n->n_outputs, .out = outs};
+	enum qt_status st = p->fp32(&a);
+	if (st)
+		return st;
+	for (int o = 0; o < n->n_outputs; o++) {
+		if (n->outputs[o] >= 0)
+			q->vals[n->outputs[o]] = outs[o];
+		else
+			qt_tensor_free(&outs[o]);
+	}
+	return QT_OK;
+}
+
+/* Conv geometry (2-D; 1-D convs are 2-D with H = 1). */
+struct geom {
+	int64_t N, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw, pt, pl, pb, pr;
+};
+
+static enum qt_status conv_geom(const struct qt_node *n, const struct qt_tensor *x, const struct qt_tensor *w,
+				struct geom *o)
+{
+	if (x->rank != 4 || w->rank != 4)
+		return qt_error(QT_E_UNSUPPORTED, "integer Conv supports 2-D convolutions only");
+	const int64_t *v;
+	int c;
+	o->N = x->dims[0], o->C = x->dims[1], o->H = x->dims[2], o->W = x->dims[3];
+	o->M = w->dims[0], o->KH = w->dims[2], o->KW = w->dims[3];
+	o->sh = o->sw = 1, o->dh = o->dw = 1, o->pt = o->pl = o->pb = o->pr = 0;
+	if ((c = qt_node_attr_ints(n, "strides", &v)) == 2)
+		o->sh = v[0], o->sw = v[1];
+	if ((c = qt_node_attr_ints(n, "dilations", &v)) == 2)
+		o->dh = v[0], o->dw = v[1];
+	if ((c = qt_node_attr_ints(n, "pads", &v)) == 4)
+		o->pt = v[0], o->pl = v[1], o->pb = v[2], o->pr = v[3];
+	const char *ap = qt_node_attr_str(n, "auto_pad", "NOTSET");
+	if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+		int64_t oh = (o->H + o->sh - 1) / o->sh, ow = (o->W + o->sw - 1) / o->sw;
+		int64_t ph = (oh - 1) * o->sh + (o->KH - 1) * o->dh + 1 - o->H;
+		int64_t pw = (ow - 1) * o->sw + (o->KW - 1) * o->dw + 1 - o->W;
+		ph = ph > 0 ? ph : 0, pw = pw > 0 ? pw : 0;
+		int up = !strcmp(ap, "SAME_UPPER");
+		o->pt = up ? ph / 2 : ph - ph / 2, o->pb = ph - o->pt;
+		o->pl = up ? pw / 2 : pw - pw / 2, o->pr = pw - o->pl;
+	} else if (!strcmp(ap, "VALID")) {
+		o->pt = o->pl = o->pb = o->pr = 0;
+	}
+	o->OH = (o->H + o->pt + o->pb - o->dh * (o->KH - 1) - 1) / o->sh + 1;
+	o->OW = (o->W + o->pl + o->pr - o->dw * (o->KW - 1) - 1) / o->sw + 1;
+	if (o->OH <= 0 || o->OW <= 0)
+		return qt_error(QT_E_FORMAT, "Conv output would be empty");
+	return QT_OK;
+}
+
+static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x = &q->vals[n->inputs[0]];
+	const struct qt_tensor *w = g->values[n->inputs[1]].init;
+	struct geom G;
+	enum qt_status st = conv_geom(n, x, w, &G);
+	if (st)
+		return st;
+	int groups = p->groups;
+	if (G.C != w->dims[1] * groups)
+		return qt_error(QT_E_FORMAT, "input has %lld channels, weight expects %lld", (long long)G.C,
+				(long long)(w->dims[1] * groups));
+	int64_t dims[4] = {G.N, G.M, G.OH, G.OW};
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	if ((st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, dims)) != QT_OK)
+		return st;
+	int32_t zi = vzp(g, n->inputs[0]);
+	int64_t P = G.OH * G.OW, Cg = G.C / groups, K = p->K;
+	const uint8_t *xd = x->data;
+	uint8_t *yd = y->data;
+	if (p->depthwise) {
+		/* Direct loop: one input channel per output channel. Accumulator:
+		 * |sum| <= KH*KW * 255 * 128, exact in int32 for K <= 65535. */
+		for (int64_t b = 0; b < G.N; b++)
+			for (int64_t c = 0; c < G.M; c++) {
+				const uint8_t *xc = xd + (b * G.C + c) * G.H * G.W;
+				const int8_t *wc = p->w + c * K;
+				int ci = p->rq.per_channel ? (int)c : 0;
+				for (int64_t oh = 0; oh < G.OH; oh++)
+					for (int64_t ow = 0; ow < G.OW; ow++) {
+						int64_t acc = p->bias ? p->bias[c] : 0;
+						for (int64_t i = 0; i < G.KH; i++) {
+							int64_t ih = oh * G.sh - G.pt + i * G.dh;
+							if (ih < 0 || ih >= G.H)
+								continue;
+							for (int64_t j = 0; j < G.KW; j++) {
+								int64_t iw = ow * G.sw - G.pl + j * G.dw;
+								if (iw < 0 || iw >= G.W)
+									continue;
+								acc += (int32_t)(xc[ih * G.W + iw] - zi) * wc[i * G.KW + j];
+							}
+						}
+						int64_t r = qt_rq_mulshift(qt_sat32(acc), p->rq.mult[ci], p->rq.shift[ci]);
+						yd[((b * G.M + c) * G.OH + oh) * G.OW + ow] =
+							qt_rq_clamp(r, p->rq.zo, p->rq.qmin, p->rq.qmax);
+					}
+			}
+		return QT_OK;
+	}
+	/* im2col per image and group (padding with the input zero point, so it
+	 * contributes real 0), then GEMM + requant into [P, N], then transpose. */
+	uint8_t *col = malloc((size_t)(P * K));
+	uint8_t *tmp = malloc((size_t)(P * p->N));
+	if (!col || !tmp) {
+		free(col);
+		free(tmp);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	int isone = G.KH == 1 && G.KW == 1 && G.sh == 1 && G.sw == 1 && !G.pt && !G.pl && !G.pb && !G.pr;
+	for (int64_t b = 0; b < G.N; b++)
+		for (int gi = 0; gi < groups; gi++) {
+			const uint8_t *xg = xd + (b * G.C + gi * Cg) * G.H * G.W;
+			for (int64_t oh = 0; oh < G.OH; oh++)
+				for (int64_t ow = 0; ow < G.OW; ow++) {
+					uint8_t *row = col + (oh * G.OW + ow) * K;
+					if (isone) {
+						for (int64_t c = 0; c < Cg; c++)
+							row[c] = xg[c * G.H * G.W + oh * G.W + ow];
+						continue;
+					}
+					for (int64_t c = 0; c < Cg; c++)
+						for (int64_t i = 0; i < G.KH; i++) {
+							int64_t ih = oh * G.sh - G.pt + i * G.dh;
+							for (int64_t j = 0; j < G.KW; j++) {
+								int64_t iw = ow * G.sw - G.pl + j * G.dw;
+								row[(c * G.KH + i) * G.KW + j] =
+									(ih < 0 || ih >= G.H || iw < 0 || iw >= G.W)
+										? (uint8_t)zi
+										: xg[c * G.H * G.W + ih * G.W + iw];
+							}
+						}
+				}
+			struct qt_rq rq = p->rq;
+			if (rq.per_channel) {
+				rq.mult += gi * p->N;
+				rq.shift += gi * p->N;
+			}
+			if (p->wgroup)
+				q->k->qgemm_group_requant((int)P, p->N, p->K, p->wgroup, col, (size_t)K, zi, p->w, (size_t)K,
+							  p->colsum, p->ratio, p->bias64, &rq, tmp, (size_t)p->N);
+			else
+				q->k->qgemm->gemm_requant((int)P, p->N, p->K, col, (size_t)K,
+							  (const char *)p->packed + p->packed_group_bytes * (size_t)gi, zi,
+							  p->colsum + gi * p->N, p->bias ? p->bias + gi * p->N : NULL, &rq,
+							  tmp, (size_t)p->N);
+			for (int64_t pos = 0; pos < P; pos++)
+				for (int c = 0; c < p->N; c++)
+					yd[(b * G.M + gi * p->N + c) * P + pos] = tmp[pos * p->N + c];
+		}
+	free(col);
+	free(tmp);
+	return QT_OK;
+}
+
+static enum qt_status run_gemm(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x = &q->vals[n->inputs[0]];
+	if (x->rank < 1 || x->dims[x->rank - 1] != p->K)
+		return qt_error(QT_E_FORMAT, "input's last dimension must be %d", p->K);
+	if (!strcmp(n->op_type, "Gemm") && x->rank != 2)
+		return qt_error(QT_E_FORMAT, "Gemm input must be 2-D");
+	int64_t M = qt_tensor_numel(x) / p->K;
+	int64_t dims[QT_MAX_RANK];
+	memcpy(dims, x->dims, sizeof dims);
+	dims[x->rank - 1] = p->N;
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, x->rank, dims);
+	if (st)
+		return st;
+	int32_t zi = vzp(g, n->inputs[0]);
+	if (p->wgroup)
+		q->k->qgemm_group_requant((int)M, p->N, p->K, p->wgroup, x->data, (size_t)p->K, zi, p->w, (size_t)p->K,
+					  p->colsum, p->ratio, p->bias64, &p->rq, y->data, (size_t)p->N);
+	else
+		q->k->qgemm->gemm_requant((int)M, p->N, p->K, x->data, (size_t)p->K, p->packed, zi, p->colsum, p->bias,
+					  &p->rq, y->data, (size_t)p->N);
+	return QT_OK;
+}
+
+/* Numpy broadcasting of two code tensors through a per-element kernel. */
+static enum qt_status run_binary(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_tensor *a = &q->vals[n->inputs[0]], *b = &q->vals[n->inputs[1]];
+	int r;
+	int64_t d[QT_MAX_RANK], sa[QT_MAX_RANK], sb[QT_MAX_RANK];
+	if (qt_broadcast_shape(a->rank, a->dims, b->rank, b->dims, &r, d))
+		return qt_error(QT_E_FORMAT, "inputs cannot be broadcast");
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, r, d);
+	if (st)
+		return st;
+	qt_broadcast_strides(a->rank, a->dims, r, d, sa);
+	qt_broadcast_strides(b->rank, b->dims, r, d, sb);
+	/* Run the innermost dimension as one kernel call. */
+	int64_t inner = r ? d[r - 1] : 1, outer = qt_tensor_numel(y) / (inner ? inner : 1);
+	const uint8_t *ad = a->data, *bd = b->data;
+	uint8_t *yd = y->data;
+	for (int64_t o = 0; o < outer; o++) {
+		int64_t oa = 0, ob = 0, rem = o;
+		for (int k = r - 2; k >= 0; k--) {
+			int64_t i = rem % d[k];
+			rem /= d[k];
+			oa += i * sa[k];
+			ob += i * sb[k];
+		}
+		size_t as = r ? (size_t)sa[r - 1] : 0, bs = r ? (size_t)sb[r - 1] : 0;
+		if (p->kind == QK_ADD)
+			q->k->qadd((size_t)inner, ad + oa, as, bd + ob, bs, yd + o * inner, &p->add);
+		else
+			q->k->qmul((size_t)inner, ad + oa, as, bd + ob, bs, yd + o * inner, &p->mul);
+	}
+	return QT_OK;
+}
+
+static enum qt_status run_clamp(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_tensor *x = &q->vals[n->inputs[0]];
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_copy(y, x);
+	if (st)
+		return st;
+	uint8_t *d = y->data;
+	for (int64_t i = 0, e = qt_tensor_numel(y); i < e; i++)
+		d[i] = (uint8_t)(d[i] < p->clamp_lo ? p->clamp_lo : d[i] > p->clamp_hi ? p->clamp_hi : d[i]);
+	return QT_OK;
+}
+
+/* MaxPool and AveragePool geometry share conv_geom's arithmetic. */
+static enum qt_status pool_geom(const struct qt_node *n, const struct qt_tensor *x, struct geom *G)
+{
+	const int64_t *ks;
+	if (x->rank != 4 || qt_node_attr_ints(n, "kernel_shape", &ks) != 2)
+		return qt_error(QT_E_UNSUPPORTED, "integer pooling supports 2-D only");
+	if (qt_node_attr_int(n, "ceil_mode", 0))
+		return qt_error(QT_E_UNSUPPORTED, "integer pooling does not support ceil_mode");
+	struct qt_tensor w = {.rank = 4, .dims = {x->dims[1], 1, ks[0], ks[1]}};
+	const int64_t *st;
+	enum qt_status s = conv_geom(n, x, &w, G);
+	if (qt_node_attr_ints(n, "strides", &st) != 2)
+		G->sh = G->sw = 1;
+	return s;
+}
+
+static enum qt_status run_pool(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x = &q->vals[n->inputs[0]];
+	struct geom G;
+	enum qt_status st;
+	int global = !strcmp(n->op_type, "GlobalAveragePool");
+	if (global) {
+		if (x->rank != 4)
+			return qt_error(QT_E_UNSUPPORTED, "integer GlobalAveragePool supports 4-D only");
+		G = (struct geom){.N = x->dims[0], .C = x->dims[1], .H = x->dims[2], .W = x->dims[3], .KH = x->dims[2],
+				  .KW = x->dims[3], .OH = 1, .OW = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+	} else if ((st = pool_geom(n, x, &G)) != QT_OK) {
+		return st;
+	}
+	int64_t dims[4] = {G.N, G.C, G.OH, G.OW};
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	if ((st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, dims)) != QT_OK)
+		return st;
+	int is_max = p->kind == QK_MAXPOOL;
+	int32_t zi = is_max ? 0 : vzp(g, n->inputs[0]), zo = is_max ? 0 : vzp(g, n->outputs[0]);
+	int32_t qmin, qmax;
+	qt_qtype_range(g->values[n->outputs[0]].q->qtype, &qmin, &qmax);
+	double ratio = is_max ? 0 : (double)vscale(g, n->inputs[0]) / vscale(g, n->outputs[0]);
+	const uint8_t *xd = x->data;
+	uint8_t *yd = y->data;
+	for (int64_t bc = 0; bc < G.N * G.C; bc++) {
+		const uint8_t *xc = xd + bc * G.H * G.W;
+		for (int64_t oh = 0; oh < G.OH; oh++)
+			for (int64_t ow = 0; ow < G.OW; ow++) {
+				int32_t best = 0;
+				int64_t sum = 0, cnt = 0;
+				for (int64_t i = 0; i < G.KH; i++) {
+					int64_t ih = oh * G.sh - G.pt + i * G.dh;
+					if (ih < 0 || ih >= G.H)
+						continue;
+					for (int64_t j = 0; j < G.KW; j++) {
+						int64_t iw = ow * G.sw - G.pl + j * G.dw;
+						if (iw < 0 || iw >= G.W)
+							continue;
+						int32_t v = xc[ih * G.W + iw];
+						best = v > best ? v : best;
+						sum += v - zi;
+						cnt++;
+					}
+				}
+				uint8_t out;
+				if (is_max) {
+					out = (uint8_t)best;
+				} else {
+					/* y = zo + rule(sum, m, n) with m * 2^-n = s_in / (cnt * s_out);
+					 * the multiplier depends on the window size, so it is made here
+					 * (once per distinct cnt in practice) from the prepared ratio. */
+					int32_t m;
+					int sh;
+					if (cnt == 0 || qt_quantize_multiplier(ratio / (double)cnt, &m, &sh) != QT_OK) {
+						out = (uint8_t)zo;
+					} else {
+						out = qt_rq_clamp(qt_rq_mulshift(qt_sat32(sum), m, sh), zo, qmin, qmax);
+					}
+				}
+				yd[(bc * G.OH + oh) * G.OW + ow] = out;
+			}
+	}
+	return QT_OK;
+}
+
+static enum qt_status run_concat(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x0 = &q->vals[n->inputs[0]];
+	int axis = qt_norm_axis(qt_node_attr_int(n, "axis", 0), x0->rank);
+	if (axis < 0)
+		return qt_error(QT_E_FORMAT, "axis out of range");
+	int64_t dims[QT_MAX_RANK];
+	memcpy(dims, x0->dims, sizeof dims);
+	dims[axis] = 0;
+	for (int k = 0; k < n->n_inputs; k++) {
+		const struct qt_tensor *x = &q->vals[n->inputs[k]];
+		if (x->rank != x0->rank)
+			return qt_error(QT_E_FORMAT, "inputs differ in rank");
+		for (int d = 0; d < x->rank; d++)
+			if (d != axis && x->dims[d] != x0->dims[d])
+				return qt_error(QT_E_FORMAT, "inputs differ outside the concat axis");
+		dims[axis] += x->dims[axis];
+	}
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, x0->rank, dims);
+	if (st)
+		return st;
+	int64_t outer = 1, inner = 1;
+	for (int d = 0; d < axis; d++)
+		outer *= dims[d];
+	for (int d = axis + 1; d < x0->rank; d++)
+		inner *= dims[d];
+	int32_t zo = vzp(g, n->outputs[0]), qmin, qmax;
+	qt_qtype_range(g->values[n->outputs[0]].q->qtype, &qmin, &qmax);
+	uint8_t *yd = y->data;
+	int64_t off = 0;
+	for (int k = 0; k < n->n_inputs; k++) {
+		const struct qt_tensor *x = &q->vals[n->inputs[k]];
+		int32_t zi = vzp(g, n->inputs[k]);
+		int64_t chunk = x->dims[axis] * inner;
+		const uint8_t *xd = x->data;
+		for (int64_t o = 0; o < outer; o++)
+			for (int64_t i = 0; i < chunk; i++)
+				yd[o * dims[axis] * inner + off + i] =
+					qt_rq_clamp(qt_rq_mulshift(xd[o * chunk + i] - zi, p->cm[k], p->cn[k]), zo, qmin, qmax);
+		off += chunk;
+	}
+	return QT_OK;
+}
+
+static void consume(struct qt_qrt *q, int v)
+{
+	if (--q->remaining[v] > 0 || q->g->values[v].is_output)
+		return;
+	qt_tensor_free(&q->vals[v]);
+}
+
+enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, struct qt_tensor *outputs)
+{
+	const struct qt_graph *g = q->g;
+	char lbl[256];
+	enum qt_status st = QT_OK;
+	for (int v = 0; v < g->n_values; v++) {
+		qt_tensor_free(&q->vals[v]);
+		q->remaining[v] = g->values[v].n_consumers;
+	}
+	for (int i = 0; i < g->n_inputs; i++) {
+		int v = g->inputs[i];
+		const struct qt_value *val = &g->values[v];
+		if (inputs[i].dtype != val->dtype && val->dtype != QT_DTYPE_UNDEFINED)
+			return qt_error(QT_E_INVALID_ARG, "input \"%s\" must be %s", val->name, qt_dtype_name(val->dtype));
+		if (val->rank >= 0) {
+			int ok = inputs[i].rank == val->rank;
+			for (int d = 0; ok && d < val->rank; d++)
+				ok = val->dims[d] < 0 || val->dims[d] == inputs[i].dims[d];
+			if (!ok)
+				return qt_error(QT_E_INVALID_ARG, "input \"%s\" has the wrong shape", val->name);
+		}
+		/* The float boundary: quantize the graph input once. */
+		st = vq(g, v) ? quantize_tensor(g, v, &inputs[i], &q->vals[v]) : qt_tensor_copy(&q->vals[v], &inputs[i]);
+		if (st)
+			goto fail;
+	}
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const struct qt_node *n = &g->nodes[ni];
+		struct qnode *p = &q->nodes[ni];
+		switch (p->kind) {
+		case QK_CONV: st = run_conv(q, n, p); break;
+		case QK_GEMM: st = run_gemm(q, n, p); break;
+		case QK_ADD:
+		case QK_MUL: st = run_binary(q, n, p); break;
+		case QK_CLAMP: st = run_clamp(q, n, p); break;
+		case QK_MAXPOOL:
+		case QK_AVGPOOL: st = run_pool(q, n, p); break;
+		case QK_CONCAT: st = run_concat(q, n, p); break;
+		case QK_MOVE: st = run_move(q, n, p); break;
+		default: st = run_fallback(q, n, p); break;
+		}
+		if (st) {
+			qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
+			goto fail;
+		}
+		for (int k = 0; k < n->n_inputs; k++)
+			if (n->inputs[k] >= 0 && !g->values[n->inputs[k]].init)
+				consume(q, n->inputs[k]);
+	}
+	for (int k = 0; k < g->n_outputs; k++) {
+		int v = g->outputs[k];
+		memset(&outputs[k], 0, sizeof outputs[k]);
+		st = vq(g, v) && q->vals[v].dtype == QT_DTYPE_U8 ? dequantize_tensor(g, v, &q->vals[v], &outputs[k])
+								 : qt_tensor_copy(&outputs[k], &q->vals[v]);
+		if (st) {
+			for (int j = 0; j < k; j++)
+				qt_tensor_free(&outputs[j]);
+			goto fail;
+		}
+	}
+fail:
+	for (int v = 0; v < g->n_values; v++)
+		qt_tensor_free(&q->vals[v]);
+	return st;
+}

@@ -1,0 +1,46 @@
+# qtool basics: help, version, inspect, run, and bad input on the ONNX side.
+ND=/usr/share/libonnx-testdata/data/node
+CONV=$ND/test_conv_with_strides_padding
+
+expect_exit 0 "--help exits 0" "$QTOOL" --help
+check "--help lists commands" grep -q "inspect" <<<"$OUT"
+expect_exit 0 "--version" "$QTOOL" --version
+check "--version prints the version" grep -Eq "^qtool [0-9]+\.[0-9]+\.[0-9]+" <<<"$OUT"
+expect_exit 2 "unknown command exits 2" "$QTOOL" frobnicate
+expect_err_line "unknown command: one line" "unknown command 'frobnicate'"
+for c in inspect run eval compare calibrate quantize; do
+	expect_exit 0 "$c --help exits 0" "$QTOOL" "$c" --help
+	check "$c --help has usage" grep -q "usage: qtool $c" <<<"$OUT"
+done
+
+expect_exit 0 "inspect conv model" "$QTOOL" inspect "$CONV/model.onnx"
+check "inspect shows input x" grep -Eq "^input +x +float32 +\[1,1,7,5\]" <<<"$OUT"
+check "inspect shows MACs" grep -q "MACs total: " <<<"$OUT"
+expect_exit 0 "inspect --json" "$QTOOL" inspect --json "$CONV/model.onnx"
+check "inspect --json has macs_total" grep -q '"macs_total"' <<<"$OUT"
+
+expect_exit 0 "run conv model on .pb inputs" "$QTOOL" run "$CONV/model.onnx" --input x="$CONV/test_data_set_0/input_0.pb" \
+	--input W="$CONV/test_data_set_0/input_1.pb" --output "$TMP/run1" --stats
+check "run wrote y.npy" test -s "$TMP/run1/y.npy"
+check "run --stats prints peak memory" grep -q "peak activation memory" <<<"$ERR"
+
+# Bad input: one clear line naming the file, exit 2, no output file.
+head -c 100 "$CONV/model.onnx" >"$TMP/trunc.onnx"
+expect_exit 2 "truncated model exits 2" "$QTOOL" inspect "$TMP/trunc.onnx"
+expect_err_line "truncated model names the file" "trunc\.onnx"
+head -c 4096 /dev/urandom >"$TMP/garbage.onnx"
+expect_exit 2 "garbage model exits 2" "$QTOOL" inspect "$TMP/garbage.onnx"
+expect_err_line "garbage model names the file" "garbage\.onnx"
+expect_exit 2 "missing model exits 2" "$QTOOL" inspect "$TMP/nope.onnx"
+expect_err_line "missing model names the file" "nope\.onnx"
+expect_exit 2 "unknown input name exits 2" "$QTOOL" run "$CONV/model.onnx" --input nope="$CONV/test_data_set_0/input_0.pb" --output "$TMP/run2"
+expect_err_line "unknown input name is named" 'no input "nope"'
+check "no output folder after a failed run" test ! -e "$TMP/run2"
+expect_exit 2 "missing input value exits 2" "$QTOOL" run "$CONV/model.onnx" --input x="$CONV/test_data_set_0/input_0.pb" --output "$TMP/run3"
+expect_err_line "missing input is named" 'no value for input "W"'
+# Wrong shape: W given where x is expected.
+expect_exit 2 "wrong input shape exits 2" "$QTOOL" run "$CONV/model.onnx" --input x="$CONV/test_data_set_0/input_1.pb" \
+	--input W="$CONV/test_data_set_0/input_0.pb" --output "$TMP/run4"
+expect_err_line "wrong input shape names the input" 'input "x"'
+expect_exit 2 "bad flag exits 2" "$QTOOL" run --frob
+expect_err_line "bad flag is named" "unknown option '--frob'"
