@@ -62,7 +62,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 QTOOL := $(B)/qtool
 LIBQT := $(B)/libqtool.a
 UNIT_BIN := $(B)/tests/unit_tests
-CONF_BIN := $(B)/tests/conformance
+CONF_BIN := $(B)/tests/run_conformance
 
 .PHONY: all test unit cli-test conformance demo bench fuzz fuzz-replay deps models clean results
 

@@ -12,7 +12,7 @@
 
 static const char eval_help[] =
 	"usage: qtool eval MODEL --data SPEC [--limit N] [--offset N] [--batch B]\n"
-	"                  [--reference OTHER_MODEL] [--json FILE]\n\n"
+	"                  [--reference OTHER_MODEL] [--simulate] [--json FILE]\n\n"
 	"Runs MODEL (FP32 .onnx or quantized .qmod) over a labelled dataset and reports\n"
 	"top-1 and top-5 accuracy, per-class accuracy, samples per second and the model\n"
 	"file's size.\n\n"
@@ -24,6 +24,9 @@ static const char eval_help[] =
 	"  --reference M      also run model M on the same batches and report top-1\n"
 	"                     agreement with it and the SQNR of MODEL's outputs against\n"
 	"                     M's in dB\n"
+	"  --simulate         run a .qmod MODEL as its float simulation (fake quantization)\n"
+	"                     instead of the integer runtime; with --reference set to the\n"
+	"                     same .qmod this checks the integer runtime against it\n"
 	"  --json FILE        write the report as JSON (schema: docs/REPORT.md)\n";
 
 struct acc {
@@ -31,6 +34,7 @@ struct acc {
 	int64_t cls_n[1024], cls_ok[1024];
 	int64_t agree;
 	double sig, noise; /* SQNR sums over all logits */
+	double max_abs;    /* largest |output - reference output| */
 	double seconds, ref_seconds;
 };
 
@@ -65,7 +69,8 @@ static cJSON *model_json(const char *path, const struct qt_model *m)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "path", path);
 	cJSON_AddStringToObject(o, "sha256", qt_model_sha256_hex(m));
-	cJSON_AddStringToObject(o, "kind", qt_model_kind(m) == QT_MODEL_QMOD ? "qmod" : "onnx");
+	static const char *const kinds[] = {"onnx", "qmod", "qmod-simulated"};
+	cJSON_AddStringToObject(o, "kind", kinds[qt_model_kind(m)]);
 	cJSON_AddNumberToObject(o, "file_bytes", (double)qt_model_file_bytes(m));
 	return o;
 }
@@ -74,6 +79,7 @@ int cmd_eval(int argc, char **argv)
 {
 	const char *model_path = NULL, *spec = NULL, *ref_path = NULL, *json_path = NULL;
 	long limit = 0, offset = 0, batch = 64;
+	int simulate = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -100,6 +106,8 @@ int cmd_eval(int argc, char **argv)
 			if (!v)
 				return cli_usage_error("eval", "--reference needs a model");
 			ref_path = v, i++;
+		} else if (!strcmp(a, "--simulate")) {
+			simulate = 1;
 		} else if (!strcmp(a, "--json")) {
 			if (!v)
 				return cli_usage_error("eval", "--json needs a file name");
@@ -132,7 +140,7 @@ int cmd_eval(int argc, char **argv)
 	enum qt_status st;
 	if (!A)
 		return cli_usage_error("eval", "out of memory");
-	if ((st = qt_model_open(model_path, &m)) != QT_OK || (ref_path && (st = qt_model_open(ref_path, &ref)) != QT_OK)) {
+	if ((st = (simulate ? qt_model_open_sim : qt_model_open)(model_path, &m)) != QT_OK || (ref_path && (st = qt_model_open(ref_path, &ref)) != QT_OK)) {
 		rc = cli_status_error("eval", st);
 		goto out;
 	}
@@ -216,6 +224,8 @@ int cmd_eval(int argc, char **argv)
 				A->agree += argmax(rr, C) == top;
 				for (int c = 0; c < C; c++) {
 					double d = (double)row[c] - rr[c];
+					if (fabs(d) > A->max_abs)
+						A->max_abs = fabs(d);
 					A->sig += (double)rr[c] * rr[c];
 					A->noise += d * d;
 				}
@@ -231,7 +241,11 @@ int cmd_eval(int argc, char **argv)
 	double top1 = 100.0 * (double)A->top1 / (double)A->n, top5 = 100.0 * (double)A->top5 / (double)A->n;
 	double sps = A->seconds > 0 ? (double)A->n / A->seconds : 0;
 	double sqnr = A->noise > 0 ? 10.0 * log10(A->sig / A->noise) : INFINITY;
-	printf("model:   %s (%s, %llu bytes)\n", model_path, qt_model_kind(m) == QT_MODEL_QMOD ? "qmod" : "onnx",
+	float oscale = 0;
+	int32_t ozp;
+	int has_oq = ref && qt_model_output_qparams(m, &oscale, &ozp);
+	printf("model:   %s (%s, %llu bytes)\n", model_path,
+	       qt_model_kind(m) == QT_MODEL_ONNX ? "onnx" : qt_model_kind(m) == QT_MODEL_QMOD ? "qmod, integer runtime" : "qmod, float simulation",
 	       (unsigned long long)qt_model_file_bytes(m));
 	printf("data:    %s (%lld samples)\n", spec, (long long)A->n);
 	printf("top-1:   %.2f%% (%lld/%lld)\n", top1, (long long)A->top1, (long long)A->n);
@@ -243,6 +257,8 @@ int cmd_eval(int argc, char **argv)
 			printf("SQNR:    inf dB (outputs identical)\n");
 		else
 			printf("SQNR:    %.2f dB\n", sqnr);
+		if (has_oq)
+			printf("max output difference: %.0f codes of the quantized output\n", A->max_abs / oscale);
 	}
 
 	if (json_path) {
@@ -284,6 +300,9 @@ int cmd_eval(int argc, char **argv)
 				cJSON_AddNullToObject(jr, "sqnr_db");
 			else
 				cJSON_AddNumberToObject(jr, "sqnr_db", sqnr);
+			cJSON_AddNumberToObject(jr, "max_abs_diff", A->max_abs);
+			if (has_oq)
+				cJSON_AddNumberToObject(jr, "max_code_diff", A->max_abs / oscale);
 			cJSON_AddNumberToObject(jr, "samples_per_second",
 						A->ref_seconds > 0 ? (double)A->n / A->ref_seconds : 0);
 			cJSON_AddItemToObject(root, "reference", jr);

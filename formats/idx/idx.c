@@ -37,6 +37,16 @@ static const char *idx_type_name(int t)
 	return NULL;
 }
 
+/* zlib's message without the "path: " it puts in front. */
+static const char *gz_msg(const struct qt_idx_reader *r, int *zerr)
+{
+	const char *m = gzerror(r->gz, zerr);
+	size_t n = strlen(r->path);
+	if (m && !strncmp(m, r->path, n) && m[n] == ':' && m[n + 1] == ' ')
+		m += n + 2;
+	return m ? m : "unknown zlib error";
+}
+
 /* Read n header bytes; QT_OK, or QT_E_FORMAT naming what was being read. */
 static enum qt_status header_read(struct qt_idx_reader *r, void *dst, size_t n, const char *what)
 {
@@ -49,9 +59,11 @@ static enum qt_status header_read(struct qt_idx_reader *r, void *dst, size_t n, 
 	if (got >= 0 && (size_t)got == n)
 		return QT_OK;
 	int zerr = Z_OK;
-	const char *zmsg = gzerror(r->gz, &zerr);
+	const char *zmsg = gz_msg(r, &zerr);
+	if (zerr == Z_ERRNO)
+		return qt_error(QT_E_IO, "%s: read failed: %s", r->path, strerror(errno));
 	if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-		return qt_error(QT_E_FORMAT, "%s: corrupt gzip data in the header: %s", r->path, zmsg);
+		return qt_error(QT_E_FORMAT, "%s: corrupt gzip data: %s", r->path, zmsg);
 	return qt_error(QT_E_FORMAT, "%s: truncated header (%s)", r->path, what);
 }
 
@@ -166,7 +178,7 @@ const char *qt_idx_reader_path(const struct qt_idx_reader *r)
 static enum qt_status gz_short(struct qt_idx_reader *r)
 {
 	int zerr = Z_OK;
-	const char *zmsg = gzerror(r->gz, &zerr);
+	const char *zmsg = gz_msg(r, &zerr);
 	z_off_t pos = gztell(r->gz);
 	int64_t item = pos < 0 || (uint64_t)pos < r->info.data_offset
 			       ? 0
@@ -189,7 +201,7 @@ static enum qt_status gz_check_end(struct qt_idx_reader *r)
 	unsigned char c;
 	int n = gzread(r->gz, &c, 1);
 	int zerr = Z_OK;
-	const char *zmsg = gzerror(r->gz, &zerr);
+	const char *zmsg = gz_msg(r, &zerr);
 	r->next = -1;
 	if (n == 1)
 		return qt_error(QT_E_FORMAT, "%s: unexpected data after the last of %lld items", r->path,
@@ -236,7 +248,7 @@ enum qt_status qt_idx_read(struct qt_idx_reader *r, int64_t start, int64_t count
 		/* Forward: zlib decompresses and discards; backward: it rewinds first. */
 		if (gzseek(r->gz, (z_off_t)off, SEEK_SET) < 0) {
 			int zerr;
-			const char *zmsg = gzerror(r->gz, &zerr);
+			const char *zmsg = gz_msg(r, &zerr);
 			r->next = -1;
 			return qt_error(QT_E_IO, "%s: cannot seek to item %lld: %s", r->path, (long long)start,
 					zerr != Z_OK ? zmsg : strerror(errno));

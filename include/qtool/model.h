@@ -10,10 +10,18 @@
 
 struct qt_model;
 
-enum qt_model_kind { QT_MODEL_ONNX, QT_MODEL_QMOD };
+enum qt_model_kind {
+	QT_MODEL_ONNX,     /* FP32 reference executor */
+	QT_MODEL_QMOD,     /* integer executor */
+	QT_MODEL_QMOD_SIM, /* a .qmod run as its float simulation (fake quantization) */
+};
 
 /* Open by content (the .qmod magic, else ONNX). *out owned by the caller. */
 QT_API enum qt_status qt_model_open(const char *path, struct qt_model **out);
+/* Open a .qmod as its float simulation instead (QT_MODEL_QMOD_SIM). */
+QT_API enum qt_status qt_model_open_sim(const char *path, struct qt_model **out);
+/* Scale and zero point of the first output when it is quantized; 0 if not. */
+QT_API int qt_model_output_qparams(const struct qt_model *m, float *scale_out, int32_t *zp_out);
 QT_API void qt_model_free(struct qt_model *m);
 
 QT_API enum qt_model_kind qt_model_kind(const struct qt_model *m);

@@ -65,6 +65,15 @@ QT_API int qt_parse_bits(const char *s, int *wbits_out, int *abits_out);
  */
 QT_API enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_tensor *out);
 
+/*
+ * Float simulation (fake quantization) of a quantized graph: replace its
+ * quantized constants by their dequantized float values, in place. Then run
+ * it with the FP32 executor and qt_fakequant_observer (user = the graph),
+ * which rounds every quantized activation to its grid.
+ */
+QT_API enum qt_status qt_fakequant_prepare(struct qt_graph *g);
+QT_API enum qt_status qt_fakequant_observer(void *graph, int value, struct qt_tensor *t);
+
 /* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
 QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
 

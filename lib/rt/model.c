@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "qtool/model.h"
+#include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "qmodel_int.h"
 
@@ -15,6 +16,9 @@ struct qt_model {
 	struct qt_qrt *qrt;      /* integer */
 	uint64_t file_bytes;
 	char sha_hex[65];
+	int has_oq; /* first output quantized: its scale and zero point */
+	float out_scale;
+	int32_t out_zp;
 };
 
 void qt_hex32(const uint8_t *bytes, char *out)
@@ -38,7 +42,7 @@ static int is_qmod(const char *path)
 	return n == sizeof magic && qt_qmod_magic_ok(magic);
 }
 
-enum qt_status qt_model_open(const char *path, struct qt_model **out)
+static enum qt_status model_open(const char *path, int sim, struct qt_model **out)
 {
 	*out = NULL;
 	struct stat s;
@@ -50,10 +54,21 @@ enum qt_status qt_model_open(const char *path, struct qt_model **out)
 	m->file_bytes = (uint64_t)s.st_size;
 	enum qt_status st;
 	if (is_qmod(path)) {
-		m->kind = QT_MODEL_QMOD;
+		m->kind = sim ? QT_MODEL_QMOD_SIM : QT_MODEL_QMOD;
 		st = qt_qmod_read(path, &m->g);
-		if (!st)
+		if (!st && m->g->n_outputs > 0 && m->g->values[m->g->outputs[0]].q) {
+			m->has_oq = 1;
+			m->out_scale = m->g->values[m->g->outputs[0]].q->scale[0];
+			m->out_zp = m->g->values[m->g->outputs[0]].q->zero_point[0];
+		}
+		if (!st && sim) {
+			if (!(st = qt_fakequant_prepare(m->g)) && !(st = qt_rt_new(m->g, &m->rt)))
+				qt_rt_set_observer(m->rt, qt_fakequant_observer, m->g);
+		} else if (!st) {
 			st = qt_qrt_new(m->g, &m->qrt);
+		}
+	} else if (sim) {
+		st = qt_error(QT_E_INVALID_ARG, "%s: only a .qmod has a float simulation", path);
 	} else {
 		m->kind = QT_MODEL_ONNX;
 		st = qt_graph_load_onnx(path, &m->g);
@@ -70,6 +85,25 @@ enum qt_status qt_model_open(const char *path, struct qt_model **out)
 	qt_hex32(m->g->sha256, m->sha_hex);
 	*out = m;
 	return QT_OK;
+}
+
+enum qt_status qt_model_open(const char *path, struct qt_model **out)
+{
+	return model_open(path, 0, out);
+}
+
+enum qt_status qt_model_open_sim(const char *path, struct qt_model **out)
+{
+	return model_open(path, 1, out);
+}
+
+int qt_model_output_qparams(const struct qt_model *m, float *scale_out, int32_t *zp_out)
+{
+	if (!m->has_oq)
+		return 0;
+	*scale_out = m->out_scale;
+	*zp_out = m->out_zp;
+	return 1;
 }
 
 void qt_model_free(struct qt_model *m)
@@ -107,7 +141,7 @@ enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struc
 	struct qt_tensor outs[16];
 	int n = m->g->n_outputs < 16 ? m->g->n_outputs : 16;
 	memset(outs, 0, sizeof outs);
-	enum qt_status st = m->kind == QT_MODEL_ONNX ? qt_rt_run(m->rt, x, outs) : qt_qrt_run(m->qrt, x, outs);
+	enum qt_status st = m->qrt ? qt_qrt_run(m->qrt, x, outs) : qt_rt_run(m->rt, x, outs);
 	if (st)
 		return st;
 	*y_out = outs[0];

@@ -320,6 +320,19 @@ static void conv_depthwise(const float *x, const float *w, float *y, const struc
 		}
 }
 
+/* Kernel dims taken from W: at least 1 (an empty kernel has no output), at most ATTR_MAX. */
+static enum qt_status check_kernel(const struct qt_op_args *a, const struct geom *g)
+{
+	for (int i = 0; i < g->nsp; i++) {
+		int64_t k = g->k[slot(g, i)];
+		if (k < 1 || k > ATTR_MAX)
+			return qt_op_error(a, k < 1 ? QT_E_FORMAT : QT_E_UNSUPPORTED,
+					   "weight spatial dim %d is %lld; it must lie in [1, %lld]", i, (long long)k,
+					   (long long)ATTR_MAX);
+	}
+	return QT_OK;
+}
+
 static int blas_fits(int64_t m, int64_t n, int64_t k)
 {
 	return m <= INT_MAX && n <= INT_MAX && k <= INT_MAX;
@@ -382,10 +395,8 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		return qt_op_error(a, QT_E_FORMAT, "kernel_shape %s does not match the weight's spatial shape %s",
 				   qt_shape_str(s1, sizeof s1, g.nsp, ks + SP - g.nsp),
 				   qt_shape_str(s2, sizeof s2, g.nsp, w->dims + 2));
-	for (int i = 0; i < g.nsp; i++)
-		if (g.k[slot(&g, i)] > ATTR_MAX)
-			return qt_op_error(a, QT_E_UNSUPPORTED, "kernel dim %d of %lld is too large", i,
-					   (long long)g.k[slot(&g, i)]);
+	if ((st = check_kernel(a, &g)))
+		return st;
 	if ((st = spatial_attr(a, &g, "strides", 1, g.s)) || (st = spatial_attr(a, &g, "dilations", 1, g.d)) ||
 	    (st = pads_attr(a, &g)) || (st = read_auto_pad(a, &ap)) || (st = fwd_geometry(a, &g, ap, 0)))
 		return st;
@@ -517,10 +528,8 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 		return qt_op_error(a, QT_E_FORMAT, "kernel_shape %s does not match the weight's spatial shape %s",
 				   qt_shape_str(s1, sizeof s1, g.nsp, ks + SP - g.nsp),
 				   qt_shape_str(s2, sizeof s2, g.nsp, w->dims + 2));
-	for (int i = 0; i < g.nsp; i++)
-		if (g.k[slot(&g, i)] > ATTR_MAX)
-			return qt_op_error(a, QT_E_UNSUPPORTED, "kernel dim %d of %lld is too large", i,
-					   (long long)g.k[slot(&g, i)]);
+	if ((st = check_kernel(a, &g)))
+		return st;
 	if ((st = spatial_attr(a, &g, "strides", 1, g.s)) || (st = spatial_attr(a, &g, "dilations", 1, g.d)) ||
 	    (st = spatial_attr(a, &g, "output_padding", 0, op)) || (st = pads_attr(a, &g)) ||
 	    (st = read_auto_pad(a, &ap)))
@@ -617,62 +626,60 @@ static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_ten
 }
 
 /*
- * One max-pool kernel per element type: the window's kept taps come from
- * valid_range, so padding never wins. Ties keep the first tap in scan order.
- * idx (optional) receives the flat input index: row-major over the whole
- * tensor, or with the spatial part column-major when storage_order is 1.
+ * Max pooling over planes of x: each window keeps only the taps inside the
+ * input (valid_range), so padding never wins; ties keep the first tap in scan
+ * order; a window with no tap inside (degenerate pads) gives -inf. idx
+ * (optional) receives the flat input index of the maximum: row-major over
+ * the whole tensor, or with the spatial part column-major when col_major.
  */
-#define DEFINE_MAXPOOL(NAME, T, LOWEST)                                                                       \
-	static void NAME(const T *x, T *y, int64_t *idx, const struct geom *g, int64_t planes, int col_major) \
-	{                                                                                                     \
-		const int64_t Pin = prod3(g->in), P = prod3(g->out);                                         \
-		for (int64_t pl = 0; pl < planes; pl++) {                                                    \
-			const T *xp = x + pl * Pin;                                                          \
-			int64_t o = pl * P;                                                                  \
-			for (int64_t od = 0; od < g->out[0]; od++) {                                         \
-				int64_t sd = od * g->s[0] - g->pb[0], d0, d1;                                \
-				valid_range(sd, g->d[0], g->in[0], g->k[0], &d0, &d1);                       \
-				for (int64_t oh = 0; oh < g->out[1]; oh++) {                                 \
-					int64_t sh = oh * g->s[1] - g->pb[1], h0, h1;                        \
-					valid_range(sh, g->d[1], g->in[1], g->k[1], &h0, &h1);               \
-					for (int64_t ow = 0; ow < g->out[2]; ow++, o++) {                    \
-						int64_t sw = ow * g->s[2] - g->pb[2], w0, w1, bi = -1;       \
-						valid_range(sw, g->d[2], g->in[2], g->k[2], &w0, &w1);       \
-						T best = LOWEST;                                             \
-						for (int64_t kd = d0; kd < d1; kd++)                         \
-							for (int64_t kh = h0; kh < h1; kh++) {               \
-								int64_t id = sd + kd * g->d[0];              \
-								int64_t ih = sh + kh * g->d[1];              \
-								const T *r = xp + (id * g->in[1] + ih) * g->in[2]; \
-								for (int64_t kw = w0; kw < w1; kw++) {       \
-									int64_t iw = sw + kw * g->d[2];      \
-									if (bi < 0 || r[iw] > best) {        \
-										best = r[iw];                \
-										bi = (id * g->in[1] + ih) * g->in[2] + iw; \
-									}                                    \
-								}                                            \
-							}                                                    \
-						y[o] = best;                                                 \
-						if (idx) {                                                   \
-							int64_t iw = bi % g->in[2], ih = bi / g->in[2] % g->in[1]; \
-							int64_t id = bi / g->in[2] / g->in[1];               \
-							if (bi >= 0 && col_major)                            \
-								bi = id + ih * g->in[0] + iw * g->in[0] * g->in[1]; \
-							idx[o] = bi < 0 ? -1 : pl * Pin + bi;                \
-						}                                                            \
-					}                                                                    \
-				}                                                                            \
-			}                                                                                    \
-		}                                                                                            \
+static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geom *g, int64_t planes, int col_major)
+{
+	const int64_t Pin = prod3(g->in), P = prod3(g->out);
+	for (int64_t pl = 0; pl < planes; pl++) {
+		const float *xp = x + pl * Pin;
+		int64_t o = pl * P;
+		for (int64_t od = 0; od < g->out[0]; od++) {
+			int64_t sd = od * g->s[0] - g->pb[0], d0, d1;
+			valid_range(sd, g->d[0], g->in[0], g->k[0], &d0, &d1);
+			for (int64_t oh = 0; oh < g->out[1]; oh++) {
+				int64_t sh = oh * g->s[1] - g->pb[1], h0, h1;
+				valid_range(sh, g->d[1], g->in[1], g->k[1], &h0, &h1);
+				for (int64_t ow = 0; ow < g->out[2]; ow++, o++) {
+					int64_t sw = ow * g->s[2] - g->pb[2], w0, w1, bd = -1, bh = 0, bw = 0;
+					valid_range(sw, g->d[2], g->in[2], g->k[2], &w0, &w1);
+					float best = -INFINITY;
+					for (int64_t kd = d0; kd < d1; kd++)
+						for (int64_t kh = h0; kh < h1; kh++) {
+							int64_t id = sd + kd * g->d[0], ih = sh + kh * g->d[1];
+							const float *r = xp + (id * g->in[1] + ih) * g->in[2];
+							for (int64_t kw = w0; kw < w1; kw++) {
+								int64_t iw = sw + kw * g->d[2];
+								if (bd < 0 || r[iw] > best) {
+									best = r[iw];
+									bd = id, bh = ih, bw = iw;
+								}
+							}
+						}
+					y[o] = best;
+					if (!idx)
+						continue;
+					if (bd < 0)
+						idx[o] = -1;
+					else if (col_major)
+						idx[o] = pl * Pin + bd + (bh + bw * g->in[1]) * g->in[0];
+					else
+						idx[o] = pl * Pin + (bd * g->in[1] + bh) * g->in[2] + bw;
+				}
+			}
+		}
 	}
-
-DEFINE_MAXPOOL(maxpool_f32, float, -INFINITY)
-DEFINE_MAXPOOL(maxpool_u8, uint8_t, 0)
-DEFINE_MAXPOOL(maxpool_s8, int8_t, INT8_MIN)
+}
 
 /*
- * MaxPool: float32, and int8/uint8 (opset 12). The optional Indices output
- * (opset 8+) is int64; storage_order 1 makes its spatial part column-major.
+ * MaxPool: float32, and int8/uint8 (opset 12), which are pooled as float
+ * (exact: every 8-bit value is a float) through a temporary copy. The
+ * optional Indices output (opset 8+) is int64; storage_order 1 makes its
+ * spatial part column-major.
  */
 static enum qt_status op_maxpool(const struct qt_op_args *a)
 {
@@ -694,12 +701,21 @@ static enum qt_status op_maxpool(const struct qt_op_args *a)
 	    (want_idx && (st = alloc_out(a, 1, QT_DTYPE_I64, &g, x->dims[0], x->dims[1]))))
 		return st;
 	int64_t planes = x->dims[0] * x->dims[1], *idx = want_idx ? a->out[1].data : NULL;
-	if (x->dtype == QT_DTYPE_F32)
+	if (x->dtype == QT_DTYPE_F32) {
 		maxpool_f32(x->data, a->out[0].data, idx, &g, planes, (int)so);
-	else if (x->dtype == QT_DTYPE_U8)
-		maxpool_u8(x->data, a->out[0].data, idx, &g, planes, (int)so);
-	else
-		maxpool_s8(x->data, a->out[0].data, idx, &g, planes, (int)so);
+		return QT_OK;
+	}
+	int64_t nx = qt_tensor_numel(x), ny = qt_tensor_numel(&a->out[0]);
+	float *xf = malloc((size_t)(nx + ny + 1) * sizeof *xf), *yf = xf + nx;
+	if (!xf)
+		return qt_op_error(a, QT_E_NOMEM, "out of memory converting %s input to float", qt_dtype_name(x->dtype));
+	for (int64_t i = 0; i < nx; i++)
+		xf[i] = (float)qt_tensor_get_f64(x, i);
+	maxpool_f32(xf, yf, idx, &g, planes, (int)so);
+	double lo = x->dtype == QT_DTYPE_U8 ? 0 : INT8_MIN;
+	for (int64_t i = 0; i < ny; i++)
+		qt_tensor_set_f64(&a->out[0], i, yf[i] < lo ? lo : yf[i]); /* -inf: empty window */
+	free(xf);
 	return QT_OK;
 }
 
@@ -804,6 +820,7 @@ static enum qt_status op_global_maxpool(const struct qt_op_args *a)
 	return global_pool(a, 1);
 }
 
+/* Registered in ops.c; min_opset 1: every version's attributes are read (see each op). */
 const struct qt_op_entry qt_ops_conv[] = {
 	{"Conv", 1, op_conv},
 	{"ConvTranspose", 1, op_conv_transpose},

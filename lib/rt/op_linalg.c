@@ -183,6 +183,7 @@ static enum qt_status op_matmul(const struct qt_op_args *a)
 	return QT_OK;
 }
 
+/* Registered in ops.c (see ops.h). */
 const struct qt_op_entry qt_ops_linalg[] = {
 	{"Gemm", 1, op_gemm},
 	{"MatMul", 1, op_matmul},

@@ -311,6 +311,7 @@ static enum qt_status op_logsoftmax(const struct qt_op_args *a)
 	return softmax_common(a, 1);
 }
 
+/* Registered in ops.c (see ops.h). */
 const struct qt_op_entry qt_ops_norm[] = {
 	{"BatchNormalization", 1, op_batchnorm},
 	{"InstanceNormalization", 1, op_instancenorm},

@@ -277,11 +277,12 @@ static enum qt_status reduce_drv(const struct qt_op_args *a, const struct rdesc 
 			return QT_E_FORMAT;
 		noop = qt_node_attr_int(a->node, "noop_with_empty_axes", 0) != 0;
 	} else {
-		const int64_t *v;
+		const int64_t *v = NULL;
 		nax = qt_node_attr_ints(a->node, "axes", &v);
 		if (nax > QT_MAX_RANK)
 			return qt_op_error(a, QT_E_FORMAT, "%d axes for rank %d", nax, x->rank);
-		memcpy(axes, v, (size_t)nax * sizeof axes[0]);
+		for (int i = 0; i < nax; i++)
+			axes[i] = v[i];
 	}
 	if (nax == 0 && noop)
 		return qt_tensor_copy(&a->out[0], x);

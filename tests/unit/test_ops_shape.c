@@ -100,7 +100,8 @@ static void a_ints(const char *name, int n, const int64_t *v)
 	struct qt_attr *a = attr(name, QT_ATTR_INTS);
 	a->n = n;
 	a->ints = qt_graph_alloc(g, sizeof(int64_t) * (size_t)(n ? n : 1));
-	memcpy(a->ints, v, sizeof(int64_t) * (size_t)n);
+	if (n)
+		memcpy(a->ints, v, sizeof(int64_t) * (size_t)n);
 }
 
 static void a_floats(const char *name, int n, const float *v)
@@ -108,7 +109,8 @@ static void a_floats(const char *name, int n, const float *v)
 	struct qt_attr *a = attr(name, QT_ATTR_FLOATS);
 	a->n = n;
 	a->floats = qt_graph_alloc(g, sizeof(float) * (size_t)(n ? n : 1));
-	memcpy(a->floats, v, sizeof(float) * (size_t)n);
+	if (n)
+		memcpy(a->floats, v, sizeof(float) * (size_t)n);
 }
 
 /* A tensor with an owned copy of vals (NULL: zeros), freed by teardown. */
