@@ -170,7 +170,8 @@ enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 		return QT_OK;
 	struct qt_calib_hist *h = &ob->h;
 	if (ob->state == OBS_UNSEEN) {
-		h->counts = qt_arena_alloc(c->arena, (size_t)c->n_bins * sizeof *h->counts);
+		/* One spare counter past the n_bins (see pass 2). */
+		h->counts = qt_arena_alloc(c->arena, ((size_t)c->n_bins + 1) * sizeof *h->counts);
 		if (!h->counts)
 			return qt_error(QT_E_NOMEM, "out of memory for the histogram of tensor \"%s\"", name);
 		h->n_bins = c->n_bins;
@@ -214,23 +215,24 @@ enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 		np = h->n_bins - h->zero_bin;
 	}
 
-	/* Pass 2: binning. A magnitude on the edge of the last bin (the extreme
-	 * itself, or rounding of |x| / w) is clamped into it. */
+	/* Pass 2: binning, without data-dependent branches (signs are random
+	 * in most activations). A magnitude on the far edge of a side's last
+	 * bin (the extreme itself, or rounding of |x| / w) is clamped into it.
+	 * Zeros are counted in bin z (the slot after the n_bins counters when
+	 * z = n_bins), then moved to `zeros`. */
 	double inv = 1.0 / h->width;
 	uint64_t zeros = 0;
-	uint64_t *neg = h->counts + z, *pos = h->counts + z; /* neg[-1 - j], pos[j] */
+	uint64_t *cnt = h->counts;
 	for (int64_t i = 0; i < n; i++) {
-		double v = x[i];
-		if (v > 0) {
-			double j = v * inv;
-			pos[j < np ? (int)j : np - 1]++;
-		} else if (v < 0) {
-			double j = -v * inv;
-			neg[-1 - (j < z ? (int)j : z - 1)]++;
-		} else {
-			zeros++;
-		}
+		float v = x[i];
+		double q = fabs((double)v) * inv;
+		int jp = q < np ? (int)q : np - 1;
+		int jn = q < z ? (int)q : z - 1;
+		int idx = v > 0 ? z + jp : v < 0 ? z - 1 - jn : z;
+		cnt[idx]++;
+		zeros += v == 0;
 	}
+	cnt[z] -= zeros;
 	h->zeros += zeros;
 	return QT_OK;
 }

@@ -142,7 +142,7 @@ static void finish_range(const struct qt_calib_hist *h, double lo, double hi, fl
 		lo = 0;
 		hi = 1;
 	}
-	*lo_out = (float)lo;
+	*lo_out = (float)lo + 0.0f; /* -0 reads as 0 in files */
 	*hi_out = (float)hi;
 }
 
@@ -295,7 +295,7 @@ static void mse_side_init(struct mse_side *m, const struct side *s, double w, do
 
 /* Candidate widths of the mse search, and zero points tried per width before refining. */
 #define MSE_WIDTHS 2048
-#define MSE_ZERO_POINTS 256
+#define MSE_ZERO_POINTS 32
 
 static double mse_err(const struct mse_side *mn, const struct mse_side *mp, double s, double L, int z)
 {
@@ -312,9 +312,9 @@ static void mse_range(const struct side *neg, const struct side *pos, double w, 
 	double wmax = neg->ext + pos->ext;
 	/* One-signed data keeps 0 at the end of the range. */
 	int zlo = pos->ext == 0 ? (int)L : 0, zhi = neg->ext == 0 ? 0 : (int)L;
-	/* With many levels (bits > 8) try every stride-th zero point, then
-	 * every one around the best: the error is close to convex in z (each
-	 * side's clipping error is convex in its threshold). */
+	/* With more than MSE_ZERO_POINTS levels try every stride-th zero point,
+	 * then every one around the best: the error is close to convex in z
+	 * (each side's clipping error is convex in its threshold). */
 	int stride = (zhi - zlo) / MSE_ZERO_POINTS + 1;
 	double best = INFINITY;
 	*lo = -neg->ext;
@@ -410,6 +410,9 @@ enum qt_status qt_calib_hist_range(const struct qt_calib_hist *h, enum qt_calib_
 		}
 	} else {
 		mse_range(&neg, &pos, h->width, L, &lo, &hi, pre);
+		/* The bins holding the extremes reach past them; the data does not. */
+		lo = fmax(lo, fmin(h->min, 0));
+		hi = fmin(hi, fmax(h->max, 0));
 	}
 	free(buf);
 	finish_range(h, lo, hi, lo_out, hi_out);

@@ -1,8 +1,134 @@
-/* qtool inspect for .qmod files: layout, per-layer bits and bytes. */
+/* qtool inspect for .qmod files: provenance, layout, per-layer bits and bytes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
 #include "cli.h"
+#include "qtool/qmod.h"
+
+static const char *scheme_name(enum qt_qscheme s)
+{
+	return s == QT_QSCHEME_TENSOR ? "tensor" : s == QT_QSCHEME_CHANNEL ? "channel" : s == QT_QSCHEME_GROUP ? "group" : "-";
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	rewind(f);
+	uint8_t *b = n > 0 ? malloc((size_t)n) : NULL;
+	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	fclose(f);
+	*len = b ? (size_t)n : 0;
+	return b;
+}
 
 int cmd_inspect_qmod(const char *path, int json)
 {
-	(void)json;
-	return cli_usage_error("inspect", "%s: .qmod inspection is not available yet", path);
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	if (!buf)
+		return cli_usage_error("inspect", "%s: cannot read", path);
+	struct qt_graph *g;
+	enum qt_status st = qt_qmod_read_mem(buf, len, path, &g);
+	if (st) {
+		free(buf);
+		return cli_status_error("inspect", st);
+	}
+	struct qt_qmod_section secs[32];
+	int ns = qt_qmod_sections(buf, len, secs, 32);
+	struct qt_qmod_summary s;
+	qt_qmod_summarize(g, &s);
+	double bound = 1.10 * ((double)s.weight_bits / 8 + (double)s.qparam_bytes) + 8192;
+	cJSON *root = json ? cJSON_CreateObject() : NULL, *jl = NULL, *jf = NULL;
+	if (json) {
+		cJSON_AddStringToObject(root, "model", path);
+		cJSON_AddStringToObject(root, "format", "qmod");
+		cJSON_AddNumberToObject(root, "file_bytes", (double)len);
+		cJSON_AddStringToObject(root, "source_sha256", g->src_sha256_hex ? g->src_sha256_hex : "");
+		cJSON_AddStringToObject(root, "calib_method", g->calib_method ? g->calib_method : "");
+		cJSON_AddStringToObject(root, "qtool_version", g->qtool_version ? g->qtool_version : "");
+		cJSON_AddStringToObject(root, "command_line", g->command_line ? g->command_line : "");
+		cJSON_AddNumberToObject(root, "weight_bits", (double)s.weight_bits);
+		cJSON_AddNumberToObject(root, "qparam_bytes", (double)s.qparam_bytes);
+		cJSON_AddNumberToObject(root, "size_bound_bytes", bound);
+		cJSON *js = cJSON_AddArrayToObject(root, "sections");
+		for (int i = 0; i < ns; i++) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", secs[i].name);
+			cJSON_AddNumberToObject(o, "offset", (double)secs[i].offset);
+			cJSON_AddNumberToObject(o, "bytes", (double)secs[i].length);
+			cJSON_AddItemToArray(js, o);
+		}
+		jl = cJSON_AddArrayToObject(root, "layers");
+		jf = cJSON_AddArrayToObject(root, "float_nodes");
+	} else {
+		printf("model: %s (.qmod v%d, %zu bytes, %d nodes, opset %d)\n", path, QT_QMOD_VERSION, len, g->n_nodes,
+		       g->opset);
+		printf("source sha256: %s\ncalibration: %s\nmade by: qtool %s: %s\n",
+		       g->src_sha256_hex ? g->src_sha256_hex : "?", g->calib_method ? g->calib_method : "?",
+		       g->qtool_version ? g->qtool_version : "?", g->command_line ? g->command_line : "");
+		printf("size: %zu bytes; bound 1.10 x (weights %.0f + qparams %lld) + 8192 = %.0f\n", len,
+		       (double)s.weight_bits / 8, (long long)s.qparam_bytes, bound);
+		printf("layout:\n");
+		for (int i = 0; i < ns; i++)
+			printf("  %-8s offset %8llu  %8llu bytes\n", secs[i].name, (unsigned long long)secs[i].offset,
+			       (unsigned long long)secs[i].length);
+		printf("quantized layers:\n  %-28s %-8s %5s %-8s %8s %10s\n", "node", "op", "bits", "scales", "params",
+		       "bytes");
+	}
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		if (!n->rq)
+			continue;
+		const struct qt_value *w = &g->values[n->inputs[1]];
+		int bits = qt_dtype_bits(w->init->dtype);
+		int64_t np = qt_tensor_numel(w->init);
+		if (json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "node", n->name);
+			cJSON_AddStringToObject(o, "op", n->op_type);
+			cJSON_AddNumberToObject(o, "weight_bits", bits);
+			cJSON_AddStringToObject(o, "granularity", scheme_name(w->q->scheme));
+			cJSON_AddNumberToObject(o, "parameters", (double)np);
+			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
+			cJSON_AddItemToArray(jl, o);
+		} else {
+			printf("  %-28s %-8s %5d %-8s %8lld %10zu\n", n->name[0] ? n->name : "(unnamed)", n->op_type, bits,
+			       scheme_name(w->q->scheme), (long long)np, w->init->nbytes);
+		}
+	}
+	if (!json)
+		printf("nodes run as dequantize -> FP32 -> quantize (%d):", s.float_nodes);
+	for (int i = 0; i < g->n_nodes; i++) {
+		if (qt_qrt_node_is_integer(g, i))
+			continue;
+		const struct qt_node *n = &g->nodes[i];
+		if (json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "node", n->name);
+			cJSON_AddStringToObject(o, "op", n->op_type);
+			cJSON_AddItemToArray(jf, o);
+		} else {
+			printf(" %s(%s)", n->name[0] ? n->name : "#", n->op_type);
+		}
+	}
+	if (json) {
+		char *t = cJSON_Print(root);
+		puts(t);
+		free(t);
+		cJSON_Delete(root);
+	} else {
+		printf("\n");
+	}
+	qt_graph_free(g);
+	free(buf);
+	return 0;
 }

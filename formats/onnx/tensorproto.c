@@ -530,7 +530,7 @@ enum qt_status qt_onnx_tensor_convert(const Onnx__TensorProto *tp, const char *w
 	enum qt_status st = QT_OK;
 	if (external)
 		st = read_external(tp, what, dir, data, nbytes);
-	else if (raw) {
+	else if (raw && nbytes) { /* an empty raw_data may come with a NULL pointer */
 		memcpy(data, tp->raw_data.data, nbytes);
 		if (dt == QT_DTYPE_BOOL) /* one byte per element, 0 or 1 */
 			for (size_t i = 0; i < nbytes; i++)

@@ -36,6 +36,11 @@ static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUE
 #define RQ_REC 32
 #define MAX_COUNT (1 << 24)
 
+/* The dtype codes are part of the format. */
+_Static_assert(QT_DTYPE_F32 == 1 && QT_DTYPE_U8 == 8 && QT_DTYPE_BOOL == 12 && QT_DTYPE_S4 == 14 &&
+		       QT_DTYPE_U2 == 17 && QT_DTYPE_FP8_E5M2 == 19,
+	       "docs/FORMAT.md fixes the dtype codes");
+
 int qt_qmod_magic_ok(const unsigned char magic[8])
 {
 	return memcmp(magic, MAGIC, 8) == 0;
@@ -838,6 +843,9 @@ enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, 
 	uint64_t fbytes = rd_u64(r.p + 16), table = rd_u64(r.p + 24);
 	if (rd_u32(r.p + 32) != (uint32_t)crc32(0L, r.p, 32))
 		return BAD("%s: header CRC mismatch (the file is damaged)", label);
+	for (int i = 36; i < HDR_BYTES; i++)
+		if (r.p[i])
+			return BAD("%s: header byte %d is not zero (the file is damaged)", label, i);
 	if (ver != QT_QMOD_VERSION)
 		return qt_error(QT_E_UNSUPPORTED, "%s: .qmod version %u, this qtool reads version %d", label, ver,
 				QT_QMOD_VERSION);
@@ -933,4 +941,22 @@ void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s)
 		if (!qt_qrt_node_is_integer(g, i))
 			s->float_nodes++;
 	}
+}
+
+int qt_qmod_sections(const void *buf, size_t len, struct qt_qmod_section *out, int cap)
+{
+	const uint8_t *p = buf;
+	if (len < HDR_BYTES)
+		return 0;
+	uint32_t ns = rd_u32(p + 12);
+	int k = 0;
+	for (uint32_t i = 0; i < ns && k < cap && HDR_BYTES + (size_t)(i + 1) * SEC_ENTRY <= len; i++) {
+		const uint8_t *e = p + HDR_BYTES + (size_t)i * SEC_ENTRY;
+		uint32_t kind = rd_u32(e);
+		out[k].name = kind > 0 && kind < S_COUNT ? section_names[kind] : "unknown";
+		out[k].offset = rd_u64(e + 8);
+		out[k].length = rd_u64(e + 16);
+		k++;
+	}
+	return k;
 }

@@ -18,6 +18,14 @@ QT_API enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_
 QT_API enum qt_status qt_qmod_read(const char *path, struct qt_graph **out);
 QT_API enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, struct qt_graph **out);
 
+struct qt_qmod_section {
+	const char *name; /* "DATA", ... (static) */
+	uint64_t offset, length;
+};
+/* List the sections of a .qmod held in memory (validated by qt_qmod_read_mem
+ * first). Returns how many were written to out (at most cap). */
+QT_API int qt_qmod_sections(const void *buf, size_t len, struct qt_qmod_section *out, int cap);
+
 struct qt_qmod_summary {
 	int quantized_nodes;  /* nodes with integer weights */
 	int float_nodes;      /* nodes without an integer kernel (dequantize, FP32, quantize) */

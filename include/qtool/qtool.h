@@ -36,6 +36,7 @@ enum qt_status {
  * that we load; the second block is qtool's own packed quantized types,
  * which only appear in quantized graphs and .qmod files.
  */
+/* The numeric values are stored in .qmod files (docs/FORMAT.md): never renumber. */
 enum qt_dtype {
 	QT_DTYPE_UNDEFINED = 0,
 	QT_DTYPE_F32,

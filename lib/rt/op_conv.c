@@ -241,12 +241,11 @@ static void im2col(const float *x, int64_t cg, const struct geom *g, int64_t l0,
 						}
 						const float *src = x + ((c * g->in[0] + id) * g->in[1] + ih) * g->in[2];
 						memset(dst, 0, (size_t)lo * sizeof *dst);
-						if (s2 == 1) {
+						if (s2 == 1 && hi > lo)
 							memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
-						} else {
+						else
 							for (int64_t ow = lo; ow < hi; ow++)
 								dst[ow] = src[ow * s2 + off];
-						}
 						memset(dst + hi, 0, (size_t)(W - hi) * sizeof *dst);
 					}
 				}
@@ -254,9 +253,8 @@ static void im2col(const float *x, int64_t cg, const struct geom *g, int64_t l0,
 
 /*
  * dst[i] += w * src[i * step], i in [0, n). The stride-1 body is unrolled by
- * 8 so that -O2's SLP vectoriser packs it (the loop vectoriser's very-cheap
- * cost model at -O2 does not handle the remainder); restrict rules out
- * aliasing.
+ * 8: GCC at -O2 (very-cheap cost model) vectorises that form but not the
+ * plain loop with its unknown trip count; restrict rules out aliasing.
  */
 static void axpy_line(float *restrict dst, const float *restrict src, float w, int64_t n, int64_t step)
 {

@@ -478,7 +478,7 @@ FD1(log, log(x))
 FD1(sqrt, sqrt(x))
 FD1(erf, erf(x))
 FD1(relu, x < 0 ? (W)0 : x) /* NaN propagates */
-FD1(sigmoid, x >= 0 ? (W)1 / ((W)1 + exp(-x)) : exp(x) / ((W)1 + exp(x)))
+FD1(sigmoid, (W)1 / ((W)1 + exp(-x))) /* exp overflow gives 1/inf = 0: no NaN */
 FD1(tanh, tanh(x))
 FD1(recip, (W)1 / x)
 FD1(floor, floor(x))

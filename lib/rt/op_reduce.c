@@ -107,40 +107,64 @@ static void put_d(struct qt_tensor *t, int64_t i, double v)
 
 /*
  * Fold n values into acc[i * so] (so is 0 when the row is reduced, 1 when it
- * is kept). mx holds the per-output maxima for ReduceLogSumExp's second pass.
+ * is kept). A reduced row folds into a local so the chain stays in a
+ * register; a kept row is an elementwise update the compiler vectorises.
  */
-static void fold_d(enum rkind k, double *acc, int64_t so, const double *v, int64_t n, const double *mx)
+#define FOLD(T, STEP)                                                                                                  \
+	do {                                                                                                           \
+		if (so == 0) {                                                                                         \
+			T s = acc[0];                                                                                  \
+			for (int64_t i = 0; i < n; i++)                                                                \
+				s = STEP(s, v[i]);                                                                     \
+			acc[0] = s;                                                                                    \
+		} else {                                                                                               \
+			for (int64_t i = 0; i < n; i++)                                                                \
+				acc[i] = STEP(acc[i], v[i]);                                                           \
+		}                                                                                                      \
+	} while (0)
+
+#define D_SUM(s, x) ((s) + (x))
+#define D_PROD(s, x) ((s) * (x))
+#define D_MAX(s, x) (((x) > (s) || (x) != (x)) ? (x) : (s)) /* NaN wins, as in numpy */
+#define D_MIN(s, x) (((x) < (s) || (x) != (x)) ? (x) : (s))
+#define D_L1(s, x) ((s) + fabs(x))
+#define D_SQ(s, x) ((s) + (x) * (x))
+/* int64 steps wrap through uint64 (signed overflow is undefined in C) */
+#define I_SUM(s, x) ((int64_t)((uint64_t)(s) + (uint64_t)(x)))
+#define I_PROD(s, x) ((int64_t)((uint64_t)(s) * (uint64_t)(x)))
+#define I_MAX(s, x) ((x) > (s) ? (x) : (s))
+#define I_MIN(s, x) ((x) < (s) ? (x) : (s))
+#define I_L1(s, x) ((int64_t)((uint64_t)(s) + ((x) < 0 ? 0 - (uint64_t)(x) : (uint64_t)(x))))
+#define I_SQ(s, x) ((int64_t)((uint64_t)(s) + (uint64_t)(x) * (uint64_t)(x)))
+
+/* mx holds the per-output maxima for ReduceLogSumExp's second pass. */
+static void fold_d(enum rkind k, double *restrict acc, int64_t so, const double *restrict v, int64_t n,
+		   const double *restrict mx)
 {
 	switch (k) {
 	case RK_SUM:
 	case RK_MEAN:
-	case RK_LOGSUM:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] += v[i];
-		break;
-	case RK_PROD:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] *= v[i];
-		break;
-	case RK_MAX: /* NaN wins, as in numpy */
-		for (int64_t i = 0; i < n; i++)
-			if (v[i] > acc[i * so] || v[i] != v[i])
-				acc[i * so] = v[i];
-		break;
+	case RK_LOGSUM: FOLD(double, D_SUM); break;
+	case RK_PROD: FOLD(double, D_PROD); break;
+	case RK_MAX:
 	case RK_MIN:
-		for (int64_t i = 0; i < n; i++)
-			if (v[i] < acc[i * so] || v[i] != v[i])
-				acc[i * so] = v[i];
+		if (so == 0) { /* branch-free max/min; a NaN seen anywhere wins at the end */
+			double s = acc[0];
+			int nan = 0;
+			for (int64_t i = 0; i < n; i++) {
+				s = k == RK_MAX ? I_MAX(s, v[i]) : I_MIN(s, v[i]);
+				nan |= v[i] != v[i];
+			}
+			acc[0] = nan ? NAN : s;
+		} else if (k == RK_MAX) {
+			FOLD(double, D_MAX);
+		} else {
+			FOLD(double, D_MIN);
+		}
 		break;
-	case RK_L1:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] += fabs(v[i]);
-		break;
+	case RK_L1: FOLD(double, D_L1); break;
 	case RK_L2:
-	case RK_SUMSQ:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] += v[i] * v[i];
-		break;
+	case RK_SUMSQ: FOLD(double, D_SQ); break;
 	case RK_LOGSUMEXP:
 		for (int64_t i = 0; i < n; i++)
 			if (!isinf(mx[i * so]))
@@ -149,37 +173,16 @@ static void fold_d(enum rkind k, double *acc, int64_t so, const double *v, int64
 	}
 }
 
-/* The same in int64, wrapping through uint64 (signed overflow is undefined in C). */
-static void fold_i(enum rkind k, int64_t *acc, int64_t so, const int64_t *v, int64_t n)
+static void fold_i(enum rkind k, int64_t *restrict acc, int64_t so, const int64_t *restrict v, int64_t n)
 {
 	switch (k) {
 	case RK_SUM:
-	case RK_MEAN:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] = (int64_t)((uint64_t)acc[i * so] + (uint64_t)v[i]);
-		break;
-	case RK_PROD:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] = (int64_t)((uint64_t)acc[i * so] * (uint64_t)v[i]);
-		break;
-	case RK_MAX:
-		for (int64_t i = 0; i < n; i++)
-			if (v[i] > acc[i * so])
-				acc[i * so] = v[i];
-		break;
-	case RK_MIN:
-		for (int64_t i = 0; i < n; i++)
-			if (v[i] < acc[i * so])
-				acc[i * so] = v[i];
-		break;
-	case RK_L1:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] = (int64_t)((uint64_t)acc[i * so] + (v[i] < 0 ? 0 - (uint64_t)v[i] : (uint64_t)v[i]));
-		break;
-	case RK_SUMSQ:
-		for (int64_t i = 0; i < n; i++)
-			acc[i * so] = (int64_t)((uint64_t)acc[i * so] + (uint64_t)v[i] * (uint64_t)v[i]);
-		break;
+	case RK_MEAN: FOLD(int64_t, I_SUM); break;
+	case RK_PROD: FOLD(int64_t, I_PROD); break;
+	case RK_MAX: FOLD(int64_t, I_MAX); break;
+	case RK_MIN: FOLD(int64_t, I_MIN); break;
+	case RK_L1: FOLD(int64_t, I_L1); break;
+	case RK_SUMSQ: FOLD(int64_t, I_SQ); break;
 	default: break;
 	}
 }

@@ -93,15 +93,22 @@ static void strides_of(int r, const int64_t *d, int64_t *s)
 	int64_t acc = 1;
 	for (int i = r - 1; i >= 0; i--) {
 		s[i] = acc;
-		acc *= d[i];
+		/* Wraps only for zero-size tensors, whose strides are never applied. */
+		(void)__builtin_mul_overflow(acc, d[i], &acc);
 	}
 }
 
+/*
+ * Product of n dims, saturating at INT64_MAX: a zero-size tensor may carry
+ * huge other dims, and a saturated count is only ever used where another
+ * factor is 0 or where the caller checks it.
+ */
 static int64_t prod(int n, const int64_t *d)
 {
 	int64_t p = 1;
 	for (int i = 0; i < n; i++)
-		p *= d[i];
+		if (__builtin_mul_overflow(p, d[i], &p))
+			return INT64_MAX;
 	return p;
 }
 
@@ -443,6 +450,10 @@ static enum qt_status op_flatten(const struct qt_op_args *a)
 	if (axis < 0)
 		axis += x->rank;
 	int64_t dims[2] = {prod((int)axis, x->dims), prod(x->rank - (int)axis, x->dims + axis)};
+	char s1[128];
+	if (dims[0] == INT64_MAX || dims[1] == INT64_MAX)
+		return qt_op_error(a, QT_E_FORMAT, "flattening %s at axis %lld overflows", SHAPE(s1, x->rank, x->dims),
+				   (long long)axis);
 	return copy_reshaped(a, x, 2, dims);
 }
 
@@ -934,7 +945,7 @@ static enum qt_status op_tile(const struct qt_op_args *a)
 	for (int i = 0; i < r; i++)
 		if (rep[i] < 0 || __builtin_mul_overflow(x->dims[i], rep[i], &dims[i]))
 			return qt_op_error(a, QT_E_FORMAT, "repeats %s is invalid", SHAPE(s1, n, rep));
-	if ((st = alloc_out(a, 0, x->dtype, r, dims)))
+	if ((st = alloc_out(a, 0, x->dtype, r, dims)) || qt_tensor_numel(&a->out[0]) == 0)
 		return st;
 	strides_of(r, x->dims, istr);
 	strides_of(r, dims, ostr);

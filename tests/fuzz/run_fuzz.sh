@@ -49,7 +49,8 @@ compile() {
 	"$gen"/*) extra="-Wno-error" ;;
 	esac
 	mkdir -p "$(dirname "$obj")"
-	$CLANG $CFLAGS -fsanitize=fuzzer-no-link $extra -MMD -MP -c "$src" -o "$obj"
+	$CLANG $CFLAGS -fsanitize=fuzzer-no-link $extra -MMD -MP -c "$src" -o "$obj" ||
+		{ echo "run_fuzz: FAILED to compile $src"; rm -f "$obj"; return 1; }
 }
 
 echo "== building fuzz targets with $CLANG"

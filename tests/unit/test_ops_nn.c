@@ -93,7 +93,10 @@ static void set_ints(struct op *o, const char *name, int n, const int64_t *v)
 	at->n = n;
 }
 
-#define INTS(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), ((const int64_t[]){__VA_ARGS__})
+
+/* Expand to "count, array" for a (rank, dims) or (n, ints) parameter pair. */
+#define DIMS(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), ((const int64_t[]){__VA_ARGS__})
+#define INTS DIMS
 
 /* Run the node's kernel on n_in inputs (NULL = omitted) into n_out fresh outputs. */
 static enum qt_status op_run(struct op *o, int n_in, const struct qt_tensor *const *in, int n_out,
@@ -128,7 +131,6 @@ static struct qt_tensor tf(int rank, const int64_t *dims, const float *vals)
 	return t;
 }
 
-#define DIMS(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), ((const int64_t[]){__VA_ARGS__})
 
 static void iota(struct qt_tensor *t, float start)
 {
@@ -197,7 +199,7 @@ static void free_all(struct qt_tensor *t, int n)
 
 /* ---------- Conv: spec examples ---------- */
 
-Test(conv, spec_basic_with_and_without_padding)
+Test(nn_conv, spec_basic_with_and_without_padding)
 {
 	struct op o = op_new("Conv", 11);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
@@ -226,7 +228,7 @@ Test(conv, spec_basic_with_and_without_padding)
 	op_free(&o);
 }
 
-Test(conv, spec_strides_asymmetric_padding_and_same_lower)
+Test(nn_conv, spec_strides_asymmetric_padding_and_same_lower)
 {
 	struct op o = op_new("Conv", 11);
 	set_ints(&o, "strides", INTS(2, 2));
@@ -354,7 +356,7 @@ static void conv_case_run(const struct conv_case *c, uint64_t seed)
 	op_free(&o);
 }
 
-Test(conv, random_against_direct_loop)
+Test(nn_conv, random_against_direct_loop)
 {
 	static const struct conv_case cases[] = {
 		/* plain 2-D, bias, padding, stride */
@@ -390,7 +392,7 @@ Test(conv, random_against_direct_loop)
 
 /* ---------- ConvTranspose ---------- */
 
-Test(convtranspose, spec_example)
+Test(nn_convtranspose, spec_example)
 {
 	struct op o = op_new("ConvTranspose", 11);
 	struct qt_tensor x = tf(DIMS(1, 1, 3, 3), NULL), w = tf(DIMS(1, 2, 3, 3), NULL), y;
@@ -499,7 +501,7 @@ static void convt_case_run(const struct convt_case *c, uint64_t seed)
 	op_free(&o);
 }
 
-Test(convtranspose, random_against_direct_loop)
+Test(nn_convtranspose, random_against_direct_loop)
 {
 	static const struct convt_case cases[] = {
 		{2, 1, 3, 4, 1, {7, 6}, {3, 3}, {3, 2}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, 0},
@@ -516,7 +518,7 @@ Test(convtranspose, random_against_direct_loop)
 		convt_case_run(&cases[i], 2000 + i);
 }
 
-Test(convtranspose, output_shape_larger_than_computed_pads_the_end)
+Test(nn_convtranspose, output_shape_larger_than_computed_pads_the_end)
 {
 	/* test_convtranspose_output_shape: 3x3, strides (3, 2) -> 9x7, asked for 10x8. */
 	struct op o = op_new("ConvTranspose", 11);
@@ -542,7 +544,7 @@ Test(convtranspose, output_shape_larger_than_computed_pads_the_end)
 
 /* ---------- pools ---------- */
 
-static void pool_check(const char *op, int opset, struct op *o, const struct qt_tensor *x, int rank,
+static void pool_check(const char *op, struct op *o, const struct qt_tensor *x, int rank,
 		       const int64_t *dims, const float *want)
 {
 	struct qt_tensor y;
@@ -552,10 +554,9 @@ static void pool_check(const char *op, int opset, struct op *o, const struct qt_
 	expect_close(&y, want, qt_tensor_numel(&y));
 	qt_tensor_free(&y);
 	op_free(o);
-	(void)opset;
 }
 
-Test(pool, maxpool_spec_examples)
+Test(nn_pool, maxpool_spec_examples)
 {
 	struct qt_tensor x = tf(DIMS(1, 1, 5, 5), NULL), x4 = tf(DIMS(1, 1, 4, 4), NULL);
 	iota(&x, 1);
@@ -563,12 +564,12 @@ Test(pool, maxpool_spec_examples)
 	struct op o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(2, 2));
 	set_ints(&o, "strides", INTS(2, 2));
-	pool_check("strides", 12, &o, &x, DIMS(1, 1, 2, 2), (const float[]){7, 9, 17, 19});
+	pool_check("strides", &o, &x, DIMS(1, 1, 2, 2), (const float[]){7, 9, 17, 19});
 
 	o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
-	pool_check("pads", 12, &o, &x, DIMS(1, 1, 5, 5),
+	pool_check("pads", &o, &x, DIMS(1, 1, 5, 5),
 		   (const float[]){13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25, 25, 25, 23, 24, 25, 25, 25,
 				   23, 24, 25, 25, 25});
 
@@ -576,23 +577,23 @@ Test(pool, maxpool_spec_examples)
 	set_ints(&o, "kernel_shape", INTS(3, 3));
 	set_ints(&o, "strides", INTS(2, 2));
 	set_str(&o, "auto_pad", "SAME_UPPER");
-	pool_check("same_upper", 12, &o, &x, DIMS(1, 1, 3, 3), (const float[]){7, 9, 10, 17, 19, 20, 22, 24, 25});
+	pool_check("same_upper", &o, &x, DIMS(1, 1, 3, 3), (const float[]){7, 9, 10, 17, 19, 20, 22, 24, 25});
 
 	o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
 	set_ints(&o, "strides", INTS(2, 2));
 	set_int(&o, "ceil_mode", 1);
-	pool_check("ceil", 12, &o, &x4, DIMS(1, 1, 2, 2), (const float[]){11, 12, 15, 16});
+	pool_check("ceil", &o, &x4, DIMS(1, 1, 2, 2), (const float[]){11, 12, 15, 16});
 
 	o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(2, 2));
 	set_ints(&o, "dilations", INTS(2, 2));
-	pool_check("dilations", 12, &o, &x4, DIMS(1, 1, 2, 2), (const float[]){11, 12, 15, 16});
+	pool_check("dilations", &o, &x4, DIMS(1, 1, 2, 2), (const float[]){11, 12, 15, 16});
 	qt_tensor_free(&x);
 	qt_tensor_free(&x4);
 }
 
-Test(pool, maxpool_indices_row_and_column_major)
+Test(nn_pool, maxpool_indices_row_and_column_major)
 {
 	struct qt_tensor x = tf(DIMS(1, 1, 5, 5), NULL), y[2];
 	iota(&x, 1);
@@ -614,7 +615,7 @@ Test(pool, maxpool_indices_row_and_column_major)
 	qt_tensor_free(&x);
 }
 
-Test(pool, maxpool_uint8)
+Test(nn_pool, maxpool_uint8)
 {
 	struct qt_tensor x = {0}, y;
 	cr_assert_eq(qt_tensor_alloc(&x, QT_DTYPE_U8, DIMS(1, 1, 2, 3)), QT_OK);
@@ -634,7 +635,7 @@ Test(pool, maxpool_uint8)
 	op_free(&o);
 }
 
-Test(pool, averagepool_spec_examples)
+Test(nn_pool, averagepool_spec_examples)
 {
 	struct qt_tensor x = tf(DIMS(1, 1, 5, 5), NULL), x4 = tf(DIMS(1, 1, 4, 4), NULL);
 	iota(&x, 1);
@@ -642,7 +643,7 @@ Test(pool, averagepool_spec_examples)
 	struct op o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
-	pool_check("pads", 11, &o, &x, DIMS(1, 1, 5, 5),
+	pool_check("pads", &o, &x, DIMS(1, 1, 5, 5),
 		   (const float[]){7, 7.5, 8, 8.5, 9, 9.5, 10, 10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14,
 				   14.5, 15, 15.5, 16, 16.5, 17, 17.5, 18, 18.5, 19});
 
@@ -650,7 +651,7 @@ Test(pool, averagepool_spec_examples)
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
 	set_int(&o, "count_include_pad", 1);
-	pool_check("pads_count_include_pad", 11, &o, &x, DIMS(1, 1, 5, 5),
+	pool_check("pads_count_include_pad", &o, &x, DIMS(1, 1, 5, 5),
 		   (const float[]){2.52f, 3.6f, 4.8f, 4.08f, 3.24f, 4.56f, 6.4f, 8.4f, 7.04f, 5.52f, 7.2f, 10, 13, 10.8f,
 				   8.4f, 6.96f, 9.6f, 12.4f, 10.24f, 7.92f, 6.12f, 8.4f, 10.8f, 8.88f, 6.84f});
 
@@ -658,26 +659,26 @@ Test(pool, averagepool_spec_examples)
 	set_ints(&o, "kernel_shape", INTS(3, 3));
 	set_ints(&o, "strides", INTS(2, 2));
 	set_str(&o, "auto_pad", "SAME_UPPER");
-	pool_check("same_upper", 11, &o, &x, DIMS(1, 1, 3, 3), (const float[]){4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22});
+	pool_check("same_upper", &o, &x, DIMS(1, 1, 3, 3), (const float[]){4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22});
 
 	o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
 	set_ints(&o, "strides", INTS(2, 2));
 	set_int(&o, "ceil_mode", 1);
-	pool_check("ceil", 11, &o, &x4, DIMS(1, 1, 2, 2), (const float[]){6, 7.5f, 12, 13.5f});
+	pool_check("ceil", &o, &x4, DIMS(1, 1, 2, 2), (const float[]){6, 7.5f, 12, 13.5f});
 
 	/* 1-D */
 	struct qt_tensor x1 = tf(DIMS(1, 2, 5), NULL);
 	iota(&x1, 0);
 	o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(2));
-	pool_check("1d", 11, &o, &x1, DIMS(1, 2, 4), (const float[]){0.5f, 1.5f, 2.5f, 3.5f, 5.5f, 6.5f, 7.5f, 8.5f});
+	pool_check("1d", &o, &x1, DIMS(1, 2, 4), (const float[]){0.5f, 1.5f, 2.5f, 3.5f, 5.5f, 6.5f, 7.5f, 8.5f});
 	qt_tensor_free(&x);
 	qt_tensor_free(&x4);
 	qt_tensor_free(&x1);
 }
 
-Test(pool, global_pools)
+Test(nn_pool, global_pools)
 {
 	struct qt_tensor x = tf(DIMS(1, 2, 3, 3), NULL), y;
 	iota(&x, 1);
@@ -762,7 +763,7 @@ static void gemm_case_run(const struct gemm_case *c, uint64_t seed)
 	op_free(&o);
 }
 
-Test(gemm, random_against_direct_loop)
+Test(nn_gemm, random_against_direct_loop)
 {
 	static const struct gemm_case cases[] = {
 		{3, 5, 4, 0, 0, 1, 1, -1, {0}},
@@ -837,7 +838,7 @@ static void matmul_case_run(int ra, const int64_t *ad, int rb, const int64_t *bd
 	op_free(&o);
 }
 
-Test(matmul, numpy_semantics)
+Test(nn_matmul, numpy_semantics)
 {
 	matmul_case_run(DIMS(3, 4), DIMS(4, 5), DIMS(3, 5), 4000);
 	matmul_case_run(DIMS(2, 3, 4), DIMS(2, 4, 3), DIMS(2, 3, 3), 4001);
@@ -852,7 +853,7 @@ Test(matmul, numpy_semantics)
 
 /* ---------- normalisations and softmax ---------- */
 
-Test(norm, batchnorm_spec_example_and_legacy_attrs)
+Test(nn_norm, batchnorm_spec_example_and_legacy_attrs)
 {
 	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}), s = tf(DIMS(2), (const float[]){1, 1.5f}),
 			 b = tf(DIMS(2), (const float[]){0, 1}), m = tf(DIMS(2), (const float[]){0, 3}),
@@ -886,7 +887,7 @@ Test(norm, batchnorm_spec_example_and_legacy_attrs)
 	free_all((struct qt_tensor[]){x, s, b, m, v}, 5);
 }
 
-Test(norm, instancenorm_spec_example)
+Test(nn_norm, instancenorm_spec_example)
 {
 	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}), s = tf(DIMS(2), (const float[]){1, 1.5f}),
 			 b = tf(DIMS(2), (const float[]){0, 1}), y;
@@ -901,7 +902,7 @@ Test(norm, instancenorm_spec_example)
 	free_all((struct qt_tensor[]){x, s, b}, 3);
 }
 
-Test(norm, layernorm_with_statistics_outputs)
+Test(nn_norm, layernorm_with_statistics_outputs)
 {
 	static const float xv[] = {0, 1, 2, 3, 4, 5, 18, 24.5f, 32, 40.5f, 50, 60.5f};
 	static const float sv[] = {0.5f, 0.7f, 0.9f, 1.1f, 1.3f, 1.5f};
@@ -932,7 +933,7 @@ Test(norm, layernorm_with_statistics_outputs)
 	free_all((struct qt_tensor[]){x, s, b, x2, s1}, 5);
 }
 
-Test(norm, softmax_legacy_coerces_to_2d)
+Test(nn_norm, softmax_legacy_coerces_to_2d)
 {
 	static const float xv[] = {0.5f, -1, 2, 3, 0, 1, -2, 4};
 	static const float legacy[] = {0.05590555f, 0.012474214f, 0.25055125f,   0.681069f,
@@ -975,7 +976,7 @@ Test(norm, softmax_legacy_coerces_to_2d)
 
 /* ---------- errors name what is wrong ---------- */
 
-Test(errors, clear_messages)
+Test(nn_errors, clear_messages)
 {
 	struct qt_tensor x = tf(DIMS(1, 4, 5, 5), NULL), w = tf(DIMS(2, 3, 3, 3), NULL), y;
 	const struct qt_tensor *in[] = {&x, &w};
@@ -1231,7 +1232,7 @@ static void run_family(const char *family, const char *const *patterns)
 }
 
 #define FAMILY(name, ...)                                                   \
-	Test(onnx_data, name, .timeout = 300)                               \
+	Test(nn_onnx, name, .timeout = 300)                               \
 	{                                                                   \
 		static const char *const pats[] = {__VA_ARGS__, NULL};      \
 		run_family(#name, pats);                                    \

@@ -310,7 +310,6 @@ Test(ops_shape, transpose_random_every_element_size)
 	static const enum qt_dtype dts[] = {QT_DTYPE_BOOL, QT_DTYPE_U16, QT_DTYPE_F32, QT_DTYPE_F64};
 	unsigned seed = 12345;
 	node("Transpose");
-	struct qt_attr *perm = NULL;
 	for (int trial = 0; trial < 40; trial++) {
 		int r = 1 + trial % 5;
 		int64_t dims[5], p[5], istr[5];
@@ -328,8 +327,6 @@ Test(ops_shape, transpose_random_every_element_size)
 		}
 		nd->n_attrs = 0;
 		a_ints("perm", r, p);
-		perm = &nd->attrs[0];
-		(void)perm;
 		enum qt_dtype dt = dts[trial % 4];
 		struct qt_tensor *x = T(dt, r, dims, NULL);
 		size_t es = (size_t)qt_dtype_bits(dt) / 8;

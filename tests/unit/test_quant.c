@@ -1,0 +1,436 @@
+/*
+ * Quantization stage: parameters and rounding, BatchNormalization folding,
+ * .qmod round trips and damage detection, and integer runtime vs float
+ * simulation on small graphs built here. Fixed seeds, printed on failure.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtool/calib.h"
+#include "qtool/qmod.h"
+#include "qtool/quant.h"
+#include "qtool/rt.h"
+#include "../../lib/rt/qmodel_int.h"
+
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 2654435761u + 1; }
+static double urand(void)
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static double nrand(void)
+{
+	double u = urand() + 1e-12, v = urand();
+	return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Quantize-dequantize error: max <= scale/2, median and mean near 0 (no bias). */
+Test(quant, asym_roundtrip_error_bounds)
+{
+	for (int seed = 1; seed <= 5; seed++) {
+		rng_seed((uint64_t)seed);
+		float lo = (float)(-urand() * 3), hi = (float)(urand() * 5 + 0.1);
+		float s;
+		int32_t z;
+		cr_assert_eq(qt_qparams_asym(lo, hi, 8, &s, &z), QT_OK);
+		int n = 20001;
+		double *err = malloc(sizeof(double) * (size_t)n), sum = 0, mx = 0;
+		for (int i = 0; i < n; i++) {
+			float x = lo + (hi - lo) * (float)urand();
+			float d = s * (float)(qt_quantize_one(x, s, z, 0, 255) - z);
+			err[i] = (double)d - x;
+			sum += err[i];
+			mx = fmax(mx, fabs(err[i]));
+		}
+		qsort(err, (size_t)n, sizeof *err, cmp_d);
+		cr_assert(mx <= s * 0.5 + 1e-6, "seed %d: max error %g > scale/2 %g", seed, mx, s * 0.5);
+		cr_assert(fabs(err[n / 2]) < s * 0.05, "seed %d: median error %g", seed, err[n / 2]);
+		cr_assert(fabs(sum / n) < s * 0.02, "seed %d: mean signed error %g (biased)", seed, sum / n);
+		free(err);
+	}
+}
+
+Test(quant, zero_is_exact_and_zero_range)
+{
+	float s;
+	int32_t z;
+	cr_assert_eq(qt_qparams_asym(0.5f, 3.0f, 8, &s, &z), QT_OK); /* widened to include 0 */
+	cr_assert_eq(z, 0);
+	cr_assert_eq(s * (float)(qt_quantize_one(0.0f, s, z, 0, 255) - z), 0.0f);
+	cr_assert_eq(qt_qparams_asym(-2.0f, 1.0f, 8, &s, &z), QT_OK);
+	cr_assert_eq(s * (float)(qt_quantize_one(0.0f, s, z, 0, 255) - z), 0.0f, "real 0 must be a code");
+	/* Constant zero tensor: a valid scale, and 0 maps to 0. */
+	cr_assert_eq(qt_qparams_asym(0.0f, 0.0f, 8, &s, &z), QT_OK);
+	cr_assert(s > 0 && isfinite(s));
+	cr_assert_eq(qt_quantize_one(0.0f, s, z, 0, 255), z);
+	/* Bad ranges. */
+	cr_assert_eq(qt_qparams_asym(NAN, 1.0f, 8, &s, &z), QT_E_NUMERIC);
+	cr_assert_eq(qt_qparams_asym(2.0f, 1.0f, 8, &s, &z), QT_E_NUMERIC);
+	/* Saturation and NaN go to the ends, never wrap. */
+	cr_assert_eq(qt_quantize_one(1e30f, 0.01f, 3, 0, 255), 255);
+	cr_assert_eq(qt_quantize_one(-1e30f, 0.01f, 3, 0, 255), 0);
+	cr_assert_eq(qt_quantize_one(NAN, 0.01f, 3, 0, 255), 0);
+}
+
+Test(quant, parse_bits)
+{
+	int w, a;
+	cr_assert_eq(qt_parse_bits("w8a8", &w, &a), 0);
+	cr_assert(w == 8 && a == 8);
+	cr_assert_eq(qt_parse_bits("w4a8", &w, &a), 0);
+	cr_assert(w == 4 && a == 8);
+	cr_assert_eq(qt_parse_bits("w2a4", &w, &a), 0);
+	cr_assert_neq(qt_parse_bits("w3a9", &w, &a), 0);
+	cr_assert_neq(qt_parse_bits("w8a8x", &w, &a), 0);
+	cr_assert_neq(qt_parse_bits("w16a8", &w, &a), 0);
+	cr_assert_neq(qt_parse_bits("", &w, &a), 0);
+}
+
+/* ---- small graphs ---- */
+
+static int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals)
+{
+	int v = qt_graph_value(g, name);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	int64_t n = 1;
+	for (int i = 0; i < rank; i++)
+		n *= dims[i];
+	t->dtype = QT_DTYPE_F32;
+	t->rank = rank;
+	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+	t->data = qt_graph_alloc(g, (size_t)n * 4);
+	t->nbytes = (size_t)n * 4;
+	memcpy(t->data, vals, t->nbytes);
+	g->values[v].init = t;
+	g->values[v].dtype = QT_DTYPE_F32;
+	g->values[v].rank = rank;
+	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
+	return v;
+}
+
+static void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs)
+{
+	struct qt_node *n = &g->nodes[ni];
+	n->n_inputs = nin;
+	n->inputs = qt_graph_alloc(g, sizeof(int) * (size_t)(nin + 1));
+	memcpy(n->inputs, ins, sizeof(int) * (size_t)nin);
+	n->n_outputs = nout;
+	n->outputs = qt_graph_alloc(g, sizeof(int) * (size_t)(nout + 1));
+	memcpy(n->outputs, outs, sizeof(int) * (size_t)nout);
+}
+
+static void node_ints(struct qt_graph *g, int ni, const char *name, int n, const int64_t *v)
+{
+	struct qt_node *nd = &g->nodes[ni];
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a * (size_t)(nd->n_attrs + 1));
+	memcpy(a, nd->attrs, sizeof *a * (size_t)nd->n_attrs);
+	a[nd->n_attrs].name = qt_graph_strdup(g, name);
+	a[nd->n_attrs].type = QT_ATTR_INTS;
+	a[nd->n_attrs].n = n;
+	a[nd->n_attrs].ints = qt_graph_alloc(g, sizeof(int64_t) * (size_t)n);
+	memcpy(a[nd->n_attrs].ints, v, sizeof(int64_t) * (size_t)n);
+	nd->attrs = a;
+	nd->n_attrs++;
+}
+
+/*
+ * x[N,3,8,8] -> Conv(4x3x3x3, pads 1) -> BatchNormalization -> Relu ->
+ * MaxPool 2x2 -> Flatten -> Gemm(64 -> 5, transB) -> y. Random weights.
+ */
+static struct qt_graph *small_cnn(uint64_t seed)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	float w[4 * 3 * 9], b[4], sc[4], bb[4], mu[4], var[4], gw[5 * 64], gb[5];
+	for (size_t i = 0; i < sizeof w / 4; i++)
+		w[i] = (float)(nrand() * 0.3);
+	for (int i = 0; i < 4; i++) {
+		b[i] = (float)(nrand() * 0.1);
+		sc[i] = (float)(0.5 + urand());
+		bb[i] = (float)(nrand() * 0.2);
+		mu[i] = (float)(nrand() * 0.3);
+		var[i] = (float)(0.2 + urand());
+	}
+	for (size_t i = 0; i < sizeof gw / 4; i++)
+		gw[i] = (float)(nrand() * 0.2);
+	for (int i = 0; i < 5; i++)
+		gb[i] = (float)(nrand() * 0.1);
+	int x = qt_graph_value(g, "x");
+	g->values[x].is_input = 1;
+	g->values[x].dtype = QT_DTYPE_F32;
+	g->values[x].rank = 4;
+	int64_t xd[4] = {-1, 3, 8, 8};
+	memcpy(g->values[x].dims, xd, sizeof xd);
+	int64_t wd[4] = {4, 3, 3, 3}, cd[1] = {4}, gwd[2] = {5, 64}, gbd[1] = {5};
+	int vw = add_const(g, "w", 4, wd, w), vb = add_const(g, "b", 1, cd, b);
+	int vs = add_const(g, "bn_s", 1, cd, sc), vbb = add_const(g, "bn_b", 1, cd, bb);
+	int vm = add_const(g, "bn_m", 1, cd, mu), vv = add_const(g, "bn_v", 1, cd, var);
+	int vgw = add_const(g, "gw", 2, gwd, gw), vgb = add_const(g, "gb", 1, gbd, gb);
+	int c = qt_graph_value(g, "conv"), bn = qt_graph_value(g, "bn"), r = qt_graph_value(g, "relu");
+	int mp = qt_graph_value(g, "pool"), fl = qt_graph_value(g, "flat"), y = qt_graph_value(g, "y");
+	g->values[y].is_output = 1;
+	int n0 = qt_graph_add_node(g, "Conv", "", "conv");
+	node_io(g, n0, 3, (int[]){x, vw, vb}, 1, &c);
+	node_ints(g, n0, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	int n1 = qt_graph_add_node(g, "BatchNormalization", "", "bn");
+	node_io(g, n1, 5, (int[]){c, vs, vbb, vm, vv}, 1, &bn);
+	int n2 = qt_graph_add_node(g, "Relu", "", "relu");
+	node_io(g, n2, 1, &bn, 1, &r);
+	int n3 = qt_graph_add_node(g, "MaxPool", "", "pool");
+	node_io(g, n3, 1, &r, 1, &mp);
+	node_ints(g, n3, "kernel_shape", 2, (int64_t[]){2, 2});
+	node_ints(g, n3, "strides", 2, (int64_t[]){2, 2});
+	int n4 = qt_graph_add_node(g, "Flatten", "", "flat");
+	node_io(g, n4, 1, &mp, 1, &fl);
+	int n5 = qt_graph_add_node(g, "Gemm", "", "fc");
+	node_io(g, n5, 3, (int[]){fl, vgw, vgb}, 1, &y);
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a);
+	a->name = "transB";
+	a->type = QT_ATTR_INT;
+	a->i = 1;
+	g->nodes[n5].attrs = a;
+	g->nodes[n5].n_attrs = 1;
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	g->n_inputs = 1;
+	g->outputs = qt_graph_alloc(g, sizeof(int));
+	g->outputs[0] = y;
+	g->n_outputs = 1;
+	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
+	return g;
+}
+
+static void random_input(struct qt_tensor *x, int n, uint64_t seed)
+{
+	rng_seed(seed);
+	int64_t d[4] = {n, 3, 8, 8};
+	cr_assert_eq(qt_tensor_alloc(x, QT_DTYPE_F32, 4, d), QT_OK);
+	float *p = x->data;
+	for (int64_t i = 0; i < qt_tensor_numel(x); i++)
+		p[i] = (float)nrand();
+}
+
+static void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y)
+{
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_run(rt, x, y), QT_OK, "%s", qt_error_msg());
+	qt_rt_free(rt);
+}
+
+Test(quant, bn_folding_preserves_outputs)
+{
+	struct qt_graph *g = small_cnn(7);
+	struct qt_tensor x = {0}, y0 = {0}, y1 = {0};
+	random_input(&x, 4, 8);
+	run_fp32(g, &x, &y0);
+	int n;
+	cr_assert_eq(qt_pass_fold_bn(g, &n), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(n, 1);
+	for (int i = 0; i < g->n_nodes; i++)
+		cr_assert_str_neq(g->nodes[i].op_type, "BatchNormalization");
+	run_fp32(g, &x, &y1);
+	/* Folding reassociates float products: relative 1e-5 of the output scale. */
+	float *a = y0.data, *b = y1.data, amax = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(&y0); i++)
+		amax = fmaxf(amax, fabsf(a[i]));
+	for (int64_t i = 0; i < qt_tensor_numel(&y0); i++)
+		cr_assert(fabsf(a[i] - b[i]) <= 1e-5f * amax + 1e-6f, "element %lld: %g vs %g", (long long)i, a[i], b[i]);
+	qt_tensor_free(&x);
+	qt_tensor_free(&y0);
+	qt_tensor_free(&y1);
+	qt_graph_free(g);
+}
+
+/* Calibrate the small CNN on random batches (the real observer and ranges). */
+static struct qt_calib_table *calibrate(struct qt_graph *g)
+{
+	struct qt_calib *c;
+	cr_assert_eq(qt_calib_new(g, NULL, &c), QT_OK, "%s", qt_error_msg());
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_calib_observer, c);
+	for (int b = 0; b < 4; b++) {
+		struct qt_tensor x = {0}, y = {0};
+		random_input(&x, 16, 100 + (uint64_t)b);
+		cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
+		qt_tensor_free(&x);
+		qt_tensor_free(&y);
+	}
+	qt_rt_free(rt);
+	struct qt_calib_table *t;
+	struct qt_calib_meta meta = {0};
+	cr_assert_eq(qt_calib_finish(c, &meta, &t), QT_OK, "%s", qt_error_msg());
+	qt_calib_free(c);
+	return t;
+}
+
+static struct qt_graph *quantized_cnn(const char *bits, enum qt_granularity gran, int group)
+{
+	struct qt_graph *g = small_cnn(11);
+	struct qt_calib_table *t = calibrate(g);
+	struct qt_quant_opts o = {.gran = gran, .group_size = group, .command_line = "test"};
+	cr_assert_eq(qt_parse_bits(bits, &o.wbits, &o.abits), 0);
+	cr_assert_eq(qt_quantize_graph(g, t, &o), QT_OK, "%s", qt_error_msg());
+	qt_calib_table_free(t);
+	return g;
+}
+
+Test(quant, quantized_graph_shape)
+{
+	struct qt_graph *g = quantized_cnn("w8a8", QT_GRAN_CHANNEL, 0);
+	int n_rq = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		cr_assert_str_neq(g->nodes[i].op_type, "BatchNormalization");
+		cr_assert_str_neq(g->nodes[i].op_type, "Relu", "Relu should be fused into the Conv");
+		n_rq += g->nodes[i].rq != NULL;
+	}
+	cr_assert_eq(n_rq, 2, "Conv and Gemm should be quantized");
+	int w = qt_graph_find_value(g, "w");
+	cr_assert_eq(g->values[w].init->dtype, QT_DTYPE_I8);
+	cr_assert_eq(g->values[w].q->scheme, QT_QSCHEME_CHANNEL);
+	cr_assert_eq(g->values[w].q->count, 4);
+	qt_graph_free(g);
+}
+
+/* Writing is deterministic and the reader reproduces what was written. */
+Test(quant, qmod_roundtrip_deterministic)
+{
+	const char *bits[] = {"w8a8", "w4a8", "w2a8", "w8a4"};
+	for (int k = 0; k < 4; k++) {
+		struct qt_graph *g = quantized_cnn(bits[k], k == 1 ? QT_GRAN_GROUP : QT_GRAN_CHANNEL, k == 1 ? 16 : 0);
+		uint8_t *b1, *b2, *b3;
+		size_t l1, l2, l3;
+		cr_assert_eq(qt_qmod_serialize(g, &b1, &l1), QT_OK, "%s", qt_error_msg());
+		cr_assert_eq(qt_qmod_serialize(g, &b2, &l2), QT_OK);
+		cr_assert(l1 == l2 && !memcmp(b1, b2, l1), "%s: two writes differ", bits[k]);
+		struct qt_graph *r;
+		cr_assert_eq(qt_qmod_read_mem(b1, l1, "mem.qmod", &r), QT_OK, "%s: %s", bits[k], qt_error_msg());
+		cr_assert_eq(r->n_nodes, g->n_nodes);
+		cr_assert_eq(qt_qmod_serialize(r, &b3, &l3), QT_OK);
+		cr_assert(l3 == l1 && !memcmp(b1, b3, l1), "%s: read then write changed the bytes", bits[k]);
+		free(b1);
+		free(b2);
+		free(b3);
+		qt_graph_free(r);
+		qt_graph_free(g);
+	}
+}
+
+Test(quant, qmod_damage_is_refused)
+{
+	struct qt_graph *g = quantized_cnn("w4a8", QT_GRAN_CHANNEL, 0);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	/* Every truncation fails cleanly. */
+	for (size_t n = 0; n < l; n += (n < 256 ? 1 : 7)) {
+		struct qt_graph *r = NULL;
+		enum qt_status st = qt_qmod_read_mem(b, n, "cut.qmod", &r);
+		cr_assert_neq(st, QT_OK, "truncated to %zu bytes but accepted", n);
+		cr_assert(r == NULL);
+		cr_assert(strstr(qt_error_msg(), "cut.qmod") != NULL, "message lacks the file: %s", qt_error_msg());
+	}
+	/* Bit flips are caught (CRC or validation). Seeded positions. */
+	rng_seed(99);
+	for (int i = 0; i < 300; i++) {
+		size_t pos = (size_t)(urand() * (double)l);
+		int bit = (int)(urand() * 8);
+		b[pos] ^= (uint8_t)(1u << bit);
+		struct qt_graph *r = NULL;
+		enum qt_status st = qt_qmod_read_mem(b, l, "flip.qmod", &r);
+		/* A flip in alignment padding between sections is harmless by design. */
+		if (st == QT_OK)
+			qt_graph_free(r);
+		else
+			cr_assert(strstr(qt_error_msg(), "flip.qmod") != NULL, "seed 99 flip %d: %s", i, qt_error_msg());
+		b[pos] ^= (uint8_t)(1u << bit);
+	}
+	free(b);
+	qt_graph_free(g);
+}
+
+/* The integer runtime computes what the float simulation predicts. */
+static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
+{
+	struct qt_graph *g = quantized_cnn(bits, gran, group);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	struct qt_graph *gi, *gs;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "a.qmod", &gi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_qmod_read_mem(b, l, "b.qmod", &gs), QT_OK);
+	free(b);
+	struct qt_qrt *q;
+	cr_assert_eq(qt_qrt_new(gi, &q), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_fakequant_prepare(gs), QT_OK);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(gs, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_fakequant_observer, gs);
+	struct qt_tensor x = {0}, yi = {0}, ys = {0};
+	random_input(&x, 32, 555);
+	cr_assert_eq(qt_qrt_run(q, &x, &yi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_run(rt, &x, &ys), QT_OK, "%s", qt_error_msg());
+	const struct qt_qparams *oq = gi->values[gi->outputs[0]].q;
+	float *a = yi.data, *s = ys.data;
+	int off = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(&yi); i++) {
+		double codes = fabs((double)a[i] - s[i]) / oq->scale[0];
+		cr_assert(codes <= 1.0 + 1e-3, "%s: element %lld differs by %.2f codes", bits, (long long)i, codes);
+		off += codes > 0.5;
+	}
+	cr_assert(off <= qt_tensor_numel(&yi) / 20, "%s: %d of %lld outputs off by one code", bits, off,
+		  (long long)qt_tensor_numel(&yi));
+	qt_tensor_free(&x);
+	qt_tensor_free(&yi);
+	qt_tensor_free(&ys);
+	qt_rt_free(rt);
+	qt_qrt_free(q);
+	qt_graph_free(gi);
+	qt_graph_free(gs);
+	qt_graph_free(g);
+}
+
+Test(quant, integer_runtime_matches_simulation_w8a8) { int_vs_sim("w8a8", QT_GRAN_CHANNEL, 0); }
+Test(quant, integer_runtime_matches_simulation_w4a8_tensor) { int_vs_sim("w4a8", QT_GRAN_TENSOR, 0); }
+Test(quant, integer_runtime_matches_simulation_w4a8_group) { int_vs_sim("w4a8", QT_GRAN_GROUP, 16); }
+Test(quant, integer_runtime_matches_simulation_w2a8) { int_vs_sim("w2a8", QT_GRAN_CHANNEL, 0); }
+Test(quant, integer_runtime_matches_simulation_w8a4) { int_vs_sim("w8a4", QT_GRAN_CHANNEL, 0); }
+
+/* Quantization costs a little accuracy, not everything: W8A8 SQNR vs FP32. */
+Test(quant, w8a8_close_to_fp32)
+{
+	struct qt_graph *f = small_cnn(11);
+	struct qt_graph *g = quantized_cnn("w8a8", QT_GRAN_CHANNEL, 0);
+	struct qt_qrt *q;
+	cr_assert_eq(qt_qrt_new(g, &q), QT_OK, "%s", qt_error_msg());
+	struct qt_tensor x = {0}, yf = {0}, yq = {0};
+	random_input(&x, 32, 777);
+	run_fp32(f, &x, &yf);
+	cr_assert_eq(qt_qrt_run(q, &x, &yq), QT_OK);
+	double sig = 0, noise = 0;
+	float *a = yf.data, *b = yq.data;
+	for (int64_t i = 0; i < qt_tensor_numel(&yf); i++) {
+		sig += (double)a[i] * a[i];
+		noise += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	}
+	double sqnr = 10 * log10(sig / noise);
+	cr_assert(sqnr > 25, "W8A8 SQNR %.1f dB", sqnr);
+	qt_tensor_free(&x);
+	qt_tensor_free(&yf);
+	qt_tensor_free(&yq);
+	qt_qrt_free(q);
+	qt_graph_free(g);
+	qt_graph_free(f);
+}
