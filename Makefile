@@ -132,8 +132,15 @@ $(B)/tests/fuzz/replay_%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(LI
 fuzz: $(GEN)/onnx.pb-c.h
 	bash tests/fuzz/run_fuzz.sh 60
 
-bench: all
+bench: deps-check all $(B)/bench_kernels
 	bash scripts/bench.sh
+
+# GOPS of the reference and of each kernel in lib/kernels/kernels.def.
+.PHONY: bench-kernels
+bench-kernels: $(B)/bench_kernels
+	$(B)/bench_kernels
+$(B)/bench_kernels: $(B)/tests/bench/bench_kernels.o $(LIBQT)
+	$(CC) $(LDSAN) -o $@ $< $(LIBQT) $(LDLIBS)
 
 demo: deps-check all
 	bash scripts/demo.sh $(B)/qtool

@@ -228,7 +228,8 @@ enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 		double q = fabs((double)v) * inv;
 		int jp = q < np ? (int)q : np - 1;
 		int jn = q < z ? (int)q : z - 1;
-		int idx = v > 0 ? z + jp : v < 0 ? z - 1 - jn : z;
+		int sp = v > 0, sn = v < 0;
+		int idx = z + sp * jp - sn * (1 + jn);
 		cnt[idx]++;
 		zeros += v == 0;
 	}

@@ -148,7 +148,7 @@ static void finish_range(const struct qt_calib_hist *h, double lo, double hi, fl
 
 /*
  * Value below which a fraction f of all elements lie (zeros at 0, uniform
- * density inside each bin), clamped to [min, max].
+ * density inside each bin, cut at the data's extremes), within [min, max].
  */
 static double quantile(const struct qt_calib_hist *h, double f)
 {
@@ -165,7 +165,10 @@ static double quantile(const struct qt_calib_hist *h, double f)
 		}
 		double c = (double)h->counts[i];
 		if (c > 0 && k <= cum + c) {
-			x = ((double)(i - z) + (k - cum) / c) * w;
+			/* The bins holding the extremes reach past them: spread
+			 * their mass up to the extreme only. */
+			double e0 = fmax((double)(i - z) * w, h->min), e1 = fmin((double)(i - z + 1) * w, h->max);
+			x = e0 + (k - cum) / c * fmax(e1 - e0, 0);
 			goto out;
 		}
 		cum += c;

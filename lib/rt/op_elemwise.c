@@ -247,13 +247,18 @@ static enum qt_status narrow_f16(struct qt_tensor *t)
 /*
  * Run drv with every float16 input widened to float32; when input 0 was
  * float16, the float32 outputs are rounded back to float16 (bool outputs of
- * comparisons stay bool). Without float16 inputs, drv runs directly.
+ * comparisons stay bool). Without float16 inputs, drv runs directly. The
+ * first n_same inputs (all when n_same < 0) must share input 0's dtype: when
+ * they do not, drv runs on the originals so its error names the real dtypes.
  */
-static enum qt_status with_f16(const struct qt_op_args *a, const void *desc, drv_fn drv)
+static enum qt_status with_f16(const struct qt_op_args *a, int n_same, const void *desc, drv_fn drv)
 {
 	int any = 0;
 	for (int i = 0; i < a->n_in; i++)
 		any |= a->in[i] && a->in[i]->dtype == QT_DTYPE_F16;
+	for (int i = 1; i < a->n_in && (n_same < 0 || i < n_same) && any; i++)
+		if (a->in[0] && a->in[i] && a->in[i]->dtype != a->in[0]->dtype)
+			any = 0;
 	if (!any)
 		return drv(a, desc);
 	struct qt_tensor *tmp = calloc((size_t)a->n_in, sizeof *tmp);
@@ -661,7 +666,7 @@ static void prm_isinf(const struct qt_op_args *a, struct uparam *p)
 /* op_<Name>: the registry entry point. float16 inputs go through with_f16. */
 #define UNARY(Name, tabname, out_bool, prm)                                                                            \
 	static const struct unop un_##Name = {tabname##_tab, out_bool, prm};                                          \
-	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, &un_##Name, unary_drv); }
+	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, 1, &un_##Name, unary_drv); }
 
 UNARY(Abs, abs, 0, NULL)
 UNARY(Neg, neg, 0, NULL)
@@ -920,7 +925,7 @@ static enum qt_status binary_drv(const struct qt_op_args *a, const void *desc)
 
 #define BINARY(Name, tabname, out_bool)                                                                                \
 	static const struct binop bin_##Name = {tabname##_tab, out_bool};                                             \
-	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, &bin_##Name, binary_drv); }
+	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, 2, &bin_##Name, binary_drv); }
 /* bool-only ops skip float16 widening so a float16 input is reported as such */
 #define BINARY_RAW(Name, tabname)                                                                                      \
 	static const struct binop bin_##Name = {tabname##_tab, 0};                                                    \
@@ -952,7 +957,7 @@ static enum qt_status mod_drv(const struct qt_op_args *a, const void *desc)
 
 static enum qt_status op_Mod(const struct qt_op_args *a)
 {
-	return with_f16(a, NULL, mod_drv);
+	return with_f16(a, 2, NULL, mod_drv);
 }
 
 static enum qt_status op_BitShift(const struct qt_op_args *a)
@@ -995,7 +1000,7 @@ static enum qt_status prelu_drv(const struct qt_op_args *a, const void *desc)
 
 static enum qt_status op_PRelu(const struct qt_op_args *a)
 {
-	return with_f16(a, NULL, prelu_drv);
+	return with_f16(a, 2, NULL, prelu_drv);
 }
 
 struct gen_ctx {
@@ -1059,7 +1064,7 @@ static enum qt_status pow_drv(const struct qt_op_args *a, const void *desc)
 
 static enum qt_status op_Pow(const struct qt_op_args *a)
 {
-	return with_f16(a, NULL, pow_drv);
+	return with_f16(a, 1, NULL, pow_drv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1119,7 +1124,7 @@ static const bin_fn mean_tab[QT_DTYPE_COUNT] = {TAB_F(add)};
 
 #define VARIADIC(Name, tabname, mean)                                                                                  \
 	static const struct varop var_##Name = {tabname, mean};                                                       \
-	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, &var_##Name, variadic_drv); }
+	static enum qt_status op_##Name(const struct qt_op_args *a) { return with_f16(a, -1, &var_##Name, variadic_drv); }
 VARIADIC(Max, max_tab, 0)
 VARIADIC(Min, min_tab, 0)
 VARIADIC(Sum, add_tab, 0)
@@ -1297,7 +1302,7 @@ static enum qt_status clip_drv(const struct qt_op_args *a, const void *desc)
 
 static enum qt_status op_Clip(const struct qt_op_args *a)
 {
-	return with_f16(a, NULL, clip_drv);
+	return with_f16(a, 3, NULL, clip_drv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1347,6 +1352,7 @@ static enum qt_status op_Dropout(const struct qt_op_args *a)
 
 /* ------------------------------------------------------------------------ */
 
+/* Registry table (declared in ops.h); min_opset is the op's first ai.onnx version. */
 const struct qt_op_entry qt_ops_elemwise[] = {
 	{"Abs", 1, op_Abs},
 	{"Neg", 1, op_Neg},

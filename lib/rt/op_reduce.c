@@ -504,6 +504,7 @@ static enum qt_status op_ArgMin(const struct qt_op_args *a)
 	return arg_drv(a, 0);
 }
 
+/* Registry table (declared in ops.h): every version of these ops is handled. */
 const struct qt_op_entry qt_ops_reduce[] = {
 	{"ReduceSum", 1, op_ReduceSum},
 	{"ReduceMean", 1, op_ReduceMean},

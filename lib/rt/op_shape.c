@@ -1896,6 +1896,11 @@ static enum qt_status op_non_zero(const struct qt_op_args *a)
 	return QT_OK;
 }
 
+/*
+ * This file's kernels for the registry (ops.c). min_opset is the first
+ * ai.onnx version whose signature the kernel implements: Tile-1 took
+ * (input, tiles, axis), and the other late entries are when the op appeared.
+ */
 const struct qt_op_entry qt_ops_shape[] = {
 	{"Identity", 1, op_identity},
 	{"Constant", 1, op_constant},

@@ -413,7 +413,7 @@ Test(npy, short_and_foreign_files, .init = mk_tmpdir, .fini = rm_tmpdir)
 	cr_assert(strstr(qt_error_msg(), "png.npy: header: not a .npy file"), "%s", qt_error_msg());
 
 	/* Header length pointing past the end of the file. */
-	unsigned char buf[64];
+	unsigned char buf[128];
 	size_t n = mk_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", NULL, 0);
 	buf[8] = 0xff;
 	buf[9] = 0x7f;

@@ -621,7 +621,13 @@ Test(elemwise, float16_computes_in_float_and_rounds_back)
 	cr_assert_eq(run1("Relu", 14, 1, &x, NULL, NULL, &out), QT_OK, "%s", qt_error_msg());
 	expect_vals(&out, QT_DTYPE_F16, VALS(2048, 2048, 0), 0);
 	qt_tensor_free(&out);
-	qt_tensor_free(&x), qt_tensor_free(&y);
+	struct qt_tensor f = tv(QT_DTYPE_F32, DIMS(3), NULL); /* no silent float16/float32 mixing */
+	expect_error(run1("Add", 14, 2, &x, &f, NULL, &out), QT_E_FORMAT, "float16 and float32");
+	struct qt_tensor e = ti64(DIMS(3), I64S(2, 1, 3)); /* Pow's exponent may differ: float16 result */
+	cr_assert_eq(run1("Pow", 15, 2, &y, &e, NULL, &out), QT_OK, "%s", qt_error_msg());
+	expect_vals(&out, QT_DTYPE_F16, VALS(1, 3, 0.015625), 0);
+	qt_tensor_free(&out);
+	qt_tensor_free(&x), qt_tensor_free(&y), qt_tensor_free(&f), qt_tensor_free(&e);
 }
 
 Test(elemwise, prelu_slope_broadcasts_to_input_only)

@@ -126,11 +126,17 @@ AI void block_raw(const int mr, const int nv, int K, const uint8_t *A, size_t ld
 {
 	DOT_TILE()
 	__m256i m0 = lane_mask(live), m1 = lane_mask(live - 8);
+/* vpmaskmovd is slow on AMD: plain stores for full tiles. */
 #define STORE_RAW(I)                                                                       \
 	if (I < mr) {                                                                      \
-		_mm256_maskstore_epi32((int *)(C + (size_t)I * ldc), m0, c##I##0);         \
-		if (nv > 1)                                                                \
-			_mm256_maskstore_epi32((int *)(C + (size_t)I * ldc + 8), m1, c##I##1); \
+		if (live == NR) {                                                          \
+			_mm256_storeu_si256((__m256i *)(C + (size_t)I * ldc), c##I##0);    \
+			_mm256_storeu_si256((__m256i *)(C + (size_t)I * ldc + 8), c##I##1); \
+		} else {                                                                   \
+			_mm256_maskstore_epi32((int *)(C + (size_t)I * ldc), m0, c##I##0); \
+			if (nv > 1)                                                        \
+				_mm256_maskstore_epi32((int *)(C + (size_t)I * ldc + 8), m1, c##I##1); \
+		}                                                                          \
 	}
 	ROWS(STORE_RAW)
 #undef STORE_RAW

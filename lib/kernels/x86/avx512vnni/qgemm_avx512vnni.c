@@ -55,6 +55,9 @@ void qt_qgemm_pack_u8s8_8x32c4__avx512vnni(int N, int K, const int8_t *B, size_t
 	qt_colsum_s8__ref(N, K, B, ldb, colsum_out);
 }
 
+/* Stores: full tiles use plain stores; masked stores only for the last,
+ * partial column block (masked stores measured 2.5x slower on Zen 5). */
+
 /* Load 1-3 trailing bytes (K not a multiple of 4) without reading past them. */
 AI uint32_t load_tail(const uint8_t *p, int n)
 {
@@ -122,9 +125,14 @@ AI void block_raw(const int mr, const int nv, int K, const uint8_t *A, size_t ld
 	__mmask16 m0 = half_mask(live), m1 = half_mask(live - 16);
 #define STORE_RAW(I)                                                                   \
 	if (I < mr) {                                                                  \
-		_mm512_mask_storeu_epi32(C + (size_t)I * ldc, m0, c##I##0);            \
-		if (nv > 1)                                                            \
-			_mm512_mask_storeu_epi32(C + (size_t)I * ldc + 16, m1, c##I##1); \
+		if (live == NR) {                                                      \
+			_mm512_storeu_si512(C + (size_t)I * ldc, c##I##0);             \
+			_mm512_storeu_si512(C + (size_t)I * ldc + 16, c##I##1);        \
+		} else {                                                               \
+			_mm512_mask_storeu_epi32(C + (size_t)I * ldc, m0, c##I##0);    \
+			if (nv > 1)                                                    \
+				_mm512_mask_storeu_epi32(C + (size_t)I * ldc + 16, m1, c##I##1); \
+		}                                                                      \
 	}
 	ROWS(STORE_RAW)
 #undef STORE_RAW
@@ -167,10 +175,17 @@ AI void block_rq(const int mr, const int nv, int K, const uint8_t *A, size_t lda
 	__mmask16 m0 = half_mask(live), m1 = half_mask(live - 16);
 #define STORE_RQ(I)                                                                     \
 	if (I < mr) {                                                                   \
-		_mm_mask_storeu_epi8(Y + (size_t)I * ldy, m0, requant16(c##I##0, e, 0));  \
-		if (nv > 1)                                                             \
-			_mm_mask_storeu_epi8(Y + (size_t)I * ldy + 16, m1,              \
-					     requant16(c##I##1, e, 1));                 \
+		__m128i y0 = requant16(c##I##0, e, 0);                                  \
+		if (live == NR) {                                                       \
+			_mm_storeu_si128((__m128i *)(Y + (size_t)I * ldy), y0);         \
+			_mm_storeu_si128((__m128i *)(Y + (size_t)I * ldy + 16),         \
+					 requant16(c##I##1, e, 1));                     \
+		} else {                                                                \
+			_mm_mask_storeu_epi8(Y + (size_t)I * ldy, m0, y0);              \
+			if (nv > 1)                                                     \
+				_mm_mask_storeu_epi8(Y + (size_t)I * ldy + 16, m1,      \
+						     requant16(c##I##1, e, 1));         \
+		}                                                                       \
 	}
 	ROWS(STORE_RQ)
 #undef STORE_RQ

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make bench: samples per second of the FP32 and integer runtimes per model at
+# batch 1 and 64 on Fashion-MNIST test images, plus the integer GEMM kernels.
+# Prints a Markdown table; scripts/results.sh copies it into docs/RESULTS.md.
+#   scripts/bench.sh [QTOOL]      env: BENCH_N1 (samples at batch 1, default 1000),
+#                                      BENCH_N64 (samples at batch 64, default 5000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+Q=${1:-build/release/qtool}
+N1=${BENCH_N1:-1000}
+N64=${BENCH_N64:-5000}
+OUT=build/bench
+mkdir -p "$OUT"
+
+speed() { "$Q" eval "$@" | sed -n 's/^speed: *\([0-9.]*\).*/\1/p'; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "integer kernels: ${QT_ISA:-auto (best available)}"
+echo
+echo "| model | FP32 b=1 | int b=1 | FP32 b=64 | int b=64 | int/FP32 at b=64 |"
+echo "|---|---:|---:|---:|---:|---:|"
+for m in models/*.onnx; do
+	name=$(basename "$m" .onnx)
+	"$Q" calibrate "$m" --data fashion-mnist:train --limit 1000 -o "$OUT/$name.calib.json" >/dev/null
+	"$Q" quantize "$m" --calib "$OUT/$name.calib.json" --bits w8a8 -o "$OUT/$name.qmod" >/dev/null
+	f1=$(speed "$m" --data fashion-mnist:test --limit "$N1" --batch 1)
+	i1=$(speed "$OUT/$name.qmod" --data fashion-mnist:test --limit "$N1" --batch 1)
+	f64=$(speed "$m" --data fashion-mnist:test --limit "$N64" --batch 64)
+	i64=$(speed "$OUT/$name.qmod" --data fashion-mnist:test --limit "$N64" --batch 64)
+	ratio=$(awk -v a="$i64" -v b="$f64" 'BEGIN { printf "%.2fx", a / b }')
+	echo "| $name | $f1 | $i1 | $f64 | $i64 | $ratio |"
+done
+if [ -x build/release/bench_kernels ]; then
+	echo
+	build/release/bench_kernels
+fi

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make results: regenerate docs/RESULTS.md. For every model in models/:
+# calibrate on 1000 training samples, then for each bit width, weight
+# granularity and range method quantize, evaluate on the full 10k test set
+# against the FP32 model, and tabulate top-1, agreement, SQNR, size and speed.
+# Then append the benchmark (scripts/bench.sh).
+#   scripts/results.sh [QTOOL]     env: RESULTS_MODELS="fmnist_cnn ..." to restrict
+set -euo pipefail
+cd "$(dirname "$0")/.."
+Q=${1:-build/release/qtool}
+OUT=build/results
+mkdir -p "$OUT"
+models=${RESULTS_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//')}
+methods="minmax percentile entropy mse"
+configs="w8a8:channel w8a8:tensor w4a8:channel w4a8:group32"
+
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+num() { sed -n "s/^$1 *\([0-9.inf]*\).*/\1/p" "$2" | head -1; }
+
+{
+echo "# Results"
+echo
+echo "Made by \`make results\` (scripts/results.sh) on $(date -u +%Y-%m-%d) with qtool $("$Q" --version | cut -d' ' -f2)."
+echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')."
+echo
+echo "Every row: \`qtool calibrate MODEL --data fashion-mnist:train --limit 1000\`, then"
+echo "\`qtool quantize --bits B [--granularity tensor | --group-size 32] --calib-method M\`, then"
+echo "\`qtool eval Q.qmod --data fashion-mnist:test --reference MODEL\` on all 10,000 test images"
+echo "(integer runtime, batch 64). Δ is the top-1 change against FP32 in points; agreement is"
+echo "the share of images where the quantized and FP32 models pick the same class."
+echo
+echo "| model | bits | weights | range | top-1 % | Δ | agreement % | SQNR dB | size bytes | samples/s |"
+echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+} >"$tmp"
+
+for name in $models; do
+	m=models/$name.onnx
+	"$Q" calibrate "$m" --data fashion-mnist:train --limit 1000 -o "$OUT/$name.calib.json" >/dev/null
+	"$Q" eval "$m" --data fashion-mnist:test --json "$OUT/$name.fp32.json" >"$OUT/$name.fp32.txt"
+	f1=$(num 'top-1:' "$OUT/$name.fp32.txt")
+	echo "| $name | FP32 | - | - | $f1 | - | - | - | $(stat -c %s "$m") | $(num 'speed:' "$OUT/$name.fp32.txt") |" >>"$tmp"
+	for cfg in $configs; do
+		bits=${cfg%%:*}
+		gran=${cfg#*:}
+		case $gran in
+		channel) gflag=() ;;
+		tensor) gflag=(--granularity tensor) ;;
+		group32) gflag=(--group-size 32) ;;
+		esac
+		for meth in $methods; do
+			qm="$OUT/$name.$bits.$gran.$meth.qmod"
+			if ! "$Q" quantize "$m" --calib "$OUT/$name.calib.json" --bits "$bits" "${gflag[@]}" \
+				--calib-method "$meth" -o "$qm" >"$OUT/q.log" 2>&1; then
+				echo "| $name | $bits | $gran | $meth | failed: $(head -c 120 "$OUT/q.log") | | | | | |" >>"$tmp"
+				continue
+			fi
+			t="$OUT/$name.$bits.$gran.$meth.txt"
+			"$Q" eval "$qm" --data fashion-mnist:test --reference "$m" --json "${t%.txt}.json" >"$t"
+			q1=$(num 'top-1:' "$t")
+			agree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' "$t")
+			delta=$(awk -v a="$q1" -v b="$f1" 'BEGIN { printf "%+.2f", a - b }')
+			echo "| $name | $bits | $gran | $meth | $q1 | $delta | $agree | $(num 'SQNR:' "$t") | $(stat -c %s "$qm") | $(num 'speed:' "$t") |" >>"$tmp"
+		done
+	done
+	echo "results: $name done" >&2
+done
+
+{
+echo
+echo "## Speed"
+echo
+echo "Made by \`make bench\` (scripts/bench.sh): samples per second of each runtime over"
+echo "Fashion-MNIST test images (W8A8 models), batch 1 and batch 64."
+echo
+bash scripts/bench.sh "$Q"
+} >>"$tmp"
+mv "$tmp" docs/RESULTS.md
+trap - EXIT
+echo "wrote docs/RESULTS.md"
