@@ -645,6 +645,9 @@ static enum qt_status setup_geometry(struct qt_dataset *ds, const struct src_spe
 	ds->numel = 1;
 	for (int i = 0; i < ds->src_rank; i++)
 		ds->numel *= ds->src_dims[i]; /* bounded by the readers' overflow checks */
+	if ((uint64_t)ds->numel > QT_TENSOR_MAX_BYTES / sizeof(float))
+		return qt_error(QT_E_NOMEM, "one sample of %lld elements exceeds the %zu-byte tensor limit",
+				(long long)ds->numel, QT_TENSOR_MAX_BYTES);
 	ds->src_bytes = (size_t)ds->numel * ds->src_itemsize;
 	ds->C = 1;
 	ds->H = 1;
@@ -746,7 +749,8 @@ static enum qt_status check_input(struct qt_dataset *ds, const struct qt_dataset
 			t[0] = ds->H, t[1] = ds->W, t[2] = ds->C;
 		if (!memcmp(t, want, sizeof t))
 			snprintf(hint, sizeof hint, " (the samples are %s; the model looks %s: set the layout)",
-				 layout_name(ds->layout), layout_name(ds->layout == QT_DATA_NCHW ? QT_DATA_NHWC : QT_DATA_NCHW));
+				 layout_name(ds->layout),
+				 layout_name(ds->layout == QT_DATA_NCHW ? QT_DATA_NHWC : QT_DATA_NCHW));
 	}
 	if (o->input_name)
 		return qt_error(QT_E_INVALID_ARG, "samples are %s but the model input \"%s\" expects %s%s", have,
@@ -829,7 +833,10 @@ static enum qt_status open_impl(struct qt_dataset *ds, const char *spec, const s
 		}
 		layout = ss.layout;
 	}
-	if (!(ds->images_path = xstrdup(ss.images)) || (ss.labels && ss.fmt == FMT_IDX && !(ds->labels_path = xstrdup(ss.labels)))) {
+	ds->images_path = xstrdup(ss.images);
+	if (ss.labels && ss.fmt == FMT_IDX)
+		ds->labels_path = xstrdup(ss.labels);
+	if (!ds->images_path || (ss.labels && ss.fmt == FMT_IDX && !ds->labels_path)) {
 		st = nomem();
 		goto done;
 	}

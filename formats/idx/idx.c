@@ -113,7 +113,9 @@ static enum qt_status parse_header(struct qt_idx_reader *r, uint64_t fsize)
 	if (r->f && fsize - info->data_offset != data) {
 		char sh[96];
 		qt_shape_str(sh, sizeof sh, info->rank, info->dims);
-		return qt_error(QT_E_FORMAT, "%s: header says %s (%llu bytes of data) but the file holds %llu bytes after the header%s",
+		return qt_error(QT_E_FORMAT,
+				"%s: header says %s (%llu bytes of data) but the file holds %llu bytes after the "
+				"header%s",
 				path, sh, (unsigned long long)data, (unsigned long long)(fsize - info->data_offset),
 				fsize - info->data_offset < data ? " (truncated?)" : "");
 	}
@@ -244,14 +246,29 @@ enum qt_status qt_idx_read(struct qt_idx_reader *r, int64_t start, int64_t count
 		}
 		return QT_OK;
 	}
+	if (!r->gz)
+		return qt_error(QT_E_IO, "%s: the file could not be reopened after an error", r->path);
+	int zerr = Z_OK;
+	gzerror(r->gz, &zerr);
+	if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
+		/* zlib refuses to seek after a data error: start over, so the caller sees the same error again. */
+		gzclose(r->gz);
+		errno = 0;
+		if (!(r->gz = gzopen(r->path, "rb")))
+			return qt_error(QT_E_IO, "cannot reopen %s: %s", r->path, errno ? strerror(errno) : "out of memory");
+		gzbuffer(r->gz, IDX_GZ_BUFFER);
+		r->next = -1;
+	}
 	if (r->next != start) {
 		/* Forward: zlib decompresses and discards; backward: it rewinds first. */
 		if (gzseek(r->gz, (z_off_t)off, SEEK_SET) < 0) {
-			int zerr;
 			const char *zmsg = gz_msg(r, &zerr);
 			r->next = -1;
-			return qt_error(QT_E_IO, "%s: cannot seek to item %lld: %s", r->path, (long long)start,
-					zerr != Z_OK ? zmsg : strerror(errno));
+			if (zerr == Z_ERRNO || zerr == Z_OK)
+				return qt_error(QT_E_IO, "%s: cannot seek to item %lld: %s", r->path, (long long)start,
+						strerror(errno));
+			return qt_error(QT_E_FORMAT, "%s: corrupt gzip data before item %lld: %s", r->path,
+					(long long)start, zmsg);
 		}
 	}
 	r->next = -1;

@@ -7,7 +7,7 @@
  *   '<f4' float32  '<f8' float64  '<f2' float16
  *   '<i8' int64    '<i4' int32    '<i2' int16    '|i1' int8
  *   '<u8' uint64   '<u4' uint32   '<u2' uint16   '|u1' uint8   '|b1' bool
- * (one-byte types also accept '<' or '>', which NumPy ignores for them).
+ * (one-byte types accept any byte-order mark, '|' '<' '>' '=', as NumPy does).
  * Big-endian multi-byte dtypes, structured dtypes and object arrays are
  * refused with a message naming the file and the header field.
  *
@@ -38,8 +38,8 @@ struct qt_npy_info {
 struct qt_npy_reader;
 
 /*
- * Parse and validate the header at the start of buf (len bytes; the data
- * need not follow). label (borrowed) names the source in messages. On
+ * Parse and validate the header at the start of buf (len bytes, borrowed;
+ * the data need not follow). label (borrowed) names the source in messages. On
  * success fills *info_out; the data length is NOT checked here (the callers
  * compare info_out->data_offset + data_bytes with the real length).
  * Errors: QT_E_FORMAT (malformed), QT_E_UNSUPPORTED (valid but not handled:
@@ -80,7 +80,7 @@ QT_API enum qt_status qt_npy_write(const char *path, const struct qt_tensor *t);
  */
 QT_API enum qt_status qt_npy_open(const char *path, struct qt_npy_reader **out);
 
-/* Header of an open reader (borrowed; valid until qt_npy_close). */
+/* Header of an open reader r (borrowed; the result is valid until qt_npy_close). */
 QT_API const struct qt_npy_info *qt_npy_reader_info(const struct qt_npy_reader *r);
 
 /*
@@ -104,8 +104,8 @@ QT_API enum qt_status qt_npy_read_rows_into(struct qt_npy_reader *r, int64_t sta
 QT_API void qt_npy_close(struct qt_npy_reader *r);
 
 /*
- * Check that every element of a float tensor (float32, float64, float16) is
- * finite. Returns QT_OK for other dtypes, and QT_E_NUMERIC with the message
+ * Check that every element of a float tensor t (borrowed; float32, float64,
+ * float16) is finite. Returns QT_OK for other dtypes, and QT_E_NUMERIC with the message
  * "<label>: element 123 is NaN" (or "+Inf", "-Inf") for the first bad
  * element, counting in row-major order from 0. label is borrowed.
  */

@@ -22,9 +22,9 @@
 
 #include "ops.h"
 
-#define SP 3                           /* spatial dims after lifting */
-#define ATTR_MAX ((int64_t)1 << 30)    /* bound on kernel, stride, dilation, pad values */
-#define COL_BUDGET ((int64_t)1 << 22)  /* floats per im2col/col2im chunk (16 MiB) */
+#define SP         3                  /* spatial dims after lifting */
+#define ATTR_MAX   ((int64_t)1 << 30) /* bound on kernel, stride, dilation, pad values */
+#define COL_BUDGET ((int64_t)1 << 22) /* floats per im2col/col2im chunk (16 MiB) */
 
 enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
@@ -112,12 +112,13 @@ static enum qt_status pads_attr(const struct qt_op_args *a, struct geom *g)
 	if (n == 0)
 		return QT_OK;
 	if (n != 2 * g->nsp)
-		return qt_op_error(a, QT_E_FORMAT, "attribute pads has %d values but the input has %d spatial dims (needs %d)",
-				   n, g->nsp, 2 * g->nsp);
+		return qt_op_error(a, QT_E_FORMAT,
+				   "attribute pads has %d values but the input has %d spatial dims (needs %d)", n,
+				   g->nsp, 2 * g->nsp);
 	for (int i = 0; i < n; i++)
 		if (vals[i] < 0 || vals[i] > ATTR_MAX)
-			return qt_op_error(a, QT_E_FORMAT, "pads[%d] = %lld is outside [0, %lld]", i, (long long)vals[i],
-					   (long long)ATTR_MAX);
+			return qt_op_error(a, QT_E_FORMAT, "pads[%d] = %lld is outside [0, %lld]", i,
+					   (long long)vals[i], (long long)ATTR_MAX);
 	for (int i = 0; i < g->nsp; i++) {
 		g->pb[slot(g, i)] = vals[i];
 		g->pe[slot(g, i)] = vals[g->nsp + i];
@@ -137,7 +138,8 @@ static enum qt_status read_auto_pad(const struct qt_op_args *a, enum auto_pad *o
 	else if (strcmp(s, "VALID") == 0)
 		*out = PAD_VALID;
 	else
-		return qt_op_error(a, QT_E_FORMAT, "auto_pad \"%.32s\" is not NOTSET, SAME_UPPER, SAME_LOWER or VALID", s);
+		return qt_op_error(a, QT_E_FORMAT, "auto_pad \"%.32s\" is not NOTSET, SAME_UPPER, SAME_LOWER or VALID",
+				   s);
 	return QT_OK;
 }
 
@@ -167,8 +169,8 @@ static enum qt_status fwd_geometry(const struct qt_op_args *a, struct geom *g, e
 		int64_t span = in + g->pb[i] + g->pe[i] - ek;
 		if (span < 0)
 			return qt_op_error(a, QT_E_FORMAT,
-					   "spatial dim %d: kernel extent %lld is larger than the padded input (%lld)", j,
-					   (long long)ek, (long long)(in + g->pb[i] + g->pe[i]));
+					   "spatial dim %d: kernel extent %lld is larger than the padded input (%lld)",
+					   j, (long long)ek, (long long)(in + g->pb[i] + g->pe[i]));
 		int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
 		if (ceil_mode && out > 1 && (out - 1) * s >= in + g->pb[i])
 			out--;
@@ -242,7 +244,8 @@ static void im2col(const float *x, int64_t cg, const struct geom *g, int64_t l0,
 						const float *src = x + ((c * g->in[0] + id) * g->in[1] + ih) * g->in[2];
 						memset(dst, 0, (size_t)lo * sizeof *dst);
 						if (s2 == 1 && hi > lo)
-							memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+							memcpy(dst + lo, src + lo + off,
+							       (size_t)(hi - lo) * sizeof *dst);
 						else
 							for (int64_t ow = lo; ow < hi; ow++)
 								dst[ow] = src[ow * s2 + off];
@@ -310,7 +313,8 @@ static void conv_depthwise(const float *x, const float *w, float *y, const struc
 								int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
 								valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
 								if (hi > lo)
-									axpy_line(dst + lo, src + lo * s2 + off, wt[kw], hi - lo, s2);
+									axpy_line(dst + lo, src + lo * s2 + off, wt[kw],
+										  hi - lo, s2);
 							}
 						}
 					}
@@ -372,11 +376,13 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 	if (group < 1)
 		return qt_op_error(a, QT_E_FORMAT, "group %lld must be >= 1", (long long)group);
 	if (C % group)
-		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld", (long long)C,
-				   (long long)group);
+		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld",
+				   (long long)C, (long long)group);
 	if (w->dims[1] != C / group)
-		return qt_op_error(a, QT_E_FORMAT, "weight has %lld input channels per group but input has %lld (%lld channels / group %lld)",
-				   (long long)w->dims[1], (long long)(C / group), (long long)C, (long long)group);
+		return qt_op_error(
+			a, QT_E_FORMAT,
+			"weight has %lld input channels per group but input has %lld (%lld channels / group %lld)",
+			(long long)w->dims[1], (long long)(C / group), (long long)C, (long long)group);
 	if (M % group)
 		return qt_op_error(a, QT_E_FORMAT, "weight has %lld output channels, not a multiple of group %lld",
 				   (long long)M, (long long)group);
@@ -439,8 +445,8 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.out[2];
 				im2col(xg, cg, &g, l0, l1, col);
 				/* Y_g[:, lines l0..l1) (mg x np) = W_g (mg x rows) * col (rows x np). */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows, 1.0f,
-					    wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows,
+					    1.0f, wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
 			}
 		}
 	free(col);
@@ -505,8 +511,8 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 	if (group < 1)
 		return qt_op_error(a, QT_E_FORMAT, "group %lld must be >= 1", (long long)group);
 	if (C % group)
-		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld", (long long)C,
-				   (long long)group);
+		return qt_op_error(a, QT_E_FORMAT, "input has %lld channels, not a multiple of group %lld",
+				   (long long)C, (long long)group);
 	if (w->dims[0] != C)
 		return qt_op_error(a, QT_E_FORMAT, "weight has %lld input channels but X has %lld",
 				   (long long)w->dims[0], (long long)C);
@@ -538,8 +544,9 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 	if (nos == g.nsp + 2)
 		os += 2, nos -= 2;
 	if (nos != 0 && nos != g.nsp)
-		return qt_op_error(a, QT_E_FORMAT, "attribute output_shape has %d values but the input has %d spatial dims",
-				   nos, g.nsp);
+		return qt_op_error(a, QT_E_FORMAT,
+				   "attribute output_shape has %d values but the input has %d spatial dims", nos,
+				   g.nsp);
 	for (int j = 0; j < g.nsp; j++) {
 		int i = slot(&g, j);
 		int64_t ek = (g.k[i] - 1) * g.d[i] + 1, full, out;
@@ -566,8 +573,9 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 				g.pb[i] = g.pe[i] = 0;
 			out = full - g.pb[i] - g.pe[i];
 			if (out < 1)
-				return qt_op_error(a, QT_E_FORMAT, "spatial dim %d: pads %lld + %lld leave no output (size %lld)",
-						   j, (long long)g.pb[i], (long long)g.pe[i], (long long)full);
+				return qt_op_error(a, QT_E_FORMAT,
+						   "spatial dim %d: pads %lld + %lld leave no output (size %lld)", j,
+						   (long long)g.pb[i], (long long)g.pe[i], (long long)full);
 		}
 		g.out[i] = out;
 	}
@@ -594,8 +602,8 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 			for (int64_t l0 = 0; l0 < lines; l0 += per) {
 				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.in[2];
 				/* col (rows x np) = W_g^T (rows x cg) * X_g[:, lines l0..l1) (cg x np). */
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)np, (int)cg, 1.0f, wg,
-					    (int)rows, xg + l0 * g.in[2], (int)Pin, 0.0f, col, (int)np);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)np, (int)cg, 1.0f,
+					    wg, (int)rows, xg + l0 * g.in[2], (int)Pin, 0.0f, col, (int)np);
 				col2im(col, mg, &g, l0, l1, yg);
 			}
 		}
@@ -706,7 +714,8 @@ static enum qt_status op_maxpool(const struct qt_op_args *a)
 	int64_t nx = qt_tensor_numel(x), ny = qt_tensor_numel(&a->out[0]);
 	float *xf = malloc((size_t)(nx + ny + 1) * sizeof *xf), *yf = xf + nx;
 	if (!xf)
-		return qt_op_error(a, QT_E_NOMEM, "out of memory converting %s input to float", qt_dtype_name(x->dtype));
+		return qt_op_error(a, QT_E_NOMEM, "out of memory converting %s input to float",
+				   qt_dtype_name(x->dtype));
 	for (int64_t i = 0; i < nx; i++)
 		xf[i] = (float)qt_tensor_get_f64(x, i);
 	maxpool_f32(xf, yf, idx, &g, planes, (int)so);
@@ -749,12 +758,14 @@ static enum qt_status op_avgpool(const struct qt_op_args *a)
 				for (int64_t ow = 0; ow < g.out[2]; ow++, o++) {
 					int64_t sw = ow * g.s[2] - g.pb[2], w0, w1, pw0, pw1;
 					valid_range(sw, g.d[2], g.in[2], g.k[2], &w0, &w1);
-					valid_range(sw + g.pb[2], g.d[2], g.in[2] + g.pb[2] + g.pe[2], g.k[2], &pw0, &pw1);
+					valid_range(sw + g.pb[2], g.d[2], g.in[2] + g.pb[2] + g.pe[2], g.k[2], &pw0,
+						    &pw1);
 					double sum = 0;
 					for (int64_t kd = d0; kd < d1; kd++)
 						for (int64_t kh = h0; kh < h1; kh++) {
-							const float *r = xp + ((sd + kd * g.d[0]) * g.in[1] + sh + kh * g.d[1]) *
-										      g.in[2];
+							const float *r =
+								xp + ((sd + kd * g.d[0]) * g.in[1] + sh + kh * g.d[1]) *
+									     g.in[2];
 							for (int64_t kw = w0; kw < w1; kw++)
 								sum += r[sw + kw * g.d[2]];
 						}

@@ -160,8 +160,9 @@ static enum qt_status ln_param(const struct qt_op_args *a, const struct qt_tenso
 	}
 	if (!ok) {
 		char s1[96], s2[96];
-		return qt_op_error(a, QT_E_FORMAT, "%s has shape %s, which does not broadcast to the normalised shape %s",
-				   what, qt_shape_str(s1, sizeof s1, t->rank, t->dims), qt_shape_str(s2, sizeof s2, rn, nd));
+		return qt_op_error(a, QT_E_FORMAT,
+				   "%s has shape %s, which does not broadcast to the normalised shape %s", what,
+				   qt_shape_str(s1, sizeof s1, t->rank, t->dims), qt_shape_str(s2, sizeof s2, rn, nd));
 	}
 	qt_broadcast_strides(t->rank, t->dims, rn, nd, strides);
 	return QT_OK;
@@ -313,10 +314,7 @@ static enum qt_status op_logsoftmax(const struct qt_op_args *a)
 
 /* Registered in ops.c (see ops.h). */
 const struct qt_op_entry qt_ops_norm[] = {
-	{"BatchNormalization", 1, op_batchnorm},
-	{"InstanceNormalization", 1, op_instancenorm},
-	{"LayerNormalization", 17, op_layernorm},
-	{"Softmax", 1, op_softmax},
-	{"LogSoftmax", 1, op_logsoftmax},
-	{NULL, 0, NULL},
+	{"BatchNormalization", 1, op_batchnorm},  {"InstanceNormalization", 1, op_instancenorm},
+	{"LayerNormalization", 17, op_layernorm}, {"Softmax", 1, op_softmax},
+	{"LogSoftmax", 1, op_logsoftmax},         {NULL, 0, NULL},
 };

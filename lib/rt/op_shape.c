@@ -14,8 +14,9 @@
  *  - gather_mapped: a copy through one index table per axis, -1 meaning
  *    "write the fill element" (Pad, nearest Resize/Upsample).
  *
- * Float arithmetic appears only in linear Resize/Upsample (coordinates and
- * weights in float, per the ONNX formulas) and in Range of float dtypes.
+ * Float arithmetic appears only in linear and cubic Resize/Upsample
+ * (coordinates, tap weights and the weighted sums in float, per the ONNX
+ * formulas) and in Range of float dtypes.
  * Every size product is checked for overflow and every index against its
  * axis before it addresses memory.
  */
@@ -1192,7 +1193,9 @@ enum rs_ctm { CTM_HALF_PIXEL, CTM_PYTORCH_HALF_PIXEL, CTM_ALIGN_CORNERS, CTM_ASY
 enum rs_nearest { NR_ROUND_PREFER_FLOOR, NR_ROUND_PREFER_CEIL, NR_FLOOR, NR_CEIL, NR_SIMPLE };
 
 struct resize_plan {
-	int linear;
+	int taps;             /* 0 nearest, 2 linear, 4 cubic */
+	float cubic_a;        /* cubic_coeff_a */
+	int exclude_outside;  /* cubic: drop taps outside the input and renormalise */
 	enum rs_ctm ctm;
 	enum rs_nearest nearest;
 	float extrapolation;
@@ -1250,39 +1253,82 @@ static int64_t nearest_index(enum rs_nearest m, float x, float scale, int64_t le
 	return clamp64(i, 0, len - 1);
 }
 
-/* One linear tap: out = w0 * in[i0] + w1 * in[i1], or the extrapolation value. */
-struct lin_tap {
-	int64_t i0, i1;
-	float w0, w1;
+/* One output sample: out = sum of w[t] * in[i[t]] over the plan's taps, or the extrapolation value. */
+struct rs_tap {
+	int64_t i[4];
+	float w[4];
 	int outside;
 };
 
-/* Linear interpolation along the middle axis of [outer, n_in, inner] -> [outer, n_out, inner], in float. */
-static void linear_pass(const float *src, float *dst, int64_t outer, int64_t n_in, int64_t n_out, int64_t inner,
-			const struct lin_tap *taps, float extrap)
+/*
+ * Interpolation along the middle axis of [outer, n_in, inner] -> [outer,
+ * n_out, inner], in float: each output is sum w[t] * in[i[t]], accumulated
+ * in tap order (at most 4 terms of weights summing to 1, so no growth).
+ */
+static void interp_pass(const float *src, float *dst, int64_t outer, int64_t n_in, int64_t n_out, int64_t inner,
+			const struct rs_tap *taps, int nt, float extrap)
 {
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t j = 0; j < n_out; j++) {
 			float *d = dst + (o * n_out + j) * inner;
-			const struct lin_tap *t = &taps[j];
+			const struct rs_tap *t = &taps[j];
 			if (t->outside) {
 				for (int64_t k = 0; k < inner; k++)
 					d[k] = extrap;
 				continue;
 			}
-			const float *s0 = src + (o * n_in + t->i0) * inner, *s1 = src + (o * n_in + t->i1) * inner;
+			const float *s0 = src + (o * n_in + t->i[0]) * inner;
 			for (int64_t k = 0; k < inner; k++)
-				d[k] = t->w0 * s0[k] + t->w1 * s1[k];
+				d[k] = t->w[0] * s0[k];
+			for (int q = 1; q < nt; q++) {
+				const float *sq = src + (o * n_in + t->i[q]) * inner;
+				for (int64_t k = 0; k < inner; k++)
+					d[k] += t->w[q] * sq[k];
+			}
 		}
 }
 
+/* Cubic convolution kernel (Keys) with coefficient a at distance d >= 0, in float. */
+static float cubic_weight(float a, float d)
+{
+	if (d <= 1.0f)
+		return ((a + 2.0f) * d - (a + 3.0f)) * d * d + 1.0f;
+	return d < 2.0f ? ((a * d - 5.0f * a) * d + 8.0f * a) * d - 4.0f * a : 0.0f;
+}
+
 /*
- * N-linear resize as separable 1-D passes, innermost axis first (the order
- * of the ONNX reference, which matters only for extrapolated samples).
- * Axes whose taps are the identity are skipped. Float32 data is read in
- * place; float16/float64 go through a float copy.
+ * Taps of the sample at input coordinate c in [-1, n_in]: linear reads
+ * floor(c) and floor(c)+1, cubic floor(c)-1 .. floor(c)+2. Indices past an
+ * edge read the edge element, except that cubic with exclude_outside gives
+ * them weight 0 and rescales the rest to sum to 1 (for linear that would
+ * change nothing: both taps then read the edge element).
  */
-static enum qt_status resize_linear(const struct qt_op_args *a, const struct qt_tensor *x, const struct resize_plan *p)
+static void resize_taps(const struct resize_plan *p, float c, int64_t n_in, struct rs_tap *t)
+{
+	float f = floorf(c), ratio = c - f, sum = 0.0f;
+	for (int q = 0; q < p->taps; q++) {
+		int64_t i = (int64_t)f + q - (p->taps == 4);
+		if (p->taps == 2)
+			t->w[q] = q ? ratio : 1.0f - ratio;
+		else if (p->exclude_outside && (i < 0 || i >= n_in))
+			t->w[q] = 0.0f;
+		else
+			t->w[q] = cubic_weight(p->cubic_a, fabsf(ratio + 1.0f - (float)q));
+		sum += t->w[q];
+		t->i[q] = clamp64(i, 0, n_in - 1);
+	}
+	if (p->taps == 4 && p->exclude_outside && sum != 0.0f)
+		for (int q = 0; q < 4; q++)
+			t->w[q] /= sum;
+}
+
+/*
+ * N-linear or N-cubic resize as separable 1-D passes, innermost axis first
+ * (the order of the ONNX reference, which matters only for extrapolated
+ * samples). Axes whose taps are the identity are skipped. Float32 data is
+ * read in place; float16/float64 go through a float copy.
+ */
+static enum qt_status resize_interp(const struct qt_op_args *a, const struct qt_tensor *x, const struct resize_plan *p)
 {
 	int r = x->rank;
 	struct qt_tensor *y = &a->out[0];
@@ -1301,14 +1347,14 @@ static enum qt_status resize_linear(const struct qt_op_args *a, const struct qt_
 	}
 	for (int d = r - 1; d >= 0; d--) {
 		int64_t n_in = cur[d], n_out = p->out[d];
-		struct lin_tap *taps = malloc(sizeof *taps * (size_t)(n_out ? n_out : 1));
+		struct rs_tap *taps = malloc(sizeof *taps * (size_t)(n_out ? n_out : 1));
 		if (!taps) {
 			st = qt_op_error(a, QT_E_NOMEM, "out of memory for resize");
 			break;
 		}
 		int identity = n_in == n_out;
 		for (int64_t j = 0; j < n_out; j++) {
-			struct lin_tap *t = &taps[j];
+			struct rs_tap *t = &taps[j];
 			float c = resize_coord(p, d, n_in, j);
 			memset(t, 0, sizeof *t);
 			if (resize_outside(p, c, n_in)) {
@@ -1316,17 +1362,16 @@ static enum qt_status resize_linear(const struct qt_op_args *a, const struct qt_
 				identity = 0;
 				continue;
 			}
+			/* Bounding c keeps the casts defined; beyond the edges every tap clamps anyway. */
 			if (!(c > -1.0f))
 				c = -1.0f;
 			if (c > (float)n_in)
 				c = (float)n_in;
-			float f = floorf(c), ratio = c - f;
-			t->i0 = clamp64((int64_t)f, 0, n_in - 1);
-			t->i1 = clamp64((int64_t)f + 1, 0, n_in - 1);
-			t->w0 = 1.0f - ratio;
-			t->w1 = ratio;
-			if (!(t->i0 == j && (t->w1 == 0.0f || t->i1 == j)))
-				identity = 0;
+			resize_taps(p, c, n_in, t);
+			/* The weights sum to 1, so taps that all read element j (or weigh 0) copy it. */
+			for (int q = 0; q < p->taps; q++)
+				if (t->w[q] != 0.0f && t->i[q] != j)
+					identity = 0;
 		}
 		if (identity) {
 			free(taps);
@@ -1345,7 +1390,7 @@ static enum qt_status resize_linear(const struct qt_op_args *a, const struct qt_
 			st = qt_op_error(a, QT_E_NOMEM, "out of memory for resize");
 			break;
 		}
-		linear_pass(src, dst, outer, n_in, n_out, inner, taps, p->extrapolation);
+		interp_pass(src, dst, outer, n_in, n_out, inner, taps, p->taps, p->extrapolation);
 		free(taps);
 		free(own);
 		own = dst;
@@ -1464,32 +1509,34 @@ static enum qt_status resize_run(const struct qt_op_args *a, const struct qt_ten
 		return st;
 	if (qt_tensor_numel(&a->out[0]) == 0)
 		return QT_OK;
-	if (!p->linear)
+	if (!p->taps)
 		return resize_nearest(a, x, es, p);
 	if (!is_float_dtype(x->dtype))
-		return qt_op_error(a, QT_E_UNSUPPORTED, "linear resize of %s %s is not supported (float only)",
-				   qt_dtype_name(x->dtype), SHAPE(s1, r, x->dims));
-	return resize_linear(a, x, p);
+		return qt_op_error(a, QT_E_UNSUPPORTED, "%s resize of %s %s is not supported (float only)",
+				   p->taps == 4 ? "cubic" : "linear", qt_dtype_name(x->dtype), SHAPE(s1, r, x->dims));
+	return resize_interp(a, x, p);
 }
 
-/* Resize-10/Upsample semantics: asymmetric coordinates, floor when growing, ceil when shrinking. */
-static enum qt_status resize_mode(const struct qt_op_args *a, const char *mode, struct resize_plan *p)
+/* Interpolation mode; cubic exists from Resize-11 on (cubic_ok). */
+static enum qt_status resize_mode(const struct qt_op_args *a, const char *mode, int cubic_ok, struct resize_plan *p)
 {
 	if (strcmp(mode, "nearest") == 0)
-		p->linear = 0;
+		p->taps = 0;
 	else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
-		p->linear = 1;
-	else if (strcmp(mode, "cubic") == 0)
-		return qt_op_error(a, QT_E_UNSUPPORTED, "mode \"cubic\" is not supported (nearest and linear are)");
+		p->taps = 2;
+	else if (strcmp(mode, "cubic") == 0 && cubic_ok)
+		p->taps = 4;
 	else
-		return qt_op_error(a, QT_E_FORMAT, "unknown mode \"%s\"", mode);
+		return qt_op_error(a, QT_E_FORMAT, "unknown mode \"%s\"%s", mode,
+				   strcmp(mode, "cubic") == 0 ? " (cubic needs Resize-11 or later)" : "");
 	return QT_OK;
 }
 
 /*
- * Resize: opset 10 takes (X, scales) with asymmetric coordinates; 11+ takes
- * (X, roi, scales, sizes) and coordinate_transformation_mode, nearest_mode,
- * extrapolation_value. Modes nearest and linear; cubic is refused.
+ * Resize: opset 10 takes (X, scales) with asymmetric coordinates and modes
+ * nearest and linear; 11+ takes (X, roi, scales, sizes),
+ * coordinate_transformation_mode, nearest_mode, extrapolation_value, and
+ * mode cubic with cubic_coeff_a and exclude_outside.
  */
 static enum qt_status op_resize(const struct qt_op_args *a)
 {
@@ -1499,7 +1546,7 @@ static enum qt_status op_resize(const struct qt_op_args *a)
 		return st;
 	struct resize_plan p;
 	memset(&p, 0, sizeof p);
-	if ((st = resize_mode(a, qt_node_attr_str(a->node, "mode", "nearest"), &p)))
+	if ((st = resize_mode(a, qt_node_attr_str(a->node, "mode", "nearest"), a->opset >= 11, &p)))
 		return st;
 	if (a->opset < 11) {
 		p.ctm = CTM_ASYMMETRIC;
@@ -1526,6 +1573,11 @@ static enum qt_status op_resize(const struct qt_op_args *a)
 		return qt_op_error(a, QT_E_FORMAT, "unknown nearest_mode \"%s\"", nr);
 	p.nearest = (enum rs_nearest)i;
 	p.extrapolation = qt_node_attr_float(a->node, "extrapolation_value", 0.0f);
+	p.cubic_a = qt_node_attr_float(a->node, "cubic_coeff_a", -0.75f);
+	int64_t ex = qt_node_attr_int(a->node, "exclude_outside", 0);
+	if (!isfinite(p.cubic_a) || (ex != 0 && ex != 1))
+		return qt_op_error(a, QT_E_FORMAT, "cubic_coeff_a must be finite and exclude_outside 0 or 1");
+	p.exclude_outside = (int)ex;
 	return resize_run(a, x, qt_op_in(a, 1), opt_in(a, 2), NULL, opt_in(a, 3), &p);
 }
 
@@ -1542,7 +1594,7 @@ static enum qt_status op_upsample(const struct qt_op_args *a)
 		return st;
 	struct resize_plan p;
 	memset(&p, 0, sizeof p);
-	if ((st = resize_mode(a, qt_node_attr_str(a->node, "mode", "nearest"), &p)))
+	if ((st = resize_mode(a, qt_node_attr_str(a->node, "mode", "nearest"), 0, &p)))
 		return st;
 	p.ctm = CTM_ASYMMETRIC;
 	p.nearest = NR_SIMPLE;

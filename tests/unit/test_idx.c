@@ -402,6 +402,15 @@ Test(idx, gz_damage_after_the_data, .init = mk_tmpdir, .fini = rm_tmpdir)
 		cr_assert_eq(read_whole(tpath("bigcrc.gz"), big), QT_E_FORMAT);
 		cr_assert(strstr(qt_error_msg(), "bigcrc.gz: corrupt gzip data") &&
 			  strstr(qt_error_msg(), "incorrect data check"), "%s", qt_error_msg());
+		/* After a data error the reader starts over: earlier items read again, the error repeats. */
+		struct qt_idx_reader *r2;
+		cr_assert_eq(qt_idx_open(tpath("bigcrc.gz"), &r2), QT_OK);
+		cr_assert_eq(qt_idx_read(r2, 0, 4000, big), QT_E_FORMAT);
+		cr_assert_eq(qt_idx_read(r2, 0, 10, big), QT_OK, "%s", qt_error_msg());
+		cr_assert_eq(big[784 * 9 + 5], (uint8_t)((784 * 9 + 5) * 7 + 1));
+		cr_assert_eq(qt_idx_read(r2, 10, 3990, big), QT_E_FORMAT);
+		cr_assert(strstr(qt_error_msg(), "incorrect data check"), "%s", qt_error_msg());
+		qt_idx_close(r2);
 		free(z);
 		free(big);
 	}

@@ -93,10 +93,9 @@ static void set_ints(struct op *o, const char *name, int n, const int64_t *v)
 	at->n = n;
 }
 
-
 /* Expand to "count, array" for a (rank, dims) or (n, ints) parameter pair. */
 #define DIMS(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), ((const int64_t[]){__VA_ARGS__})
-#define INTS DIMS
+#define INTS      DIMS
 
 /* Run the node's kernel on n_in inputs (NULL = omitted) into n_out fresh outputs. */
 static enum qt_status op_run(struct op *o, int n_in, const struct qt_tensor *const *in, int n_out,
@@ -111,7 +110,13 @@ static enum qt_status op_run(struct op *o, int n_in, const struct qt_tensor *con
 		n->outputs[i] = i;
 	memset(out, 0, (size_t)n_out * sizeof *out);
 	struct qt_op_args a = {
-		.g = o->g, .node = n, .opset = o->opset, .n_in = n_in, .in = in, .n_out = n_out, .out = out,
+		.g = o->g,
+		.node = n,
+		.opset = o->opset,
+		.n_in = n_in,
+		.in = in,
+		.n_out = n_out,
+		.out = out,
 	};
 	return fn(&a);
 }
@@ -130,7 +135,6 @@ static struct qt_tensor tf(int rank, const int64_t *dims, const float *vals)
 		memcpy(t.data, vals, t.nbytes);
 	return t;
 }
-
 
 static void iota(struct qt_tensor *t, float start)
 {
@@ -209,8 +213,8 @@ Test(nn_conv, spec_basic_with_and_without_padding)
 	fill(&w, 1);
 	const struct qt_tensor *in[] = {&x, &w};
 	cr_assert_eq(op_run(&o, 2, in, 1, &y), QT_OK, "%s", qt_error_msg());
-	static const float want[] = {12, 21, 27, 33, 24, 33, 54, 63, 72, 51, 63, 99, 108, 117, 81,
-				     93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
+	static const float want[] = {12,  21, 27, 33,  24,  33,  54,  63, 72,  51,  63,  99, 108,
+				     117, 81, 93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
 	expect_shape(&y, DIMS(1, 1, 5, 5));
 	expect_close(&y, want, 25);
 	qt_tensor_free(&y);
@@ -333,11 +337,14 @@ static void conv_case_run(const struct conv_case *c, uint64_t seed)
 					int64_t ch = (m / mg) * cg + ci;
 					for (int64_t t = 0; t < K; t++) {
 						int64_t t0 = t / (k[1] * k[2]), t1 = t / k[2] % k[1], t2 = t % k[2];
-						int64_t i0 = o0 * s[0] - pb[0] + t0 * d[0], i1 = o1 * s[1] - pb[1] + t1 * d[1];
+						int64_t i0 = o0 * s[0] - pb[0] + t0 * d[0],
+							i1 = o1 * s[1] - pb[1] + t1 * d[1];
 						int64_t i2 = o2 * s[2] - pb[2] + t2 * d[2];
-						if (i0 < 0 || i0 >= in[0] || i1 < 0 || i1 >= in[1] || i2 < 0 || i2 >= in[2])
+						if (i0 < 0 || i0 >= in[0] || i1 < 0 || i1 >= in[1] || i2 < 0 ||
+						    i2 >= in[2])
 							continue;
-						double v = (double)xp[(n * c->C + ch) * Pin + (i0 * in[1] + i1) * in[2] + i2] *
+						double v = (double)xp[(n * c->C + ch) * Pin +
+								      (i0 * in[1] + i1) * in[2] + i2] *
 							   wp[(m * cg + ci) * K + t];
 						acc += v;
 						am += fabs(v);
@@ -400,7 +407,8 @@ Test(nn_convtranspose, spec_example)
 	fill(&w, 1);
 	const struct qt_tensor *in[] = {&x, &w};
 	cr_assert_eq(op_run(&o, 2, in, 1, &y), QT_OK, "%s", qt_error_msg());
-	static const float plane[] = {0, 1, 3, 3, 2, 3, 8, 15, 12, 7, 9, 21, 36, 27, 15, 9, 20, 33, 24, 13, 6, 13, 21, 15, 8};
+	static const float plane[] = {0,  1,  3, 3,  2,  3,  8,  15, 12, 7,  9,  21, 36,
+				      27, 15, 9, 20, 33, 24, 13, 6,  13, 21, 15, 8};
 	float want[50];
 	memcpy(want, plane, sizeof plane);
 	memcpy(want + 25, plane, sizeof plane);
@@ -478,13 +486,17 @@ static void convt_case_run(const struct convt_case *c, uint64_t seed)
 				int64_t ch = (m / mg) * cg + ci;
 				for (int64_t ip = 0; ip < Pin; ip++)
 					for (int64_t t = 0; t < K; t++) {
-						int64_t i0 = ip / (in[1] * in[2]), i1 = ip / in[2] % in[1], i2 = ip % in[2];
+						int64_t i0 = ip / (in[1] * in[2]), i1 = ip / in[2] % in[1],
+							i2 = ip % in[2];
 						int64_t t0 = t / (k[1] * k[2]), t1 = t / k[2] % k[1], t2 = t % k[2];
-						int64_t o0 = i0 * s[0] + t0 * d[0] - pb[0], o1 = i1 * s[1] + t1 * d[1] - pb[1];
+						int64_t o0 = i0 * s[0] + t0 * d[0] - pb[0],
+							o1 = i1 * s[1] + t1 * d[1] - pb[1];
 						int64_t o2 = i2 * s[2] + t2 * d[2] - pb[2];
-						if (o0 < 0 || o0 >= out[0] || o1 < 0 || o1 >= out[1] || o2 < 0 || o2 >= out[2])
+						if (o0 < 0 || o0 >= out[0] || o1 < 0 || o1 >= out[1] || o2 < 0 ||
+						    o2 >= out[2])
 							continue;
-						double v = (double)xp[(n * c->C + ch) * Pin + ip] * wp[(ch * mg + m % mg) * K + t];
+						double v = (double)xp[(n * c->C + ch) * Pin + ip] *
+							   wp[(ch * mg + m % mg) * K + t];
 						int64_t yi = (n * c->M + m) * P + (o0 * out[1] + o1) * out[2] + o2;
 						ref[yi] += v;
 						mag[yi] += fabs(v);
@@ -544,8 +556,8 @@ Test(nn_convtranspose, output_shape_larger_than_computed_pads_the_end)
 
 /* ---------- pools ---------- */
 
-static void pool_check(const char *op, struct op *o, const struct qt_tensor *x, int rank,
-		       const int64_t *dims, const float *want)
+static void pool_check(const char *op, struct op *o, const struct qt_tensor *x, int rank, const int64_t *dims,
+		       const float *want)
 {
 	struct qt_tensor y;
 	const struct qt_tensor *in[] = {x};
@@ -569,9 +581,8 @@ Test(nn_pool, maxpool_spec_examples)
 	o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
-	pool_check("pads", &o, &x, DIMS(1, 1, 5, 5),
-		   (const float[]){13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25, 25, 25, 23, 24, 25, 25, 25,
-				   23, 24, 25, 25, 25});
+	pool_check("pads", &o, &x, DIMS(1, 1, 5, 5), (const float[]){13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25,
+								     25, 25, 23, 24, 25, 25, 25, 23, 24, 25, 25, 25});
 
 	o = op_new("MaxPool", 12);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
@@ -608,7 +619,8 @@ Test(nn_pool, maxpool_indices_row_and_column_major)
 		const int64_t *idx = y[1].data;
 		static const int64_t rm[] = {6, 8, 16, 18}, cm[] = {6, 16, 8, 18};
 		for (int i = 0; i < 4; i++)
-			cr_assert_eq(idx[i], so ? cm[i] : rm[i], "storage_order %d index %d: %lld", so, i, (long long)idx[i]);
+			cr_assert_eq(idx[i], so ? cm[i] : rm[i], "storage_order %d index %d: %lld", so, i,
+				     (long long)idx[i]);
 		free_all(y, 2);
 		op_free(&o);
 	}
@@ -644,22 +656,24 @@ Test(nn_pool, averagepool_spec_examples)
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
 	pool_check("pads", &o, &x, DIMS(1, 1, 5, 5),
-		   (const float[]){7, 7.5, 8, 8.5, 9, 9.5, 10, 10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14,
-				   14.5, 15, 15.5, 16, 16.5, 17, 17.5, 18, 18.5, 19});
+		   (const float[]){7,    7.5, 8,    8.5, 9,    9.5, 10,   10.5, 11,   11.5, 12,   12.5, 13,
+				   13.5, 14,  14.5, 15,  15.5, 16,  16.5, 17,   17.5, 18,   18.5, 19});
 
 	o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(5, 5));
 	set_ints(&o, "pads", INTS(2, 2, 2, 2));
 	set_int(&o, "count_include_pad", 1);
 	pool_check("pads_count_include_pad", &o, &x, DIMS(1, 1, 5, 5),
-		   (const float[]){2.52f, 3.6f, 4.8f, 4.08f, 3.24f, 4.56f, 6.4f, 8.4f, 7.04f, 5.52f, 7.2f, 10, 13, 10.8f,
-				   8.4f, 6.96f, 9.6f, 12.4f, 10.24f, 7.92f, 6.12f, 8.4f, 10.8f, 8.88f, 6.84f});
+		   (const float[]){2.52f,  3.6f,  4.8f,  4.08f, 3.24f, 4.56f, 6.4f,  8.4f, 7.04f,
+				   5.52f,  7.2f,  10,    13,    10.8f, 8.4f,  6.96f, 9.6f, 12.4f,
+				   10.24f, 7.92f, 6.12f, 8.4f,  10.8f, 8.88f, 6.84f});
 
 	o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
 	set_ints(&o, "strides", INTS(2, 2));
 	set_str(&o, "auto_pad", "SAME_UPPER");
-	pool_check("same_upper", &o, &x, DIMS(1, 1, 3, 3), (const float[]){4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22});
+	pool_check("same_upper", &o, &x, DIMS(1, 1, 3, 3),
+		   (const float[]){4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22});
 
 	o = op_new("AveragePool", 11);
 	set_ints(&o, "kernel_shape", INTS(3, 3));
@@ -766,14 +780,10 @@ static void gemm_case_run(const struct gemm_case *c, uint64_t seed)
 Test(nn_gemm, random_against_direct_loop)
 {
 	static const struct gemm_case cases[] = {
-		{3, 5, 4, 0, 0, 1, 1, -1, {0}},
-		{3, 5, 4, 1, 1, 0.25f, 0.35f, 2, {1, 5}},
-		{6, 4, 7, 1, 0, 0.5f, 1, 2, {6, 4}},
-		{6, 4, 7, 0, 1, 1, 0.5f, 1, {4}},
-		{2, 3, 5, 0, 0, 1, 2, 0, {0}},
-		{2, 3, 5, 0, 0, 1, 1, 1, {1}},
-		{4, 3, 2, 0, 0, 1, 1, 2, {4, 1}},
-		{3, 2, 0, 0, 0, 1, 3, 2, {3, 2}}, /* K = 0: Y = beta * C */
+		{3, 5, 4, 0, 0, 1, 1, -1, {0}},      {3, 5, 4, 1, 1, 0.25f, 0.35f, 2, {1, 5}},
+		{6, 4, 7, 1, 0, 0.5f, 1, 2, {6, 4}}, {6, 4, 7, 0, 1, 1, 0.5f, 1, {4}},
+		{2, 3, 5, 0, 0, 1, 2, 0, {0}},       {2, 3, 5, 0, 0, 1, 1, 1, {1}},
+		{4, 3, 2, 0, 0, 1, 1, 2, {4, 1}},    {3, 2, 0, 0, 0, 1, 3, 2, {3, 2}}, /* K = 0: Y = beta * C */
 		{65, 33, 130, 1, 1, 1, 1, 1, {33}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -814,13 +824,18 @@ static void matmul_case_run(int ra, const int64_t *ad, int rb, const int64_t *bd
 		for (int64_t i1 = 0; i1 < bat[1]; i1++)
 			for (int64_t i2 = 0; i2 < bat[2]; i2++)
 				for (int64_t i3 = 0; i3 < bat[3]; i3++) {
-					int64_t ia = (((i0 % a4[0]) * a4[1] + i1 % a4[1]) * a4[2] + i2 % a4[2]) * a4[3] + i3 % a4[3];
-					int64_t ib = (((i0 % b4[0]) * b4[1] + i1 % b4[1]) * b4[2] + i2 % b4[2]) * b4[3] + i3 % b4[3];
+					int64_t ia =
+						(((i0 % a4[0]) * a4[1] + i1 % a4[1]) * a4[2] + i2 % a4[2]) * a4[3] +
+						i3 % a4[3];
+					int64_t ib =
+						(((i0 % b4[0]) * b4[1] + i1 % b4[1]) * b4[2] + i2 % b4[2]) * b4[3] +
+						i3 % b4[3];
 					for (int64_t i = 0; i < M; i++)
 						for (int64_t j = 0; j < N; j++, yi++) {
 							double acc = 0, am = 0;
 							for (int64_t k = 0; k < K; k++) {
-								double v = (double)a[ia * M * K + i * K + k] * b[ib * K * N + k * N + j];
+								double v = (double)a[ia * M * K + i * K + k] *
+									   b[ib * K * N + k * N + j];
 								acc += v;
 								am += fabs(v);
 							}
@@ -842,12 +857,12 @@ Test(nn_matmul, numpy_semantics)
 {
 	matmul_case_run(DIMS(3, 4), DIMS(4, 5), DIMS(3, 5), 4000);
 	matmul_case_run(DIMS(2, 3, 4), DIMS(2, 4, 3), DIMS(2, 3, 3), 4001);
-	matmul_case_run(DIMS(2, 3, 4), DIMS(4, 6), DIMS(2, 3, 6), 4002);       /* one sgemm for the batch */
-	matmul_case_run(DIMS(3, 4), DIMS(5, 4, 2), DIMS(5, 3, 2), 4003);       /* A broadcast */
+	matmul_case_run(DIMS(2, 3, 4), DIMS(4, 6), DIMS(2, 3, 6), 4002);          /* one sgemm for the batch */
+	matmul_case_run(DIMS(3, 4), DIMS(5, 4, 2), DIMS(5, 3, 2), 4003);          /* A broadcast */
 	matmul_case_run(DIMS(2, 1, 3, 4), DIMS(5, 4, 2), DIMS(2, 5, 3, 2), 4004); /* both broadcast */
-	matmul_case_run(DIMS(4), DIMS(4, 3), DIMS(3), 4005);                   /* 1-D x 2-D */
-	matmul_case_run(DIMS(2, 3, 4), DIMS(4), DIMS(2, 3), 4006);             /* 3-D x 1-D */
-	matmul_case_run(DIMS(4), DIMS(4), 0, NULL, 4007);                      /* dot product */
+	matmul_case_run(DIMS(4), DIMS(4, 3), DIMS(3), 4005);                      /* 1-D x 2-D */
+	matmul_case_run(DIMS(2, 3, 4), DIMS(4), DIMS(2, 3), 4006);                /* 3-D x 1-D */
+	matmul_case_run(DIMS(4), DIMS(4), 0, NULL, 4007);                         /* dot product */
 	matmul_case_run(DIMS(1, 1, 4), DIMS(1, 4, 7), DIMS(1, 1, 7), 4008);
 }
 
@@ -855,9 +870,9 @@ Test(nn_matmul, numpy_semantics)
 
 Test(nn_norm, batchnorm_spec_example_and_legacy_attrs)
 {
-	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}), s = tf(DIMS(2), (const float[]){1, 1.5f}),
-			 b = tf(DIMS(2), (const float[]){0, 1}), m = tf(DIMS(2), (const float[]){0, 3}),
-			 v = tf(DIMS(2), (const float[]){1, 1.5f}), y;
+	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}),
+			 s = tf(DIMS(2), (const float[]){1, 1.5f}), b = tf(DIMS(2), (const float[]){0, 1}),
+			 m = tf(DIMS(2), (const float[]){0, 3}), v = tf(DIMS(2), (const float[]){1, 1.5f}), y;
 	static const float want[] = {-0.999995f, 0, 0.999995f, -0.22474074f, 1, 2.2247407f};
 	const struct qt_tensor *in[] = {&x, &s, &b, &m, &v};
 	for (int legacy = 0; legacy < 2; legacy++) {
@@ -889,8 +904,8 @@ Test(nn_norm, batchnorm_spec_example_and_legacy_attrs)
 
 Test(nn_norm, instancenorm_spec_example)
 {
-	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}), s = tf(DIMS(2), (const float[]){1, 1.5f}),
-			 b = tf(DIMS(2), (const float[]){0, 1}), y;
+	struct qt_tensor x = tf(DIMS(1, 2, 1, 3), (const float[]){-1, 0, 1, 2, 3, 4}),
+			 s = tf(DIMS(2), (const float[]){1, 1.5f}), b = tf(DIMS(2), (const float[]){0, 1}), y;
 	const struct qt_tensor *in[] = {&x, &s, &b};
 	struct op o = op_new("InstanceNormalization", 6);
 	cr_assert_eq(op_run(&o, 3, in, 1, &y), QT_OK, "%s", qt_error_msg());
@@ -936,12 +951,12 @@ Test(nn_norm, layernorm_with_statistics_outputs)
 Test(nn_norm, softmax_legacy_coerces_to_2d)
 {
 	static const float xv[] = {0.5f, -1, 2, 3, 0, 1, -2, 4};
-	static const float legacy[] = {0.05590555f, 0.012474214f, 0.25055125f,   0.681069f,
+	static const float legacy[] = {0.05590555f,  0.012474214f, 0.25055125f,   0.681069f,
 				       0.017108124f, 0.046504699f, 0.0023153326f, 0.93407184f};
-	static const float v13[] = {0.18242553f, 0.01798621f, 0.8175745f,  0.98201376f,
+	static const float v13[] = {0.18242553f, 0.01798621f,  0.8175745f,  0.98201376f,
 				    0.8807970f,  0.047425874f, 0.11920292f, 0.95257413f};
-	static const float lsm13[] = {-1.7014133f, -4.01815f,   -0.20141323f, -0.01814996f,
-				      -0.12692805f, -3.0485873f, -2.126928f,  -0.048587333f};
+	static const float lsm13[] = {-1.7014133f,  -4.01815f,   -0.20141323f, -0.01814996f,
+				      -0.12692805f, -3.0485873f, -2.126928f,   -0.048587333f};
 	struct qt_tensor x = tf(DIMS(2, 2, 2), xv), y;
 	const struct qt_tensor *in[] = {&x};
 	struct op o = op_new("Softmax", 11);
@@ -1045,8 +1060,20 @@ Test(nn_errors, clear_messages)
 
 /* The ops this file's kernels implement: anything else missing means "skip, not ours". */
 static const char *const OURS[] = {
-	"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul",
-	"BatchNormalization", "InstanceNormalization", "LayerNormalization", "Softmax", "LogSoftmax", NULL,
+	"Conv",
+	"ConvTranspose",
+	"MaxPool",
+	"AveragePool",
+	"GlobalAveragePool",
+	"GlobalMaxPool",
+	"Gemm",
+	"MatMul",
+	"BatchNormalization",
+	"InstanceNormalization",
+	"LayerNormalization",
+	"Softmax",
+	"LogSoftmax",
+	NULL,
 };
 
 /* Folders where refusing the model with QT_E_UNSUPPORTED is the expected answer. */
@@ -1153,7 +1180,8 @@ static enum verdict run_folder(const char *dir, char *why, size_t cap)
 			st = qt_rt_run(rt, ins, outs);
 			if (expect_unsup) {
 				if (st != QT_E_UNSUPPORTED) {
-					snprintf(why, cap, "expected QT_E_UNSUPPORTED, got %s", st ? qt_status_str(st) : "success");
+					snprintf(why, cap, "expected QT_E_UNSUPPORTED, got %s",
+						 st ? qt_status_str(st) : "success");
 					v = FAIL;
 				}
 				if (!st)
@@ -1221,7 +1249,8 @@ static void run_family(const char *family, const char *const *patterns)
 			} else {
 				fail++;
 				if (fo < sizeof failures)
-					fo += (size_t)snprintf(failures + fo, sizeof failures - fo, "\n  %s: %s", base, why);
+					fo += (size_t)snprintf(failures + fo, sizeof failures - fo, "\n  %s: %s", base,
+							       why);
 			}
 		}
 		globfree(&gl);
@@ -1231,11 +1260,11 @@ static void run_family(const char *family, const char *const *patterns)
 	cr_assert_eq(fail, 0, "%s: %d of %d ONNX test folders failed:%s", family, fail, pass + fail, failures);
 }
 
-#define FAMILY(name, ...)                                                   \
-	Test(nn_onnx, name, .timeout = 300)                               \
-	{                                                                   \
-		static const char *const pats[] = {__VA_ARGS__, NULL};      \
-		run_family(#name, pats);                                    \
+#define FAMILY(name, ...)                                                                                              \
+	Test(nn_onnx, name, .timeout = 300)                                                                            \
+	{                                                                                                              \
+		static const char *const pats[] = {__VA_ARGS__, NULL};                                                 \
+		run_family(#name, pats);                                                                               \
 	}
 
 FAMILY(conv, "node/test_conv_*", "node/test_basic_conv_*", "pytorch-converted/test_Conv[123]d*",
@@ -1252,4 +1281,5 @@ FAMILY(batchnorm, "node/test_batchnorm_*", "pytorch-converted/test_BatchNorm*")
 FAMILY(instancenorm, "node/test_instancenorm_*")
 FAMILY(layernorm, "node/test_layer_normalization_*")
 FAMILY(softmax, "node/test_softmax_*", "pytorch-converted/test_Softmax")
-FAMILY(logsoftmax, "node/test_logsoftmax_*", "pytorch-converted/test_LogSoftmax", "pytorch-converted/test_log_softmax_*")
+FAMILY(logsoftmax, "node/test_logsoftmax_*", "pytorch-converted/test_LogSoftmax",
+       "pytorch-converted/test_log_softmax_*")

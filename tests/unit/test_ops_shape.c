@@ -533,8 +533,45 @@ Test(ops_shape, resize_linear)
 	RUN_OK(13, T(QT_DTYPE_F64, 1, DIMS(2), (const double[]){0, 1}), NULL, NULL, TS(3));
 	cr_assert(memcmp(out[0].data, (const double[]){0, 0.5, 1}, 24) == 0);
 	expect_err(RUN(13, T(QT_DTYPE_I32, 1, DIMS(2), NULL), NULL, NULL, TS(3)), QT_E_UNSUPPORTED, "float only");
-	nd->attrs[0].s = "cubic";
-	expect_err(RUN(13, x, NULL, NULL, TS(1, 1, 3, 3)), QT_E_UNSUPPORTED, "cubic");
+}
+
+/*
+ * Cubic, a = -0.75, half_pixel, x2 on [1, 2, 4, 8]: coordinates -0.25, 0.25,
+ * ..., 3.25 have fractions 0.75 and 0.25, so the taps at floor-1 .. floor+2
+ * weigh W(1.75), W(0.75), W(0.25), W(1.25) = -0.03515625, 0.26171875,
+ * 0.87890625, -0.10546875 or the reverse (all exact in binary). E.g. out[0]
+ * reads x[-2..1], clamped to 1, 1, 1, 2: 1.10546875 - 2 * 0.10546875.
+ * With exclude_outside the taps past the ends drop out and the others are
+ * divided by their sum: out[0] = (0.87890625 - 2 * 0.10546875) / 0.7734375
+ * = 19/22. Tolerance 1e-5: float weights against exact fractions.
+ */
+Test(ops_shape, resize_cubic)
+{
+	node("Resize");
+	a_str("mode", "cubic");
+	struct qt_tensor *x = TF(1, DIMS(4), 1, 2, 4, 8), *s = TF(1, DIMS(1), 2);
+	RUN_OK(13, x, NULL, s);
+	expect_f32(&out[0], 1, DIMS(8), F32(0.89453125f, 1.15625f, 1.5625f, 2.41796875f, 3.16015625f, 5.1171875f,
+					    7.1640625f, 8.421875f));
+	a_int("exclude_outside", 1);
+	RUN_OK(11, x, NULL, s);
+	expect_f32(&out[0], 1, DIMS(8), F32(19.0f / 22, 323.0f / 283, 409.0f / 265, 2.41796875f, 3.16015625f,
+					    1382.0f / 265, 2050.0f / 283, 94.0f / 11));
+	/* scale 1 is the identity; 2-D goes axis by axis (rows of a constant stay constant) */
+	RUN_OK(13, x, NULL, TF(1, DIMS(1), 1));
+	expect_f32(&out[0], 1, DIMS(4), F32(1, 2, 4, 8));
+	RUN_OK(13, TF(2, DIMS(2, 4), 1, 2, 4, 8, 1, 2, 4, 8), NULL, NULL, TS(3, 8));
+	for (int i = 0; i < 24; i++)
+		cr_assert_float_eq(((float *)out[0].data)[i], ((float *)out[0].data)[i % 8], 1e-6, "element %d", i);
+	a_float("cubic_coeff_a", NAN);
+	expect_err(RUN(13, x, NULL, s), QT_E_FORMAT, "cubic_coeff_a");
+	expect_err(RUN(10, x, s), QT_E_FORMAT, "cubic needs Resize-11");
+	node("Resize");
+	a_str("mode", "cubic");
+	expect_err(RUN(13, T(QT_DTYPE_I32, 1, DIMS(2), NULL), NULL, NULL, TS(3)), QT_E_UNSUPPORTED, "cubic resize");
+	node("Upsample");
+	a_str("mode", "cubic");
+	expect_err(RUN(9, x, s), QT_E_FORMAT, "unknown mode");
 }
 
 Test(ops_shape, upsample_attr_and_input)
@@ -715,8 +752,7 @@ static int named_like_ours(const char *name)
 /* Tests of valid ONNX that op_shape.c refuses on purpose: the run must fail with QT_E_UNSUPPORTED. */
 static int known_unsupported(const char *name)
 {
-	return strstr(name, "cubic") != NULL || strcmp(name, "test_identity_opt") == 0 ||
-	       strcmp(name, "test_identity_sequence") == 0;
+	return strcmp(name, "test_identity_opt") == 0 || strcmp(name, "test_identity_sequence") == 0;
 }
 
 static int uses_float_math(const struct qt_graph *gr)
