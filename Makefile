@@ -43,7 +43,7 @@ LDLIBS := -lprotobuf-c -lcjson -lz -lglpk $(BLAS_LIBS) -lm -lpthread
 
 # Per-folder ISA flags: intrinsics live only under lib/kernels/x86/.
 ISA_FLAGS_avx2 := -mavx2 -mfma -mf16c
-ISA_FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mavxvnni
+ISA_FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma
 
 LIB_SRC := $(sort $(wildcard lib/core/*.c lib/ir/*.c lib/rt/*.c lib/quant/*.c lib/kernels/*.c lib/kernels/ref/*.c \
 	formats/*/*.c calib/*.c))

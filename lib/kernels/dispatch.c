@@ -22,7 +22,8 @@ static const char *const isa_names[QT_ISA_COUNT] = {"ref", "avx2", "avx512vnni"}
 
 /* The manifest, plus a terminator so the array is never empty. */
 static const struct qt_qgemm_kernel manifest[] = {
-#define QT_QGEMM_KERNEL(name_, isa_, mr_, nr_, kr_, packed_size_, pack_, gemm_, gemm_requant_) \
+#define QT_QGEMM_KERNEL(name_, isa_, mr_, nr_, kr_, packed_size_, pack_, gemm_, gemm_requant_, \
+			group_)                                                                   \
 	{.name = name_,                                                                       \
 	 .isa = isa_,                                                                         \
 	 .mr = mr_,                                                                           \
@@ -31,7 +32,8 @@ static const struct qt_qgemm_kernel manifest[] = {
 	 .packed_size = packed_size_,                                                         \
 	 .pack = pack_,                                                                       \
 	 .gemm = gemm_,                                                                       \
-	 .gemm_requant = gemm_requant_},
+	 .gemm_requant = gemm_requant_,                                                      \
+	 .gemm_group_requant = group_},
 #include "kernels/kernels.def"
 #undef QT_QGEMM_KERNEL
 	{.name = NULL},
@@ -104,15 +106,23 @@ static void detect(void)
 		need(i, 0, "an x86 CPU");
 #endif
 
-	/* Tables: each ISA takes its first manifest kernel, else the ISA below's. */
+	/* Tables: each ISA takes its first manifest kernel, else the ISA below's;
+	 * the same for grouped GEMMs among kernels that have one. */
 	for (int i = 0; i < QT_ISA_COUNT; i++) {
 		struct qt_kernels *t = &tables[i];
 		t->isa = i;
 		t->isa_name = isa_names[i];
 		t->qgemm = i ? tables[i - 1].qgemm : &qt_qgemm_u8s8_ref;
+		t->qgemm_group = i ? tables[i - 1].qgemm_group : &qt_qgemm_u8s8_ref;
 		for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
 			if (k->isa == i) {
 				t->qgemm = k;
+				break;
+			}
+		}
+		for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
+			if (k->isa == i && k->gemm_group_requant) {
+				t->qgemm_group = k;
 				break;
 			}
 		}

@@ -158,6 +158,20 @@ typedef void (*qt_qgemm_pack_fn)(int N, int K, const int8_t *B, size_t ldb, void
 /* Bytes of the packed form of an [N, K] B. */
 typedef size_t (*qt_qgemm_packed_size_fn)(int N, int K);
 
+/*
+ * Grouped-weight GEMM with requantization (see CONTRACT) on the same packed
+ * B as the kernel's plain GEMM. G >= 1 is any group size (the last group may
+ * be shorter); ngroups = ceil(K / G). colsum_g and ratio are int32
+ * [N, ngroups], channel-major (entry n * ngroups + g); colsum_g comes from
+ * qt_colsum_groups_s8__ref, ratio in [0, 2^15]. bias64: [N] or NULL, each
+ * |bias64| <= 2^62, in units of s_a * u[n]. Y: uint8 [M, N], row stride ldy.
+ */
+typedef void (*qt_qgemm_group_packed_fn)(int M, int N, int K, int G, const uint8_t *A,
+					 size_t lda, int32_t za, const void *packed_B,
+					 const int32_t *colsum_g, const int32_t *ratio,
+					 const int64_t *bias64, const struct qt_rq *rq, uint8_t *Y,
+					 size_t ldy);
+
 /* One GEMM kernel: its packed layout and the functions that use it. */
 struct qt_qgemm_kernel {
 	const char *name;     /* "u8s8_8x32c4__avx512vnni" */
@@ -167,6 +181,7 @@ struct qt_qgemm_kernel {
 	qt_qgemm_pack_fn pack;
 	qt_qgemm_fn gemm;
 	qt_qgemm_requant_fn gemm_requant;
+	qt_qgemm_group_packed_fn gemm_group_requant; /* NULL: this kernel has none */
 };
 
 /* Bytes needed by k's packed form of an [N, K] weight matrix. */
@@ -207,16 +222,15 @@ void qt_requant_q31__ref(int rows, int cols, const int32_t *acc, size_t ldacc, i
 /* ---------------------------------------------------------------------- */
 /* Grouped weights                                                         */
 
-/* colsum_g_out[n * ngroups + g] = sum over group g of B[n][k], ngroups =
- * ceil(K / G); the last group may be shorter. */
+/* colsum_g_out[n * ngroups + g] = sum over group g of B[n][k] (channel-major
+ * [N, ngroups], ngroups = ceil(K / G); the last group may be shorter). */
 void qt_colsum_groups_s8__ref(int N, int K, int G, const int8_t *B, size_t ldb,
 			      int32_t *colsum_g_out);
 
 /*
- * Grouped-weight GEMM with requantization (see CONTRACT). B: int8 [N, K] with
- * row stride ldb (unpacked); colsum_g and ratio: [N, ngroups] (ngroups =
- * ceil(K / G)), ratio in [0, 2^15]; bias64: [N] or NULL, |bias64| <= 2^62.
- * Y: uint8 [M, N], row stride ldy. 1 <= G; K <= QT_QGEMM_MAX_K.
+ * The reference grouped GEMM on unpacked B (int8 [N, K], row stride ldb);
+ * otherwise as qt_qgemm_group_packed_fn. (qt_qgemm_u8s8_ref.gemm_group_requant
+ * is the same on the reference packing, ldb = K.)
  */
 void qt_qgemm_group_requant__ref(int M, int N, int K, int G, const uint8_t *A, size_t lda,
 				 int32_t za, const int8_t *B, size_t ldb, const int32_t *colsum_g,
@@ -320,8 +334,10 @@ enum qt_isa {
 	QT_ISA_COUNT
 };
 
-/* The manifest's declarations: every optimized kernel's four functions. */
-#define QT_QGEMM_KERNEL(name, isa, mr, nr, kr, packed_size, pack, gemm, gemm_requant) \
+/* The manifest's declarations: every optimized kernel's functions. The
+ * optional grouped function (NULL in some entries) is declared below. */
+#define QT_QGEMM_KERNEL(name, isa, mr, nr, kr, packed_size, pack, gemm, gemm_requant, \
+			gemm_group_requant)                                           \
 	size_t packed_size(int N, int K);                                           \
 	void pack(int N, int K, const int8_t *B, size_t ldb, void *packed,           \
 		  int32_t *colsum_out);                                              \
@@ -333,13 +349,23 @@ enum qt_isa {
 			  size_t ldy);
 #include "kernels/kernels.def"
 #undef QT_QGEMM_KERNEL
+void qt_qgemm_group_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, int G, const uint8_t *A,
+						    size_t lda, int32_t za, const void *packed_B,
+						    const int32_t *colsum_g, const int32_t *ratio,
+						    const int64_t *bias64, const struct qt_rq *rq,
+						    uint8_t *Y, size_t ldy);
 
 /* The kernel set used for one ISA. Static storage; never freed. */
 struct qt_kernels {
 	int isa;                              /* enum qt_isa */
 	const char *isa_name;                 /* "ref", "avx2", "avx512vnni" */
-	const struct qt_qgemm_kernel *qgemm;  /* first manifest kernel of this ISA, or ref */
-	qt_qgemm_group_requant_fn qgemm_group_requant; /* ref for now */
+	const struct qt_qgemm_kernel *qgemm;  /* first manifest kernel of this ISA, or the
+						 ISA below's */
+	qt_qgemm_group_requant_fn qgemm_group_requant; /* reference, on unpacked B */
+	const struct qt_qgemm_kernel *qgemm_group; /* optimized grouped path: first kernel
+						      of this ISA (or below) with a
+						      gemm_group_requant; pack grouped
+						      weights with its pack */
 	qt_qadd_fn qadd;                      /* ref for now */
 	qt_qmul_fn qmul;                      /* ref for now */
 };

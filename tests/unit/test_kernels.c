@@ -44,7 +44,8 @@ static void *xmalloc(size_t n)
 
 /* The manifest, as the dispatcher sees it. */
 static const struct qt_qgemm_kernel manifest[] = {
-#define QT_QGEMM_KERNEL(name_, isa_, mr_, nr_, kr_, packed_size_, pack_, gemm_, gemm_requant_) \
+#define QT_QGEMM_KERNEL(name_, isa_, mr_, nr_, kr_, packed_size_, pack_, gemm_, gemm_requant_, \
+			group_)                                                                   \
 	{.name = name_,                                                                       \
 	 .isa = isa_,                                                                         \
 	 .mr = mr_,                                                                           \
@@ -53,7 +54,8 @@ static const struct qt_qgemm_kernel manifest[] = {
 	 .packed_size = packed_size_,                                                         \
 	 .pack = pack_,                                                                       \
 	 .gemm = gemm_,                                                                       \
-	 .gemm_requant = gemm_requant_},
+	 .gemm_requant = gemm_requant_,                                                      \
+	 .gemm_group_requant = group_},
 #include "kernels/kernels.def"
 #undef QT_QGEMM_KERNEL
 	{.name = NULL},
@@ -123,13 +125,16 @@ static void sizes(int tile, int out[5])
 }
 
 /* Fill A/B; mode 0 random, 1 all 255 x all -128, 2 all 255 x all 127,
- * 3 all 0 x all -128. */
+ * 3 all 0 x all -128, 4 small (A in [0, 3], B in [-2, 2]: small accumulators
+ * of both signs, so halving multipliers hit exact ties unclamped). */
 static void fill(struct rng *r, int mode, uint8_t *A, size_t na, int8_t *B, size_t nb)
 {
 	for (size_t i = 0; i < na; i++)
-		A[i] = mode == 0 ? (uint8_t)rrange(r, 0, 255) : mode == 3 ? 0 : 255;
+		A[i] = mode == 0 ? (uint8_t)rrange(r, 0, 255) : mode == 4 ? (uint8_t)rrange(r, 0, 3)
+		     : mode == 3 ? 0 : 255;
 	for (size_t i = 0; i < nb; i++)
-		B[i] = mode == 0 ? (int8_t)rrange(r, -128, 127) : mode == 2 ? 127 : -128;
+		B[i] = mode == 0 ? (int8_t)rrange(r, -128, 127) : mode == 4 ? (int8_t)rrange(r, -2, 2)
+		     : mode == 2 ? 127 : -128;
 }
 
 static void check_raw(const struct qt_qgemm_kernel *k, int M, int N, int K, int mode,
@@ -196,6 +201,7 @@ struct rq_case {
 	int32_t za, zo, qmin, qmax;
 	int per_channel;
 	int bias_kind; /* 0 none, 1 small, 2 full int32, 3 +-INT32 extremes */
+	int32_t fixed_m, fixed_n; /* if fixed_n: every channel uses (fixed_m, fixed_n) */
 };
 
 static void check_rq(const struct qt_qgemm_kernel *k, int M, int N, int K, int mode,
@@ -215,8 +221,11 @@ static void check_rq(const struct qt_qgemm_kernel *k, int M, int N, int K, int m
 	int nch = rc->per_channel ? N : 1;
 	int32_t *mult = xmalloc(sizeof(int32_t) * (size_t)nch), *shift = xmalloc(sizeof(int32_t) * (size_t)nch);
 	double mag = 128.0 * 128.0 * sqrt((double)K + 1);
-	for (int c = 0; c < nch; c++)
+	for (int c = 0; c < nch; c++) {
 		rand_mult(&r, mag, &mult[c], &shift[c]);
+		if (rc->fixed_n)
+			mult[c] = rc->fixed_m, shift[c] = rc->fixed_n;
+	}
 	int32_t *bias = NULL;
 	if (rc->bias_kind) {
 		bias = xmalloc(sizeof(int32_t) * (size_t)N);
@@ -304,11 +313,27 @@ Test(qgemm, requant_extreme_zero_points)
 			for (int o = 0; o < 5; o++)
 				for (int pc = 0; pc < 2; pc++)
 					for (int bk = 0; bk < 4; bk++) {
-						struct rq_case rc = {zps[a], zps[o], 0, 255, pc, bk};
+						struct rq_case rc = {zps[a], zps[o], 0, 255, pc, bk, 0, 0};
 						check_rq(k, k->mr + 1, k->nr + 1, 37, 0, &rc, seed++);
 						rc.qmin = 3, rc.qmax = 15;
 						check_rq(k, 2, k->nr - 1, 9, 0, &rc, seed++);
 					}
+	}
+}
+
+/* Multipliers 2^-1 .. 2^-4 on small accumulators of both signs: many exact
+ * ties (x.5), which must round toward +infinity in every kernel. */
+Test(qgemm, requant_exact_ties_negative_acc)
+{
+	for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
+		if (!runnable(k))
+			continue;
+		uint64_t seed = 12000;
+		for (int n = 31; n <= 34; n++)
+			for (int za = 0; za <= 3; za++) {
+				struct rq_case rc = {za, 128, 0, 255, 0, 0, INT32_C(1) << 30, n};
+				check_rq(k, 2 * k->mr + 1, 2 * k->nr + 1, 37, 4, &rc, seed++);
+			}
 	}
 }
 
@@ -323,7 +348,8 @@ Test(qgemm, extreme_values_k65535, .timeout = 120)
 		for (int mode = 1; mode <= 3; mode++)
 			check_raw(k, k->mr + 1, k->nr + 1, K, mode, 42);
 		struct rq_case rc[] = {
-			{0, 0, 0, 255, 0, 0}, {255, 255, 0, 255, 1, 1}, {255, 0, 0, 255, 0, 3}, {0, 128, 0, 255, 1, 2},
+			{0, 0, 0, 255, 0, 0, 0, 0}, {255, 255, 0, 255, 1, 1, 0, 0},
+			{255, 0, 0, 255, 0, 3, 0, 0}, {0, 128, 0, 255, 1, 2, 0, 0},
 		};
 		for (int mode = 1; mode <= 3; mode++)
 			for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++)
@@ -505,55 +531,148 @@ Test(quantize_multiplier, edges_and_errors)
 
 /* ---- grouped weights -------------------------------------------------- */
 
+/*
+ * One grouped case for kernel k (the reference when k is qt_qgemm_u8s8_ref):
+ * k against the reference, and the reference against an __int128 evaluation
+ * written here. mode as in fill(); mode 1 also sets every ratio to 2^15 and
+ * the biases to +-2^62 (the largest int64 sums the contract allows); mode 4
+ * (small values) uses ratios in [0, 3], small biases and multipliers 2^-1 ..
+ * 2^-4, so that exact ties are frequent and unclamped.
+ */
+static void check_group(const struct qt_qgemm_kernel *k, int M, int N, int K, int G, int mode,
+			uint64_t seed)
+{
+	struct rng r = {seed};
+	int ng = (K + G - 1) / G;
+	size_t lda = (size_t)K + (seed & 1), ldb = (size_t)K + 1, ldy = (size_t)N + 1;
+	uint8_t *A = xmalloc((size_t)M * lda), *Yk = xmalloc((size_t)M * ldy), *Yr = xmalloc((size_t)M * ldy);
+	int8_t *B = xmalloc((size_t)N * ldb);
+	fill(&r, mode, A, (size_t)M * lda, B, (size_t)N * ldb);
+	int32_t *csg = xmalloc(sizeof(int32_t) * (size_t)ng * N), *ratio = xmalloc(sizeof(int32_t) * (size_t)ng * N);
+	int32_t *cs = xmalloc(sizeof(int32_t) * (size_t)N);
+	int64_t *bias = xmalloc(sizeof(int64_t) * (size_t)N);
+	int32_t *mult = xmalloc(sizeof(int32_t) * (size_t)N), *shift = xmalloc(sizeof(int32_t) * (size_t)N);
+	qt_colsum_groups_s8__ref(N, K, G, B, ldb, csg);
+	for (int i = 0; i < N * ng; i++)
+		ratio[i] = mode == 1 ? QT_GROUP_MAX_RATIO
+			 : (int32_t)(rrange(&r, 0, 4) == 0 ? rrange(&r, 0, 1) * QT_GROUP_MAX_RATIO
+							   : rrange(&r, 0, QT_GROUP_MAX_RATIO));
+	int bk = mode == 1 ? 2 : (int)rrange(&r, 0, 2);
+	for (int n = 0; n < N; n++) {
+		bias[n] = bk == 0 ? rrange(&r, -1000000, 1000000)
+			: bk == 1 ? rrange(&r, -(INT64_C(1) << 62), INT64_C(1) << 62)
+				  : (rrange(&r, 0, 1) ? 1 : -1) * (INT64_C(1) << 62);
+		rand_mult(&r, 128.0 * 128.0 * 32768.0 * sqrt((double)K), &mult[n], &shift[n]);
+		if (mode == 4) {
+			bias[n] = rrange(&r, -9, 9);
+			mult[n] = INT32_C(1) << 30;
+			shift[n] = (int32_t)rrange(&r, 31, 34);
+		}
+	}
+	if (mode == 4)
+		for (int i = 0; i < N * ng; i++)
+			ratio[i] = (int32_t)rrange(&r, 0, 3);
+	const int32_t zps[] = {0, 255, (int32_t)rrange(&r, 0, 255)};
+	int32_t za = zps[rrange(&r, 0, 2)];
+	int pc = (int)rrange(&r, 0, 1);
+	struct qt_rq rq = {.mult = mult, .shift = shift, .per_channel = pc,
+			   .zo = zps[rrange(&r, 0, 2)], .qmin = 0, .qmax = 255};
+	if (mode == 4)
+		rq.zo = 128;
+	else if (rrange(&r, 0, 3) == 0)
+		rq.qmin = 0, rq.qmax = 15;
+	const int64_t *bp = rrange(&r, 0, 3) ? bias : NULL;
+
+	void *pk = xmalloc(k->packed_size(N, K)), *pr = xmalloc(qt_qgemm_packed_size_u8s8__ref(N, K));
+	k->pack(N, K, B, ldb, pk, cs);
+	qt_qgemm_pack_u8s8__ref(N, K, B, ldb, pr, cs);
+	memset(Yk, 0xa5, (size_t)M * ldy);
+	memset(Yr, 0xa5, (size_t)M * ldy);
+	k->gemm_group_requant(M, N, K, G, A, lda, za, pk, csg, ratio, bp, &rq, Yk, ldy);
+	qt_qgemm_group_requant__ref(M, N, K, G, A, lda, za, B, ldb, csg, ratio, bp, &rq, Yr, ldy);
+	for (int m = 0; m < M; m++) {
+		for (int n = 0; n <= N; n++) {
+			size_t i = (size_t)m * ldy + n;
+			cr_assert_eq(Yk[i], Yr[i],
+				     "%s group M=%d N=%d K=%d G=%d mode=%d za=%d zo=%d pc=%d seed=%llu: "
+				     "Y[%d][%d] = %d, ref %d",
+				     k->name, M, N, K, G, mode, za, rq.zo, pc, (unsigned long long)seed, m,
+				     n, Yk[i], Yr[i]);
+			if (n == N)
+				continue;
+			__int128 sum = bp ? bp[n] : 0;
+			for (int g = 0; g < ng; g++) {
+				__int128 a = 0;
+				for (int kk = g * G; kk < K && kk < (g + 1) * G; kk++)
+					a += ((__int128)A[m * lda + kk] - za) * B[n * ldb + kk];
+				sum += a * ratio[n * ng + g];
+			}
+			int ch = pc ? n : 0;
+			uint8_t want = clamp_out(rule128(sum, mult[ch], shift[ch]), rq.zo, rq.qmin, rq.qmax);
+			cr_assert_eq(Yr[i], want, "ref group M=%d N=%d K=%d G=%d seed=%llu: Y[%d][%d] = %d want %d",
+				     M, N, K, G, (unsigned long long)seed, m, n, Yr[i], want);
+		}
+	}
+	free(A), free(Yk), free(Yr), free(B), free(csg), free(ratio), free(cs), free(bias);
+	free(mult), free(shift), free(pk), free(pr);
+}
+
 Test(group, ref_matches_int128)
 {
 	struct rng r = {555};
 	for (int it = 0; it < 300; it++) {
-		int M = (int)rrange(&r, 1, 6), N = (int)rrange(&r, 1, 9), K = (int)rrange(&r, 1, 300);
-		const int Gs[] = {1, 3, 32, 64, K, K + 5};
-		int G = Gs[rrange(&r, 0, 5)];
-		int ng = (K + G - 1) / G;
-		int32_t za = (int32_t)(rrange(&r, 0, 2) == 0 ? 0 : rrange(&r, 0, 1) ? 255 : rrange(&r, 0, 255));
-		size_t lda = (size_t)K + 2, ldb = (size_t)K + 1, ldy = (size_t)N + 1;
-		uint8_t *A = xmalloc((size_t)M * lda), *Y = xmalloc((size_t)M * ldy);
-		int8_t *B = xmalloc((size_t)N * ldb);
-		fill(&r, 0, A, (size_t)M * lda, B, (size_t)N * ldb);
-		int32_t *csg = xmalloc(sizeof(int32_t) * (size_t)N * ng), *ratio = xmalloc(sizeof(int32_t) * (size_t)N * ng);
-		int64_t *bias = xmalloc(sizeof(int64_t) * (size_t)N);
-		int32_t *mult = xmalloc(sizeof(int32_t) * (size_t)N), *shift = xmalloc(sizeof(int32_t) * (size_t)N);
-		qt_colsum_groups_s8__ref(N, K, G, B, ldb, csg);
-		for (int i = 0; i < N * ng; i++)
-			ratio[i] = (int32_t)(rrange(&r, 0, 4) == 0 ? rrange(&r, 0, 1) * QT_GROUP_MAX_RATIO
-								   : rrange(&r, 0, QT_GROUP_MAX_RATIO));
-		int bk = (int)rrange(&r, 0, 2);
-		for (int n = 0; n < N; n++) {
-			bias[n] = bk == 0 ? rrange(&r, -1000000, 1000000)
-				: bk == 1 ? rrange(&r, -(INT64_C(1) << 62), INT64_C(1) << 62)
-					  : (rrange(&r, 0, 1) ? 1 : -1) * (INT64_C(1) << 62);
-			rand_mult(&r, 128.0 * 128.0 * 32768.0 * sqrt((double)K), &mult[n], &shift[n]);
-		}
-		int pc = (int)rrange(&r, 0, 1);
-		struct qt_rq rq = {.mult = mult, .shift = shift, .per_channel = pc,
-				   .zo = (int32_t)rrange(&r, 0, 255), .qmin = 0, .qmax = 255};
-		const int64_t *bp = rrange(&r, 0, 3) ? bias : NULL;
-		qt_qgemm_group_requant__ref(M, N, K, G, A, lda, za, B, ldb, csg, ratio, bp, &rq, Y, ldy);
-		for (int m = 0; m < M; m++) {
-			for (int n = 0; n < N; n++) {
-				__int128 s = bp ? bp[n] : 0;
-				for (int g = 0; g < ng; g++) {
-					__int128 a = 0;
-					for (int k = g * G; k < K && k < (g + 1) * G; k++)
-						a += ((__int128)A[m * lda + k] - za) * B[n * ldb + k];
-					s += a * ratio[n * ng + g];
+		int M = (int)rrange(&r, 1, 6), N = (int)rrange(&r, 1, 9), K = (int)rrange(&r, 0, 300);
+		const int Gs[] = {1, 3, 32, 64, K + 1, K + 5};
+		check_group(&qt_qgemm_u8s8_ref, M, N, K, Gs[rrange(&r, 0, 5)], 0, 555000 + it);
+	}
+}
+
+Test(group, kernels_match_ref_odd_sizes)
+{
+	static const int Ks[] = {1, 3, 4, 5, 37, 64, 65, 300};
+	for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
+		if (!k->gemm_group_requant || !runnable(k))
+			continue;
+		int Ms[5], Ns[5];
+		sizes(k->mr, Ms);
+		sizes(k->nr, Ns);
+		uint64_t seed = 20000;
+		for (int i = 0; i < 5; i++)
+			for (int j = 0; j < 5; j++)
+				for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+					int K = Ks[t];
+					const int Gs[] = {1, 2, 3, 5, 8, 32, 33, K, K + 5};
+					for (size_t u = 0; u < sizeof Gs / sizeof Gs[0]; u++)
+						check_group(k, Ms[i], Ns[j], K, Gs[u], 0, seed++);
 				}
-				int ch = pc ? n : 0;
-				uint8_t want = clamp_out(rule128(s, mult[ch], shift[ch]), rq.zo, 0, 255);
-				cr_assert_eq(Y[m * ldy + n], want,
-					     "seed 555 iter %d M=%d N=%d K=%d G=%d: Y[%d][%d] = %d want %d", it, M,
-					     N, K, G, m, n, Y[m * ldy + n], want);
-			}
+	}
+}
+
+/* Exact ties (x.5) in the 64-bit rule round toward +infinity too. */
+Test(group, kernels_exact_ties)
+{
+	for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
+		if (!k->gemm_group_requant || !runnable(k))
+			continue;
+		uint64_t seed = 26000;
+		const int Gs[] = {1, 3, 4, 7, 16};
+		for (size_t u = 0; u < sizeof Gs / sizeof Gs[0]; u++)
+			for (int rep = 0; rep < 8; rep++)
+				check_group(k, 2 * k->mr + 1, 2 * k->nr + 1, 45, Gs[u], 4, seed++);
+	}
+}
+
+/* Largest sums: K = 65535, all 255 x all -128 (and friends), ratio 2^15,
+ * bias +-2^62. */
+Test(group, extreme_values_k65535, .timeout = 120)
+{
+	for (const struct qt_qgemm_kernel *k = manifest; k->name; k++) {
+		if (!k->gemm_group_requant || !runnable(k))
+			continue;
+		for (int mode = 1; mode <= 3; mode++) {
+			check_group(k, 3, k->nr + 1, QT_QGEMM_MAX_K, 128, mode, 30 + mode);
+			check_group(k, 2, 5, QT_QGEMM_MAX_K, 1000, mode, 40 + mode);
 		}
-		free(A), free(Y), free(B), free(csg), free(ratio), free(bias), free(mult), free(shift);
 	}
 }
 
@@ -762,6 +881,8 @@ Test(dispatch, names_and_errors)
 			cr_assert_eq(st, QT_OK, "%s: %s", qt_isa_name(isa), qt_error_msg());
 			cr_assert_eq(t->isa, isa);
 			cr_assert_eq(qt_kernels_active(), t);
+			cr_assert(t->qgemm_group && t->qgemm_group->gemm_group_requant);
+			cr_assert(t->qgemm_group_requant == qt_qgemm_group_requant__ref);
 			/* the table runs its ISA's first manifest kernel */
 			for (const struct qt_qgemm_kernel *k = manifest; k->name; k++)
 				if (k->isa == isa) {

@@ -10,6 +10,15 @@
 
 #include "kernels/kernels.h"
 
+static void group_requant_packed(int M, int N, int K, int G, const uint8_t *A, size_t lda,
+				 int32_t za, const void *packed_B, const int32_t *colsum_g,
+				 const int32_t *ratio, const int64_t *bias64, const struct qt_rq *rq,
+				 uint8_t *Y, size_t ldy)
+{
+	qt_qgemm_group_requant__ref(M, N, K, G, A, lda, za, packed_B, (size_t)K, colsum_g, ratio,
+				    bias64, rq, Y, ldy);
+}
+
 const struct qt_qgemm_kernel qt_qgemm_u8s8_ref = {
 	.name = "u8s8__ref",
 	.isa = QT_ISA_REF,
@@ -20,6 +29,7 @@ const struct qt_qgemm_kernel qt_qgemm_u8s8_ref = {
 	.pack = qt_qgemm_pack_u8s8__ref,
 	.gemm = qt_qgemm_u8s8__ref,
 	.gemm_requant = qt_qgemm_requant_u8s8__ref,
+	.gemm_group_requant = group_requant_packed,
 };
 
 /* The reference layout is B itself, [N, K] with row stride K. */
@@ -94,7 +104,7 @@ void qt_qgemm_requant_u8s8__ref(int M, int N, int K, const uint8_t *A, size_t ld
 	}
 }
 
-/* Per-group column sums, [N, ceil(K / G)]. */
+/* Per-group column sums, channel-major [N, ceil(K / G)]. */
 void qt_colsum_groups_s8__ref(int N, int K, int G, const int8_t *B, size_t ldb,
 			      int32_t *colsum_g_out)
 {

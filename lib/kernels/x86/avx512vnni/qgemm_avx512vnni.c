@@ -310,3 +310,259 @@ void qt_qgemm_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, const uint8_t
 			cols_rq_2(M, K, A, lda, bp, Y + n0, ldy, live, &e);
 	}
 }
+
+/* ---------------------------------------------------------------------- */
+/*
+ * Grouped weights, on the same packed B. colsum_g and ratio are [N, ngroups]
+ * (channel-major), so each group's 16 columns are fetched with one gather
+ * (stride ngroups) per row block. Per group the int32 tile is
+ * computed as above (groups need not align with the 4-deep packing: a quad
+ * straddling a group boundary is split by reading only the group's bytes of
+ * A; B is the same), corrected in int32 (acc_g - za * colsum_g, exact:
+ * |.| <= 32640 G < 2^31), multiplied by the ratio in int64 (vpmuldq, both
+ * factors fit int32) and added to int64 sums kept in L1 (a tile's 32 int64
+ * vectors do not fit the register file). |sum| < 2^47, + bias64 < 2^63.
+ *
+ * The 64-bit rule floor((s * m + 2^(n-1)) / 2^n), exact, without 128-bit
+ * lanes: s = sh 2^32 + sl (sh = s >> 32 signed, sl unsigned 32 bits),
+ *   P = sh * m                       (vpmuldq, |P| < 2^62)
+ *   Q = sl * m + 2^(n-1)             (vpmuludq, < 2^63 + 2^61, unsigned)
+ *   T = P + (Q >> 32)                (s m + 2^(n-1) = T 2^32 + (Q mod 2^32))
+ *   n >= 32: y = T >> (n - 32)       (arithmetic: floor)
+ *   n <  32: y = T 2^(32-n) + ((Q mod 2^32) >> n), with T first clamped to
+ *            [-2^31, 2^31]: beyond that y saturates either way
+ * then saturate to int32 (vpmovsqd), clamp, + zo: = qt_rq_mulshift64.
+ */
+
+/* Bytes [from, to) of the quad at p into their lanes, others 0; reads only
+ * those bytes (0 <= from < to <= 4). */
+AI uint32_t load_range(const uint8_t *p, int from, int to)
+{
+	uint32_t w = 0;
+	for (int i = from; i < to; i++)
+		w |= (uint32_t)p[i] << (8 * i);
+	return w;
+}
+
+/* Per-column-block constants of the 64-bit rule (8 int64 lanes each). */
+struct gepi {
+	__m512i m[4];     /* multiplier */
+	__m512i half[4];  /* 2^(n-1) */
+	__m512i sa[4];    /* n - 32 where n >= 32 */
+	__m512i sb[4];    /* 32 - n where n < 32 */
+	__m512i n[4];     /* n */
+	__mmask8 big[4];  /* lanes with n >= 32 */
+	__mmask8 live[4]; /* live columns */
+	__m512i lo, hi;   /* int32: qmin - zo, qmax - zo */
+	__m512i zo;       /* int32 */
+};
+
+/* 8 int64 sums -> 8 saturated int32 results of the rule. */
+AI __m256i rule64x8(__m512i s, const struct gepi *e, int j)
+{
+	const __m512i low32 = _mm512_set1_epi64(0xffffffff);
+	const __m512i tmin = _mm512_set1_epi64(-(INT64_C(1) << 31)), tmax = _mm512_set1_epi64(INT64_C(1) << 31);
+	__m512i P = _mm512_mul_epi32(_mm512_srai_epi64(s, 32), e->m[j]);
+	__m512i Q = _mm512_add_epi64(_mm512_mul_epu32(s, e->m[j]), e->half[j]);
+	__m512i T = _mm512_add_epi64(P, _mm512_srli_epi64(Q, 32));
+	__m512i ya = _mm512_srav_epi64(T, e->sa[j]);
+	__m512i tc = _mm512_min_epi64(_mm512_max_epi64(T, tmin), tmax);
+	__m512i yb = _mm512_add_epi64(_mm512_sllv_epi64(tc, e->sb[j]),
+				      _mm512_srlv_epi64(_mm512_and_si512(Q, low32), e->n[j]));
+	return _mm512_cvtsepi64_epi32(_mm512_mask_blend_epi64(e->big[j], yb, ya));
+}
+
+/* Two halves of 8 results -> 16 output codes. */
+AI __m128i codes16(__m256i l, __m256i h, const struct gepi *e)
+{
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
+	v = _mm512_min_epi32(_mm512_max_epi32(v, e->lo), e->hi);
+	return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, e->zo));
+}
+
+#define STEP_AT(I)                                                               \
+	{                                                                        \
+		uint32_t w = 0;                                                  \
+		if (I < mr)                                                      \
+			memcpy(&w, a##I + q, 4);                                 \
+		STEP(I, w)                                                       \
+	}
+#define STEP_RANGE(I)                                                            \
+	{                                                                        \
+		uint32_t w = I < mr ? load_range(a##I + q, from, to) : 0;        \
+		STEP(I, w)                                                       \
+	}
+#define QUAD_B()                                                                 \
+	__m512i b0 = _mm512_loadu_si512(bp);                                     \
+	__m512i b1 = nv > 1 ? _mm512_loadu_si512(bp + 64) : b0;
+
+AI void block_group(const int mr, const int nv, int K, int G, const uint8_t *A, size_t lda,
+		    const int8_t *bp0, uint8_t *Y, size_t ldy, int live, int ng, int32_t za,
+		    const int32_t *colsum_g, const int32_t *ratio, const __m512i bias[4],
+		    const struct gepi *e)
+{
+	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i idx0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(ng));
+	const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(16 * ng));
+	__m512i s64[MR][4];
+	for (int i = 0; i < MR; i++)
+		for (int j = 0; j < 4; j++)
+			s64[i][j] = _mm512_setzero_si512();
+	__mmask16 m0 = half_mask(live), m1 = half_mask(live - 16);
+	const __m512i vza = _mm512_set1_epi32(za);
+	for (int k0 = 0, g = 0; k0 < K; k0 += G, g++) {
+		int k1 = K - k0 > G ? k0 + G : K;
+		ROWS(DECL)
+		int q = k0 & ~(KR - 1);
+		const int8_t *bp = bp0 + (size_t)q * NR;
+		if (q < k0) { /* group starts inside a quad */
+			int from = k0 - q, to = k1 - q < KR ? k1 - q : KR;
+			QUAD_B()
+			ROWS(STEP_RANGE)
+			q += KR, bp += NR * KR;
+		}
+		for (; q + KR <= k1; q += KR, bp += NR * KR) {
+			QUAD_B()
+			ROWS(STEP_AT)
+		}
+		if (q < k1) { /* group ends inside a quad */
+			int from = 0, to = k1 - q;
+			QUAD_B()
+			ROWS(STEP_RANGE)
+		}
+		/* combine: s += (acc_g - za * colsum_g) * r, per column */
+		const __m512i z = _mm512_setzero_si512();
+		const int32_t *cg = colsum_g + g, *rg = ratio + g;
+		__m512i zc0 = _mm512_mullo_epi32(vza, _mm512_mask_i32gather_epi32(z, m0, idx0, cg, 4));
+		__m512i r0 = _mm512_mask_i32gather_epi32(z, m0, idx0, rg, 4), r1 = z, zc1 = z;
+		if (nv > 1) {
+			zc1 = _mm512_mullo_epi32(vza, _mm512_mask_i32gather_epi32(z, m1, idx1, cg, 4));
+			r1 = _mm512_mask_i32gather_epi32(z, m1, idx1, rg, 4);
+		}
+		__m512i r00 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(r0));
+		__m512i r01 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(r0, 1));
+		__m512i r10 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(r1));
+		__m512i r11 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(r1, 1));
+#define COMBINE(I)                                                                           \
+	if (I < mr) {                                                                        \
+		__m512i d = _mm512_sub_epi32(c##I##0, zc0);                                  \
+		s64[I][0] = _mm512_add_epi64(s64[I][0], _mm512_mul_epi32(                    \
+			_mm512_cvtepi32_epi64(_mm512_castsi512_si256(d)), r00));             \
+		s64[I][1] = _mm512_add_epi64(s64[I][1], _mm512_mul_epi32(                    \
+			_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(d, 1)), r01));       \
+		if (nv > 1) {                                                                \
+			d = _mm512_sub_epi32(c##I##1, zc1);                                  \
+			s64[I][2] = _mm512_add_epi64(s64[I][2], _mm512_mul_epi32(            \
+				_mm512_cvtepi32_epi64(_mm512_castsi512_si256(d)), r10));     \
+			s64[I][3] = _mm512_add_epi64(s64[I][3], _mm512_mul_epi32(            \
+				_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(d, 1)), r11)); \
+		}                                                                            \
+	}
+		ROWS(COMBINE)
+#undef COMBINE
+	}
+	for (int i = 0; i < mr; i++) {
+		uint8_t *y = Y + (size_t)i * ldy;
+		__m128i v0 = codes16(rule64x8(_mm512_add_epi64(s64[i][0], bias[0]), e, 0),
+				     rule64x8(_mm512_add_epi64(s64[i][1], bias[1]), e, 1), e);
+		if (live == NR)
+			_mm_storeu_si128((__m128i *)y, v0);
+		else
+			_mm_mask_storeu_epi8(y, m0, v0);
+		if (nv > 1) {
+			__m128i v1 = codes16(rule64x8(_mm512_add_epi64(s64[i][2], bias[2]), e, 2),
+					     rule64x8(_mm512_add_epi64(s64[i][3], bias[3]), e, 3), e);
+			if (live == NR)
+				_mm_storeu_si128((__m128i *)(y + 16), v1);
+			else
+				_mm_mask_storeu_epi8(y + 16, m1, v1);
+		}
+	}
+}
+
+AI void cols_group(const int nv, int M, int K, int G, const uint8_t *A, size_t lda,
+		   const int8_t *bp, uint8_t *Y, size_t ldy, int live, int ng, int32_t za,
+		   const int32_t *colsum_g, const int32_t *ratio, const __m512i bias[4],
+		   const struct gepi *e)
+{
+	int m = 0;
+	for (; m + MR <= M; m += MR)
+		block_group(MR, nv, K, G, A + (size_t)m * lda, lda, bp, Y + (size_t)m * ldy, ldy, live,
+			    ng, za, colsum_g, ratio, bias, e);
+	const uint8_t *a = A + (size_t)m * lda;
+	uint8_t *y = Y + (size_t)m * ldy;
+#define TAIL(R)                                                                                \
+	case R:                                                                                \
+		block_group(R, nv, K, G, a, lda, bp, y, ldy, live, ng, za, colsum_g, ratio, bias, e); \
+		break;
+	switch (M - m) {
+		TAIL(7) TAIL(6) TAIL(5) TAIL(4) TAIL(3) TAIL(2) TAIL(1)
+	default: break;
+	}
+#undef TAIL
+}
+
+static void cols_group_1(int M, int K, int G, const uint8_t *A, size_t lda, const int8_t *bp,
+			 uint8_t *Y, size_t ldy, int live, int ng, int32_t za, const int32_t *colsum_g,
+			 const int32_t *ratio, const __m512i bias[4], const struct gepi *e)
+{
+	cols_group(1, M, K, G, A, lda, bp, Y, ldy, live, ng, za, colsum_g, ratio, bias, e);
+}
+
+static void cols_group_2(int M, int K, int G, const uint8_t *A, size_t lda, const int8_t *bp,
+			 uint8_t *Y, size_t ldy, int live, int ng, int32_t za, const int32_t *colsum_g,
+			 const int32_t *ratio, const __m512i bias[4], const struct gepi *e)
+{
+	cols_group(2, M, K, G, A, lda, bp, Y, ldy, live, ng, za, colsum_g, ratio, bias, e);
+}
+
+/* Grouped-weight GEMM + requantization (qt_qgemm_group_requant_fn) on this
+ * kernel's packed B; bit-exact with qt_qgemm_group_requant__ref. */
+void qt_qgemm_group_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, int G, const uint8_t *A,
+						    size_t lda, int32_t za, const void *packed_B,
+						    const int32_t *colsum_g, const int32_t *ratio,
+						    const int64_t *bias64, const struct qt_rq *rq,
+						    uint8_t *Y, size_t ldy)
+{
+	assert(M >= 0 && N >= 0 && K >= 0 && K <= QT_QGEMM_MAX_K && G >= 1);
+	assert(za >= 0 && za <= 255 && qt_rq_valid(rq, N));
+	size_t block = (size_t)NR * (((size_t)K + KR - 1) / KR * KR);
+	const int8_t *bp = packed_B;
+	int ng = (K + G - 1) / G;
+	struct gepi e;
+	e.lo = _mm512_set1_epi32(rq->qmin - rq->zo);
+	e.hi = _mm512_set1_epi32(rq->qmax - rq->zo);
+	e.zo = _mm512_set1_epi32(rq->zo);
+	for (int n0 = 0; n0 < N; n0 += NR, bp += block) {
+		int live = N - n0 < NR ? N - n0 : NR;
+		int64_t m[NR], half[NR], sa[NR], sb[NR], n[NR];
+		__m512i bias[4];
+		for (int c = 0; c < NR; c++) {
+			int ch = rq->per_channel ? (c < live ? n0 + c : 0) : 0;
+			m[c] = rq->mult[ch];
+			n[c] = rq->shift[ch];
+			half[c] = (int64_t)1 << (n[c] - 1);
+			sa[c] = n[c] >= 32 ? n[c] - 32 : 0;
+			sb[c] = n[c] < 32 ? 32 - n[c] : 0;
+		}
+		for (int v = 0; v < 4; v++) {
+			int lv = live - 8 * v;
+			e.live[v] = lv >= 8 ? 0xff : lv <= 0 ? 0 : (__mmask8)((1u << lv) - 1);
+			e.m[v] = _mm512_loadu_si512(m + 8 * v);
+			e.half[v] = _mm512_loadu_si512(half + 8 * v);
+			e.sa[v] = _mm512_loadu_si512(sa + 8 * v);
+			e.sb[v] = _mm512_loadu_si512(sb + 8 * v);
+			e.n[v] = _mm512_loadu_si512(n + 8 * v);
+			e.big[v] = _mm512_cmpge_epi64_mask(e.n[v], _mm512_set1_epi64(32));
+			bias[v] = bias64 ? _mm512_maskz_loadu_epi64(e.live[v], bias64 + n0 + 8 * v)
+					 : _mm512_setzero_si512();
+		}
+		size_t off = (size_t)n0 * (size_t)ng;
+		if (live <= 16)
+			cols_group_1(M, K, G, A, lda, bp, Y + n0, ldy, live, ng, za, colsum_g + off,
+				     ratio + off, bias, &e);
+		else
+			cols_group_2(M, K, G, A, lda, bp, Y + n0, ldy, live, ng, za, colsum_g + off,
+				     ratio + off, bias, &e);
+	}
+}
