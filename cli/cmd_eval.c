@@ -200,8 +200,8 @@ int cmd_eval(int argc, char **argv)
 				rc = cli_status_error("eval", st);
 				goto out;
 			}
-			if (yr.rank != 2 || yr.dims[0] != n || yr.dims[1] != C) {
-				rc = cli_usage_error("eval", "%s: reference output shape differs from the model's", ref_path);
+			if (yr.dtype != QT_DTYPE_F32 || yr.rank != 2 || yr.dims[0] != n || yr.dims[1] != C) {
+				rc = cli_usage_error("eval", "%s: reference output must be float32 of the model's shape", ref_path);
 				goto out;
 			}
 		}

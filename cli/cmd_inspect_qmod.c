@@ -122,7 +122,8 @@ int cmd_inspect_qmod(const char *path, int json)
 	}
 	if (json) {
 		char *t = cJSON_Print(root);
-		puts(t);
+		if (t)
+			puts(t);
 		free(t);
 		cJSON_Delete(root);
 	} else {

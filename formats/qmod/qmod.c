@@ -34,7 +34,7 @@ static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUE
 #define NODE_REC 48
 #define ATTR_REC 40
 #define RQ_REC 32
-#define MAX_COUNT (1 << 24)
+#define MAX_COUNT (1 << 20) /* values, nodes, attributes, parameters per file */
 
 /* The dtype codes are part of the format. */
 _Static_assert(QT_DTYPE_F32 == 1 && QT_DTYPE_U8 == 8 && QT_DTYPE_BOOL == 12 && QT_DTYPE_S4 == 14 &&
@@ -193,6 +193,7 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 		for (int64_t k = 0; k < q->count; k++)
 			put_u32(&tmp, (uint32_t)q->zero_point[k]);
 		put_u64(b, data_put(D, tmp.p, tmp.len));
+		D->oom |= tmp.oom;
 		free(tmp.p);
 	}
 	/* VALUES + DIMS. */
@@ -266,6 +267,7 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 			for (int k = 0; k < n->rq->count; k++)
 				put_u32(&tmp, (uint32_t)n->rq->shift[k]);
 			put_u64(r, data_put(D, tmp.p, tmp.len));
+			D->oom |= tmp.oom;
 			free(tmp.p);
 			rq_i++;
 		}
@@ -310,6 +312,7 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 				break;
 			default: break;
 			}
+			D->oom |= tmp.oom;
 			free(tmp.p);
 			put_u32(ab, no);
 			put_u32(ab, nl);
@@ -346,6 +349,13 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 		put_u32(&sec[S_META], ko), put_u32(&sec[S_META], kl), put_u32(&sec[S_META], vo), put_u32(&sec[S_META], vl);
 	}
 	sec[S_STRINGS] = st.b;
+	for (int k = 0; k < S_COUNT; k++)
+		if (sec[k].oom) {
+			for (int j = 0; j < S_COUNT; j++)
+				free(sec[j].p);
+			free(qps);
+			return qt_error(QT_E_NOMEM, "out of memory writing .qmod");
+		}
 
 	/* Assemble. */
 	struct buf out = {0};
@@ -509,7 +519,8 @@ static enum qt_status read_body(struct rd *r)
 		q->group_size = (int)rd_u32(p + 4);
 		uint64_t cnt = rd_u64(p + 8);
 		if (!valid_dtype(q->qtype) || q->scheme < QT_QSCHEME_TENSOR || q->scheme > QT_QSCHEME_GROUP ||
-		    q->axis < 0 || q->axis >= QT_MAX_RANK || q->group_size < 0 || cnt == 0 || cnt > MAX_COUNT)
+		    q->axis < 0 || q->axis >= QT_MAX_RANK || q->group_size < 0 || q->group_size > 65535 || cnt == 0 ||
+		    cnt > MAX_COUNT || (q->scheme == QT_QSCHEME_GROUP && q->group_size < 1))
 			return BAD("%s: qparams %u: bad type, scheme, axis or count", r->label, i);
 		q->count = (int64_t)cnt;
 		const uint8_t *sp = NULL, *zp = NULL;
@@ -530,6 +541,8 @@ static enum qt_status read_body(struct rd *r)
 			if (!isfinite(q->scale[k]) || !(q->scale[k] > 0))
 				return BAD("%s: qparams %u: scale %llu is %g; scales must be finite and positive", r->label, i,
 					   (unsigned long long)k, q->scale[k]);
+			if (q->qtype != QT_DTYPE_U8 && q->qtype != QT_DTYPE_U4 && q->qtype != QT_DTYPE_U2)
+				lo = hi = 0; /* weights and biases are symmetric: zero point 0 */
 			if (q->zero_point[k] < lo || q->zero_point[k] > hi)
 				return BAD("%s: qparams %u: zero point %d outside [%d, %d] of %s", r->label, i,
 					   q->zero_point[k], lo, hi, qt_dtype_name(q->qtype));
@@ -644,7 +657,7 @@ static enum qt_status read_body(struct rd *r)
 	}
 	/* Nodes. */
 	const uint8_t *idx = r->sec[S_INDEX];
-	uint64_t n_idx = r->sec_len[S_INDEX] / 4;
+	uint64_t n_idx = r->sec_len[S_INDEX] / 4, next_idx = 0, next_attr = 0;
 	for (uint32_t i = 0; i < nn; i++) {
 		const uint8_t *p = nrec + (size_t)i * NODE_REC;
 		const char *op, *dom, *name;
@@ -663,6 +676,12 @@ static enum qt_status read_body(struct rd *r)
 			return BAD("%s: node %u (%s): inputs/outputs outside the INDEX section", r->label, i, op);
 		if ((uint64_t)a0 + nat > na || rqi < -1 || rqi >= (int32_t)nr)
 			return BAD("%s: node %u (%s): attribute or requant index out of range", r->label, i, op);
+		/* Each node owns the next run of INDEX and ATTRS entries: no sharing,
+		 * so a small file cannot expand into a huge graph. */
+		if (i0 != next_idx || a0 != next_attr)
+			return BAD("%s: node %u (%s): INDEX or ATTRS entries out of order", r->label, i, op);
+		next_idx += (uint64_t)nin + nout;
+		next_attr += nat;
 		n->n_inputs = (int)nin;
 		n->n_outputs = (int)nout;
 		n->inputs = qt_graph_alloc(g, (nin + 1) * sizeof(int));
@@ -792,6 +811,26 @@ static enum qt_status read_body(struct rd *r)
 	}
 	g->n_inputs = (int)gi;
 	g->n_outputs = (int)go;
+	/* The flags in VALUES must say exactly what GRAPH says. */
+	{
+		char *role = calloc((size_t)nv + 1, 1);
+		if (!role)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (uint32_t k = 0; k < gi; k++)
+			role[g->inputs[k]] |= 1;
+		for (uint32_t k = 0; k < go; k++)
+			role[g->outputs[k]] |= 2;
+		for (uint32_t v = 0; v < nv; v++) {
+			const struct qt_value *val = &g->values[v];
+			if (val->is_input != (role[v] & 1) || val->is_output != ((role[v] >> 1) & 1) ||
+			    (val->is_input && val->init)) {
+				free(role);
+				return BAD("%s: value \"%s\": input/output flags disagree with the GRAPH section", r->label,
+					   val->name);
+			}
+		}
+		free(role);
+	}
 	/* Provenance. */
 	uint32_t nm;
 	const uint8_t *mp;
@@ -819,15 +858,23 @@ static enum qt_status read_body(struct rd *r)
 	}
 	if (g->opset < 1 || g->opset > 1000)
 		return BAD("%s: META: opset %d out of range", r->label, g->opset);
-	/* Weighted nodes need constant quantized weights and a matching requant. */
+	/* Weighted nodes: Conv/Gemm/MatMul with a constant weight whose codes are
+	 * int8/int4/int2 (matching its qparams), quantized input and output, and
+	 * an int32 bias if any. The integer runtime checks shapes and attributes. */
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
 		if (!n->rq)
 			continue;
-		if (n->n_inputs < 2 || n->inputs[1] < 0 || !g->values[n->inputs[1]].init || !g->values[n->inputs[1]].q ||
-		    n->n_outputs < 1 || n->outputs[0] < 0 || !g->values[n->outputs[0]].q || n->inputs[0] < 0 ||
-		    !g->values[n->inputs[0]].q)
-			return BAD("%s: node \"%s\" (%s) has requantization but no quantized weight, input or output",
+		int op_ok = !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Gemm") || !strcmp(n->op_type, "MatMul");
+		const struct qt_value *w = n->n_inputs >= 2 && n->inputs[1] >= 0 ? &g->values[n->inputs[1]] : NULL;
+		int w_ok = w && w->init && w->q && w->q->qtype == w->init->dtype &&
+			   (w->init->dtype == QT_DTYPE_I8 || w->init->dtype == QT_DTYPE_S4 || w->init->dtype == QT_DTYPE_S2);
+		const struct qt_value *b = n->n_inputs >= 3 && n->inputs[2] >= 0 ? &g->values[n->inputs[2]] : NULL;
+		int b_ok = !b || (b->init && b->init->dtype == QT_DTYPE_I32);
+		if (!op_ok || !w_ok || !b_ok || n->n_outputs < 1 || n->outputs[0] < 0 || !g->values[n->outputs[0]].q ||
+		    n->inputs[0] < 0 || !g->values[n->inputs[0]].q || g->values[n->inputs[0]].init)
+			return BAD("%s: node \"%s\" (%s) has requantization but is not a Conv/Gemm/MatMul with "
+				   "quantized input, output, int8/int4/int2 weight and int32 bias",
 				   r->label, n->name, n->op_type);
 	}
 	return qt_graph_finalize(g);
@@ -841,8 +888,10 @@ enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, 
 		return BAD("%s: not a .qmod file (bad magic or shorter than the header)", label);
 	uint32_t ver = rd_u32(r.p + 8), ns = rd_u32(r.p + 12);
 	uint64_t fbytes = rd_u64(r.p + 16), table = rd_u64(r.p + 24);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 	if (rd_u32(r.p + 32) != (uint32_t)crc32(0L, r.p, 32))
 		return BAD("%s: header CRC mismatch (the file is damaged)", label);
+#endif
 	for (int i = 36; i < HDR_BYTES; i++)
 		if (r.p[i])
 			return BAD("%s: header byte %d is not zero (the file is damaged)", label, i);
@@ -864,8 +913,13 @@ enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, 
 				   (unsigned long long)off, (unsigned long long)sl);
 		if (r.sec[kind])
 			return BAD("%s: section %s appears twice", label, section_names[kind]);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+		/* (Fuzz builds skip the CRCs so mutations reach the validation below.) */
 		if ((uint32_t)crc32(0L, r.p + off, (uInt)sl) != crc)
 			return BAD("%s: section %s CRC mismatch (the file is damaged)", label, section_names[kind]);
+#else
+		(void)crc;
+#endif
 		r.sec[kind] = r.p + off;
 		r.sec_len[kind] = sl;
 	}

@@ -13,9 +13,10 @@
  * ones (so `quantize --calib-method` needs no new calibration pass).
  *
  * Memory: per tensor a fixed number of histogram bins (default 2048, 8 bytes
- * each) plus a few scalars, whatever the number of samples. The histogram
- * re-bins (merges whole bins by an integer factor) when the observed range
- * grows, so counts stay exact.
+ * each) plus a few scalars, whatever the number of samples. The bin width is
+ * a power of two; when the observed range grows the histogram re-bins by
+ * merging whole bins (a power-of-two factor), so counts stay exact and the
+ * statistics depend only on the data, not on the batch size or order.
  *
  * Numbers: everything here is offline, so it uses double internally and
  * float only at the boundary (ranges are handed out as float, the runtime's

@@ -118,6 +118,8 @@ struct qt_graph {
 	int n_outputs;
 	int *outputs;
 	uint8_t sha256[32]; /* of the source file bytes */
+	int *name_hash;     /* open-addressing index of values by name (internal) */
+	int name_hash_cap;
 	/* Provenance of a quantized graph (NULL for a plain ONNX graph). */
 	const char *src_sha256_hex; /* the FP32 model it was quantized from */
 	const char *calib_method;
@@ -157,6 +159,12 @@ QT_API int qt_graph_add_node(struct qt_graph *g, const char *op_type, const char
  * cycles and dangling inputs naming the node. Call after any structural edit.
  */
 QT_API enum qt_status qt_graph_finalize(struct qt_graph *g);
+
+/*
+ * Drop values nothing refers to (constants orphaned by passes, e.g. folded
+ * BatchNormalization parameters) and renumber the rest; finalizes g.
+ */
+QT_API enum qt_status qt_graph_prune(struct qt_graph *g, int *n_removed_out);
 
 /* Attribute look-up; NULL when the node has no such attribute. */
 QT_API const struct qt_attr *qt_node_attr(const struct qt_node *n, const char *name);

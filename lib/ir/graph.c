@@ -30,6 +30,7 @@ void qt_graph_free(struct qt_graph *g)
 	/* Constant tensors live in the arena; only the growable arrays are malloc'd. */
 	free(g->values);
 	free(g->nodes);
+	free(g->name_hash);
 	qt_arena_free(g->arena);
 	free(g);
 }
@@ -44,13 +45,46 @@ void *qt_graph_alloc(struct qt_graph *g, size_t n)
 	return qt_arena_alloc(g->arena, n);
 }
 
+/* FNV-1a over the name. */
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+/* Rebuild the name index with room for at least 2x the values (a power of two). */
+static int rehash(struct qt_graph *g, int need)
+{
+	int cap = 64;
+	while (cap < 2 * need)
+		cap *= 2;
+	int *h = malloc((size_t)cap * sizeof *h);
+	if (!h)
+		return -1;
+	for (int i = 0; i < cap; i++)
+		h[i] = -1;
+	for (int v = 0; v < g->n_values; v++) {
+		uint32_t k = name_hash(g->values[v].name) & (uint32_t)(cap - 1);
+		while (h[k] >= 0)
+			k = (k + 1) & (uint32_t)(cap - 1);
+		h[k] = v;
+	}
+	free(g->name_hash);
+	g->name_hash = h;
+	g->name_hash_cap = cap;
+	return 0;
+}
+
 int qt_graph_find_value(const struct qt_graph *g, const char *name)
 {
-	/* Linear scan: graphs here have at most a few thousand values and
-	 * look-ups happen at load and pass time, not per inference. */
-	for (int i = 0; i < g->n_values; i++)
-		if (strcmp(g->values[i].name, name) == 0)
-			return i;
+	if (g->name_hash_cap == 0)
+		return -1;
+	uint32_t mask = (uint32_t)(g->name_hash_cap - 1), k = name_hash(name) & mask;
+	for (; g->name_hash[k] >= 0; k = (k + 1) & mask)
+		if (strcmp(g->values[g->name_hash[k]].name, name) == 0)
+			return g->name_hash[k];
 	return -1;
 }
 
@@ -74,7 +108,19 @@ int qt_graph_value(struct qt_graph *g, const char *name)
 		return -1;
 	v->rank = -1;
 	v->producer = -1;
-	return g->n_values++;
+	g->n_values++;
+	if (2 * g->n_values > g->name_hash_cap) {
+		if (rehash(g, g->n_values) != 0) {
+			g->n_values--;
+			return -1;
+		}
+	} else {
+		uint32_t mask = (uint32_t)(g->name_hash_cap - 1), k = name_hash(name) & mask;
+		while (g->name_hash[k] >= 0)
+			k = (k + 1) & mask;
+		g->name_hash[k] = g->n_values - 1;
+	}
+	return g->n_values - 1;
 }
 
 int qt_graph_add_node(struct qt_graph *g, const char *op_type, const char *domain, const char *name)
@@ -106,7 +152,6 @@ const char *qt_node_label(const struct qt_graph *g, const struct qt_node *n, cha
 	return buf;
 }
 
-/* Kahn's algorithm over producer links; stable (keeps file order among ready nodes). */
 enum qt_status qt_graph_finalize(struct qt_graph *g)
 {
 	char lbl[256];
@@ -147,60 +192,98 @@ enum qt_status qt_graph_finalize(struct qt_graph *g)
 			return qt_error(QT_E_FORMAT, "graph output \"%s\" is never produced", val->name);
 	}
 
-	/* Topological sort. */
+	/* Topological sort (Kahn) in O(nodes + edges): a consumer list per value
+	 * in CSR form, and a min-heap of ready nodes so the file order is kept
+	 * among nodes that are ready together. */
 	int n = g->n_nodes;
 	if (n == 0)
 		return QT_OK;
+	int64_t n_edges = 0;
+	for (int ni = 0; ni < n; ni++)
+		n_edges += g->nodes[ni].n_inputs;
 	int *indeg = calloc((size_t)n, sizeof *indeg);
-	int *order = malloc((size_t)n * sizeof *order);
-	char *done = calloc((size_t)n, 1);
+	int *heap = malloc((size_t)n * sizeof *heap);
+	int *start = calloc((size_t)g->n_values + 1, sizeof *start);
+	int *cons = malloc((size_t)(n_edges + 1) * sizeof *cons);
 	struct qt_node *sorted = malloc((size_t)n * sizeof *sorted);
 	enum qt_status st = QT_OK;
-	if (!indeg || !order || !done || !sorted) {
+	if (!indeg || !heap || !start || !cons || !sorted) {
 		st = qt_error(QT_E_NOMEM, "out of memory sorting the graph");
 		goto out;
 	}
 	for (int ni = 0; ni < n; ni++)
 		for (int k = 0; k < g->nodes[ni].n_inputs; k++) {
 			int v = g->nodes[ni].inputs[k];
-			if (v >= 0 && g->values[v].producer >= 0)
+			if (v >= 0 && g->values[v].producer >= 0) {
 				indeg[ni]++;
-		}
-	/* Repeated scans keep the file order among ready nodes; O(n^2) worst case,
-	 * fine for the graph sizes we load, and n passes at most. */
-	int cnt = 0;
-	while (cnt < n) {
-		int progressed = 0;
-		for (int ni = 0; ni < n; ni++) {
-			if (done[ni] || indeg[ni])
-				continue;
-			done[ni] = 1;
-			order[cnt++] = ni;
-			progressed = 1;
-			struct qt_node *nd = &g->nodes[ni];
-			for (int o = 0; o < nd->n_outputs; o++) {
-				int v = nd->outputs[o];
-				if (v < 0)
-					continue;
-				for (int mj = 0; mj < n; mj++)
-					for (int k = 0; k < g->nodes[mj].n_inputs; k++)
-						if (g->nodes[mj].inputs[k] == v)
-							indeg[mj]--;
+				start[v + 1]++;
 			}
 		}
-		if (!progressed)
-			break;
+	for (int v = 0; v < g->n_values; v++)
+		start[v + 1] += start[v];
+	{
+		int *fill = calloc((size_t)g->n_values + 1, sizeof *fill);
+		if (!fill) {
+			st = qt_error(QT_E_NOMEM, "out of memory sorting the graph");
+			goto out;
+		}
+		for (int ni = 0; ni < n; ni++)
+			for (int k = 0; k < g->nodes[ni].n_inputs; k++) {
+				int v = g->nodes[ni].inputs[k];
+				if (v >= 0 && g->values[v].producer >= 0)
+					cons[start[v] + fill[v]++] = ni;
+			}
+		free(fill);
+	}
+	int hn = 0, cnt = 0;
+	for (int ni = 0; ni < n; ni++)
+		if (!indeg[ni])
+			heap[hn++] = ni; /* ascending: already a valid min-heap */
+	while (hn > 0) {
+		int ni = heap[0];
+		/* pop */
+		heap[0] = heap[--hn];
+		for (int i = 0;;) {
+			int l = 2 * i + 1, r = l + 1, m = i;
+			if (l < hn && heap[l] < heap[m])
+				m = l;
+			if (r < hn && heap[r] < heap[m])
+				m = r;
+			if (m == i)
+				break;
+			int t = heap[i];
+			heap[i] = heap[m];
+			heap[m] = t;
+			i = m;
+		}
+		sorted[cnt++] = g->nodes[ni];
+		const struct qt_node *nd = &g->nodes[ni];
+		for (int o = 0; o < nd->n_outputs; o++) {
+			int v = nd->outputs[o];
+			if (v < 0)
+				continue;
+			for (int e = start[v]; e < start[v + 1]; e++)
+				if (--indeg[cons[e]] == 0) {
+					/* push */
+					int i = hn++;
+					heap[i] = cons[e];
+					while (i > 0 && heap[(i - 1) / 2] > heap[i]) {
+						int t = heap[i];
+						heap[i] = heap[(i - 1) / 2];
+						heap[(i - 1) / 2] = t;
+						i = (i - 1) / 2;
+					}
+				}
+		}
 	}
 	if (cnt < n) {
 		for (int ni = 0; ni < n; ni++)
-			if (!done[ni]) {
+			if (indeg[ni]) {
 				st = qt_error(QT_E_FORMAT, "the graph has a cycle through %s",
 					      qt_node_label(g, &g->nodes[ni], lbl, sizeof lbl));
 				goto out;
 			}
 	}
-	for (int i = 0; i < n; i++)
-		sorted[i] = g->nodes[order[i]];
 	memcpy(g->nodes, sorted, (size_t)n * sizeof *sorted);
 	for (int ni = 0; ni < n; ni++)
 		for (int o = 0; o < g->nodes[ni].n_outputs; o++)
@@ -208,8 +291,9 @@ enum qt_status qt_graph_finalize(struct qt_graph *g)
 				g->values[g->nodes[ni].outputs[o]].producer = ni;
 out:
 	free(indeg);
-	free(order);
-	free(done);
+	free(heap);
+	free(start);
+	free(cons);
 	free(sorted);
 	return st;
 }
@@ -262,4 +346,43 @@ int qt_node_attr_floats(const struct qt_node *n, const char *name, const float *
 		return 0;
 	*vals_out = a->floats;
 	return a->n;
+}
+
+enum qt_status qt_graph_prune(struct qt_graph *g, int *n_out)
+{
+	enum qt_status st = qt_graph_finalize(g);
+	if (st)
+		return st;
+	int *map = malloc(((size_t)g->n_values + 1) * sizeof *map);
+	if (!map)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	int w = 0;
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		int keep = val->n_consumers > 0 || val->producer >= 0 || val->is_input || val->is_output;
+		map[v] = keep ? w : -1;
+		if (keep)
+			g->values[w++] = *val;
+	}
+	int removed = g->n_values - w;
+	g->n_values = w;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qt_node *n = &g->nodes[i];
+		for (int k = 0; k < n->n_inputs; k++)
+			if (n->inputs[k] >= 0)
+				n->inputs[k] = map[n->inputs[k]];
+		for (int k = 0; k < n->n_outputs; k++)
+			if (n->outputs[k] >= 0)
+				n->outputs[k] = map[n->outputs[k]];
+	}
+	for (int i = 0; i < g->n_inputs; i++)
+		g->inputs[i] = map[g->inputs[i]];
+	for (int i = 0; i < g->n_outputs; i++)
+		g->outputs[i] = map[g->outputs[i]];
+	free(map);
+	if (rehash(g, g->n_values) != 0)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	if (n_out)
+		*n_out = removed;
+	return qt_graph_finalize(g);
 }

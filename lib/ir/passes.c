@@ -1,5 +1,6 @@
 /* Graph passes that rewrite the IR: BatchNormalization folding, node removal. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,8 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 		struct qt_value *xv = &g->values[x];
 		if (xv->producer < 0 || xv->n_consumers != 1 || xv->is_output)
 			continue;
-		struct qt_node *p = &g->nodes[xv->producer];
+		int pi = xv->producer;
+		struct qt_node *p = &g->nodes[pi];
 		int is_conv = !strcmp(p->op_type, "Conv"), is_convt = !strcmp(p->op_type, "ConvTranspose");
 		if (!(is_conv || is_convt) || p->n_inputs < 2 || p->n_outputs != 1)
 			continue;
@@ -84,23 +86,32 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 		const struct qt_tensor *bias = p->n_inputs > 2 ? const_f32(g, p->inputs[2], C) : NULL;
 		if (!sc || !bb || !mu || !var || (p->n_inputs > 2 && p->inputs[2] >= 0 && !bias))
 			continue;
-		/* The weight may be shared with another node: fold into a private copy. */
-		int shared = g->values[wv].n_consumers > 1;
-		if (shared)
+		/* Everything is decided before anything is written: a weight shared
+		 * with another node is left alone, and the folded bias always goes to
+		 * a new value of its own (biases, even BN's beta, may be shared:
+		 * deduplicated initializers are common). */
+		if (g->values[wv].n_consumers > 1)
 			continue;
+		char bname[512];
+		snprintf(bname, sizeof bname, "%s.folded_bias", g->values[p->outputs[0]].name);
+		for (int k = 1; qt_graph_find_value(g, bname) >= 0; k++)
+			snprintf(bname, sizeof bname, "%s.folded_bias%d", g->values[p->outputs[0]].name, k);
+		int *ins = p->n_inputs < 3 ? qt_graph_alloc(g, 3 * sizeof *ins) : p->inputs;
+		float *k = malloc((size_t)C * sizeof *k);
+		int bv = qt_graph_value(g, bname);
+		/* qt_graph_value may move the value array (xv); nodes stay put. */
+		p = &g->nodes[pi];
+		int64_t bdims[1] = {C};
+		float *bd = bv >= 0 ? writable_f32(g, bv, NULL, C, 1, bdims) : NULL;
 		double eps = qt_node_attr_float(bn, "epsilon", 1e-5f);
 		int64_t n = qt_tensor_numel(w);
 		float *wd = writable_f32(g, wv, w, n, w->rank, w->dims);
-		if (!wd) {
+		if (!ins || !k || !bd || !wd) {
+			free(k);
 			free(dead);
 			return qt_error(QT_E_NOMEM, "out of memory folding BatchNormalization");
 		}
 		const float *s = sc->data, *be = bb->data, *m = mu->data, *va = var->data;
-		float *k = malloc((size_t)C * sizeof *k);
-		if (!k) {
-			free(dead);
-			return qt_error(QT_E_NOMEM, "out of memory");
-		}
 		for (int64_t c = 0; c < C; c++)
 			k[c] = (float)((double)s[c] / sqrt((double)va[c] + eps));
 		if (is_conv) {
@@ -118,35 +129,11 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 						wd[(i * cog + o) * per + j] *= k[c];
 				}
 		}
-		/* Bias: reuse the conv's bias value or adopt BN's bias value. */
-		int bv;
-		int64_t bdims[1] = {C};
-		if (bias) {
-			bv = p->inputs[2];
-		} else {
-			bv = bn->inputs[2];
-			if (g->values[bv].n_consumers > 1)
-				bv = -1;
-		}
-		if (bv < 0) {
-			free(k);
-			continue;
-		}
-		float *bd = writable_f32(g, bv, bias, C, 1, bdims);
-		if (!bd) {
-			free(k);
-			free(dead);
-			return qt_error(QT_E_NOMEM, "out of memory folding BatchNormalization");
-		}
+		const float *b0 = bias ? bias->data : NULL;
 		for (int64_t c = 0; c < C; c++)
-			bd[c] = (float)(((bias ? (double)bd[c] : 0.0) - m[c]) * k[c] + be[c]);
+			bd[c] = (float)(((b0 ? (double)b0[c] : 0.0) - m[c]) * k[c] + be[c]);
 		free(k);
-		if (p->n_inputs < 3) {
-			int *ins = qt_graph_alloc(g, 3 * sizeof *ins);
-			if (!ins) {
-				free(dead);
-				return qt_error(QT_E_NOMEM, "out of memory");
-			}
+		if (ins != p->inputs) {
 			ins[0] = p->inputs[0];
 			ins[1] = p->inputs[1];
 			p->inputs = ins;

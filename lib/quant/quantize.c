@@ -7,6 +7,7 @@
  * and written to the .qmod, so the integer runtime never rounds a float.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,16 +177,16 @@ static enum qt_dtype weight_qtype(int bits)
  * (the channel's scale, or its largest group scale) in s_ref (C entries).
  */
 static enum qt_status quantize_weight(struct qt_graph *g, int wv, int axis, const struct qt_quant_opts *o,
-				      float *s_ref, int64_t C)
+				      enum qt_qscheme sch, float *s_ref, int64_t C)
 {
 	struct qt_value *v = &g->values[wv];
 	const struct qt_tensor *w = v->init;
-	int64_t n = qt_tensor_numel(w), per = n / C;
+	int64_t n = qt_tensor_numel(w), per = C > 0 ? n / C : 0;
+	if (C < 1 || per < 1)
+		return qt_error(QT_E_FORMAT, "weight \"%s\" is empty", v->name);
 	enum qt_dtype qt = weight_qtype(o->wbits);
 	int32_t qmin, qmax;
 	qt_qtype_range(qt, &qmin, &qmax);
-	enum qt_qscheme sch = o->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
-			     : o->gran == QT_GRAN_GROUP ? QT_QSCHEME_GROUP : QT_QSCHEME_CHANNEL;
 	int64_t gs = o->group_size > 0 ? o->group_size : per;
 	int64_t ng = (per + gs - 1) / gs;
 	int64_t count = sch == QT_QSCHEME_TENSOR ? 1 : sch == QT_QSCHEME_CHANNEL ? C : C * ng;
@@ -209,9 +210,14 @@ static enum qt_status quantize_weight(struct qt_graph *g, int wv, int axis, cons
 		if (a > amax[k])
 			amax[k] = a;
 	}
+	/* An all-zero slot (a pruned channel) decodes to 0 whatever its scale;
+	 * it borrows the largest scale of the tensor so its bias, quantized at
+	 * s_in * scale, keeps a fine step (1 if the whole tensor is zero). */
+	double big = 0;
+	for (int64_t k = 0; k < count; k++)
+		big = amax[k] > big ? amax[k] : big;
 	for (int64_t k = 0; k < count; k++) {
-		/* An all-zero slot gets scale 1: its codes are 0 and decode to 0. */
-		q->scale[k] = amax[k] > 0 ? (float)(amax[k] / qmax) : 1.0f;
+		q->scale[k] = amax[k] > 0 ? (float)(amax[k] / qmax) : big > 0 ? (float)(big / qmax) : 1.0f;
 		q->zero_point[k] = 0;
 	}
 	free(amax);
@@ -277,25 +283,49 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 		axis = 1;
 		C = w->dims[1];
 	}
+	/* Per-group scales apply to plain (group=1) convolutions and matrices;
+	 * a grouped or depthwise Conv keeps one scale per output channel. */
+	enum qt_qscheme sch = o->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
+			     : o->gran == QT_GRAN_GROUP ? QT_QSCHEME_GROUP : QT_QSCHEME_CHANNEL;
+	if (sch == QT_QSCHEME_GROUP && !strcmp(n->op_type, "Conv") && qt_node_attr_int(n, "group", 1) != 1)
+		sch = QT_QSCHEME_CHANNEL;
+	if (C < 1)
+		return qt_error(QT_E_FORMAT, "%s: weight has no output channels", qt_node_label(g, n, lbl, sizeof lbl));
 	float *s_ref = malloc((size_t)C * sizeof *s_ref);
 	if (!s_ref)
 		return qt_error(QT_E_NOMEM, "out of memory");
-	enum qt_status st = quantize_weight(g, wv, axis, o, s_ref, C);
+	enum qt_status st = quantize_weight(g, wv, axis, o, sch, s_ref, C);
 	if (st) {
 		free(s_ref);
 		return qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
 	}
 	float s_in = act_scale(&g->values[x]), s_out = act_scale(&g->values[y]);
-	int grouped = o->gran == QT_GRAN_GROUP;
+	int grouped = sch == QT_QSCHEME_GROUP;
 	/* Bias. */
 	int bv = n->n_inputs > 2 ? n->inputs[2] : -1;
 	if (bv >= 0) {
-		struct qt_value *b = &g->values[bv];
-		const struct qt_tensor *bt = b->init;
-		if (!bt || bt->dtype != QT_DTYPE_F32 || qt_tensor_numel(bt) != C) {
+		/* The int32 bias goes to a value of this node's own: a float bias
+		 * may be shared with other nodes (deduplicated initializers). */
+		const struct qt_tensor *bt = g->values[bv].init;
+		const char *bname = g->values[bv].name;
+		char nb[512];
+		snprintf(nb, sizeof nb, "%s.bias_q", g->values[y].name);
+		for (int k = 1; qt_graph_find_value(g, nb) >= 0; k++)
+			snprintf(nb, sizeof nb, "%s.bias_q%d", g->values[y].name, k);
+		int nbv = qt_graph_value(g, nb);
+		if (nbv < 0) {
 			free(s_ref);
-			return QT_E_UNSUPPORTED; /* caller leaves the node in float */
+			return qt_error(QT_E_NOMEM, "out of memory");
 		}
+		n->inputs[2] = nbv;
+		g->values[nbv].n_consumers = 1;
+		struct qt_value *b = &g->values[nbv];
+		for (int64_t c = 0; c < C; c++)
+			if (!isfinite(((const float *)bt->data)[c])) {
+				free(s_ref);
+				return qt_error(QT_E_NUMERIC, "%s: bias \"%s\" element %lld is not finite",
+						qt_node_label(g, n, lbl, sizeof lbl), bname, (long long)c);
+			}
 		struct qt_qparams *q = new_qparams(g, QT_DTYPE_I32, QT_QSCHEME_CHANNEL, 0, C);
 		struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
 		int32_t *d = qt_graph_alloc(g, (size_t)C * sizeof *d);
@@ -355,8 +385,14 @@ static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 	const struct qt_tensor *w = g->values[n->inputs[1]].init;
 	if (!x->q || !y->q || !w || w->dtype != QT_DTYPE_F32 || g->values[n->inputs[1]].n_consumers != 1)
 		return 0;
+	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
+		const struct qt_tensor *b = g->values[n->inputs[2]].init;
+		int64_t C = !strcmp(n->op_type, "Gemm") && !qt_node_attr_int(n, "transB", 0) ? w->dims[w->rank - 1] : w->dims[0];
+		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
+			return 0; /* a bias we cannot fold into int32: the node stays in float */
+	}
 	if (!strcmp(n->op_type, "Conv"))
-		return w->rank >= 3;
+		return w->rank == 4; /* the integer Conv is 2-D */
 	if (!strcmp(n->op_type, "Gemm"))
 		return w->rank == 2 && !qt_node_attr_int(n, "transA", 0) && qt_node_attr_float(n, "alpha", 1) == 1.0f &&
 		       (n->n_inputs < 3 || qt_node_attr_float(n, "beta", 1) == 1.0f);
@@ -416,12 +452,13 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 		struct qt_node *n = &g->nodes[ni];
 		if (!quantizable(g, n))
 			continue;
-		st = quantize_node(g, n, o);
-		if (st == QT_E_UNSUPPORTED)
-			continue;
-		if (st)
+		if ((st = quantize_node(g, n, o)) != QT_OK)
 			return st;
 	}
+	/* Folded BatchNormalization parameters and replaced float biases are
+	 * orphans now: drop them so the .qmod carries only what runs. */
+	if ((st = qt_graph_prune(g, NULL)) != QT_OK)
+		return st;
 	g->calib_method = qt_graph_strdup(g, o->calib_method ? o->calib_method
 							     : qt_calib_method_name(calib->default_method));
 	g->qtool_version = qt_graph_strdup(g, QT_VERSION_STRING);

@@ -138,14 +138,16 @@ const char *qt_model_sha256_hex(const struct qt_model *m)
 
 enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out)
 {
-	struct qt_tensor outs[16];
-	int n = m->g->n_outputs < 16 ? m->g->n_outputs : 16;
-	memset(outs, 0, sizeof outs);
+	int n = m->g->n_outputs;
+	struct qt_tensor *outs = calloc((size_t)n + 1, sizeof *outs);
+	if (!outs)
+		return qt_error(QT_E_NOMEM, "out of memory");
 	enum qt_status st = m->qrt ? qt_qrt_run(m->qrt, x, outs) : qt_rt_run(m->rt, x, outs);
-	if (st)
-		return st;
-	*y_out = outs[0];
-	for (int i = 1; i < n; i++)
-		qt_tensor_free(&outs[i]);
-	return QT_OK;
+	if (!st) {
+		*y_out = outs[0];
+		for (int i = 1; i < n; i++)
+			qt_tensor_free(&outs[i]);
+	}
+	free(outs);
+	return st;
 }

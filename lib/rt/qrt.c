@@ -15,8 +15,10 @@
  * around fallback ops.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "qtool/quant.h"
@@ -117,11 +119,21 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 		return st;
 	}
 	if (is_conv) {
-		Ntot = w->dims[0];
+		int64_t grp = qt_node_attr_int(n, "group", 1);
+		Ntot = w->rank == 4 ? w->dims[0] : 0;
+		if (Ntot < 1 || grp < 1 || grp > Ntot || Ntot % grp) {
+			free(raw);
+			return qt_error(QT_E_FORMAT, "%s: group %lld does not divide %lld output channels of a 2-D weight",
+					qt_node_label(g, n, lbl, sizeof lbl), (long long)grp, (long long)Ntot);
+		}
 		K = total / Ntot;
-		p->groups = (int)qt_node_attr_int(n, "group", 1);
+		p->groups = (int)grp;
 		p->w = raw;
 	} else {
+		if (w->rank != 2) {
+			free(raw);
+			return qt_error(QT_E_FORMAT, "%s: weight must be 2-D", qt_node_label(g, n, lbl, sizeof lbl));
+		}
 		/* Gemm transB=1 stores [N, K]; Gemm transB=0 and MatMul store [K, N]. */
 		int transB = !strcmp(n->op_type, "Gemm") && qt_node_attr_int(n, "transB", 0);
 		Ntot = transB ? w->dims[0] : w->dims[1];
@@ -141,12 +153,13 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 			free(raw);
 		}
 	}
-	if (K > QT_QGEMM_MAX_K || Ntot <= 0 || Ntot % p->groups)
-		return qt_error(QT_E_UNSUPPORTED, "%s: reduction length %lld exceeds %d", qt_node_label(g, n, lbl, sizeof lbl),
-				(long long)K, QT_QGEMM_MAX_K);
+	if (K < 1 || K > QT_QGEMM_MAX_K || Ntot < 1 || Ntot > (1 << 24))
+		return qt_error(QT_E_FORMAT, "%s: weight of %lld x %lld is outside 1..%d x 1..%d",
+				qt_node_label(g, n, lbl, sizeof lbl), (long long)Ntot, (long long)K, 1 << 24, QT_QGEMM_MAX_K);
 	p->N = (int)(Ntot / p->groups);
 	p->K = (int)K;
-	p->depthwise = is_conv && p->groups > 1 && p->N == 1;
+	/* Depthwise: one input and one output channel per group. */
+	p->depthwise = is_conv && p->groups > 1 && p->N == 1 && w->dims[1] == 1;
 	if (!n->rq || (n->rq->count != 1 && n->rq->count != Ntot))
 		return qt_error(QT_E_FORMAT, "%s: requantization has %d channels, expected 1 or %lld",
 				qt_node_label(g, n, lbl, sizeof lbl), n->rq ? n->rq->count : 0, (long long)Ntot);
@@ -195,13 +208,25 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 			p->bias64[c] = p->bias ? (int64_t)p->bias[c] * QT_GROUP_MAX_RATIO : 0;
 		}
 		qt_colsum_groups_s8__ref(p->N, p->K, G, p->w, (size_t)p->K, p->colsum);
+		const struct qt_qgemm_kernel *gk = q->k->qgemm_group;
+		if (gk) {
+			p->packed_group_bytes = qt_qgemm_packed_size(gk, p->N, p->K);
+			p->packed = aligned_alloc(64, (p->packed_group_bytes + 64) & ~(size_t)63);
+			if (!p->packed)
+				return qt_error(QT_E_NOMEM, "out of memory");
+			int32_t *unused = malloc((size_t)p->N * 4);
+			if (!unused)
+				return qt_error(QT_E_NOMEM, "out of memory");
+			qt_qgemm_pack(gk, p->N, p->K, p->w, (size_t)p->K, p->packed, unused);
+			free(unused);
+		}
 		return QT_OK;
 	}
 	if (p->depthwise)
 		return QT_OK;
 	const struct qt_qgemm_kernel *kk = q->k->qgemm;
 	p->packed_group_bytes = qt_qgemm_packed_size(kk, p->N, p->K);
-	p->packed = aligned_alloc(64, (p->packed_group_bytes * (size_t)p->groups + 63) & ~(size_t)63);
+	p->packed = aligned_alloc(64, (p->packed_group_bytes * (size_t)p->groups + 64) & ~(size_t)63);
 	p->colsum = malloc((size_t)Ntot * 4);
 	if (!p->packed || !p->colsum)
 		return qt_error(QT_E_NOMEM, "out of memory");
@@ -228,14 +253,65 @@ static int same_q(const struct qt_graph *g, int a, int b)
 	return vq(g, a) && vq(g, b) && vscale(g, a) == vscale(g, b) && vzp(g, a) == vzp(g, b);
 }
 
+/*
+ * The integer Conv and pooling kernels handle 2-D windows. Checks strides,
+ * dilations, pads, kernel_shape and auto_pad once, at preparation, so the
+ * kernels' index arithmetic cannot overflow or divide by zero. `pool` also
+ * requires kernel_shape and refuses ceil_mode (callers fall back to float).
+ */
+static enum qt_status check_window_attrs(const struct qt_node *n, int pool)
+{
+	const int64_t *v;
+	int c;
+	if ((c = qt_node_attr_ints(n, "strides", &v)) && (c != 2 || v[0] < 1 || v[1] < 1 || v[0] > 65535 || v[1] > 65535))
+		return qt_error(QT_E_FORMAT, "strides must be two values in 1..65535");
+	if ((c = qt_node_attr_ints(n, "dilations", &v)) && (c != 2 || v[0] < 1 || v[1] < 1 || v[0] > 65535 || v[1] > 65535))
+		return qt_error(QT_E_FORMAT, "dilations must be two values in 1..65535");
+	if ((c = qt_node_attr_ints(n, "pads", &v))) {
+		if (c != 4)
+			return qt_error(QT_E_FORMAT, "pads must have four values");
+		for (int i = 0; i < 4; i++)
+			if (v[i] < 0 || v[i] > 65535)
+				return qt_error(QT_E_FORMAT, "pads must be in 0..65535");
+	}
+	const char *ap = qt_node_attr_str(n, "auto_pad", "NOTSET");
+	if (strcmp(ap, "NOTSET") && strcmp(ap, "SAME_UPPER") && strcmp(ap, "SAME_LOWER") && strcmp(ap, "VALID"))
+		return qt_error(QT_E_FORMAT, "auto_pad \"%s\" is not NOTSET, SAME_UPPER, SAME_LOWER or VALID", ap);
+	if (pool) {
+		if (qt_node_attr_ints(n, "kernel_shape", &v) != 2 || v[0] < 1 || v[1] < 1 || v[0] > 65535 || v[1] > 65535)
+			return qt_error(QT_E_UNSUPPORTED, "integer pooling needs a 2-D kernel_shape");
+		if (qt_node_attr_int(n, "ceil_mode", 0))
+			return qt_error(QT_E_UNSUPPORTED, "integer pooling does not support ceil_mode");
+	}
+	return QT_OK;
+}
+
 static enum qt_status prepare_node(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
 {
 	const struct qt_graph *g = q->g;
 	const char *op = n->op_type;
 	int x = n->n_inputs > 0 ? n->inputs[0] : -1, y = n->n_outputs > 0 ? n->outputs[0] : -1;
 	p->fp32 = qt_op_find(n->domain, op, g->opset);
-	if (n->rq && vq(g, x) && vq(g, y))
-		return (p->kind = !strcmp(op, "Conv") ? QK_CONV : QK_GEMM), prep_weighted(q, n, p);
+	if (n->rq) {
+		enum qt_status st;
+		if (!vq(g, x) || !vq(g, y))
+			return qt_error(QT_E_FORMAT, "requantized node needs quantized input and output");
+		if (!strcmp(op, "Conv")) {
+			if ((st = check_window_attrs(n, 0)) != QT_OK)
+				return st;
+			p->kind = QK_CONV;
+		} else if (!strcmp(op, "Gemm")) {
+			if (qt_node_attr_int(n, "transA", 0) || qt_node_attr_float(n, "alpha", 1) != 1.0f ||
+			    qt_node_attr_float(n, "beta", 1) != 1.0f)
+				return qt_error(QT_E_FORMAT, "a quantized Gemm must have transA=0, alpha=1, beta=1");
+			p->kind = QK_GEMM;
+		} else if (!strcmp(op, "MatMul")) {
+			p->kind = QK_GEMM;
+		} else {
+			return qt_error(QT_E_FORMAT, "only Conv, Gemm and MatMul carry requantization");
+		}
+		return prep_weighted(q, n, p);
+	}
 	if (!p->fp32)
 		return qt_error(QT_E_UNSUPPORTED, "op %s has no kernel", op);
 	p->kind = QK_FALLBACK;
@@ -271,9 +347,11 @@ static enum qt_status prepare_node(struct qt_qrt *q, const struct qt_node *n, st
 		p->clamp_lo = isinf(lo) ? qmin : qt_quantize_one(lo, s, z, qmin, qmax);
 		p->clamp_hi = isinf(hi) ? qmax : qt_quantize_one(hi, s, z, qmin, qmax);
 		p->kind = QK_CLAMP;
-	} else if (!strcmp(op, "MaxPool") && same_q(g, x, y) && n->n_outputs == 1) {
+	} else if (!strcmp(op, "MaxPool") && same_q(g, x, y) && n->n_outputs == 1 && check_window_attrs(n, 1) == QT_OK) {
 		p->kind = QK_MAXPOOL;
-	} else if ((!strcmp(op, "Add") || !strcmp(op, "Mul")) && n->n_inputs == 2 && vq(g, n->inputs[1])) {
+	} else if ((!strcmp(op, "Add") || !strcmp(op, "Mul")) && n->n_inputs == 2 && vq(g, n->inputs[1]) &&
+		   g->opset >= 7) {
+		/* Before opset 7 these ops had their own broadcast/axis rules: float. */
 		int b = n->inputs[1];
 		enum qt_status st;
 		if (!strcmp(op, "Add")) {
@@ -290,7 +368,14 @@ static enum qt_status prepare_node(struct qt_qrt *q, const struct qt_node *n, st
 			qt_error_clear();
 		}
 	} else if (!strcmp(op, "GlobalAveragePool") ||
-		   (!strcmp(op, "AveragePool") && !qt_node_attr_int(n, "count_include_pad", 0))) {
+		   (!strcmp(op, "AveragePool") && !qt_node_attr_int(n, "count_include_pad", 0) &&
+		    check_window_attrs(n, 1) == QT_OK)) {
+		int sh;
+		if (qt_quantize_multiplier((double)vscale(g, x) / vscale(g, y), &p->pm, &sh) != QT_OK) {
+			qt_error_clear();
+			return QT_OK; /* a ratio outside the multiplier's range: stay in float */
+		}
+		p->pn = sh;
 		p->kind = QK_AVGPOOL;
 	} else if (!strcmp(op, "Concat")) {
 		int ok = 1;
@@ -406,6 +491,9 @@ static enum qt_status quantize_tensor(const struct qt_graph *g, int v, const str
 				      struct qt_tensor *out)
 {
 	int32_t qmin, qmax;
+	if (f->dtype != QT_DTYPE_F32)
+		return qt_error(QT_E_INVALID_ARG, "tensor \"%s\" must be float32 to be quantized, not %s",
+				g->values[v].name, qt_dtype_name(f->dtype));
 	qt_qtype_range(g->values[v].q->qtype, &qmin, &qmax);
 	enum qt_status st = qt_tensor_alloc(out, QT_DTYPE_U8, f->rank, f->dims);
 	if (st)
@@ -548,109 +636,227 @@ static enum qt_status conv_geom(const struct qt_node *n, const struct qt_tensor 
 	return QT_OK;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Threads: the kernels keep no state, so work splits by images or rows.   */
+
+static int n_threads(void)
+{
+	static int cached;
+	if (!cached) {
+		const char *e = getenv("QT_THREADS");
+		long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+		cached = n < 1 ? 1 : n > 16 ? 16 : (int)n;
+	}
+	return cached;
+}
+
+typedef void (*par_fn)(void *ctx, int thread, int64_t lo, int64_t hi);
+struct par_job {
+	par_fn fn;
+	void *ctx;
+	int thread;
+	int64_t lo, hi;
+};
+
+static void *par_main(void *arg)
+{
+	struct par_job *j = arg;
+	j->fn(j->ctx, j->thread, j->lo, j->hi);
+	return NULL;
+}
+
+/* Run fn over [0, n) split into at most nt contiguous ranges; the caller's
+ * thread takes the first. Falls back to one thread if a thread cannot start. */
+static void par_for(int64_t n, int nt, par_fn fn, void *ctx)
+{
+	if (nt > n)
+		nt = (int)n;
+	if (nt <= 1) {
+		if (n > 0)
+			fn(ctx, 0, 0, n);
+		return;
+	}
+	pthread_t th[16];
+	struct par_job jobs[16];
+	int started[16] = {0};
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct par_job){fn, ctx, t, n * t / nt, n * (t + 1) / nt};
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&th[t], NULL, par_main, &jobs[t]) == 0;
+	fn(ctx, 0, jobs[0].lo, jobs[0].hi);
+	for (int t = 1; t < nt; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else
+			fn(ctx, t, jobs[t].lo, jobs[t].hi);
+	}
+}
+
+/* Rows [A, Y) of one GEMM + requantization with p's weights (conv group gi). */
+static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int M, const uint8_t *A, size_t lda,
+		      int32_t za, uint8_t *Y, size_t ldy)
+{
+	struct qt_rq rq = p->rq;
+	if (rq.per_channel) {
+		rq.mult += gi * p->N;
+		rq.shift += gi * p->N;
+	}
+	if (p->wgroup && q->k->qgemm_group)
+		q->k->qgemm_group->gemm_group_requant(M, p->N, p->K, p->wgroup, A, lda, za, p->packed, p->colsum,
+						      p->ratio, p->bias64, &rq, Y, ldy);
+	else if (p->wgroup)
+		q->k->qgemm_group_requant(M, p->N, p->K, p->wgroup, A, lda, za, p->w, (size_t)p->K, p->colsum, p->ratio,
+					  p->bias64, &rq, Y, ldy);
+	else
+		q->k->qgemm->gemm_requant(M, p->N, p->K, A, lda, (const char *)p->packed + p->packed_group_bytes * (size_t)gi,
+					  za, p->colsum + gi * p->N, p->bias ? p->bias + gi * p->N : NULL, &rq, Y, ldy);
+}
+
+struct conv_job {
+	const struct qt_qrt *q;
+	const struct qnode *p;
+	struct geom G;
+	int32_t zi;
+	const uint8_t *x;
+	uint8_t *y;
+	uint8_t *col[16], *tmp[16]; /* per thread */
+};
+
+/* Depthwise images [lo, hi): direct loop. Accumulator: |sum| <= KH*KW*255*128
+ * plus the bias, kept in int64 and saturated to int32 as the rule says. */
+static void dw_images(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct conv_job *j = ctx;
+	const struct qnode *p = j->p;
+	const struct geom *G = &j->G;
+	(void)t;
+	for (int64_t b = lo; b < hi; b++)
+		for (int64_t c = 0; c < G->M; c++) {
+			const uint8_t *xc = j->x + (b * G->C + c) * G->H * G->W;
+			const int8_t *wc = p->w + c * p->K;
+			int ci = p->rq.per_channel ? (int)c : 0;
+			for (int64_t oh = 0; oh < G->OH; oh++)
+				for (int64_t ow = 0; ow < G->OW; ow++) {
+					int64_t acc = p->bias ? p->bias[c] : 0;
+					for (int64_t i = 0; i < G->KH; i++) {
+						int64_t ih = oh * G->sh - G->pt + i * G->dh;
+						if (ih < 0 || ih >= G->H)
+							continue;
+						for (int64_t k = 0; k < G->KW; k++) {
+							int64_t iw = ow * G->sw - G->pl + k * G->dw;
+							if (iw < 0 || iw >= G->W)
+								continue;
+							acc += (int32_t)(xc[ih * G->W + iw] - j->zi) * wc[i * G->KW + k];
+						}
+					}
+					int64_t r = qt_rq_mulshift(qt_sat32(acc), p->rq.mult[ci], p->rq.shift[ci]);
+					j->y[((b * G->M + c) * G->OH + oh) * G->OW + ow] =
+						qt_rq_clamp(r, p->rq.zo, p->rq.qmin, p->rq.qmax);
+				}
+		}
+}
+
+/* General images [lo, hi): im2col per image and group (padding with the input
+ * zero point, so it contributes real 0), GEMM + requant into [P, N], then
+ * transpose into NCHW. */
+static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct conv_job *j = ctx;
+	const struct qnode *p = j->p;
+	const struct geom *G = &j->G;
+	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups;
+	uint8_t *col = j->col[t], *tmp = j->tmp[t];
+	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
+	for (int64_t b = lo; b < hi; b++)
+		for (int gi = 0; gi < p->groups; gi++) {
+			const uint8_t *xg = j->x + (b * G->C + gi * Cg) * G->H * G->W;
+			for (int64_t oh = 0; oh < G->OH; oh++)
+				for (int64_t ow = 0; ow < G->OW; ow++) {
+					uint8_t *row = col + (oh * G->OW + ow) * K;
+					if (isone) {
+						for (int64_t c = 0; c < Cg; c++)
+							row[c] = xg[c * G->H * G->W + oh * G->W + ow];
+						continue;
+					}
+					for (int64_t c = 0; c < Cg; c++)
+						for (int64_t i = 0; i < G->KH; i++) {
+							int64_t ih = oh * G->sh - G->pt + i * G->dh;
+							for (int64_t k = 0; k < G->KW; k++) {
+								int64_t iw = ow * G->sw - G->pl + k * G->dw;
+								row[(c * G->KH + i) * G->KW + k] =
+									(ih < 0 || ih >= G->H || iw < 0 || iw >= G->W)
+										? (uint8_t)j->zi
+										: xg[c * G->H * G->W + ih * G->W + iw];
+							}
+						}
+				}
+			gemm_rows(j->q, p, gi, (int)P, col, (size_t)K, j->zi, tmp, (size_t)p->N);
+			for (int c = 0; c < p->N; c++) {
+				uint8_t *dst = j->y + (b * G->M + gi * p->N + c) * P;
+				for (int64_t pos = 0; pos < P; pos++)
+					dst[pos] = tmp[pos * p->N + c];
+			}
+		}
+}
+
 static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
 {
 	const struct qt_graph *g = q->g;
 	const struct qt_tensor *x = &q->vals[n->inputs[0]];
 	const struct qt_tensor *w = g->values[n->inputs[1]].init;
-	struct geom G;
-	enum qt_status st = conv_geom(n, x, w, &G);
+	struct conv_job j = {.q = q, .p = p};
+	enum qt_status st = conv_geom(n, x, w, &j.G);
 	if (st)
 		return st;
-	int groups = p->groups;
-	if (G.C != w->dims[1] * groups)
-		return qt_error(QT_E_FORMAT, "input has %lld channels, weight expects %lld", (long long)G.C,
-				(long long)(w->dims[1] * groups));
-	int64_t dims[4] = {G.N, G.M, G.OH, G.OW};
+	if (j.G.C != w->dims[1] * p->groups)
+		return qt_error(QT_E_FORMAT, "input has %lld channels, weight expects %lld", (long long)j.G.C,
+				(long long)(w->dims[1] * p->groups));
+	int64_t dims[4] = {j.G.N, j.G.M, j.G.OH, j.G.OW};
 	struct qt_tensor *y = &q->vals[n->outputs[0]];
 	if ((st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, dims)) != QT_OK)
 		return st;
-	int32_t zi = vzp(g, n->inputs[0]);
-	int64_t P = G.OH * G.OW, Cg = G.C / groups, K = p->K;
-	const uint8_t *xd = x->data;
-	uint8_t *yd = y->data;
+	j.zi = vzp(g, n->inputs[0]);
+	j.x = x->data;
+	j.y = y->data;
+	int nt = n_threads() < j.G.N ? n_threads() : (int)j.G.N;
 	if (p->depthwise) {
-		/* Direct loop: one input channel per output channel. Accumulator:
-		 * |sum| <= KH*KW * 255 * 128, exact in int32 for K <= 65535. */
-		for (int64_t b = 0; b < G.N; b++)
-			for (int64_t c = 0; c < G.M; c++) {
-				const uint8_t *xc = xd + (b * G.C + c) * G.H * G.W;
-				const int8_t *wc = p->w + c * K;
-				int ci = p->rq.per_channel ? (int)c : 0;
-				for (int64_t oh = 0; oh < G.OH; oh++)
-					for (int64_t ow = 0; ow < G.OW; ow++) {
-						int64_t acc = p->bias ? p->bias[c] : 0;
-						for (int64_t i = 0; i < G.KH; i++) {
-							int64_t ih = oh * G.sh - G.pt + i * G.dh;
-							if (ih < 0 || ih >= G.H)
-								continue;
-							for (int64_t j = 0; j < G.KW; j++) {
-								int64_t iw = ow * G.sw - G.pl + j * G.dw;
-								if (iw < 0 || iw >= G.W)
-									continue;
-								acc += (int32_t)(xc[ih * G.W + iw] - zi) * wc[i * G.KW + j];
-							}
-						}
-						int64_t r = qt_rq_mulshift(qt_sat32(acc), p->rq.mult[ci], p->rq.shift[ci]);
-						yd[((b * G.M + c) * G.OH + oh) * G.OW + ow] =
-							qt_rq_clamp(r, p->rq.zo, p->rq.qmin, p->rq.qmax);
-					}
-			}
+		par_for(j.G.N, nt, dw_images, &j);
 		return QT_OK;
 	}
-	/* im2col per image and group (padding with the input zero point, so it
-	 * contributes real 0), then GEMM + requant into [P, N], then transpose. */
-	uint8_t *col = malloc((size_t)(P * K));
-	uint8_t *tmp = malloc((size_t)(P * p->N));
-	if (!col || !tmp) {
-		free(col);
-		free(tmp);
-		return qt_error(QT_E_NOMEM, "out of memory");
-	}
-	int isone = G.KH == 1 && G.KW == 1 && G.sh == 1 && G.sw == 1 && !G.pt && !G.pl && !G.pb && !G.pr;
-	for (int64_t b = 0; b < G.N; b++)
-		for (int gi = 0; gi < groups; gi++) {
-			const uint8_t *xg = xd + (b * G.C + gi * Cg) * G.H * G.W;
-			for (int64_t oh = 0; oh < G.OH; oh++)
-				for (int64_t ow = 0; ow < G.OW; ow++) {
-					uint8_t *row = col + (oh * G.OW + ow) * K;
-					if (isone) {
-						for (int64_t c = 0; c < Cg; c++)
-							row[c] = xg[c * G.H * G.W + oh * G.W + ow];
-						continue;
-					}
-					for (int64_t c = 0; c < Cg; c++)
-						for (int64_t i = 0; i < G.KH; i++) {
-							int64_t ih = oh * G.sh - G.pt + i * G.dh;
-							for (int64_t j = 0; j < G.KW; j++) {
-								int64_t iw = ow * G.sw - G.pl + j * G.dw;
-								row[(c * G.KH + i) * G.KW + j] =
-									(ih < 0 || ih >= G.H || iw < 0 || iw >= G.W)
-										? (uint8_t)zi
-										: xg[c * G.H * G.W + ih * G.W + iw];
-							}
-						}
-				}
-			struct qt_rq rq = p->rq;
-			if (rq.per_channel) {
-				rq.mult += gi * p->N;
-				rq.shift += gi * p->N;
+	int64_t P = j.G.OH * j.G.OW;
+	for (int t = 0; t < nt; t++) {
+		j.col[t] = malloc((size_t)(P * p->K) + 1);
+		j.tmp[t] = malloc((size_t)(P * p->N) + 1);
+		if (!j.col[t] || !j.tmp[t]) {
+			for (int u = 0; u <= t; u++) {
+				free(j.col[u]);
+				free(j.tmp[u]);
 			}
-			if (p->wgroup)
-				q->k->qgemm_group_requant((int)P, p->N, p->K, p->wgroup, col, (size_t)K, zi, p->w, (size_t)K,
-							  p->colsum, p->ratio, p->bias64, &rq, tmp, (size_t)p->N);
-			else
-				q->k->qgemm->gemm_requant((int)P, p->N, p->K, col, (size_t)K,
-							  (const char *)p->packed + p->packed_group_bytes * (size_t)gi, zi,
-							  p->colsum + gi * p->N, p->bias ? p->bias + gi * p->N : NULL, &rq,
-							  tmp, (size_t)p->N);
-			for (int64_t pos = 0; pos < P; pos++)
-				for (int c = 0; c < p->N; c++)
-					yd[(b * G.M + gi * p->N + c) * P + pos] = tmp[pos * p->N + c];
+			return qt_error(QT_E_NOMEM, "out of memory");
 		}
-	free(col);
-	free(tmp);
+	}
+	par_for(j.G.N, nt, conv_images, &j);
+	for (int t = 0; t < nt; t++) {
+		free(j.col[t]);
+		free(j.tmp[t]);
+	}
 	return QT_OK;
+}
+
+struct gemm_job {
+	const struct qt_qrt *q;
+	const struct qnode *p;
+	const uint8_t *A;
+	uint8_t *Y;
+	int32_t za;
+};
+
+static void gemm_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct gemm_job *j = ctx;
+	(void)t;
+	gemm_rows(j->q, j->p, 0, (int)(hi - lo), j->A + lo * j->p->K, (size_t)j->p->K, j->za, j->Y + lo * j->p->N,
+		  (size_t)j->p->N);
 }
 
 static enum qt_status run_gemm(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
@@ -669,13 +875,10 @@ static enum qt_status run_gemm(struct qt_qrt *q, const struct qt_node *n, struct
 	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, x->rank, dims);
 	if (st)
 		return st;
-	int32_t zi = vzp(g, n->inputs[0]);
-	if (p->wgroup)
-		q->k->qgemm_group_requant((int)M, p->N, p->K, p->wgroup, x->data, (size_t)p->K, zi, p->w, (size_t)p->K,
-					  p->colsum, p->ratio, p->bias64, &p->rq, y->data, (size_t)p->N);
-	else
-		q->k->qgemm->gemm_requant((int)M, p->N, p->K, x->data, (size_t)p->K, p->packed, zi, p->colsum, p->bias,
-					  &p->rq, y->data, (size_t)p->N);
+	struct gemm_job j = {q, p, x->data, y->data, vzp(g, n->inputs[0])};
+	/* Threads pay off only for enough rows: below ~16 rows a thread start costs more. */
+	int nt = M >= 32 ? n_threads() : 1;
+	par_for(M, nt, gemm_part, &j);
 	return QT_OK;
 }
 
@@ -743,6 +946,34 @@ static enum qt_status pool_geom(const struct qt_node *n, const struct qt_tensor 
 	return s;
 }
 
+/*
+ * Multiplier of s_in / (cnt * s_out) from the prepared (m0, n0) of
+ * s_in / s_out, in integers only: m = round(m0 * 2^31 / cnt), renormalised
+ * to [2^30, 2^31) by rounding right shifts. Returns 0 when the result falls
+ * below the rule's range (the average then rounds to the zero point).
+ */
+static int div_multiplier(int32_t m0, int n0, int64_t cnt, int32_t *m_out, int *n_out)
+{
+	if (cnt < 1 || m0 <= 0)
+		return 0;
+	int64_t num = (int64_t)m0 << 31; /* < 2^62 */
+	int64_t qv = (num + cnt / 2) / cnt;
+	int n = n0 + 31;
+	while (qv >= ((int64_t)1 << 31)) {
+		qv = (qv + 1) >> 1;
+		n--;
+	}
+	while (qv < ((int64_t)1 << 30) && n < 62) {
+		qv <<= 1;
+		n++;
+	}
+	if (n < 1 || n > 62 || qv < ((int64_t)1 << 30))
+		return 0;
+	*m_out = (int32_t)qv;
+	*n_out = n;
+	return 1;
+}
+
 static enum qt_status run_pool(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
 {
 	const struct qt_graph *g = q->g;
@@ -766,7 +997,9 @@ static enum qt_status run_pool(struct qt_qrt *q, const struct qt_node *n, struct
 	int32_t zi = is_max ? 0 : vzp(g, n->inputs[0]), zo = is_max ? 0 : vzp(g, n->outputs[0]);
 	int32_t qmin, qmax;
 	qt_qtype_range(g->values[n->outputs[0]].q->qtype, &qmin, &qmax);
-	double ratio = is_max ? 0 : (double)vscale(g, n->inputs[0]) / vscale(g, n->outputs[0]);
+	int64_t last_cnt = -1;
+	int32_t cm = 0;
+	int cn = 1, have = 0;
 	const uint8_t *xd = x->data;
 	uint8_t *yd = y->data;
 	for (int64_t bc = 0; bc < G.N * G.C; bc++) {
@@ -792,17 +1025,13 @@ static enum qt_status run_pool(struct qt_qrt *q, const struct qt_node *n, struct
 				uint8_t out;
 				if (is_max) {
 					out = (uint8_t)best;
+				} else if (cnt != last_cnt) {
+					/* The window size changes only at padded borders. */
+					last_cnt = cnt;
+					have = div_multiplier(p->pm, p->pn, cnt, &cm, &cn);
+					out = have ? qt_rq_clamp(qt_rq_mulshift64(sum, cm, cn), zo, qmin, qmax) : (uint8_t)zo;
 				} else {
-					/* y = zo + rule(sum, m, n) with m * 2^-n = s_in / (cnt * s_out);
-					 * the multiplier depends on the window size, so it is made here
-					 * (once per distinct cnt in practice) from the prepared ratio. */
-					int32_t m;
-					int sh;
-					if (cnt == 0 || qt_quantize_multiplier(ratio / (double)cnt, &m, &sh) != QT_OK) {
-						out = (uint8_t)zo;
-					} else {
-						out = qt_rq_clamp(qt_rq_mulshift(qt_sat32(sum), m, sh), zo, qmin, qmax);
-					}
+					out = have ? qt_rq_clamp(qt_rq_mulshift64(sum, cm, cn), zo, qmin, qmax) : (uint8_t)zo;
 				}
 				yd[(bc * G.OH + oh) * G.OW + ow] = out;
 			}
@@ -814,7 +1043,7 @@ static enum qt_status run_concat(struct qt_qrt *q, const struct qt_node *n, stru
 {
 	const struct qt_graph *g = q->g;
 	const struct qt_tensor *x0 = &q->vals[n->inputs[0]];
-	int axis = qt_norm_axis(qt_node_attr_int(n, "axis", 0), x0->rank);
+	int axis = qt_norm_axis(qt_node_attr_int(n, "axis", q->g->opset < 4 ? 1 : 0), x0->rank);
 	if (axis < 0)
 		return qt_error(QT_E_FORMAT, "axis out of range");
 	int64_t dims[QT_MAX_RANK];
@@ -892,6 +1121,13 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 	for (int ni = 0; ni < g->n_nodes; ni++) {
 		const struct qt_node *n = &g->nodes[ni];
 		struct qnode *p = &q->nodes[ni];
+		for (int k = 0; !st && k < n->n_inputs; k++)
+			if (n->inputs[k] >= 0 && !g->values[n->inputs[k]].init && !q->vals[n->inputs[k]].data)
+				st = qt_error(QT_E_FORMAT, "input \"%s\" has no value", g->values[n->inputs[k]].name);
+		if (st) {
+			qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
+			goto fail;
+		}
 		switch (p->kind) {
 		case QK_CONV: st = run_conv(q, n, p); break;
 		case QK_GEMM: st = run_gemm(q, n, p); break;
@@ -904,6 +1140,19 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 		case QK_MOVE: st = run_move(q, n, p); break;
 		default: st = run_fallback(q, n, p); break;
 		}
+		if (st == QT_E_UNSUPPORTED && p->kind != QK_FALLBACK && p->fp32) {
+			/* An input shape the integer kernel does not handle (e.g. a 1-D
+			 * convolution): the same node in float, exactly as documented. */
+			qt_error_clear();
+			for (int o = 0; o < n->n_outputs; o++)
+				if (n->outputs[o] >= 0)
+					qt_tensor_free(&q->vals[n->outputs[o]]);
+			st = run_fallback(q, n, p);
+		}
+		for (int o = 0; !st && o < n->n_outputs; o++)
+			if (n->outputs[o] >= 0 && !q->vals[n->outputs[o]].data)
+				st = qt_error(QT_E_FORMAT, "produced no output %d", o);
+
 		if (st) {
 			qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
 			goto fail;

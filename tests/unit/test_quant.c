@@ -434,3 +434,242 @@ Test(quant, w8a8_close_to_fp32)
 	qt_graph_free(g);
 	qt_graph_free(f);
 }
+
+/* ---- regressions from review: each named after what broke ---- */
+
+/* x[N,C,6,6] -> Conv(w[M, C/group, 3, 3], group, pads 1) -> Relu -> y. */
+static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	int cg = C / group;
+	float *w = malloc(sizeof(float) * (size_t)(M * cg * 9)), *b = malloc(sizeof(float) * (size_t)M);
+	for (int i = 0; i < M * cg * 9; i++)
+		w[i] = (float)nrand() * 0.4f;
+	for (int i = 0; i < M; i++)
+		b[i] = (float)nrand() * 0.1f;
+	int x = qt_graph_value(g, "x");
+	g->values[x].is_input = 1;
+	g->values[x].dtype = QT_DTYPE_F32;
+	g->values[x].rank = 4;
+	int64_t xd[4] = {-1, C, 6, 6};
+	memcpy(g->values[x].dims, xd, sizeof xd);
+	int vw = add_const(g, "w", 4, (int64_t[]){M, cg, 3, 3}, w);
+	int vb = add_const(g, "b", 1, (int64_t[]){M}, b);
+	free(w);
+	free(b);
+	int c = qt_graph_value(g, "conv"), y = qt_graph_value(g, "y");
+	g->values[y].is_output = 1;
+	int n0 = qt_graph_add_node(g, "Conv", "", "conv");
+	node_io(g, n0, 3, (int[]){x, vw, vb}, 1, &c);
+	node_ints(g, n0, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	struct qt_node *nd = &g->nodes[n0];
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a * 2);
+	memcpy(a, nd->attrs, sizeof *a);
+	a[1].name = "group";
+	a[1].type = QT_ATTR_INT;
+	a[1].i = group;
+	nd->attrs = a;
+	nd->n_attrs = 2;
+	int n1 = qt_graph_add_node(g, "Relu", "", "relu");
+	node_io(g, n1, 1, &c, 1, &y);
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	g->n_inputs = 1;
+	g->outputs = qt_graph_alloc(g, sizeof(int));
+	g->outputs[0] = y;
+	g->n_outputs = 1;
+	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
+	return g;
+}
+
+static void random_nchw(struct qt_tensor *x, int n, int c, uint64_t seed)
+{
+	rng_seed(seed);
+	int64_t d[4] = {n, c, 6, 6};
+	cr_assert_eq(qt_tensor_alloc(x, QT_DTYPE_F32, 4, d), QT_OK);
+	for (int64_t i = 0; i < qt_tensor_numel(x); i++)
+		((float *)x->data)[i] = (float)nrand();
+}
+
+static struct qt_graph *quantize_small(struct qt_graph *g, int C, const char *bits, int group_size)
+{
+	struct qt_calib *c;
+	cr_assert_eq(qt_calib_new(g, NULL, &c), QT_OK);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
+	qt_rt_set_observer(rt, qt_calib_observer, c);
+	struct qt_tensor x = {0}, y = {0};
+	random_nchw(&x, 16, C, 3);
+	cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
+	qt_tensor_free(&x);
+	qt_tensor_free(&y);
+	qt_rt_free(rt);
+	struct qt_calib_table *t;
+	struct qt_calib_meta meta = {0};
+	cr_assert_eq(qt_calib_finish(c, &meta, &t), QT_OK);
+	qt_calib_free(c);
+	struct qt_quant_opts o = {.gran = group_size ? QT_GRAN_GROUP : QT_GRAN_CHANNEL, .group_size = group_size};
+	cr_assert_eq(qt_parse_bits(bits, &o.wbits, &o.abits), 0);
+	cr_assert_eq(qt_quantize_graph(g, t, &o), QT_OK, "%s", qt_error_msg());
+	qt_calib_table_free(t);
+	return g;
+}
+
+/* Integer output vs float simulation, in output codes (max). */
+static double int_sim_codes(struct qt_graph *g, int C)
+{
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	struct qt_graph *gi, *gs;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "a.qmod", &gi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_qmod_read_mem(b, l, "b.qmod", &gs), QT_OK);
+	free(b);
+	struct qt_qrt *q;
+	cr_assert_eq(qt_qrt_new(gi, &q), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_fakequant_prepare(gs), QT_OK);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(gs, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_fakequant_observer, gs);
+	struct qt_tensor x = {0}, yi = {0}, ys = {0};
+	random_nchw(&x, 3, C, 42);
+	cr_assert_eq(qt_qrt_run(q, &x, &yi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_run(rt, &x, &ys), QT_OK, "%s", qt_error_msg());
+	float s = gi->values[gi->outputs[0]].q->scale[0];
+	double worst = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(&yi); i++)
+		worst = fmax(worst, fabs((double)((float *)yi.data)[i] - ((float *)ys.data)[i]) / s);
+	qt_tensor_free(&x);
+	qt_tensor_free(&yi);
+	qt_tensor_free(&ys);
+	qt_rt_free(rt);
+	qt_qrt_free(q);
+	qt_graph_free(gi);
+	qt_graph_free(gs);
+	return worst;
+}
+
+Test(regress, grouped_conv_is_not_depthwise)
+{
+	/* group 2 with 2 input channels per group once took the depthwise path. */
+	struct qt_graph *g = quantize_small(grouped_conv(4, 2, 2, 5), 4, "w8a8", 0);
+	double c = int_sim_codes(g, 4);
+	cr_assert(c <= 1.0 + 1e-3, "grouped conv: %.2f codes from the simulation", c);
+	qt_graph_free(g);
+}
+
+Test(regress, depthwise_conv_matches_simulation)
+{
+	struct qt_graph *g = quantize_small(grouped_conv(4, 4, 4, 6), 4, "w8a8", 0);
+	double c = int_sim_codes(g, 4);
+	cr_assert(c <= 1.0 + 1e-3, "depthwise conv: %.2f codes", c);
+	qt_graph_free(g);
+}
+
+Test(regress, group_size_on_grouped_conv_still_runs)
+{
+	/* --group-size on a depthwise conv once wrote a model the runtime refused. */
+	struct qt_graph *g = quantize_small(grouped_conv(4, 4, 4, 7), 4, "w4a8", 8);
+	double c = int_sim_codes(g, 4);
+	cr_assert(c <= 1.0 + 1e-3, "%.2f codes", c);
+	qt_graph_free(g);
+}
+
+/* Serialize g after `mutate` and expect the reader or the runtime to refuse it cleanly. */
+static void expect_refused(struct qt_graph *g, void (*mutate)(struct qt_graph *), const char *what)
+{
+	mutate(g);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	struct qt_graph *r = NULL;
+	enum qt_status st = qt_qmod_read_mem(b, l, "crafted.qmod", &r);
+	free(b);
+	if (st == QT_OK) {
+		struct qt_qrt *q = NULL;
+		st = qt_qrt_new(r, &q);
+		qt_qrt_free(q);
+		qt_graph_free(r);
+	}
+	cr_assert_neq(st, QT_OK, "%s was accepted", what);
+	cr_assert(qt_error_msg()[0], "%s: no message", what);
+	qt_graph_free(g);
+}
+
+static void set_int_attr(struct qt_graph *g, const char *op, const char *name, int64_t v)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].op_type, op))
+			for (int k = 0; k < g->nodes[i].n_attrs; k++)
+				if (!strcmp(g->nodes[i].attrs[k].name, name)) {
+					if (g->nodes[i].attrs[k].type == QT_ATTR_INT)
+						g->nodes[i].attrs[k].i = v;
+					else
+						for (int j = 0; j < g->nodes[i].attrs[k].n; j++)
+							g->nodes[i].attrs[k].ints[j] = v;
+				}
+}
+
+static void group_zero(struct qt_graph *g) { set_int_attr(g, "Conv", "group", 0); }
+static void pads_negative(struct qt_graph *g) { set_int_attr(g, "Conv", "pads", -5); }
+static void weight_zero_point(struct qt_graph *g)
+{
+	g->values[qt_graph_find_value(g, "w")].q->zero_point[0] = 50;
+}
+static void input_flag_without_graph_entry(struct qt_graph *g)
+{
+	g->values[qt_graph_find_value(g, "w")].is_input = 1;
+}
+
+Test(regress, crafted_qmod_group_zero) { expect_refused(quantize_small(grouped_conv(4, 4, 2, 8), 4, "w8a8", 0), group_zero, "group=0"); }
+Test(regress, crafted_qmod_negative_pads) { expect_refused(quantize_small(grouped_conv(4, 4, 2, 8), 4, "w8a8", 0), pads_negative, "pads=-5"); }
+Test(regress, crafted_qmod_weight_zero_point) { expect_refused(quantize_small(grouped_conv(4, 4, 1, 8), 4, "w8a8", 0), weight_zero_point, "weight zero point 50"); }
+Test(regress, crafted_qmod_input_flag) { expect_refused(quantize_small(grouped_conv(4, 4, 1, 8), 4, "w8a8", 0), input_flag_without_graph_entry, "stray input flag"); }
+
+/* BN folding once scaled the weight, then gave up on a shared beta, leaving
+ * BN applied twice; and wrote into a conv bias shared with another node. */
+Test(regress, bn_fold_with_shared_parameters)
+{
+	struct qt_graph *g = small_cnn(21);
+	/* Give the conv bias "b" and the BN's beta "bn_b" a second consumer each,
+	 * as deduplicated initializers do in real exports. */
+	int b = qt_graph_find_value(g, "b"), bb = qt_graph_find_value(g, "bn_b");
+	int extra_out = qt_graph_value(g, "extra"), extra_out2 = qt_graph_value(g, "extra2");
+	int ni = qt_graph_add_node(g, "Identity", "", "keep_b");
+	node_io(g, ni, 1, &b, 1, &extra_out);
+	int nj = qt_graph_add_node(g, "Identity", "", "keep_bb");
+	node_io(g, nj, 1, &bb, 1, &extra_out2);
+	g->outputs = qt_graph_alloc(g, sizeof(int) * 3);
+	g->outputs[0] = qt_graph_find_value(g, "y");
+	g->outputs[1] = extra_out;
+	g->outputs[2] = extra_out2;
+	g->values[extra_out].is_output = g->values[extra_out2].is_output = 1;
+	g->n_outputs = 3;
+	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
+	struct qt_tensor x = {0}, y0[3] = {{0}}, y1[3] = {{0}};
+	random_input(&x, 2, 9);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	cr_assert_eq(qt_rt_run(rt, &x, y0), QT_OK);
+	qt_rt_free(rt);
+	int n;
+	cr_assert_eq(qt_pass_fold_bn(g, &n), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	cr_assert_eq(qt_rt_run(rt, &x, y1), QT_OK);
+	qt_rt_free(rt);
+	for (int k = 0; k < 3; k++) {
+		float *a = y0[k].data, *c = y1[k].data, amax = 0;
+		for (int64_t i = 0; i < qt_tensor_numel(&y0[k]); i++)
+			amax = fmaxf(amax, fabsf(a[i]));
+		for (int64_t i = 0; i < qt_tensor_numel(&y0[k]); i++)
+			cr_assert(fabsf(a[i] - c[i]) <= 1e-5f * amax + 1e-6f, "output %d element %lld: %g vs %g", k,
+				  (long long)i, a[i], c[i]);
+		qt_tensor_free(&y0[k]);
+		qt_tensor_free(&y1[k]);
+	}
+	qt_tensor_free(&x);
+	qt_graph_free(g);
+}
