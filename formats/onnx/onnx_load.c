@@ -431,9 +431,19 @@ static enum qt_status load_opsets(struct loader *L, const Onnx__ModelProto *mp)
 			have_default = 1;
 		}
 	}
-	if (!have_default)
-		return qt_error(QT_E_FORMAT,
-				"the model does not import the default operator set (domain \"\" or \"ai.onnx\")");
+	if (!have_default) {
+		/* Valid only if no node uses the default domain: such a model is made
+		 * of other domains' ops (e.g. training ops), which qtool does not run. */
+		const Onnx__GraphProto *gp = mp->graph;
+		for (size_t i = 0; gp && i < gp->n_node; i++) {
+			const char *d = gp->node[i]->domain ? gp->node[i]->domain : "";
+			if (!*d || !strcmp(d, "ai.onnx"))
+				return qt_error(QT_E_FORMAT, "node %zu uses the default operator set, which the model "
+							     "does not import (domain \"\" or \"ai.onnx\")", i);
+		}
+		return qt_error(QT_E_UNSUPPORTED, "the model uses only operator set \"%s\", which qtool does not implement",
+				g->opset_domains[0]);
+	}
 	return QT_OK;
 }
 

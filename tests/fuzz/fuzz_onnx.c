@@ -2,7 +2,12 @@
  * libFuzzer target for the ONNX model loader: any bytes must either load
  * into a graph that passes qt_graph_finalize or be refused with a message
  * starting with the label, never crash, leak or read out of bounds.
- * Corpus: tests/fuzz/corpus/onnx/ (replayed by `make test`).
+ * Corpus: tests/fuzz/corpus/onnx/ (replayed by `make test`): small models
+ * copied from Debian's libonnx-testdata 1.12 (node/, pytorch-converted/,
+ * simple/), each named after its test, chosen to cover initializers listed
+ * as inputs, Constant nodes, typed-field and raw tensors, tensor, string and
+ * graph attributes, subgraphs and sequence types; plus truncated copies
+ * (NAME.cutN.onnx = the first N bytes). Regressions: tests/regress/fuzz_onnx/.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,11 @@
 /*
  * libFuzzer target for the TensorProto reader (backend test-data .pb files):
  * any bytes must give a consistent owned tensor or a refusal naming the
- * input. Corpus: tests/fuzz/corpus/tensorpb/ (replayed by `make test`).
+ * input. Corpus: tests/fuzz/corpus/tensorpb/ (replayed by `make test`):
+ * input_N.pb / output_N.pb files from Debian's libonnx-testdata 1.12, named
+ * DTYPE_TEST_FILE.pb (one per dtype, a scalar, a string tensor and a
+ * SequenceProto that must be refused), plus truncated copies (.cutN.pb).
+ * Regressions: tests/regress/fuzz_tensorpb/, named after what broke.
  */
 #include <stdint.h>
 #include <stdlib.h>
