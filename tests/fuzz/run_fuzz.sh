@@ -22,10 +22,10 @@ command -v "$CLANG" >/dev/null || { echo "run_fuzz: $CLANG not found (apt-get in
 [ -f "$gen/onnx.pb-c.c" ] || { echo "run_fuzz: $gen/onnx.pb-c.c missing (make $gen/onnx.pb-c.h)"; exit 1; }
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=c11 -D_GNU_SOURCE -O1 -g $SAN -Wall -Wextra -Wno-unused-parameter -Iinclude -I$gen -Ilib $(pkg-config --cflags openblas 2>/dev/null)"
+CFLAGS="-std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -O1 -g $SAN -Wall -Wextra -Wno-unused-parameter -Iinclude -I$gen -Ilib $(pkg-config --cflags openblas 2>/dev/null)"
 LIBS="-lprotobuf-c -lcjson -lz -lglpk $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm -lpthread"
 ISA_avx2="-mavx2 -mfma -mf16c"
-ISA_avx512vnni="-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mavxvnni"
+ISA_avx512vnni="-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma"
 
 # The library sources, as LIB_SRC in the Makefile (keep the two in sync).
 shopt -s nullglob
