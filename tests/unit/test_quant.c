@@ -132,7 +132,8 @@ static void node_ints(struct qt_graph *g, int ni, const char *name, int n, const
 {
 	struct qt_node *nd = &g->nodes[ni];
 	struct qt_attr *a = qt_graph_alloc(g, sizeof *a * (size_t)(nd->n_attrs + 1));
-	memcpy(a, nd->attrs, sizeof *a * (size_t)nd->n_attrs);
+	if (nd->n_attrs)
+		memcpy(a, nd->attrs, sizeof *a * (size_t)nd->n_attrs);
 	a[nd->n_attrs].name = qt_graph_strdup(g, name);
 	a[nd->n_attrs].type = QT_ATTR_INTS;
 	a[nd->n_attrs].n = n;
