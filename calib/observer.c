@@ -3,17 +3,23 @@
  * of exact zeros and a fixed-size histogram of the non-zero values whose
  * bins are aligned on 0 (layout in qtool/calib.h).
  *
- * Growth: when a batch falls outside the histogram, the bin width is
- * multiplied by the smallest integer k that makes everything fit and each
- * side's bins are merged k at a time counting outward from 0. Because bin
- * j of a side holds magnitudes [jw, (j+1)w), merged bin floor(j/k) holds
- * [floor(j/k)kw, ...), which contains it: the merged counts are exactly what
- * binning all the data at width kw would have given. Memory per tensor is
- * n_bins counters, whatever the number of samples.
+ * Growth: the bin width is always the smallest power of two at which the
+ * extremes seen so far fit, and the zero bin sits where a fixed rule puts it
+ * for those extremes. When a batch widens the extremes, the width doubles as
+ * often as needed (k = 2^m) and each side's bins are merged k at a time
+ * counting outward from 0: bin j of a side holds magnitudes [jw, (j+1)w), so
+ * merged bin floor(j/k) holds [floor(j/k)kw, ...), which contains it. With a
+ * power-of-two width |x| / w is exact, so every count is exactly what
+ * binning all the data at the final width gives, and the histogram depends
+ * only on the data, not on how it was split into batches or their order.
+ * The price is resolution: the data spans between about half and all of
+ * the n_bins. Memory per tensor is n_bins counters, whatever the number of
+ * samples.
  *
  * Float: activations arrive as float32; statistics are kept in double and
  * uint64 counters (exact up to 2^64 elements).
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,30 +122,40 @@ static int layout_zero_bin(double a, double b, double w, int n)
 	return (int)z;
 }
 
-/* Grow h so it covers magnitudes a (negative side) and b (positive side); exact re-binning. */
-static void grow(struct qt_calib_hist *h, double a, double b, uint64_t *scratch)
+/*
+ * The histogram geometry for magnitudes a (negative side) and b (positive
+ * side): the smallest power-of-two width at which they fit (and not below
+ * w_min), and its canonical layout. Both depend on a and b only.
+ */
+static double pow2_width(double a, double b, int n, double w_min)
+{
+	int e;
+	frexp((a + b) / (double)n, &e); /* (a+b)/n <= 2^e, and no smaller width fits */
+	double w = ldexp(1.0, e - 1);
+	if (w < w_min)
+		w = w_min;
+	while (!fits(a, b, w, n))
+		w *= 2;
+	return w;
+}
+
+/*
+ * Bring h to the geometry of magnitudes a and b: when the width grows by the
+ * power of two k, magnitude bin j of each side becomes bin floor(j / k); the
+ * zero bin moves to its canonical place. Counts stay exact.
+ */
+static void regrid(struct qt_calib_hist *h, double a, double b, uint64_t *scratch)
 {
 	int n = h->n_bins;
-	if (h->width == 0) {
-		/* First non-zero data: n - 2 bins span a + b so the two partial
-		 * bins at the ends always fit. */
-		h->width = (a + b) / (double)(n - 2);
+	if (h->width == 0) { /* first non-zero data: nothing to move */
+		h->width = pow2_width(a, b, n, 0);
 		h->zero_bin = layout_zero_bin(a, b, h->width, n);
 		return;
 	}
-	double w = h->width;
-	double k = ceil((a + b) / (w * (double)n));
-	if (k < 1)
-		k = 1;
-	if (!fits(a, b, k * w, n)) {
-		/* At width >= (a+b)/(n-2) everything fits (see above). */
-		double k2 = ceil((a + b) / (w * (double)(n - 2)));
-		k = k2 > k + 1 ? k2 : k + 1;
-		while (!fits(a, b, k * w, n)) /* guards the rounding of the division only */
-			k = ceil(k * (1.0 + 1.0 / n));
-	}
-	double nw = k * w;
+	double nw = pow2_width(a, b, n, h->width), k = nw / h->width;
 	int z = h->zero_bin, nz = layout_zero_bin(a, b, nw, n);
+	if (nw == h->width && nz == z)
+		return;
 	memset(scratch, 0, (size_t)n * sizeof *scratch);
 	for (int j = 0; j < z; j++) { /* negative side, j = 0 next to zero */
 		int nj = (int)fmin(floor((double)j / k), (double)(nz - 1));
@@ -184,17 +200,22 @@ enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 		return qt_error(QT_E_INVALID_ARG, "tensor \"%s\": buffer smaller than its shape", name);
 	const float *x = t->data;
 
-	/* Pass 1: finiteness and extremes. */
+	/* Pass 1: finiteness and extremes, branch-free so it vectorizes; the
+	 * first bad element is looked for only when there is one. */
 	float mn = x[0], mx = x[0];
+	int bad = 0;
 	for (int64_t i = 0; i < n; i++) {
 		float v = x[i];
-		if (!isfinite(v))
-			return qt_error(QT_E_NUMERIC,
-					"tensor \"%s\": element %lld is %s (calibration needs finite activations)",
-					name, (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+		bad |= !(fabsf(v) <= FLT_MAX);
 		mn = v < mn ? v : mn;
 		mx = v > mx ? v : mx;
 	}
+	if (bad)
+		for (int64_t i = 0; i < n; i++)
+			if (!isfinite(x[i]))
+				return qt_error(QT_E_NUMERIC,
+						"tensor \"%s\": element %lld is %s (calibration needs finite activations)",
+						name, (long long)i, isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf");
 	if (h->count == 0) {
 		h->min = mn;
 		h->max = mx;
@@ -208,12 +229,8 @@ enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 		h->zeros += (uint64_t)n;
 		return QT_OK;
 	}
+	regrid(h, a, b, c->scratch);
 	int z = h->zero_bin, np = h->n_bins - h->zero_bin;
-	if (h->width == 0 || a > (double)z * h->width || b > (double)np * h->width) {
-		grow(h, a, b, c->scratch);
-		z = h->zero_bin;
-		np = h->n_bins - h->zero_bin;
-	}
 
 	/* Pass 2: binning, without data-dependent branches (signs are random
 	 * in most activations). A magnitude on the far edge of a side's last

@@ -120,6 +120,7 @@ QT_API enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor
  * NULL when the value is not observed or nothing float32 was seen for it. */
 QT_API const struct qt_calib_hist *qt_calib_stats(const struct qt_calib *c, int value);
 
+/* Free c and its histograms (tables made from it stay valid). Safe on NULL. */
 QT_API void qt_calib_free(struct qt_calib *c);
 
 /* One tensor of a calibration table. */
@@ -168,6 +169,7 @@ struct qt_calib_meta {
 QT_API enum qt_status qt_calib_finish(const struct qt_calib *c, const struct qt_calib_meta *meta,
 				      struct qt_calib_table **out);
 
+/* Free t and everything in it. Safe on NULL. */
 QT_API void qt_calib_table_free(struct qt_calib_table *t);
 
 /* Entry of tensor `name` (borrowed), or NULL. */

@@ -151,6 +151,8 @@ static enum qt_status feed(int v, const float *x, int64_t n)
 
 static void new_calib(int bins)
 {
+	qt_calib_free(cal);
+	cal = NULL;
 	struct qt_calib_opts o = {.bins = bins};
 	cr_assert_eq(qt_calib_new(g, &o, &cal), QT_OK, "%s", qt_error_msg());
 }
@@ -291,9 +293,10 @@ Test(calib, rebinning_keeps_counts_and_quantiles)
 	uint64_t diff = 0;
 	for (int i = 0; i < h->n_bins; i++)
 		diff += direct[i] > h->counts[i] ? direct[i] - h->counts[i] : h->counts[i] - direct[i];
-	/* Values landing exactly on a bin edge may round either way. */
-	cr_assert(diff <= 4, "re-binned histogram differs from direct binning in %llu counts (seed %llu)",
+	/* The width is a power of two, so |x| / w is exact: no rounding either way. */
+	cr_assert(diff == 0, "re-binned histogram differs from direct binning in %llu counts (seed %llu)",
 		  (unsigned long long)diff, (unsigned long long)seed_used);
+	cr_assert(h->width == ldexp(1.0, ilogb(h->width)), "width %a is not a power of two", h->width);
 	free(direct);
 
 	qsort(all, (size_t)n, sizeof *all, cmp_float);
@@ -313,6 +316,35 @@ Test(calib, rebinning_keeps_counts_and_quantiles)
 			  (unsigned long long)seed_used);
 	}
 	free(all);
+}
+
+/* The statistics depend on the data only: not on batch sizes or order. */
+Test(calib, histogram_independent_of_batching_and_order)
+{
+	rng_seed(808);
+	enum { N = 30000 };
+	float *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
+	for (int i = 0; i < N; i++)
+		x[i] = (float)(rng_gauss() * (1 + i / 3000)); /* growing spread */
+	for (int i = 0; i < N; i++)
+		r[i] = x[N - 1 - i];
+	new_calib(256);
+	cr_assert_eq(feed(vx, x, N), QT_OK); /* one batch */
+	for (int i = 0; i < N; i += 7) /* batches of 7 */
+		cr_assert_eq(feed(va, x + i, N - i < 7 ? N - i : 7), QT_OK);
+	for (int i = 0; i < N; i += 1000) /* reversed, batches of 1000 */
+		cr_assert_eq(feed(vb, r + i, 1000), QT_OK);
+	const struct qt_calib_hist *h[3] = {qt_calib_stats(cal, vx), qt_calib_stats(cal, va), qt_calib_stats(cal, vb)};
+	for (int k = 1; k < 3; k++) {
+		cr_assert(h[k]->min == h[0]->min && h[k]->max == h[0]->max && h[k]->count == h[0]->count &&
+			  h[k]->zeros == h[0]->zeros && h[k]->width == h[0]->width && h[k]->zero_bin == h[0]->zero_bin,
+			  "batching %d: width %g vs %g, zero bin %d vs %d (seed %llu)", k, h[k]->width, h[0]->width,
+			  h[k]->zero_bin, h[0]->zero_bin, (unsigned long long)seed_used);
+		cr_assert_arr_eq(h[k]->counts, h[0]->counts, 256 * sizeof *h[0]->counts, "batching %d (seed %llu)", k,
+				 (unsigned long long)seed_used);
+	}
+	free(x);
+	free(r);
 }
 
 /* ------------------------------------------------------------ ranges */
@@ -485,7 +517,6 @@ Test(calib, every_method_valid_on_assorted_distributions)
 {
 	rng_seed(555);
 	for (int dist = 0; dist < 6; dist++) {
-		qt_calib_free(cal);
 		new_calib(dist % 2 ? 64 : 0);
 		enum { N = 20000 };
 		static float x[N];
