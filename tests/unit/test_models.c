@@ -8,6 +8,10 @@
  * a sample whose top two logits nearly tie may flip (the manifest counts
  * them: torch_ambiguous); at most 2 of 10,000 may differ. Logits agree to
  * 1e-3 relative to the largest logit of the sample.
+ *
+ * Under AddressSanitizer (make test SAN=1) only the first 1000 images run:
+ * that build checks memory safety on the same code path, and the full 10k
+ * accuracy comparison belongs to the release build, where it takes seconds.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -46,6 +50,12 @@ static const cJSON *entry(const cJSON *root, const char *name)
 	return NULL;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EVAL_SAMPLES 1000
+#else
+#define EVAL_SAMPLES 0 /* all */
+#endif
+
 static void check_model(const char *name)
 {
 	cJSON *root = manifest();
@@ -57,7 +67,7 @@ static void check_model(const char *name)
 	cr_assert_str_eq(qt_model_sha256_hex(m), cJSON_GetObjectItemCaseSensitive(e, "sha256")->valuestring,
 			 "%s is not the file the manifest describes", path);
 	struct qt_dataset *ds;
-	struct qt_dataset_opts o = {0};
+	struct qt_dataset_opts o = {.limit = EVAL_SAMPLES};
 	cr_assert_eq(qt_dataset_open("fashion-mnist:test", &o, &ds), QT_OK, "%s", qt_error_msg());
 	const cJSON *ref = cJSON_GetObjectItemCaseSensitive(e, "reference");
 	const cJSON *rlog = cJSON_GetObjectItemCaseSensitive(ref, "logits");
@@ -93,9 +103,11 @@ static void check_model(const char *name)
 		qt_tensor_free(&y);
 	}
 	int64_t want = (int64_t)cJSON_GetObjectItemCaseSensitive(e, "torch_correct")->valuedouble;
-	cr_assert_eq(seen, 10000);
-	cr_assert(llabs(correct - want) <= 2, "%s: qtool FP32 top-1 %lld/10000, PyTorch %lld/10000", name,
-		  (long long)correct, (long long)want);
+	if (EVAL_SAMPLES == 0) {
+		cr_assert_eq(seen, 10000);
+		cr_assert(llabs(correct - want) <= 2, "%s: qtool FP32 top-1 %lld/10000, PyTorch %lld/10000", name,
+			  (long long)correct, (long long)want);
+	}
 	qt_tensor_free(&x);
 	qt_dataset_close(ds);
 	qt_model_free(m);
