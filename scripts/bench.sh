@@ -2,7 +2,7 @@
 # make bench: samples per second of the FP32 and integer runtimes per model at
 # batch 1 and 64 on Fashion-MNIST test images, plus the integer GEMM kernels.
 # Prints a Markdown table; scripts/results.sh copies it into docs/RESULTS.md.
-#   scripts/bench.sh [QTOOL]      env: BENCH_N1 (samples at batch 1, default 1000),
+#   scripts/bench.sh [QTOOL]      env: BENCH_MODELS="fmnist_cnn ..." to restrict, BENCH_N1 (samples at batch 1, default 1000),
 #                                      BENCH_N64 (samples at batch 64, default 5000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,8 @@ echo "integer kernels: ${QT_ISA:-auto (best available)}"
 echo
 echo "| model | FP32 b=1 | int b=1 | FP32 b=64 | int b=64 | int/FP32 at b=64 |"
 echo "|---|---:|---:|---:|---:|---:|"
-for m in models/*.onnx; do
-	name=$(basename "$m" .onnx)
+for name in ${BENCH_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//')}; do
+	m=models/$name.onnx
 	"$Q" calibrate "$m" --data fashion-mnist:train --limit 1000 -o "$OUT/$name.calib.json" >/dev/null
 	"$Q" quantize "$m" --calib "$OUT/$name.calib.json" --bits w8a8 -o "$OUT/$name.qmod" >/dev/null
 	f1=$(speed "$m" --data fashion-mnist:test --limit "$N1" --batch 1)

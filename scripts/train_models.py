@@ -41,8 +41,11 @@ manifest.json structure (format_version 1):
                              (a float runtime with another summation order may flip these),
           "reference": {"first_n": 8, "labels": [...], "pred": [...], "logits": [[10 floats] x 8]}
                        PyTorch FP32 outputs for the first 8 test images, for runtime smoke tests,
-          "seed": 1234, "epochs": ..., "batch_size": ..., "optimizer": "...",
-          "train_seconds": wall-clock training time
+          "arch": one-line description of the architecture,
+          "seed": 1234, "epochs": ..., "augmentation": "none" or what was applied,
+          "batch_size": ..., "optimizer": "...",
+          "train_seconds": wall-clock training time, per-epoch test evaluation included (it
+                           depends on machine load), "train_threads": 2
         }, ...
       ]
     }
@@ -293,18 +296,35 @@ class ViT(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-# Training and export settings per model. lr is the peak of a one-cycle schedule.
+# Training and export settings per model. lr is the peak of a one-cycle schedule; epochs are
+# budgeted so the five models train in about 20-25 minutes on 2 idle cores. Changing any of
+# these (or the code above) changes the bundled .onnx files: retrain with --only and commit
+# the new files with the manifest.
 MODELS = {
-    "fmnist_mlp": dict(build=MLP, opset=13, epochs=8, lr=1e-3, wd=1e-4, batch=128,
-                       keep_bn=False, target=88.0),
-    "fmnist_cnn": dict(build=VGG, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
-                       keep_bn=True, target=90.0),
-    "fmnist_resnet": dict(build=ResNet, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
-                          keep_bn=False, target=90.0),
-    "fmnist_mobilenet": dict(build=MobileNetV2, opset=13, epochs=5, lr=3e-3, wd=1e-4, batch=128,
-                             keep_bn=False, target=90.0),
-    "fmnist_vit": dict(build=ViT, opset=17, epochs=10, lr=2e-3, wd=5e-2, batch=128,
-                       keep_bn=False, target=90.0),
+    "fmnist_mlp": dict(
+        build=MLP, opset=13, epochs=6, lr=1e-3, wd=1e-4, batch=128, keep_bn=False, target=88.0,
+        arch="Flatten, MLP 784-512-256-10 with ReLU"),
+    "fmnist_cnn": dict(
+        build=VGG, opset=13, epochs=4, lr=3e-3, wd=1e-4, batch=128, keep_bn=True, target=90.0,
+        arch="VGG: 2x(Conv3x3-BN-ReLU) 16ch, MaxPool, 2x(Conv3x3-BN-ReLU) 32ch, MaxPool, "
+             "Linear 1568-128, ReLU, Linear 128-10; BatchNormalization kept as nodes"),
+    "fmnist_resnet": dict(
+        build=ResNet, opset=13, epochs=4, lr=3e-3, wd=1e-4, batch=128, keep_bn=False,
+        target=90.0,
+        arch="ResNet: stem Conv3x3 16ch, basic blocks 16 (s1), 32 (s2), 64 (s2) with 1x1 "
+             "projection shortcuts, GlobalAveragePool, Linear 64-10; BN folded into Conv"),
+    "fmnist_mobilenet": dict(
+        build=MobileNetV2, opset=13, epochs=5, lr=4e-3, wd=1e-4, batch=128, keep_bn=False,
+        target=90.0,
+        arch="MobileNetV2: stem Conv3x3 s2 16ch, inverted residuals (t,c,s) = (1,16,1) "
+             "(3,24,1) (3,24,1) (3,32,2) (3,32,1), ReLU6, Conv1x1 96ch, GlobalAveragePool, "
+             "Linear 96-10; BN folded into Conv"),
+    "fmnist_vit": dict(
+        build=lambda: ViT(patch=7, dim=96, depth=4, heads=4, mlp=192), opset=17, epochs=18,
+        lr=2e-3, wd=5e-2, batch=128, hflip=True, keep_bn=False, target=90.0,
+        arch="ViT: Conv7x7/7 patch embedding (16 tokens, dim 96), learned position "
+             "embedding, 4 pre-LN encoder blocks (4 heads, MatMul+Softmax attention, "
+             "GELU MLP 192), final LayerNorm, mean pooling, Linear 96-10"),
 }
 
 
@@ -326,6 +346,18 @@ def evaluate(model, x, y):
     return int((logits.argmax(1) == y).sum()), logits
 
 
+def random_shift(x, pad, gen):
+    """Translate each image of x [B,1,28,28] by its own random (dy, dx) in [-pad, pad], filling
+    with the normalized value of a black pixel (the Fashion-MNIST background)."""
+    b, _, h, w = x.shape
+    bg = (0.0 - MEAN) / STD
+    xp = F.pad(x, (pad, pad, pad, pad), value=bg)
+    off = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
+    rows = (off[0][:, None] + torch.arange(h))[:, :, None]   # [B,h,1]
+    cols = (off[1][:, None] + torch.arange(w))[:, None, :]   # [B,1,w]
+    return xp[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
 def train(name, cfg, data):
     xtr, ytr, xte, yte = data
     seed_everything(SEED)
@@ -345,7 +377,13 @@ def train(name, cfg, data):
         total_loss = 0.0
         for i in range(0, xtr.shape[0], cfg["batch"]):
             idx = perm[i:i + cfg["batch"]]
-            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+            xb = xtr[idx]
+            if cfg.get("hflip"):
+                flip = torch.rand(idx.numel(), generator=gen) < 0.5
+                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            if cfg.get("shift"):
+                xb = random_shift(xb, cfg["shift"], gen)
+            loss = F.cross_entropy(model(xb), ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -379,24 +417,39 @@ def check_onnx(path, cfg):
     except ImportError:
         print("  onnx module missing: graph not checked", file=sys.stderr)
         return None
+    def require(cond, what):
+        if not cond:
+            raise RuntimeError("%s: %s" % (path, what))
+
     m = onnx.load(path)
-    onnx.checker.check_model(m)
-    ops = {}
-    for n in m.graph.node:
-        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    onnx.checker.check_model(m, full_check=True)
     g = m.graph
-    assert [i.name for i in g.input] == ["input"], [i.name for i in g.input]
-    assert [o.name for o in g.output] == ["logits"], [o.name for o in g.output]
-    dim0 = g.input[0].type.tensor_type.shape.dim[0]
-    assert dim0.dim_param == "batch", dim0
+    ops = {}
+    for n in g.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    require([i.name for i in g.input] == ["input"], "graph inputs must be just \"input\"")
+    require([o.name for o in g.output] == ["logits"], "graph outputs must be just \"logits\"")
+    for v in (g.input[0], g.output[0]):
+        require(v.type.tensor_type.shape.dim[0].dim_param == "batch",
+                "%s: dimension 0 must be the dynamic \"batch\"" % v.name)
+    require([o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [cfg["opset"]],
+            "opset is not %d" % cfg["opset"])
     if cfg["keep_bn"]:
-        assert ops.get("BatchNormalization", 0) > 0, "BatchNormalization was fused on export"
-        for n in g.node:
-            if n.op_type == "BatchNormalization":
-                assert len(n.output) == 1, "training-mode BatchNormalization exported"
-    if cfg["opset"] >= 17 and cfg["build"] is ViT:
-        assert ops.get("LayerNormalization", 0) > 0, "LayerNormalization was decomposed"
+        require(ops.get("BatchNormalization", 0) > 0, "BatchNormalization was fused on export")
+        require(all(len(n.output) == 1 for n in g.node if n.op_type == "BatchNormalization"),
+                "training-mode BatchNormalization exported")
+    if cfg["opset"] >= 17:
+        require(ops.get("LayerNormalization", 0) > 0, "LayerNormalization was decomposed")
     return dict(sorted(ops.items()))
+
+
+def augmentation(cfg):
+    aug = []
+    if cfg.get("hflip"):
+        aug.append("random horizontal flip")
+    if cfg.get("shift"):
+        aug.append("random shift up to %d px (background fill)" % cfg["shift"])
+    return ", ".join(aug) if aug else "none"
 
 
 def manifest_entry(name, cfg, path, params, seconds, correct, logits, yte, ops):
@@ -433,11 +486,14 @@ def manifest_entry(name, cfg, path, params, seconds, correct, logits, yte, ops):
             "pred": [int(v) for v in logits[:REF_N].argmax(1)],
             "logits": [[float("%.6g" % v) for v in row] for row in logits[:REF_N].tolist()],
         },
+        "arch": cfg["arch"],
         "seed": SEED,
         "epochs": cfg["epochs"],
+        "augmentation": augmentation(cfg),
         "batch_size": cfg["batch"],
         "optimizer": "AdamW lr %g (one-cycle) weight_decay %g" % (cfg["lr"], cfg["wd"]),
         "train_seconds": round(seconds, 1),
+        "train_threads": NUM_THREADS,
     }
 
 
@@ -461,6 +517,13 @@ def main():
     if args.only and os.path.exists(manifest_path):
         with open(manifest_path) as f:
             entries = {m["name"]: m for m in json.load(f).get("models", [])}
+        # Entries written before these descriptive fields existed get them from MODELS; the
+        # settings they describe are the ones that produced the files (the run is deterministic).
+        for n, e in entries.items():
+            if n in MODELS and n != args.only:
+                e.setdefault("arch", MODELS[n]["arch"])
+                e.setdefault("augmentation", augmentation(MODELS[n]))
+                e.setdefault("train_threads", NUM_THREADS)
 
     names = [args.only] if args.only else list(MODELS)
     failed = []
