@@ -1,7 +1,8 @@
 /*
  * Datasets: spec parsing, the three sources (IDX, a stacked .npy, a folder of
- * per-sample .npy files), and the float32 preprocessing of each batch. See
- * include/qtool/dataset.h for the spec grammar and the conventions.
+ * per-sample .npy or TensorProto .pb files), and the float32 preprocessing of
+ * each batch. See include/qtool/dataset.h for the spec grammar and the
+ * conventions.
  *
  * Reading a batch is two steps: the stored bytes of n samples go into a
  * scratch buffer (grown to the largest batch, so memory is bounded by the
@@ -22,13 +23,14 @@
 #include "qtool/dataset.h"
 #include "qtool/idx.h"
 #include "qtool/npy.h"
+#include "qtool/onnx.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
-#define SPEC_KINDS "fashion-mnist:train|test, idx:IMAGES[,LABELS], npy:DIR or a .json file"
+#define SPEC_KINDS "fashion-mnist:train|test, idx:IMAGES[,LABELS], npy:DIR, pb:DIR or a .json file"
 #define JSON_MAX_BYTES ((long)1 << 20)
 
 enum src_kind { SRC_IDX, SRC_NPY, SRC_FILES };
-enum src_fmt { FMT_IDX = 1, FMT_NPY };
+enum src_fmt { FMT_IDX = 1, FMT_NPY, FMT_PB };
 
 /* What a spec names, before anything is opened. */
 struct src_spec {
@@ -47,6 +49,9 @@ struct qt_dataset {
 	struct qt_idx_reader *idx_x, *idx_y;
 	struct qt_npy_reader *npy_x, *npy_y;
 	char **files;      /* SRC_FILES: per-sample paths in sample order */
+	int files_pb;      /* SRC_FILES: TensorProto files (else .npy) */
+	const char *files_pattern; /* SRC_FILES: how they are named, for describe */
+	struct qt_tensor pb_y;     /* SRC_FILES: labels.pb, held whole (an integer per sample) */
 	char *images_path; /* for messages and describe */
 	char *labels_path; /* NULL without labels */
 	int has_labels;
@@ -244,13 +249,15 @@ static enum qt_status parse_json_body(const char *path, const cJSON *root, struc
 	}
 	const char *fmt = cJSON_GetStringValue(val[0]);
 	if (!fmt)
-		return qt_error(QT_E_FORMAT, "\"format\" (\"idx\" or \"npy\") is required");
+		return qt_error(QT_E_FORMAT, "\"format\" (\"idx\", \"npy\" or \"pb\") is required");
 	if (!strcmp(fmt, "idx"))
 		ss->fmt = FMT_IDX;
 	else if (!strcmp(fmt, "npy"))
 		ss->fmt = FMT_NPY;
+	else if (!strcmp(fmt, "pb"))
+		ss->fmt = FMT_PB;
 	else
-		return qt_error(QT_E_FORMAT, "unknown \"format\" \"%s\" (\"idx\" or \"npy\")", fmt);
+		return qt_error(QT_E_FORMAT, "unknown \"format\" \"%s\" (\"idx\", \"npy\" or \"pb\")", fmt);
 	const char *images = cJSON_GetStringValue(val[1]);
 	if (!images || !*images)
 		return qt_error(QT_E_FORMAT, "\"images\" (a path) is required");
@@ -284,9 +291,9 @@ static enum qt_status parse_json_body(const char *path, const cJSON *root, struc
 	if (val[7]) {
 		if ((st = json_layout(val[7], "source_layout", &ss->src_layout)))
 			return st;
-		if (ss->fmt != FMT_NPY)
-			return qt_error(QT_E_FORMAT, "\"source_layout\" applies to \"npy\" data only (IDX images are "
-						     "stored channels-last)");
+		if (ss->fmt == FMT_IDX)
+			return qt_error(QT_E_FORMAT, "\"source_layout\" applies to \"npy\" and \"pb\" data only (IDX "
+						     "images are stored channels-last)");
 		ss->has_src_layout = 1;
 	}
 	if (val[8]) {
@@ -370,11 +377,13 @@ static enum qt_status parse_spec(const char *spec, struct src_spec *ss)
 			return nomem();
 		return QT_OK;
 	}
-	if (starts_with(spec, "npy:")) {
-		if (!spec[4])
-			return qt_error(QT_E_INVALID_ARG, "npy: needs a folder");
-		ss->fmt = FMT_NPY;
-		if (!(ss->images = xstrdup(spec + 4)))
+	if (starts_with(spec, "npy:") || starts_with(spec, "pb:")) {
+		const int pb = spec[0] == 'p';
+		const char *dir = spec + (pb ? 3 : 4);
+		if (!*dir)
+			return qt_error(QT_E_INVALID_ARG, "%s: needs a folder", pb ? "pb" : "npy");
+		ss->fmt = pb ? FMT_PB : FMT_NPY;
+		if (!(ss->images = xstrdup(dir)))
 			return nomem();
 		return QT_OK;
 	}
@@ -436,43 +445,66 @@ static enum qt_status open_idx(struct qt_dataset *ds, const struct src_spec *ss)
 	return QT_OK;
 }
 
+/* Labels of shape [N] or [N,1], any integer dtype, one per sample. */
+static enum qt_status check_labels(struct qt_dataset *ds, const char *path, enum qt_dtype dt, size_t itemsize,
+				   int rank, const int64_t *dims)
+{
+	char sh[160];
+	if (rank < 1 || rank > 2 || (rank == 2 && dims[1] != 1))
+		return qt_error(QT_E_FORMAT, "%s: labels must be [N] or [N,1], not %s", path,
+				qt_shape_str(sh, sizeof sh, rank, dims));
+	switch (dt) {
+	case QT_DTYPE_I64: case QT_DTYPE_I32: case QT_DTYPE_I16: case QT_DTYPE_I8:
+	case QT_DTYPE_U64: case QT_DTYPE_U32: case QT_DTYPE_U16: case QT_DTYPE_U8:
+		break;
+	default:
+		return qt_error(QT_E_FORMAT, "%s: labels must be integers (int64 or uint8), not %s", path,
+				qt_dtype_name(dt));
+	}
+	if (dims[0] != ds->total)
+		return qt_error(QT_E_FORMAT, "label count %lld (%s) != image count %lld (%s)", (long long)dims[0],
+				path, (long long)ds->total, ds->images_path);
+	ds->has_labels = 1;
+	ds->label_dtype = dt;
+	ds->label_itemsize = itemsize;
+	if (!(ds->labels_path = xstrdup(path)))
+		return nomem();
+	return QT_OK;
+}
+
 static enum qt_status open_npy_labels(struct qt_dataset *ds, const char *path)
 {
 	enum qt_status st = qt_npy_open(path, &ds->npy_y);
 	if (st)
 		return st;
 	const struct qt_npy_info *yi = qt_npy_reader_info(ds->npy_y);
-	char sh[160];
-	if (yi->rank < 1 || yi->rank > 2 || (yi->rank == 2 && yi->dims[1] != 1))
-		return qt_error(QT_E_FORMAT, "%s: labels must be [N] or [N,1], not %s", path,
-				qt_shape_str(sh, sizeof sh, yi->rank, yi->dims));
-	switch (yi->dtype) {
-	case QT_DTYPE_I64: case QT_DTYPE_I32: case QT_DTYPE_I16: case QT_DTYPE_I8:
-	case QT_DTYPE_U64: case QT_DTYPE_U32: case QT_DTYPE_U16: case QT_DTYPE_U8:
-		break;
-	default:
-		return qt_error(QT_E_FORMAT, "%s: labels must be integers (int64 or uint8), not %s", path,
-				qt_dtype_name(yi->dtype));
-	}
-	if (yi->dims[0] != ds->total)
-		return qt_error(QT_E_FORMAT, "label count %lld (%s) != image count %lld (%s)", (long long)yi->dims[0],
-				path, (long long)ds->total, ds->images_path);
-	ds->has_labels = 1;
-	ds->label_dtype = yi->dtype;
-	ds->label_itemsize = yi->itemsize;
-	if (!(ds->labels_path = xstrdup(path)))
-		return nomem();
-	return QT_OK;
+	return check_labels(ds, path, yi->dtype, yi->itemsize, yi->rank, yi->dims);
 }
 
-/* Stored sample geometry from an npy header (the whole header minus skip leading dims). */
+/* A TensorProto holds no index to read rows from, so the labels are kept whole. */
+static enum qt_status open_pb_labels(struct qt_dataset *ds, const char *path)
+{
+	struct qt_tensor *y = &ds->pb_y;
+	enum qt_status st = qt_tensor_read_pb(path, y, NULL, 0);
+	if (st)
+		return st;
+	return check_labels(ds, path, y->dtype, (size_t)qt_dtype_bits(y->dtype) / 8, y->rank, y->dims);
+}
+
+/* Stored sample geometry: dims[skip..rank) of a file's array. */
+static void set_sample(struct qt_dataset *ds, enum qt_dtype dt, size_t itemsize, int rank, const int64_t *dims,
+		       int skip)
+{
+	ds->src_dtype = dt;
+	ds->src_itemsize = itemsize;
+	ds->src_rank = rank - skip;
+	for (int i = skip; i < rank; i++)
+		ds->src_dims[i - skip] = dims[i];
+}
+
 static void npy_sample(struct qt_dataset *ds, const struct qt_npy_info *info, int skip)
 {
-	ds->src_dtype = info->dtype;
-	ds->src_itemsize = info->itemsize;
-	ds->src_rank = info->rank - skip;
-	for (int i = skip; i < info->rank; i++)
-		ds->src_dims[i - skip] = info->dims[i];
+	set_sample(ds, info->dtype, info->itemsize, info->rank, info->dims, skip);
 }
 
 struct numbered {
@@ -486,8 +518,17 @@ static int cmp_numbered(const void *a, const void *b)
 	return x->num < y->num ? -1 : x->num > y->num;
 }
 
-/* Per-sample files in dir: names of decimal digits + ".npy". */
-static enum qt_status list_numbered(const char *dir, struct numbered **out, int64_t *n_out)
+static void free_numbered(struct numbered *v, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+/* Entries of dir named prefix + decimal digits + suffix, sorted by number and
+ * numbered 0..N-1 without gaps. */
+static enum qt_status list_numbered(const char *dir, const char *prefix, const char *suffix, struct numbered **out,
+				    int64_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
@@ -498,12 +539,15 @@ static enum qt_status list_numbered(const char *dir, struct numbered **out, int6
 	int64_t n = 0, cap = 0;
 	enum qt_status st = QT_OK;
 	struct dirent *e;
+	const size_t plen = strlen(prefix);
 	while ((e = readdir(d))) {
-		const char *s = e->d_name;
+		if (!starts_with(e->d_name, prefix))
+			continue;
+		const char *s = e->d_name + plen;
 		size_t len = strlen(s), k = 0;
 		while (k < len && s[k] >= '0' && s[k] <= '9')
 			k++;
-		if (k == 0 || k > 15 || strcmp(s + k, ".npy") != 0)
+		if (k == 0 || k > 15 || strcmp(s + k, suffix) != 0)
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 256;
@@ -515,7 +559,7 @@ static enum qt_status list_numbered(const char *dir, struct numbered **out, int6
 			v = nv;
 		}
 		v[n].num = strtoll(s, NULL, 10);
-		if (!(v[n].name = xstrdup(s))) {
+		if (!(v[n].name = xstrdup(e->d_name))) {
 			st = nomem();
 			break;
 		}
@@ -538,14 +582,60 @@ static enum qt_status list_numbered(const char *dir, struct numbered **out, int6
 		}
 	}
 	if (st) {
-		for (int64_t i = 0; i < n; i++)
-			free(v[i].name);
-		free(v);
+		free_numbered(v, n);
 		return st;
 	}
 	*out = v;
 	*n_out = n;
 	return QT_OK;
+}
+
+/*
+ * A folder of per-sample files: ds->files[i] is dir/v[i].name (then /inner
+ * when inner is given). Sample 0 defines the dtype and shape; the others are
+ * checked when read. Labels come from dir/labels.npy or dir/labels.pb when
+ * present.
+ */
+static enum qt_status open_files(struct qt_dataset *ds, const char *dir, const struct numbered *v, int64_t n,
+				 const char *inner, int pb)
+{
+	enum qt_status st;
+	ds->kind = SRC_FILES;
+	ds->files_pb = pb;
+	ds->files_pattern = inner ? "/test_data_set_N/input_0.pb" : pb ? "/NNNN.pb" : "/NNNN.npy";
+	if (!(ds->files = calloc((size_t)n, sizeof *ds->files)))
+		return nomem();
+	ds->total = n;
+	for (int64_t i = 0; i < n; i++) {
+		char *p = path_join(dir, v[i].name);
+		if (p && inner) {
+			char *q = path_join(p, inner);
+			free(p);
+			p = q;
+		}
+		if (!(ds->files[i] = p))
+			return nomem();
+	}
+	if (pb) {
+		struct qt_tensor t0;
+		if ((st = qt_tensor_read_pb(ds->files[0], &t0, NULL, 0)))
+			return st;
+		set_sample(ds, t0.dtype, (size_t)qt_dtype_bits(t0.dtype) / 8, t0.rank, t0.dims, 0);
+		qt_tensor_free(&t0);
+	} else {
+		struct qt_npy_reader *r0;
+		if ((st = qt_npy_open(ds->files[0], &r0)))
+			return st;
+		npy_sample(ds, qt_npy_reader_info(r0), 0);
+		qt_npy_close(r0);
+	}
+	char *y = path_join(dir, pb ? "labels.pb" : "labels.npy");
+	if (!y)
+		st = nomem();
+	else if (is_file(y))
+		st = (pb ? open_pb_labels : open_npy_labels)(ds, y);
+	free(y);
+	return st;
 }
 
 static enum qt_status open_npy(struct qt_dataset *ds, const struct src_spec *ss)
@@ -568,7 +658,7 @@ static enum qt_status open_npy(struct qt_dataset *ds, const struct src_spec *ss)
 		return qt_error(QT_E_INVALID_ARG, "\"labels\" cannot be given with a folder (%s holds its own)", images);
 	struct numbered *nums;
 	int64_t n;
-	if ((st = list_numbered(images, &nums, &n)))
+	if ((st = list_numbered(images, "", ".npy", &nums, &n)))
 		return st;
 	char *x = path_join(images, "x.npy");
 	if (!x) {
@@ -601,39 +691,46 @@ static enum qt_status open_npy(struct qt_dataset *ds, const struct src_spec *ss)
 			st = open_npy_labels(ds, y);
 		free(y);
 	} else if (n) {
-		ds->kind = SRC_FILES;
-		ds->files = calloc((size_t)n, sizeof *ds->files);
-		if (!ds->files) {
-			st = nomem();
-			goto done;
-		}
-		ds->total = n;
-		for (int64_t i = 0; i < n; i++)
-			if (!(ds->files[i] = path_join(images, nums[i].name))) {
-				st = nomem();
-				goto done;
-			}
-		/* Sample 0 defines the dtype and shape; the others are checked when read. */
-		struct qt_npy_reader *r0;
-		if ((st = qt_npy_open(ds->files[0], &r0)))
-			goto done;
-		npy_sample(ds, qt_npy_reader_info(r0), 0);
-		qt_npy_close(r0);
-		char *y = path_join(images, "labels.npy");
-		if (!y)
-			st = nomem();
-		else if (is_file(y))
-			st = open_npy_labels(ds, y);
-		free(y);
+		st = open_files(ds, images, nums, n, NULL, 0);
 	} else {
 		st = qt_error(QT_E_FORMAT, "%s holds neither x.npy nor per-sample files 0000.npy, 0001.npy, ...",
 			      images);
 	}
 done:
 	free(x);
-	for (int64_t i = 0; i < n; i++)
-		free(nums[i].name);
-	free(nums);
+	free_numbered(nums, n);
+	return st;
+}
+
+/*
+ * A folder of TensorProto files: 0000.pb, 0001.pb, ... or, as the ONNX
+ * backend tests lay them out, test_data_set_0/input_0.pb, test_data_set_1/...
+ * (only input_0.pb is read: the dataset feeds the first input; output_N.pb
+ * are model outputs, not labels).
+ */
+static enum qt_status open_pb(struct qt_dataset *ds, const struct src_spec *ss)
+{
+	const char *dir = ss->images;
+	if (ss->labels)
+		return qt_error(QT_E_INVALID_ARG, "\"labels\" cannot be given with a folder (%s holds its own)", dir);
+	struct numbered *files = NULL, *sets = NULL;
+	int64_t nf = 0, ns = 0;
+	enum qt_status st = list_numbered(dir, "", ".pb", &files, &nf);
+	if (!st)
+		st = list_numbered(dir, "test_data_set_", "", &sets, &ns);
+	if (!st && nf && ns)
+		st = qt_error(QT_E_FORMAT, "%s holds both per-sample files (%s, ...) and %s/; keep one convention", dir,
+			      files[0].name, sets[0].name);
+	else if (!st && nf)
+		st = open_files(ds, dir, files, nf, NULL, 1);
+	else if (!st && ns)
+		st = open_files(ds, dir, sets, ns, "input_0.pb", 1);
+	else if (!st)
+		st = qt_error(QT_E_FORMAT,
+			      "%s holds no per-sample files 0000.pb, 0001.pb, ... (nor test_data_set_0/input_0.pb, ...)",
+			      dir);
+	free_numbered(files, nf);
+	free_numbered(sets, ns);
 	return st;
 }
 
@@ -653,6 +750,9 @@ static enum qt_status setup_geometry(struct qt_dataset *ds, const struct src_spe
 	ds->H = 1;
 	ds->W = ds->numel;
 	ds->src_layout = layout;
+	/* A per-sample file may keep the model's batch dim of 1 ([1,C,H,W], as
+	 * ONNX test data does); the sample is the [C,H,W] inside. */
+	const int batched = ds->kind == SRC_FILES && ds->src_rank == 4 && ds->src_dims[0] == 1;
 	if (ds->kind == SRC_IDX && ds->src_rank == 2) {
 		/* Grayscale [H,W]: add the channel dim. */
 		ds->image = 1;
@@ -664,11 +764,11 @@ static enum qt_status setup_geometry(struct qt_dataset *ds, const struct src_spe
 		ds->H = ds->src_dims[0];
 		ds->W = ds->src_dims[1];
 		ds->C = ds->src_dims[2];
-	} else if (ds->kind != SRC_IDX && ds->src_rank == 3) {
+	} else if (ds->kind != SRC_IDX && (ds->src_rank == 3 || batched)) {
 		ds->image = 1;
 		if (ss->has_src_layout)
 			ds->src_layout = ss->src_layout;
-		const int64_t *d = ds->src_dims;
+		const int64_t *d = ds->src_dims + batched;
 		ds->C = ds->src_layout == QT_DATA_NCHW ? d[0] : d[2];
 		ds->H = ds->src_layout == QT_DATA_NCHW ? d[1] : d[0];
 		ds->W = ds->src_layout == QT_DATA_NCHW ? d[2] : d[1];
@@ -768,7 +868,7 @@ static enum qt_status build_desc(struct qt_dataset *ds)
 	char sh[160], f[32];
 	fprintf(m, "%s images=%s", ds->spec, ds->images_path);
 	if (ds->kind == SRC_FILES)
-		fprintf(m, "/NNNN.npy");
+		fprintf(m, "%s", ds->files_pattern);
 	if (ds->has_labels)
 		fprintf(m, " labels=%s", ds->labels_path);
 	fprintf(m, " stored=%s%s", qt_dtype_name(ds->src_dtype), qt_shape_str(sh, sizeof sh, ds->src_rank, ds->src_dims));
@@ -840,7 +940,7 @@ static enum qt_status open_impl(struct qt_dataset *ds, const char *spec, const s
 		st = nomem();
 		goto done;
 	}
-	st = ss.fmt == FMT_IDX ? open_idx(ds, &ss) : open_npy(ds, &ss);
+	st = ss.fmt == FMT_IDX ? open_idx(ds, &ss) : ss.fmt == FMT_NPY ? open_npy(ds, &ss) : open_pb(ds, &ss);
 	if (st)
 		goto done;
 	if ((st = setup_geometry(ds, &ss, layout)) || (st = check_input(ds, o)))
@@ -924,7 +1024,7 @@ static enum qt_status read_raw(struct qt_dataset *ds, int64_t first, int n)
 		for (int i = 0; i < n; i++) {
 			const char *path = ds->files[first + i];
 			struct qt_tensor t = {0};
-			enum qt_status st = qt_npy_read(path, &t);
+			enum qt_status st = ds->files_pb ? qt_tensor_read_pb(path, &t, NULL, 0) : qt_npy_read(path, &t);
 			if (st)
 				return st;
 			int same = t.dtype == ds->src_dtype && t.rank == ds->src_rank &&
@@ -1066,8 +1166,10 @@ static enum qt_status read_labels(struct qt_dataset *ds, int64_t first, int n, i
 		return st;
 	if (ds->idx_y)
 		st = qt_idx_read(ds->idx_y, first, n, ds->lraw);
-	else
+	else if (ds->npy_y)
 		st = qt_npy_read_rows_into(ds->npy_y, first, n, ds->lraw, ds->lraw_cap);
+	else
+		memcpy(ds->lraw, (const unsigned char *)ds->pb_y.data + (size_t)first * ds->label_itemsize, need);
 	if (st)
 		return st;
 	for (int i = 0; i < n; i++) {
@@ -1182,6 +1284,7 @@ void qt_dataset_close(struct qt_dataset *ds)
 	qt_idx_close(ds->idx_y);
 	qt_npy_close(ds->npy_x);
 	qt_npy_close(ds->npy_y);
+	qt_tensor_free(&ds->pb_y);
 	if (ds->files)
 		for (int64_t i = 0; i < ds->total; i++)
 			free(ds->files[i]);

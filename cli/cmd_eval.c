@@ -17,7 +17,7 @@ static const char eval_help[] =
 	"top-1 and top-5 accuracy, per-class accuracy, samples per second and the model\n"
 	"file's size.\n\n"
 	"  --data SPEC        fashion-mnist:train | fashion-mnist:test | idx:IMAGES,LABELS |\n"
-	"                     npy:DIR | FILE.json (see README); required\n"
+	"                     npy:DIR | pb:DIR | FILE.json (see README); required\n"
 	"  --limit N          evaluate at most N samples (default: all)\n"
 	"  --offset N         skip the first N samples (default 0)\n"
 	"  --batch B          samples per batch (default 64); memory is bounded by B\n"

@@ -27,23 +27,36 @@
  *         optionally y.npy with the labels, [N] or [N,1];
  *       - one file per sample named by its index in decimal, NNNN.npy
  *         (0000.npy, 0001.npy, ...; any zero padding, numbered 0..N-1 with
- *         no gap), each holding one sample without a batch dim, all of the
- *         same dtype and shape, and optionally labels.npy [N].
+ *         no gap), each holding one sample, all of the same dtype and
+ *         shape, and optionally labels.npy [N].
  *       DIR may also name a single .npy file (used as x.npy, no labels).
  *       Samples keep their stored shape (no channel dim is added) and are
  *       taken to be in opts->layout. Any numeric dtype; float samples must
- *       be finite. Labels are any integer dtype, >= 0.
+ *       be finite. Labels are any integer dtype, >= 0. A per-sample file of
+ *       rank 4 whose first dim is 1 holds a batch of one ([1,C,H,W]): the
+ *       sample is the [C,H,W] inside.
+ *
+ *   pb:DIR
+ *       A folder of ONNX TensorProto files (qtool/onnx.h), one sample per
+ *       file, read as the per-sample .npy files above (same numbering,
+ *       dtypes, batch dim of 1, shapes and checks): 0000.pb, 0001.pb, ...
+ *       and optionally labels.pb, an integer TensorProto [N] or [N,1] (held
+ *       in memory whole: a TensorProto cannot be read in part). Or the ONNX
+ *       backend-test layout: DIR/test_data_set_N/input_0.pb for N = 0..
+ *       (other inputs and output_N.pb are not read; labels.pb may sit in
+ *       DIR). Holding both layouts is an error. There is no stacked form.
  *
  *   PATH.json
  *       A JSON file (relative paths inside are resolved against its folder):
- *       { "format": "idx" | "npy",          required
- *         "images": "PATH",                  required; for npy a .npy file or a folder as above
- *         "labels": "PATH",                  optional (not with an npy folder)
+ *       { "format": "idx" | "npy" | "pb",   required
+ *         "images": "PATH",                  required; for npy a .npy file or a folder as above,
+ *                                            for pb a folder as above
+ *         "labels": "PATH",                  optional (not with a folder)
  *         "scale":  255,                     optional: raw values are DIVIDED by scale
  *         "mean":   [0.286],                 optional: 1 value, or 1 per channel
  *         "std":    [0.353],                 optional: 1 value, or 1 per channel, > 0
  *         "layout": "NCHW" | "NHWC",         optional: layout of the produced samples
- *         "source_layout": "NCHW" | "NHWC",  optional (npy): layout of the stored samples
+ *         "source_layout": "NCHW" | "NHWC",  optional (npy, pb): layout of the stored samples
  *         "dtype":  "float32" }              optional: the only output dtype
  *       Unknown keys are an error (they are usually typos).
  *
@@ -74,7 +87,7 @@ struct qt_preproc {
 struct qt_dataset_opts {
 	int64_t offset; /* skip this many samples (>= 0) */
 	int64_t limit;  /* then take at most this many; 0 = all */
-	/* Preprocessing for idx:/npy: specs (borrowed, copied). NULL: raw values.
+	/* Preprocessing for idx:/npy:/pb: specs (borrowed, copied). NULL: raw values.
 	 * Must be NULL for fashion-mnist: and JSON specs, which carry their own. */
 	const struct qt_preproc *preproc;
 	/* Layout of produced image samples. A JSON "layout" key takes precedence

@@ -1,7 +1,8 @@
 /*
  * Dataset layer: the fashion-mnist specs against values computed once with
  * NumPy (float32, the same operation order), offset/limit, npy folders in
- * both conventions, JSON specs, layouts, and every refusal the header lists.
+ * both conventions, folders of TensorProto .pb files, JSON specs, layouts,
+ * and every refusal the header lists.
  *
  * Expected preprocessed values: with u the raw byte,
  *   ((np.float32(u) / np.float32(255.0)) - np.float32(0.2860)) / np.float32(0.3530)
@@ -17,6 +18,7 @@
 
 #include "qtool/dataset.h"
 #include "qtool/npy.h"
+#include "qtool/onnx.h"
 
 #define FM "/usr/share/datasets/fashion-mnist/"
 
@@ -80,8 +82,10 @@ static uint32_t fbits(float f)
 	return u;
 }
 
-/* Write a tensor of dtype dt and shape dims whose element i is val(i). */
-static void write_npy(const char *path, enum qt_dtype dt, int rank, const int64_t *dims, double (*val)(int64_t))
+/* A tensor of dtype dt and shape dims whose element i is val(i); pb picks
+ * TensorProto over .npy. */
+static void write_tensor(const char *path, int pb, enum qt_dtype dt, int rank, const int64_t *dims,
+			 double (*val)(int64_t))
 {
 	struct qt_tensor t = {0};
 	cr_assert_eq(qt_tensor_alloc(&t, dt, rank, dims), QT_OK);
@@ -97,8 +101,18 @@ static void write_npy(const char *path, enum qt_dtype dt, int rank, const int64_
 		default: cr_assert_fail("dtype");
 		}
 	}
-	cr_assert_eq(qt_npy_write(path, &t), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(pb ? qt_tensor_write_pb(path, &t, "x") : qt_npy_write(path, &t), QT_OK, "%s", qt_error_msg());
 	qt_tensor_free(&t);
+}
+
+static void write_npy(const char *path, enum qt_dtype dt, int rank, const int64_t *dims, double (*val)(int64_t))
+{
+	write_tensor(path, 0, dt, rank, dims, val);
+}
+
+static void write_pb(const char *path, enum qt_dtype dt, int rank, const int64_t *dims, double (*val)(int64_t))
+{
+	write_tensor(path, 1, dt, rank, dims, val);
 }
 
 static double v_index(int64_t i) { return (double)i; }
@@ -113,6 +127,29 @@ static void expect_open_error(const char *spec, const struct qt_dataset_opts *o,
 	cr_expect_eq(got, st, "%s: status %d: %s", spec, got, qt_error_msg());
 	cr_expect_null(ds);
 	cr_expect(strstr(qt_error_msg(), msg) != NULL, "%s: expected \"%s\" in: %s", spec, msg, qt_error_msg());
+}
+
+/* Open must succeed and `good` batches of `batch` be read; the next read must
+ * then fail with st and a message containing msg, and again (the position did
+ * not move). */
+static void expect_read_error(const char *spec, int batch, int good, enum qt_status st, const char *msg)
+{
+	struct qt_dataset *ds;
+	struct qt_tensor x = {0};
+	int64_t l[16];
+	int n;
+	cr_assert(batch <= 16);
+	cr_assert_eq(qt_dataset_open(spec, NULL, &ds), QT_OK, "%s", qt_error_msg());
+	for (int b = 0; b < good; b++)
+		cr_assert_eq(qt_dataset_next(ds, batch, &x, l, &n), QT_OK, "%s", qt_error_msg());
+	for (int k = 0; k < 2; k++) {
+		enum qt_status got = qt_dataset_next(ds, batch, &x, l, &n);
+		cr_expect_eq(got, st, "%s: status %d: %s", spec, got, qt_error_msg());
+		cr_expect_eq(n, 0);
+		cr_expect(strstr(qt_error_msg(), msg) != NULL, "%s: expected \"%s\" in: %s", spec, msg, qt_error_msg());
+	}
+	qt_dataset_close(ds);
+	qt_tensor_free(&x);
 }
 
 /* ---- fashion-mnist ----------------------------------------------------------- */
@@ -308,6 +345,9 @@ Test(dataset, refusals)
 	expect_open_error("idx:" FM "t10k-images-idx3-ubyte.gz", &o, QT_E_INVALID_ARG,
 			  "mean has 3 values but the samples have 1 channel");
 	expect_open_error("npy:/nonexistent/dir", NULL, QT_E_IO, "npy:/nonexistent/dir: cannot open /nonexistent/dir");
+	expect_open_error("pb:/nonexistent/dir", NULL, QT_E_IO,
+			  "pb:/nonexistent/dir: cannot open /nonexistent/dir: No such file or directory");
+	expect_open_error("pb:", NULL, QT_E_INVALID_ARG, "pb:: pb: needs a folder");
 }
 
 Test(dataset, idx_spec_with_preprocessing_matches_fashion_mnist)
@@ -525,6 +565,298 @@ Test(dataset, npy_per_sample_files, .init = mk_tmpdir, .fini = rm_tmpdir)
 	qt_tensor_free(&x);
 }
 
+/* ---- folders of TensorProto .pb files ------------------------------------------ */
+
+/* Per-sample fixtures: element k of the sample being written is pb_base + k. */
+static int64_t pb_base;
+static double v_from_base(int64_t i) { return (double)(pb_base + i); }
+
+/* Sample i of a folder: dir/NNNN.pb (or .npy) holding i * numel + k. */
+static void write_sample(const char *dir, int pb, int i, enum qt_dtype dt, int rank, const int64_t *dims)
+{
+	int64_t numel = 1;
+	for (int d = 0; d < rank; d++)
+		numel *= dims[d];
+	char name[64];
+	snprintf(name, sizeof name, "%s/%04d.%s", dir, i, pb ? "pb" : "npy");
+	pb_base = i * numel;
+	write_tensor(tpath(name), pb, dt, rank, dims, v_from_base);
+}
+
+Test(dataset, pb_per_sample_files, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	/* 7 samples float32 [C=3,H=2,W=2]; labels int64 [7], label i = i. */
+	int64_t sd[3] = {3, 2, 2}, ld[1] = {7};
+	for (int i = 0; i < 7; i++)
+		write_sample(".", 1, i, QT_DTYPE_F32, 3, sd);
+	write_pb(tpath("labels.pb"), QT_DTYPE_I64, 1, ld, v_index);
+	char spec[128];
+	snprintf(spec, sizeof spec, "pb:%s", tmpdir);
+	struct qt_preproc pp = {.n_mean = 3, .mean = {1, 2, 3}, .n_std = 1, .std = {2}};
+	struct qt_dataset_opts o = {.preproc = &pp, .offset = 1, .limit = 5};
+	struct qt_dataset *ds;
+	cr_assert_eq(qt_dataset_open(spec, &o, &ds), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_dataset_count(ds), 5);
+	cr_assert(qt_dataset_has_labels(ds));
+	int64_t dims[QT_MAX_RANK];
+	cr_assert_eq(qt_dataset_sample_shape(ds, dims), 3);
+	cr_assert(dims[0] == 3 && dims[1] == 2 && dims[2] == 2);
+	char want[512];
+	snprintf(want, sizeof want,
+		 "%s images=%s/NNNN.pb labels=%s/labels.pb stored=float32[3,2,2] scale=1 mean=[1,2,3] std=[2] "
+		 "layout=NCHW dtype=float32 sample=[3,2,2] offset=1 count=5 total=7",
+		 spec, tmpdir, tmpdir);
+	cr_assert_str_eq(qt_dataset_describe(ds), want);
+	struct qt_tensor x = {0};
+	int64_t l[3];
+	int n;
+	static const int expect[] = {3, 2, 0};
+	for (int pass = 0; pass < 2; pass++) {
+		int seen = 0;
+		for (int b = 0; b < 3; b++) {
+			cr_assert_eq(qt_dataset_next(ds, 3, &x, l, &n), QT_OK, "%s", qt_error_msg());
+			cr_assert_eq(n, expect[b], "pass %d batch %d", pass, b);
+			if (!n)
+				break;
+			cr_assert(x.rank == 4 && x.dims[0] == n && x.dims[1] == 3 && x.dims[2] == 2 && x.dims[3] == 2);
+			const float *v = x.data;
+			for (int s = 0; s < n; s++) {
+				int idx = 1 + seen + s;
+				cr_assert_eq(l[s], idx);
+				for (int c = 0; c < 3; c++)
+					for (int k = 0; k < 4; k++)
+						cr_assert_eq(v[s * 12 + c * 4 + k],
+							     ((float)(idx * 12 + c * 4 + k) - (float)(c + 1)) / 2.0f,
+							     "sample %d c%d k%d", idx, c, k);
+			}
+			seen += n;
+		}
+		cr_assert_eq(seen, 5);
+		qt_dataset_reset(ds);
+	}
+	qt_dataset_close(ds);
+
+	/* Without labels.pb: no labels, the same samples. */
+	cr_assert_eq(unlink(tpath("labels.pb")), 0);
+	cr_assert_eq(qt_dataset_open(spec, NULL, &ds), QT_OK, "%s", qt_error_msg());
+	cr_assert(!qt_dataset_has_labels(ds));
+	cr_assert_eq(qt_dataset_count(ds), 7);
+	cr_assert_eq(qt_dataset_next(ds, 1, &x, l, &n), QT_OK);
+	cr_assert_eq(((float *)x.data)[11], 11.0f);
+	qt_dataset_close(ds);
+	qt_tensor_free(&x);
+}
+
+/* Every dtype the npy path takes reads the same from .pb, including a batch
+ * dim of 1 kept in each file ([1,C,H,W], as ONNX test data has it). */
+Test(dataset, pb_dtypes_and_batch_dim_match_npy, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	static const enum qt_dtype dts[] = {QT_DTYPE_F32, QT_DTYPE_U8, QT_DTYPE_I64, QT_DTYPE_I32, QT_DTYPE_F64};
+	int64_t sd[4] = {1, 3, 2, 2}, ld[2] = {4, 1};
+	cr_assert_eq(mkdir(tpath("npy"), 0755), 0);
+	cr_assert_eq(mkdir(tpath("pb"), 0755), 0);
+	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+		for (int i = 0; i < 4; i++) {
+			write_sample("npy", 0, i, dts[d], 4, sd);
+			write_sample("pb", 1, i, dts[d], 4, sd);
+		}
+		write_npy(tpath("npy/labels.npy"), QT_DTYPE_U8, 2, ld, v_label);
+		write_pb(tpath("pb/labels.pb"), QT_DTYPE_U8, 2, ld, v_label);
+		struct qt_preproc pp = {.scale = 4, .n_mean = 3, .mean = {1, 2, 3}};
+		struct qt_dataset_opts o = {.preproc = &pp, .offset = 1};
+		struct qt_dataset *a, *b;
+		char spec[160];
+		snprintf(spec, sizeof spec, "pb:%s", tpath("pb"));
+		cr_assert_eq(qt_dataset_open(spec, &o, &a), QT_OK, "%s: %s", qt_dtype_name(dts[d]), qt_error_msg());
+		snprintf(spec, sizeof spec, "npy:%s", tpath("npy"));
+		cr_assert_eq(qt_dataset_open(spec, &o, &b), QT_OK, "%s: %s", qt_dtype_name(dts[d]), qt_error_msg());
+		int64_t dims[QT_MAX_RANK];
+		cr_assert_eq(qt_dataset_sample_shape(a, dims), 3);
+		cr_assert(dims[0] == 3 && dims[1] == 2 && dims[2] == 2);
+		struct qt_tensor x = {0}, y = {0};
+		int64_t la[4], lb[4];
+		int na, nb;
+		cr_assert_eq(qt_dataset_next(a, 4, &x, la, &na), QT_OK, "%s", qt_error_msg());
+		cr_assert_eq(qt_dataset_next(b, 4, &y, lb, &nb), QT_OK, "%s", qt_error_msg());
+		cr_assert_eq(na, 3);
+		cr_assert_eq(nb, 3);
+		cr_assert_eq(x.nbytes, y.nbytes);
+		cr_assert(memcmp(x.data, y.data, x.nbytes) == 0, "%s", qt_dtype_name(dts[d]));
+		const float *v = x.data;
+		for (int s = 0; s < 3; s++) {
+			cr_assert_eq(la[s], s + 1);
+			cr_assert_eq(lb[s], s + 1);
+			for (int c = 0; c < 3; c++)
+				for (int k = 0; k < 4; k++)
+					cr_assert_eq(v[s * 12 + c * 4 + k], (float)((s + 1) * 12 + c * 4 + k) / 4.0f - (float)(c + 1));
+		}
+		char st[64];
+		snprintf(st, sizeof st, "stored=%s[1,3,2,2]", qt_dtype_name(dts[d]));
+		cr_assert(strstr(qt_dataset_describe(a), st), "%s", qt_dataset_describe(a));
+		qt_dataset_close(a);
+		qt_dataset_close(b);
+		qt_tensor_free(&x);
+		qt_tensor_free(&y);
+	}
+}
+
+/* ONNX backend test data: test_data_set_N/input_0.pb, here channels-last
+ * [1,H=2,W=2,C=3] uint8, transposed to NCHW by a JSON spec. */
+Test(dataset, pb_onnx_test_data_layout, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	int64_t sd[4] = {1, 2, 2, 3};
+	cr_assert_eq(mkdir(tpath("model"), 0755), 0);
+	for (int i = 0; i < 11; i++) {
+		char d[64], f[96];
+		snprintf(d, sizeof d, "model/test_data_set_%d", i);
+		cr_assert_eq(mkdir(tpath(d), 0755), 0);
+		snprintf(f, sizeof f, "%s/input_0.pb", d);
+		pb_base = i * 12;
+		write_pb(tpath(f), QT_DTYPE_U8, 4, sd, v_from_base);
+		snprintf(f, sizeof f, "%s/output_0.pb", d); /* model outputs: not read */
+		write_pb(tpath(f), QT_DTYPE_F32, 2, (int64_t[]){1, 10}, v_index);
+	}
+	write_text(tpath("model/model.onnx"), "not read");
+	write_text(tpath("spec.json"), "{\"format\":\"pb\",\"images\":\"model\",\"source_layout\":\"NHWC\","
+				       "\"mean\":[0,100,200]}");
+	struct qt_dataset_opts o = {.offset = 9};
+	struct qt_dataset *ds;
+	cr_assert_eq(qt_dataset_open(tpath("spec.json"), &o, &ds), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_dataset_count(ds), 2);
+	cr_assert(!qt_dataset_has_labels(ds));
+	cr_assert(strstr(qt_dataset_describe(ds), "/model/test_data_set_N/input_0.pb stored=uint8[1,2,2,3]"), "%s",
+		  qt_dataset_describe(ds));
+	cr_assert(strstr(qt_dataset_describe(ds), "layout=NCHW(from NHWC) dtype=float32 sample=[3,2,2]"), "%s",
+		  qt_dataset_describe(ds));
+	struct qt_tensor x = {0};
+	int n;
+	cr_assert_eq(qt_dataset_next(ds, 4, &x, NULL, &n), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(n, 2);
+	const float *v = x.data;
+	/* Samples 9 and 10 (test_data_set_10 sorts after _9 by number, not name). */
+	for (int s = 0; s < 2; s++)
+		for (int c = 0; c < 3; c++)
+			for (int hw = 0; hw < 4; hw++)
+				cr_assert_eq(v[s * 12 + c * 4 + hw], (float)((9 + s) * 12 + hw * 3 + c) - (float)(c * 100),
+					     "s%d c%d hw%d", s, c, hw);
+	qt_dataset_close(ds);
+	qt_tensor_free(&x);
+
+	/* A set without input_0.pb is named when read. */
+	cr_assert_eq(unlink(tpath("model/test_data_set_10/input_0.pb")), 0);
+	cr_assert_eq(qt_dataset_open(tpath("spec.json"), &o, &ds), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_dataset_next(ds, 4, &x, NULL, &n), QT_E_IO);
+	cr_assert(strstr(qt_error_msg(), "/model/test_data_set_10/input_0.pb: cannot open: No such file"), "%s",
+		  qt_error_msg());
+	qt_dataset_close(ds);
+
+	/* Both conventions in one folder. */
+	write_pb(tpath("model/0000.pb"), QT_DTYPE_U8, 4, sd, v_index);
+	expect_open_error(tpath("spec.json"), NULL, QT_E_FORMAT,
+			  "holds both per-sample files (0000.pb, ...) and test_data_set_0/; keep one convention");
+}
+
+Test(dataset, pb_refusals, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	/* 6 samples float32 [2,3], labels.pb [6]. */
+	int64_t sd[2] = {2, 3}, ld[1] = {6};
+	for (int i = 0; i < 6; i++)
+		write_sample(".", 1, i, QT_DTYPE_F32, 2, sd);
+	write_pb(tpath("labels.pb"), QT_DTYPE_I64, 1, ld, v_label);
+	char spec[128], want[512];
+	snprintf(spec, sizeof spec, "pb:%s", tmpdir);
+	struct qt_dataset *ds;
+	struct qt_tensor x = {0};
+	int n;
+	cr_assert_eq(qt_dataset_open(spec, NULL, &ds), QT_OK, "%s", qt_error_msg());
+	qt_dataset_close(ds);
+
+	/* Samples that do not fit the model input. */
+	int64_t in[3] = {1, 28, 28};
+	struct qt_dataset_opts o = {.input_name = "input", .input_rank = 3, .input_dims = in};
+	expect_open_error(spec, &o, QT_E_INVALID_ARG, "samples are [2,3] but the model input \"input\" expects [1,28,28]");
+
+	/* A malformed file is named when its batch is read; the position does not move. */
+	write_text(tpath("0003.pb"), "\xff\xff\xff");
+	snprintf(want, sizeof want, "%s: %s/0003.pb: truncated or not a TensorProto (protobuf parse failed)", spec,
+		 tmpdir);
+	expect_read_error(spec, 2, 1, QT_E_FORMAT, want);
+	/* ... and at open when it is sample 0, which defines the shape. */
+	write_text(tpath("0000.pb"), "\x08");
+	expect_open_error(spec, NULL, QT_E_FORMAT, "/0000.pb: truncated or not a TensorProto");
+	write_sample(".", 1, 0, QT_DTYPE_F32, 2, sd);
+
+	/* A file of another shape, then of another dtype. */
+	int64_t other[2] = {3, 2};
+	write_pb(tpath("0003.pb"), QT_DTYPE_F32, 2, other, v_index);
+	snprintf(want, sizeof want, "%s: %s/0003.pb: holds float32[3,2] but sample 0 (%s/0000.pb) is float32[2,3]", spec,
+		 tmpdir, tmpdir);
+	expect_read_error(spec, 4, 0, QT_E_FORMAT, want);
+	write_pb(tpath("0003.pb"), QT_DTYPE_F64, 2, sd, v_index);
+	expect_read_error(spec, 4, 0, QT_E_FORMAT, "0003.pb: holds float64[2,3] but sample 0");
+	write_sample(".", 1, 3, QT_DTYPE_F32, 2, sd);
+
+	/* NaN and Inf, with the file and the element. */
+	static const float bad[2] = {NAN, -INFINITY};
+	static const char *const what[2] = {"NaN", "-Inf"};
+	for (int k = 0; k < 2; k++) {
+		struct qt_tensor t = {0};
+		cr_assert_eq(qt_tensor_alloc(&t, QT_DTYPE_F32, 2, sd), QT_OK);
+		((float *)t.data)[4] = bad[k];
+		cr_assert_eq(qt_tensor_write_pb(tpath("0002.pb"), &t, NULL), QT_OK);
+		qt_tensor_free(&t);
+		snprintf(want, sizeof want, "%s: %s/0002.pb: element 4 is %s", spec, tmpdir, what[k]);
+		expect_read_error(spec, 4, 0, QT_E_NUMERIC, want);
+	}
+	write_sample(".", 1, 2, QT_DTYPE_F32, 2, sd);
+
+	/* Labels: count, dtype, shape, a malformed file, a negative value (found when read). */
+	int64_t ld5[1] = {5}, ld62[2] = {6, 2};
+	write_pb(tpath("labels.pb"), QT_DTYPE_I64, 1, ld5, v_label);
+	snprintf(want, sizeof want, "label count 5 (%s/labels.pb) != image count 6 (%s)", tmpdir, tmpdir);
+	expect_open_error(spec, NULL, QT_E_FORMAT, want);
+	write_pb(tpath("labels.pb"), QT_DTYPE_F32, 1, ld, v_label);
+	expect_open_error(spec, NULL, QT_E_FORMAT, "labels.pb: labels must be integers (int64 or uint8), not float32");
+	write_pb(tpath("labels.pb"), QT_DTYPE_I64, 2, ld62, v_label);
+	expect_open_error(spec, NULL, QT_E_FORMAT, "labels.pb: labels must be [N] or [N,1], not [6,2]");
+	write_text(tpath("labels.pb"), "\x0a\x05");
+	expect_open_error(spec, NULL, QT_E_FORMAT, "labels.pb: truncated or not a TensorProto");
+	struct qt_tensor neg = {0};
+	cr_assert_eq(qt_tensor_alloc(&neg, QT_DTYPE_I32, 1, ld), QT_OK);
+	((int32_t *)neg.data)[2] = -1;
+	cr_assert_eq(qt_tensor_write_pb(tpath("labels.pb"), &neg, NULL), QT_OK);
+	qt_tensor_free(&neg);
+	expect_read_error(spec, 2, 1, QT_E_FORMAT, "labels.pb: label -1 of sample 2 is negative");
+	cr_assert_eq(unlink(tpath("labels.pb")), 0);
+
+	/* Files are read batch by batch, not at open: one removed after open fails its batch only. */
+	cr_assert_eq(qt_dataset_open(spec, NULL, &ds), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(unlink(tpath("0005.pb")), 0);
+	cr_assert_eq(qt_dataset_next(ds, 4, &x, NULL, &n), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(n, 4);
+	cr_assert_eq(qt_dataset_next(ds, 4, &x, NULL, &n), QT_E_IO);
+	cr_assert(strstr(qt_error_msg(), "/0005.pb: cannot open: No such file or directory"), "%s", qt_error_msg());
+	qt_dataset_close(ds);
+
+	/* Numbering: a gap, a duplicate. */
+	cr_assert_eq(unlink(tpath("0003.pb")), 0);
+	expect_open_error(spec, NULL, QT_E_FORMAT, "sample 3 is missing (next file is 0004.pb)");
+	write_sample(".", 1, 3, QT_DTYPE_F32, 2, sd);
+	write_pb(tpath("3.pb"), QT_DTYPE_F32, 2, sd, v_index);
+	expect_open_error(spec, NULL, QT_E_FORMAT, "both hold sample 3");
+
+	/* An empty folder, a folder of .npy files only, a file instead of a folder. */
+	cr_assert_eq(mkdir(tpath("empty"), 0755), 0);
+	snprintf(spec, sizeof spec, "pb:%s", tpath("empty"));
+	expect_open_error(spec, NULL, QT_E_FORMAT, "holds no per-sample files 0000.pb, 0001.pb, ...");
+	write_npy(tpath("empty/0000.npy"), QT_DTYPE_F32, 2, sd, v_index);
+	expect_open_error(spec, NULL, QT_E_FORMAT, "holds no per-sample files 0000.pb, 0001.pb, ...");
+	snprintf(spec, sizeof spec, "pb:%s", tpath("0000.pb"));
+	expect_open_error(spec, NULL, QT_E_IO, "0000.pb: cannot open ");
+	cr_assert(strstr(qt_error_msg(), "0000.pb: Not a directory"), "%s", qt_error_msg());
+	qt_tensor_free(&x);
+}
+
 /* ---- JSON specs ---------------------------------------------------------------- */
 
 Test(dataset, json_idx_spec_equals_fashion_mnist, .init = mk_tmpdir, .fini = rm_tmpdir)
@@ -607,7 +939,7 @@ Test(dataset, json_refusals, .init = mk_tmpdir, .fini = rm_tmpdir)
 		{"{\"format\":\"idx\",\"images\":\"a\",\"mean\":[0],\"colour\":1}", QT_E_FORMAT, "unknown key \"colour\""},
 		{"{\"format\":\"idx\",\"images\":\"a\",", QT_E_FORMAT, "invalid JSON near byte"},
 		{"[1,2]", QT_E_FORMAT, "must be a JSON object"},
-		{"{\"images\":\"a\"}", QT_E_FORMAT, "\"format\" (\"idx\" or \"npy\") is required"},
+		{"{\"images\":\"a\"}", QT_E_FORMAT, "\"format\" (\"idx\", \"npy\" or \"pb\") is required"},
 		{"{\"format\":\"csv\",\"images\":\"a\"}", QT_E_FORMAT, "unknown \"format\" \"csv\""},
 		{"{\"format\":\"idx\"}", QT_E_FORMAT, "\"images\" (a path) is required"},
 		{"{\"format\":\"idx\",\"images\":\"a\",\"scale\":0}", QT_E_FORMAT, "\"scale\" must be a number > 0"},
@@ -620,7 +952,9 @@ Test(dataset, json_refusals, .init = mk_tmpdir, .fini = rm_tmpdir)
 		{"{\"format\":\"idx\",\"images\":\"a\",\"images\":\"b\"}", QT_E_FORMAT, "duplicate key \"images\""},
 		{"{\"format\":\"idx\",\"images\":\"missing.gz\"}", QT_E_IO, "cannot open "},
 		{"{\"format\":\"idx\",\"images\":\"a\",\"source_layout\":\"NHWC\"}", QT_E_FORMAT,
-		 "\"source_layout\" applies to \"npy\" data only"},
+		 "\"source_layout\" applies to \"npy\" and \"pb\" data only"},
+		{"{\"format\":\"pb\",\"images\":\".\",\"labels\":\"y.pb\"}", QT_E_INVALID_ARG,
+		 "\"labels\" cannot be given with a folder"},
 	};
 	const char *path = tpath("s.json");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
