@@ -2,8 +2,11 @@
  * .qmod writer and reader; docs/FORMAT.md is the contract.
  *
  * Layout: a 64-byte header, a section table, then sections at 64-byte
- * aligned offsets, each protected by a CRC32. Constant payloads live in the
- * DATA section at 64-byte aligned offsets so a reader could map them in place.
+ * aligned offsets, each protected by a CRC32. The metadata sections (all but
+ * DATA) are zlib-compressed when that makes them smaller: names and records
+ * repeat a lot, and a small model's metadata would otherwise outweigh its
+ * weights. Constant payloads live in the uncompressed DATA section at 16-byte
+ * aligned offsets so a reader could map them in place.
  */
 #include <errno.h>
 #include <math.h>
@@ -35,6 +38,9 @@ static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUE
 #define ATTR_REC 40
 #define RQ_REC 32
 #define MAX_COUNT (1 << 20) /* values, nodes, attributes, parameters per file */
+#define PAYLOAD_ALIGN 16
+#define MAX_INFLATED ((uint64_t)64 << 20) /* a metadata section's uncompressed size */
+#define MAX_DEFLATE_RATIO 1032            /* deflate cannot expand data more than this */
 
 /* The dtype codes are part of the format. */
 _Static_assert(QT_DTYPE_F32 == 1 && QT_DTYPE_U8 == 8 && QT_DTYPE_BOOL == 12 && QT_DTYPE_S4 == 14 &&
@@ -138,10 +144,12 @@ static uint32_t str_ref(struct strtab *s, const char *str, uint32_t *len_out)
 	return off;
 }
 
-/* Payload into DATA at a 64-byte aligned offset; returns the offset. */
+/* Payload into DATA at a PAYLOAD_ALIGN-aligned offset; returns the offset.
+ * 16 bytes suits every element type and 128-bit loads; a coarser alignment
+ * costs a small model more padding than its quantization parameters. */
 static uint64_t data_put(struct buf *d, const void *p, size_t n)
 {
-	align(d, 64);
+	align(d, PAYLOAD_ALIGN);
 	uint64_t off = d->len;
 	put(d, p, n);
 	return off;
@@ -373,17 +381,37 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 	for (int s = 1; s < S_COUNT; s++) {
 		align(&out, 64);
 		uint64_t off = out.len;
-		put(&out, sec[s].p, sec[s].len);
+		/* Metadata sections are stored deflated (level 9, deterministic
+		 * for a given zlib) when that is smaller; DATA is always stored. */
+		const uint8_t *stored = sec[s].p ? sec[s].p : (const uint8_t *)"";
+		size_t stored_len = sec[s].len;
+		uint64_t raw_len = 0;
+		uint8_t *z = NULL;
+		if (s != S_DATA && sec[s].len > 0) {
+			uLongf zl = compressBound((uLong)sec[s].len);
+			z = malloc(zl);
+			if (!z) {
+				oom = 1;
+			} else if (compress2(z, &zl, sec[s].p, (uLong)sec[s].len, 9) == Z_OK && zl < sec[s].len) {
+				stored = z;
+				stored_len = zl;
+				raw_len = sec[s].len;
+			}
+		}
+		put(&out, stored, stored_len);
 		oom |= sec[s].oom;
-		if (out.oom)
+		if (out.oom) {
+			free(z);
 			break;
+		}
 		uint8_t *e = out.p + table + (size_t)(s - 1) * SEC_ENTRY;
 		struct buf eb = {e, 0, SEC_ENTRY, 0};
 		put_u32(&eb, (uint32_t)s);
-		put_u32(&eb, (uint32_t)crc32(0L, sec[s].p ? sec[s].p : (const Bytef *)"", (uInt)sec[s].len));
+		put_u32(&eb, (uint32_t)crc32(0L, stored, (uInt)stored_len));
 		put_u64(&eb, off);
-		put_u64(&eb, sec[s].len);
-		put_u64(&eb, 0);
+		put_u64(&eb, stored_len);
+		put_u64(&eb, raw_len);
+		free(z);
 	}
 	for (int s = 0; s < S_COUNT; s++)
 		free(sec[s].p);
@@ -445,6 +473,7 @@ struct rd {
 	const char *label;
 	const uint8_t *sec[S_COUNT];
 	uint64_t sec_len[S_COUNT];
+	uint8_t *inflated[S_COUNT]; /* owned: decompressed metadata sections */
 	struct qt_graph *g;
 };
 
@@ -472,6 +501,9 @@ static enum qt_status rd_data(struct rd *r, uint64_t off, uint64_t len, const ch
 	if (off > r->sec_len[S_DATA] || len > r->sec_len[S_DATA] - off)
 		return BAD("%s: %s: payload at %llu+%llu is outside DATA (%llu bytes)", r->label, what,
 			   (unsigned long long)off, (unsigned long long)len, (unsigned long long)r->sec_len[S_DATA]);
+	if (off % PAYLOAD_ALIGN)
+		return BAD("%s: %s: payload offset %llu is not a multiple of %d", r->label, what, (unsigned long long)off,
+			   PAYLOAD_ALIGN);
 	*out = r->sec[S_DATA] + off;
 	return QT_OK;
 }
@@ -858,14 +890,14 @@ static enum qt_status read_body(struct rd *r)
 	}
 	if (g->opset < 1 || g->opset > 1000)
 		return BAD("%s: META: opset %d out of range", r->label, g->opset);
-	/* Weighted nodes: Conv/Gemm/MatMul with a constant weight whose codes are
+	/* Weighted nodes (qt_is_weighted_op) with a constant weight whose codes are
 	 * int8/int4/int2 (matching its qparams), quantized input and output, and
 	 * an int32 bias if any. The integer runtime checks shapes and attributes. */
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
 		if (!n->rq)
 			continue;
-		int op_ok = !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Gemm") || !strcmp(n->op_type, "MatMul");
+		int op_ok = qt_is_weighted_op(n);
 		const struct qt_value *w = n->n_inputs >= 2 && n->inputs[1] >= 0 ? &g->values[n->inputs[1]] : NULL;
 		int w_ok = w && w->init && w->q && w->q->qtype == w->init->dtype &&
 			   (w->init->dtype == QT_DTYPE_I8 || w->init->dtype == QT_DTYPE_S4 || w->init->dtype == QT_DTYPE_S2);
@@ -873,16 +905,89 @@ static enum qt_status read_body(struct rd *r)
 		int b_ok = !b || (b->init && b->init->dtype == QT_DTYPE_I32);
 		if (!op_ok || !w_ok || !b_ok || n->n_outputs < 1 || n->outputs[0] < 0 || !g->values[n->outputs[0]].q ||
 		    n->inputs[0] < 0 || !g->values[n->inputs[0]].q || g->values[n->inputs[0]].init)
-			return BAD("%s: node \"%s\" (%s) has requantization but is not a Conv/Gemm/MatMul with "
+			return BAD("%s: node \"%s\" (%s) has requantization but is not a Conv/Gemm/MatMul/MatMulBias with "
 				   "quantized input, output, int8/int4/int2 weight and int32 bias",
 				   r->label, n->name, n->op_type);
 	}
 	return qt_graph_finalize(g);
 }
 
+static void free_inflated(struct rd *r)
+{
+	for (int s = 0; s < S_COUNT; s++) {
+		free(r->inflated[s]);
+		r->inflated[s] = NULL;
+	}
+}
+
+/* Replace section s's stored (deflated) bytes by its `raw` uncompressed bytes.
+ * The size is checked before allocating: at most MAX_INFLATED and at most
+ * what deflate can expand the stored bytes to; the stream must end exactly at
+ * the end of the section and give exactly `raw` bytes. */
+static enum qt_status inflate_section(struct rd *r, int s, uint64_t raw)
+{
+	uint64_t sl = r->sec_len[s];
+	if (s == S_DATA)
+		return BAD("%s: section DATA is marked compressed; DATA is always stored", r->label);
+	if (raw > MAX_INFLATED || raw > sl * MAX_DEFLATE_RATIO + 64)
+		return BAD("%s: section %s claims %llu uncompressed bytes from %llu stored", r->label, section_names[s],
+			   (unsigned long long)raw, (unsigned long long)sl);
+	uint8_t *d = malloc((size_t)raw);
+	if (!d)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	uLongf dl = (uLongf)raw;
+	uLong used = (uLong)sl;
+	int zr = uncompress2(d, &dl, r->sec[s], &used);
+	if (zr != Z_OK || dl != raw || used != sl) {
+		free(d);
+		return BAD("%s: section %s does not inflate to its %llu bytes (%s)", r->label, section_names[s],
+			   (unsigned long long)raw, zr == Z_OK ? "length mismatch" : zError(zr));
+	}
+	r->inflated[s] = d;
+	r->sec[s] = d;
+	r->sec_len[s] = raw;
+	return QT_OK;
+}
+
+/* The section table: every known section located, checked and (if
+ * compressed) inflated. On error the caller frees what was inflated. */
+static enum qt_status read_sections(struct rd *r, uint32_t ns, uint64_t table)
+{
+	for (uint32_t i = 0; i < ns; i++) {
+		const uint8_t *e = r->p + table + (size_t)i * SEC_ENTRY;
+		uint32_t kind = rd_u32(e), crc = rd_u32(e + 4);
+		uint64_t off = rd_u64(e + 8), sl = rd_u64(e + 16);
+		if (kind == 0 || kind >= S_COUNT)
+			continue; /* unknown sections are skipped (forward compatible) */
+		if (off % 64 || off > r->len || sl > r->len - off)
+			return BAD("%s: section %s at %llu+%llu is misaligned or outside the file", r->label, section_names[kind],
+				   (unsigned long long)off, (unsigned long long)sl);
+		if (r->sec[kind])
+			return BAD("%s: section %s appears twice", r->label, section_names[kind]);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+		/* (Fuzz builds skip the CRCs so mutations reach the validation below.) */
+		if ((uint32_t)crc32(0L, r->p + off, (uInt)sl) != crc)
+			return BAD("%s: section %s CRC mismatch (the file is damaged)", r->label, section_names[kind]);
+#else
+		(void)crc;
+#endif
+		r->sec[kind] = r->p + off;
+		r->sec_len[kind] = sl;
+		uint64_t raw = rd_u64(e + 24);
+		enum qt_status st;
+		if (raw && (st = inflate_section(r, (int)kind, raw)) != QT_OK)
+			return st;
+	}
+	for (int s = 1; s < S_COUNT; s++)
+		if (!r->sec[s])
+			return BAD("%s: section %s is missing", r->label, section_names[s]);
+	return QT_OK;
+}
+
 enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, struct qt_graph **out)
 {
 	struct rd r = {.p = buf, .len = len, .label = label};
+	enum qt_status st;
 	*out = NULL;
 	if (len < HDR_BYTES || !qt_qmod_magic_ok(r.p))
 		return BAD("%s: not a .qmod file (bad magic or shorter than the header)", label);
@@ -902,37 +1007,20 @@ enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, 
 		return BAD("%s: header says %llu bytes, the file has %zu (truncated?)", label, (unsigned long long)fbytes, len);
 	if (ns == 0 || ns > 64 || table != HDR_BYTES || table + (uint64_t)ns * SEC_ENTRY > len)
 		return BAD("%s: section table (%u entries at %llu) does not fit", label, ns, (unsigned long long)table);
-	for (uint32_t i = 0; i < ns; i++) {
-		const uint8_t *e = r.p + table + (size_t)i * SEC_ENTRY;
-		uint32_t kind = rd_u32(e), crc = rd_u32(e + 4);
-		uint64_t off = rd_u64(e + 8), sl = rd_u64(e + 16);
-		if (kind == 0 || kind >= S_COUNT)
-			continue; /* unknown sections are skipped (forward compatible) */
-		if (off % 64 || off > len || sl > len - off)
-			return BAD("%s: section %s at %llu+%llu is misaligned or outside the file", label, section_names[kind],
-				   (unsigned long long)off, (unsigned long long)sl);
-		if (r.sec[kind])
-			return BAD("%s: section %s appears twice", label, section_names[kind]);
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-		/* (Fuzz builds skip the CRCs so mutations reach the validation below.) */
-		if ((uint32_t)crc32(0L, r.p + off, (uInt)sl) != crc)
-			return BAD("%s: section %s CRC mismatch (the file is damaged)", label, section_names[kind]);
-#else
-		(void)crc;
-#endif
-		r.sec[kind] = r.p + off;
-		r.sec_len[kind] = sl;
-	}
-	for (int s = 1; s < S_COUNT; s++)
-		if (!r.sec[s])
-			return BAD("%s: section %s is missing", label, section_names[s]);
-	enum qt_status st = qt_graph_new(&r.g);
-	if (st)
+	if ((st = read_sections(&r, ns, table)) != QT_OK) {
+		free_inflated(&r);
 		return st;
+	}
+	st = qt_graph_new(&r.g);
+	if (st) {
+		free_inflated(&r);
+		return st;
+	}
 	r.g->path = qt_graph_strdup(r.g, label);
 	/* The model's identity is the file's bytes. */
 	qt_sha256(buf, len, r.g->sha256);
 	st = read_body(&r);
+	free_inflated(&r);
 	if (st) {
 		if (strncmp(qt_error_msg(), label, strlen(label)) != 0)
 			qt_error_prefix(st, "%s", label);

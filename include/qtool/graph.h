@@ -71,6 +71,11 @@ struct qt_requant {
 	int32_t *mult;  /* in [2^30, 2^31-1], or 0 for a zero real multiplier */
 	int32_t *shift; /* in [1, 62] */
 	int32_t qmin, qmax;
+	/* Float simulation only (qt_fakequant_prepare), never stored: the real
+	 * value of one accumulator unit per entry (s_in * S[c], divided by 2^15
+	 * for grouped weights), or NULL. */
+	double *sim_acc_unit;
+	int sim_grouped;
 };
 
 /* A named value: a graph input, an initializer or a node output. */
@@ -97,7 +102,7 @@ struct qt_node {
 	int *outputs; /* value indices; -1 for an omitted optional output */
 	int n_attrs;
 	struct qt_attr *attrs;
-	struct qt_requant *rq; /* set on quantized Conv/Gemm/MatMul nodes, else NULL */
+	struct qt_requant *rq; /* set on quantized weighted nodes (qt_is_weighted_op), else NULL */
 };
 
 struct qt_graph {

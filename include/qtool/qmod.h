@@ -8,7 +8,7 @@
 
 #include "qtool/graph.h"
 
-#define QT_QMOD_VERSION 1
+#define QT_QMOD_VERSION 2
 
 /* Write g (a quantized graph) to path: temporary file + rename; deterministic. */
 QT_API enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path);

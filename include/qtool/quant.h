@@ -7,7 +7,7 @@
  * Relu/Clip(0,..) fused into their producer's output range) where:
  *  - every float32 activation has per-tensor asymmetric qparams (U8 or U4:
  *    codes in [0, 2^bits - 1], real = scale * (q - zero_point));
- *  - the weight of each quantized Conv/Gemm/MatMul is replaced by symmetric
+ *  - the weight of each quantized weighted op (qt_is_weighted_op) is replaced by symmetric
  *    codes (S8/S4/S2, zero point 0, per channel of the output axis, per
  *    tensor, or per group along the input axis), stored packed as the value's
  *    init tensor with dtype S8 (=I8), S4 or S2;
@@ -25,6 +25,27 @@
 /* Fold BatchNormalization into a preceding Conv/ConvTranspose/Gemm whose
  * output feeds only the BN. Returns the number folded in *n_out. */
 QT_API enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out);
+
+/*
+ * qtool's own op for a linear layer on an activation of any rank:
+ * ai.qtool MatMulBias(A, B, bias) = MatMul(A, B) + bias, with B a constant
+ * [K, N] and bias a constant [N] added to every row. ONNX exporters write a
+ * linear layer on a 3-D input as MatMul then Add; fused, the bias becomes the
+ * integer GEMM's int32 bias instead of a float Add between two
+ * quantizations.
+ */
+#define QT_DOMAIN_QTOOL "ai.qtool"
+#define QT_OP_MATMUL_BIAS "MatMulBias"
+
+/* 1 when node n is an op the quantizer gives integer weights and a
+ * requantization: Conv, ConvTranspose, Gemm, MatMul (ai.onnx) and MatMulBias
+ * (ai.qtool).
+ * The one list the quantizer, the .qmod reader and the integer runtime use. */
+QT_API int qt_is_weighted_op(const struct qt_node *n);
+
+/* Fuse MatMul(A, const [K, N]) followed by Add(., const [N]) (either input
+ * order) into MatMulBias. Returns the number fused in *n_out. */
+QT_API enum qt_status qt_pass_fuse_matmul_bias(struct qt_graph *g, int *n_out);
 
 /* Range of the codes of a quantized type: [-2^(b-1)+1, 2^(b-1)-1] for signed
  * weights (symmetric, restricted), [0, 2^b - 1] for unsigned activations. */

@@ -1,4 +1,5 @@
-/* Graph passes that rewrite the IR: BatchNormalization folding, node removal. */
+/* Graph passes that rewrite the IR: BatchNormalization folding, MatMul + bias
+ * fusion, node removal. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,5 +150,71 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 	free(dead);
 	if (n_out)
 		*n_out = folded;
+	return qt_graph_finalize(g);
+}
+
+/* Index of the first dimension that is not 1, for a constant that is a
+ * vector [.., 1, N]: returns N, or -1 when the shape is anything else. */
+static int64_t vector_len(const struct qt_tensor *t)
+{
+	for (int d = 0; d + 1 < t->rank; d++)
+		if (t->dims[d] != 1)
+			return -1;
+	return t->rank ? t->dims[t->rank - 1] : 1;
+}
+
+enum qt_status qt_pass_fuse_matmul_bias(struct qt_graph *g, int *n_out)
+{
+	char *dead = calloc((size_t)g->n_nodes + 1, 1);
+	int fused = 0;
+	if (!dead)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int ai = 0; ai < g->n_nodes; ai++) {
+		struct qt_node *add = &g->nodes[ai];
+		if (strcmp(add->op_type, "Add") || add->domain[0] || add->n_inputs != 2 || add->n_outputs != 1 ||
+		    add->inputs[0] < 0 || add->inputs[1] < 0 || g->opset < 7)
+			continue;
+		/* Which input is the MatMul's output, which the constant bias. */
+		for (int side = 0; side < 2; side++) {
+			int y = add->inputs[side], bv = add->inputs[1 - side];
+			const struct qt_value *yv = &g->values[y];
+			if (yv->producer < 0 || yv->n_consumers != 1 || yv->is_output || dead[yv->producer])
+				continue;
+			struct qt_node *mm = &g->nodes[yv->producer];
+			if (strcmp(mm->op_type, "MatMul") || mm->domain[0] || mm->n_inputs != 2 || mm->n_outputs != 1 ||
+			    mm->inputs[1] < 0)
+				continue;
+			const struct qt_tensor *w = g->values[mm->inputs[1]].init, *b = g->values[bv].init;
+			if (!w || w->dtype != QT_DTYPE_F32 || w->rank != 2 || !b || b->dtype != QT_DTYPE_F32 ||
+			    vector_len(b) != w->dims[1])
+				continue;
+			/* The output keeps MatMul's shape only if the bias adds no
+			 * dimensions: its rank must not exceed the activation's. */
+			const struct qt_value *av = &g->values[mm->inputs[0]];
+			if (b->rank > 1 && (av->rank < 0 || b->rank > av->rank))
+				continue;
+			int *ins = qt_graph_alloc(g, 3 * sizeof *ins);
+			char *op = qt_graph_strdup(g, QT_OP_MATMUL_BIAS), *dom = qt_graph_strdup(g, QT_DOMAIN_QTOOL);
+			if (!ins || !op || !dom) {
+				free(dead);
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+			ins[0] = mm->inputs[0];
+			ins[1] = mm->inputs[1];
+			ins[2] = bv;
+			mm->inputs = ins;
+			mm->n_inputs = 3;
+			mm->op_type = op;
+			mm->domain = dom;
+			mm->outputs[0] = add->outputs[0];
+			dead[ai] = 1;
+			fused++;
+			break;
+		}
+	}
+	qt_graph_remove_nodes(g, dead);
+	free(dead);
+	if (n_out)
+		*n_out = fused;
 	return qt_graph_finalize(g);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sha256.h"
 #include "kernels/kernels.h"
 #include "qtool/calib.h"
 #include "qtool/quant.h"
@@ -18,6 +19,16 @@
 #include "ir/passes_int.h"
 
 int64_t qt_qparam_index(const struct qt_qparams *q, int rank, const int64_t *dims, int64_t i);
+
+int qt_is_weighted_op(const struct qt_node *n)
+{
+	if (!strcmp(n->domain, QT_DOMAIN_QTOOL))
+		return !strcmp(n->op_type, QT_OP_MATMUL_BIAS);
+	if (n->domain[0] && strcmp(n->domain, "ai.onnx"))
+		return 0;
+	return !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") || !strcmp(n->op_type, "Gemm") ||
+	       !strcmp(n->op_type, "MatMul");
+}
 
 /* Ops whose output codes equal their input codes (same qparams): they only
  * move, select or clamp values, so quantization commutes with them. */
@@ -62,7 +73,7 @@ static int is_relu_like(const struct qt_graph *g, const struct qt_node *n)
 }
 
 /*
- * Fuse Relu / Clip(0, hi) into the producing Conv/Gemm/MatMul/Add: the
+ * Fuse Relu / Clip(0, hi) into the producing weighted op (qt_is_weighted_op) or Add: the
  * producer writes the activation's output value, whose calibrated range
  * already starts at 0 (and ends at or below hi), so clamping to the
  * quantized range applies the activation exactly.
@@ -81,8 +92,7 @@ static enum qt_status fuse_activations(struct qt_graph *g, int *n_out)
 		if (x->producer < 0 || x->n_consumers != 1 || x->is_output || dead[x->producer])
 			continue;
 		struct qt_node *p = &g->nodes[x->producer];
-		if (strcmp(p->op_type, "Conv") && strcmp(p->op_type, "Gemm") && strcmp(p->op_type, "MatMul") &&
-		    strcmp(p->op_type, "Add"))
+		if (!qt_is_weighted_op(p) && strcmp(p->op_type, "Add"))
 			continue;
 		if (p->n_outputs != 1)
 			continue;
@@ -261,7 +271,7 @@ static float act_scale(const struct qt_value *v)
 }
 
 /*
- * Quantize one Conv/Gemm/MatMul: weight codes, int32 bias at s_in * S[c],
+ * Quantize one weighted op: weight codes, int32 bias at s_in * S[c],
  * and the requantization multipliers s_in * S[c] / s_out (divided by 2^15 for
  * grouped weights, whose per-group ratios the runtime applies; see
  * lib/kernels/kernels.h).
@@ -276,10 +286,13 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 	if (!strcmp(n->op_type, "Conv")) {
 		axis = 0;
 		C = w->dims[0];
+	} else if (!strcmp(n->op_type, "ConvTranspose")) { /* [Cin, Cout, kH, kW], group 1 */
+		axis = 1;
+		C = w->dims[1];
 	} else if (!strcmp(n->op_type, "Gemm")) {
 		axis = qt_node_attr_int(n, "transB", 0) ? 0 : 1;
 		C = w->dims[axis];
-	} else { /* MatMul with a [K, N] constant */
+	} else { /* MatMul / MatMulBias with a [K, N] constant */
 		axis = 1;
 		C = w->dims[1];
 	}
@@ -287,8 +300,9 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 	 * a grouped or depthwise Conv keeps one scale per output channel. */
 	enum qt_qscheme sch = o->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
 			     : o->gran == QT_GRAN_GROUP ? QT_QSCHEME_GROUP : QT_QSCHEME_CHANNEL;
-	if (sch == QT_QSCHEME_GROUP && !strcmp(n->op_type, "Conv") && qt_node_attr_int(n, "group", 1) != 1)
-		sch = QT_QSCHEME_CHANNEL;
+	if (sch == QT_QSCHEME_GROUP && ((!strcmp(n->op_type, "Conv") && qt_node_attr_int(n, "group", 1) != 1) ||
+					!strcmp(n->op_type, "ConvTranspose")))
+		sch = QT_QSCHEME_CHANNEL; /* the runtime's direct loops take one scale per channel */
 	if (C < 1)
 		return qt_error(QT_E_FORMAT, "%s: weight has no output channels", qt_node_label(g, n, lbl, sizeof lbl));
 	float *s_ref = malloc((size_t)C * sizeof *s_ref);
@@ -376,7 +390,8 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 	return QT_OK;
 }
 
-/* Which nodes get integer weights: Conv, Gemm (plain), MatMul with a 2-D constant. */
+/* Which nodes get integer weights: Conv, ConvTranspose (2-D, group 1), Gemm
+ * (plain), MatMul and MatMulBias with a 2-D constant. */
 static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 {
 	if (n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->n_outputs != 1 || n->outputs[0] < 0)
@@ -387,17 +402,24 @@ static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 		return 0;
 	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
 		const struct qt_tensor *b = g->values[n->inputs[2]].init;
-		int64_t C = !strcmp(n->op_type, "Gemm") && !qt_node_attr_int(n, "transB", 0) ? w->dims[w->rank - 1] : w->dims[0];
+		int64_t C = (!strcmp(n->op_type, "Gemm") && !qt_node_attr_int(n, "transB", 0)) ||
+				    !strcmp(n->op_type, QT_OP_MATMUL_BIAS)
+			    ? w->dims[w->rank - 1]
+			    : !strcmp(n->op_type, "ConvTranspose") && w->rank > 1 ? w->dims[1] : w->dims[0];
 		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
 			return 0; /* a bias we cannot fold into int32: the node stays in float */
 	}
 	if (!strcmp(n->op_type, "Conv"))
 		return w->rank == 4; /* the integer Conv is 2-D */
+	if (!strcmp(n->op_type, "ConvTranspose"))
+		return w->rank == 4 && qt_node_attr_int(n, "group", 1) == 1; /* 2-D, ungrouped */
 	if (!strcmp(n->op_type, "Gemm"))
 		return w->rank == 2 && !qt_node_attr_int(n, "transA", 0) && qt_node_attr_float(n, "alpha", 1) == 1.0f &&
 		       (n->n_inputs < 3 || qt_node_attr_float(n, "beta", 1) == 1.0f);
 	if (!strcmp(n->op_type, "MatMul"))
 		return w->rank == 2 && n->n_inputs == 2;
+	if (!strcmp(n->op_type, QT_OP_MATMUL_BIAS) && !strcmp(n->domain, QT_DOMAIN_QTOOL))
+		return w->rank == 2 && n->n_inputs == 3;
 	return 0;
 }
 
@@ -405,10 +427,10 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 				 const struct qt_quant_opts *o)
 {
 	char lbl[256];
-	int n_bn, n_act;
+	int n_bn, n_mmb, n_act;
 	enum qt_status st;
-	if ((st = qt_pass_fold_bn(g, &n_bn)) != QT_OK || (st = fuse_activations(g, &n_act)) != QT_OK ||
-	    (st = infer_dtypes(g)) != QT_OK)
+	if ((st = qt_pass_fold_bn(g, &n_bn)) != QT_OK || (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK ||
+	    (st = fuse_activations(g, &n_act)) != QT_OK || (st = infer_dtypes(g)) != QT_OK)
 		return st;
 	enum qt_dtype aq = o->abits == 8 ? QT_DTYPE_U8 : QT_DTYPE_U4;
 
@@ -464,12 +486,7 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 	g->qtool_version = qt_graph_strdup(g, QT_VERSION_STRING);
 	g->command_line = qt_graph_strdup(g, o->command_line ? o->command_line : "");
 	char hex[65];
-	static const char hx[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = hx[g->sha256[i] >> 4];
-		hex[2 * i + 1] = hx[g->sha256[i] & 15];
-	}
-	hex[64] = '\0';
+	qt_sha256_hex(g->sha256, hex);
 	g->src_sha256_hex = qt_graph_strdup(g, hex);
 	return QT_OK;
 }

@@ -491,15 +491,13 @@ static void col2im(const float *col, int64_t mg, const struct geom *g, int64_t l
  * stride). A negative derived total padding is clamped to 0: the extra
  * output at the end then holds only the bias.
  */
-static enum qt_status op_conv_transpose(const struct qt_op_args *a)
+static enum qt_status convt_geometry(const struct qt_op_args *a, const struct qt_tensor *x, const struct qt_tensor *w,
+				     const struct qt_tensor *b, struct geom *gout, int64_t *M_out, int64_t *group_out)
 {
-	const struct qt_tensor *x = qt_op_in(a, 0), *w = qt_op_in(a, 1), *b = qt_op_in(a, 2);
 	struct geom g;
 	enum auto_pad ap;
 	enum qt_status st;
 	char s1[96], s2[96];
-	if ((st = need_f32(a, x, "X")) || (st = need_f32(a, w, "W")) || (b && (st = need_f32(a, b, "B"))))
-		return st;
 	if ((st = geom_init(a, x, &g)))
 		return st;
 	if (w->rank != x->rank)
@@ -579,6 +577,41 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 		}
 		g.out[i] = out;
 	}
+	(void)N;
+	*gout = g;
+	*M_out = M;
+	*group_out = group;
+	return QT_OK;
+}
+
+/* The output geometry of a 2-D ConvTranspose for the integer runtime, with
+ * exactly the FP32 op's validation (codes have the float tensors' shapes). */
+enum qt_status qt_convt_geometry_2d(const struct qt_op_args *a, const struct qt_tensor *x, const struct qt_tensor *w,
+				    struct qt_convt_geom *o)
+{
+	struct geom g;
+	int64_t M, group;
+	enum qt_status st = convt_geometry(a, x, w, NULL, &g, &M, &group);
+	if (st)
+		return st;
+	if (g.nsp != 2)
+		return qt_op_error(a, QT_E_UNSUPPORTED, "the integer ConvTranspose is 2-D only");
+	*o = (struct qt_convt_geom){.N = x->dims[0], .C = x->dims[1], .M = M, .group = group, .H = g.in[1],
+				    .W = g.in[2], .OH = g.out[1], .OW = g.out[2], .KH = g.k[1], .KW = g.k[2],
+				    .sh = g.s[1], .sw = g.s[2], .dh = g.d[1], .dw = g.d[2], .pt = g.pb[1], .pl = g.pb[2]};
+	return QT_OK;
+}
+
+static enum qt_status op_conv_transpose(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0), *w = qt_op_in(a, 1), *b = qt_op_in(a, 2);
+	struct geom g;
+	int64_t M, group;
+	enum qt_status st;
+	if ((st = need_f32(a, x, "X")) || (st = need_f32(a, w, "W")) || (b && (st = need_f32(a, b, "B"))) ||
+	    (st = convt_geometry(a, x, w, b, &g, &M, &group)))
+		return st;
+	int64_t N = x->dims[0], C = x->dims[1], mg = w->dims[1];
 	if ((st = alloc_out(a, 0, QT_DTYPE_F32, &g, N, M)))
 		return st;
 	float *y = a->out[0].data;

@@ -183,9 +183,42 @@ static enum qt_status op_matmul(const struct qt_op_args *a)
 	return QT_OK;
 }
 
+/*
+ * ai.qtool MatMulBias(A, B, bias): MatMul(A, B) with B 2-D, plus bias [N]
+ * (any shape [1, .., 1, N]) added to every row (see qtool/quant.h).
+ */
+static enum qt_status op_matmul_bias(const struct qt_op_args *a)
+{
+	const struct qt_tensor *B = qt_op_in(a, 1), *bias = qt_op_in(a, 2);
+	enum qt_status st;
+	if (!B || !bias)
+		return qt_op_error(a, QT_E_FORMAT, "MatMulBias needs inputs A, B and bias");
+	if ((st = need_f32(a, bias, "bias")))
+		return st;
+	if (B->rank != 2)
+		return qt_op_error(a, QT_E_FORMAT, "MatMulBias needs a 2-D B, not rank %d", B->rank);
+	int64_t N = B->dims[1];
+	if (qt_tensor_numel(bias) != N || (bias->rank > 0 && bias->dims[bias->rank - 1] != N))
+		return qt_op_error(a, QT_E_FORMAT, "bias must have %lld elements along its last axis", (long long)N);
+	if ((st = op_matmul(a)))
+		return st;
+	float *y = a->out[0].data;
+	const float *bd = bias->data;
+	int64_t rows = N ? qt_tensor_numel(&a->out[0]) / N : 0;
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t j = 0; j < N; j++)
+			y[r * N + j] += bd[j];
+	return QT_OK;
+}
+
 /* Registered in ops.c (see ops.h). */
 const struct qt_op_entry qt_ops_linalg[] = {
 	{"Gemm", 1, op_gemm},
 	{"MatMul", 1, op_matmul},
+	{NULL, 0, NULL},
+};
+
+const struct qt_op_entry qt_ops_qtool[] = {
+	{"MatMulBias", 1, op_matmul_bias},
 	{NULL, 0, NULL},
 };

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "qtool/quant.h"
 
 static const struct qt_op_entry *const op_tables[] = {
 	qt_ops_conv, qt_ops_linalg, qt_ops_norm, qt_ops_elemwise, qt_ops_reduce, qt_ops_shape,
@@ -12,6 +13,12 @@ static const struct qt_op_entry *const op_tables[] = {
 
 qt_op_fn qt_op_find(const char *domain, const char *op_type, int opset)
 {
+	if (domain && !strcmp(domain, QT_DOMAIN_QTOOL)) {
+		for (const struct qt_op_entry *e = qt_ops_qtool; e->op_type; e++)
+			if (!strcmp(e->op_type, op_type))
+				return e->fn;
+		return NULL;
+	}
 	if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0)
 		return NULL;
 	for (size_t t = 0; t < sizeof op_tables / sizeof op_tables[0]; t++)

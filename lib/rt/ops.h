@@ -46,6 +46,14 @@ extern const struct qt_op_entry qt_ops_norm[];    /* op_norm.c: BatchNorm, Layer
 extern const struct qt_op_entry qt_ops_elemwise[]; /* op_elemwise.c: unary, binary, Where, Cast, Clip */
 extern const struct qt_op_entry qt_ops_reduce[];  /* op_reduce.c: Reduce* */
 extern const struct qt_op_entry qt_ops_shape[];   /* op_shape.c: Reshape, Transpose, Slice, ... */
+extern const struct qt_op_entry qt_ops_qtool[];   /* op_linalg.c: domain ai.qtool (qtool/quant.h) */
+
+/* 2-D ConvTranspose geometry (integer runtime): pt/pl are the begin pads. */
+struct qt_convt_geom {
+	int64_t N, C, M, group, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+};
+enum qt_status qt_convt_geometry_2d(const struct qt_op_args *a, const struct qt_tensor *x, const struct qt_tensor *w,
+				    struct qt_convt_geom *o);
 
 /* Look up a kernel; NULL when unsupported. */
 qt_op_fn qt_op_find(const char *domain, const char *op_type, int opset);

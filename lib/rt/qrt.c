@@ -2,17 +2,18 @@
  * Integer executor for quantized graphs (.qmod).
  *
  * Activations flow as uint8 codes with per-tensor (scale, zero point).
- * Conv, Gemm and MatMul with quantized weights, Add, Mul, Relu, Clip,
- * MaxPool, AveragePool, GlobalAveragePool and Concat run on integers only:
- * int32 accumulation and requantization by the rule in docs/FORMAT.md
- * (lib/kernels/kernels.h). Data-movement ops (Reshape, Flatten, Transpose,
- * Squeeze, Unsqueeze, Slice, Identity, Dropout) move codes unchanged. Every
- * other op runs as dequantize -> FP32 kernel -> quantize; qt_qrt_fallback_ops
- * lists them.
+ * Conv, ConvTranspose, Gemm, MatMul and MatMulBias with quantized weights,
+ * Add, Mul, Relu, Clip, MaxPool, AveragePool, GlobalAveragePool and Concat run
+ * on integers only: int32 accumulation and requantization by the rule in
+ * docs/FORMAT.md (lib/kernels/kernels.h). Elementwise ops of one quantized
+ * input and constant scalars (Erf, Sigmoid, Div by a constant, ...) are
+ * 256-entry tables. Data-movement ops (Reshape, Flatten, Transpose, Squeeze,
+ * Unsqueeze, Slice, Identity, Dropout) move codes unchanged. Every other op
+ * runs as dequantize -> FP32 kernel -> quantize; `qtool inspect` lists them.
  *
- * Float is used only at preparation (multipliers from scales) and at the
- * float boundary: quantizing graph inputs, dequantizing graph outputs, and
- * around fallback ops.
+ * Float is used only at preparation (multipliers from scales, tables) and at
+ * the float boundary: quantizing graph inputs, dequantizing graph outputs,
+ * and around fallback ops.
  */
 #include <math.h>
 #include <pthread.h>
@@ -30,6 +31,7 @@ enum qkind {
 	QK_FALLBACK = 0, /* dequantize, FP32, quantize */
 	QK_MOVE,         /* codes pass through an FP32 data-movement kernel */
 	QK_CONV,
+	QK_CONVT,        /* ConvTranspose (2-D, group 1): direct scatter loop */
 	QK_GEMM,         /* Gemm / MatMul with a constant weight */
 	QK_ADD,
 	QK_MUL,
@@ -37,6 +39,7 @@ enum qkind {
 	QK_MAXPOOL,
 	QK_AVGPOOL,      /* AveragePool, GlobalAveragePool */
 	QK_CONCAT,
+	QK_LUT,          /* elementwise op of one quantized input: 256-entry table */
 };
 
 struct qnode {
@@ -62,6 +65,8 @@ struct qnode {
 	int32_t clamp_lo, clamp_hi;
 	int32_t pm, pn;         /* pooling / concat requant (per tensor) */
 	int32_t *cm, *cn;       /* concat per input */
+	uint8_t *lut;           /* QK_LUT: output code of each input code */
+	int lut_in;             /* QK_LUT: which input is the quantized one */
 };
 
 struct qt_qrt {
@@ -107,7 +112,7 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 	const struct qt_value *wv = &g->values[n->inputs[1]];
 	const struct qt_tensor *w = wv->init;
 	const struct qt_qparams *wq = wv->q;
-	int is_conv = !strcmp(n->op_type, "Conv");
+	int is_conv = !strcmp(n->op_type, "Conv"), is_convt = !strcmp(n->op_type, "ConvTranspose");
 	int64_t total = qt_tensor_numel(w);
 	int64_t Ntot, K;
 	int8_t *raw = malloc((size_t)total);
@@ -128,6 +133,18 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 		}
 		K = total / Ntot;
 		p->groups = (int)grp;
+		p->w = raw;
+	} else if (is_convt) {
+		/* [Cin, Cout, kH, kW], kept in that layout for the scatter loop;
+		 * K = Cin * kH * kW bounds the terms any one output receives. */
+		Ntot = w->rank == 4 ? w->dims[1] : 0;
+		if (Ntot < 1 || qt_node_attr_int(n, "group", 1) != 1) {
+			free(raw);
+			return qt_error(QT_E_FORMAT, "%s: the integer ConvTranspose needs a 2-D weight and group 1",
+					qt_node_label(g, n, lbl, sizeof lbl));
+		}
+		K = total / Ntot;
+		p->groups = 1;
 		p->w = raw;
 	} else {
 		if (w->rank != 2) {
@@ -181,6 +198,12 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 		if (!p->bias)
 			return qt_error(QT_E_NOMEM, "out of memory");
 		memcpy(p->bias, b->data, (size_t)Ntot * 4);
+	}
+	if (is_convt) {
+		if (wq->scheme == QT_QSCHEME_GROUP)
+			return qt_error(QT_E_UNSUPPORTED, "%s: ConvTranspose weights must be per tensor or per channel",
+					qt_node_label(g, n, lbl, sizeof lbl));
+		return QT_OK;
 	}
 	if (wq->scheme == QT_QSCHEME_GROUP) {
 		/* Grouped weights: integer ratios of each group's scale to the
@@ -247,6 +270,72 @@ static int in_list(const char *op, const char *const *l)
 	return 0;
 }
 
+/* Elementwise ops that become a table when every input but one is a
+ * constant scalar: out = f(in) elementwise, so the output code is a function
+ * of the input code alone. */
+static const char *const lut_ops[] = {"Abs", "Neg", "Exp", "Log", "Sqrt", "Erf", "Sigmoid", "Tanh", "Reciprocal",
+				      "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Asin", "Acos",
+				      "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Softplus", "Softsign",
+				      "Elu", "Selu", "LeakyRelu", "HardSigmoid", "HardSwish", "ThresholdedRelu",
+				      "Celu", "Shrink", "Add", "Sub", "Mul", "Div", "Pow", "Relu", "Clip", NULL};
+
+/*
+ * Build node n's table: run its own FP32 kernel once on the 256 dequantized
+ * input codes (constants as they are) and quantize each result, which is
+ * exactly what dequantize -> FP32 -> quantize computes for that code (float
+ * at preparation only). Returns 1 with p->lut set, 0 when the node does not
+ * qualify (it then stays a fallback).
+ */
+static int prepare_lut(const struct qt_graph *g, const struct qt_node *n, struct qnode *p)
+{
+	int y = n->outputs[0], k0 = -1;
+	if (!in_list(n->op_type, lut_ops) || !vq(g, y) || (n->domain[0] && strcmp(n->domain, "ai.onnx")))
+		return 0;
+	if (n->n_inputs > 1 && g->opset < 7)
+		return 0; /* old broadcast rules */
+	for (int k = 0; k < n->n_inputs; k++) {
+		int v = n->inputs[k];
+		if (v < 0)
+			continue;
+		const struct qt_tensor *t = g->values[v].init;
+		if (t && !g->values[v].q && qt_tensor_numel(t) == 1)
+			continue; /* constant scalar operand */
+		if (t || !vq(g, v) || k0 >= 0)
+			return 0;
+		k0 = k;
+	}
+	if (k0 < 0)
+		return 0;
+	int x = n->inputs[k0];
+	const struct qt_tensor *ins[8];
+	struct qt_tensor codes = {0}, out = {0};
+	if (n->n_inputs > 8 || qt_tensor_alloc(&codes, QT_DTYPE_F32, 1, (int64_t[]){256}) != QT_OK) {
+		qt_error_clear();
+		return 0;
+	}
+	float *cd = codes.data;
+	for (int c = 0; c < 256; c++)
+		cd[c] = vscale(g, x) * (float)(c - vzp(g, x));
+	for (int k = 0; k < n->n_inputs; k++)
+		ins[k] = k == k0 ? &codes : n->inputs[k] < 0 ? NULL : g->values[n->inputs[k]].init;
+	struct qt_op_args a = {.g = g, .node = n, .opset = g->opset, .n_in = n->n_inputs, .in = ins, .n_out = 1,
+			       .out = &out};
+	int ok = p->fp32(&a) == QT_OK && out.dtype == QT_DTYPE_F32 && qt_tensor_numel(&out) == 256 &&
+		 (p->lut = malloc(256)) != NULL;
+	if (ok) {
+		int32_t qmin, qmax;
+		qt_qtype_range(g->values[y].q->qtype, &qmin, &qmax);
+		const float *od = out.data;
+		for (int c = 0; c < 256; c++)
+			p->lut[c] = (uint8_t)qt_quantize_one(od[c], vscale(g, y), vzp(g, y), qmin, qmax);
+		p->lut_in = k0;
+	}
+	qt_error_clear();
+	qt_tensor_free(&codes);
+	qt_tensor_free(&out);
+	return ok;
+}
+
 /* Same (scale, zero point) on two quantized values. */
 static int same_q(const struct qt_graph *g, int a, int b)
 {
@@ -296,26 +385,34 @@ static enum qt_status prepare_node(struct qt_qrt *q, const struct qt_node *n, st
 		enum qt_status st;
 		if (!vq(g, x) || !vq(g, y))
 			return qt_error(QT_E_FORMAT, "requantized node needs quantized input and output");
-		if (!strcmp(op, "Conv")) {
+		if (!strcmp(op, "Conv") || !strcmp(op, "ConvTranspose")) {
 			if ((st = check_window_attrs(n, 0)) != QT_OK)
 				return st;
-			p->kind = QK_CONV;
+			p->kind = !strcmp(op, "Conv") ? QK_CONV : QK_CONVT;
 		} else if (!strcmp(op, "Gemm")) {
 			if (qt_node_attr_int(n, "transA", 0) || qt_node_attr_float(n, "alpha", 1) != 1.0f ||
 			    qt_node_attr_float(n, "beta", 1) != 1.0f)
 				return qt_error(QT_E_FORMAT, "a quantized Gemm must have transA=0, alpha=1, beta=1");
 			p->kind = QK_GEMM;
-		} else if (!strcmp(op, "MatMul")) {
+		} else if (qt_is_weighted_op(n)) { /* MatMul, MatMulBias */
 			p->kind = QK_GEMM;
 		} else {
-			return qt_error(QT_E_FORMAT, "only Conv, Gemm and MatMul carry requantization");
+			return qt_error(QT_E_FORMAT, "only Conv, ConvTranspose, Gemm, MatMul and MatMulBias carry requantization");
 		}
 		return prep_weighted(q, n, p);
 	}
 	if (!p->fp32)
 		return qt_error(QT_E_UNSUPPORTED, "op %s has no kernel", op);
 	p->kind = QK_FALLBACK;
-	if (n->n_outputs != 1 || !vq(g, y) || !vq(g, x))
+	if (n->n_outputs != 1 || !vq(g, y))
+		return QT_OK;
+	/* Relu/Clip keeping their input's parameters clamp codes (below);
+	 * everything else elementwise becomes a table. */
+	if (!(in_list(op, (const char *const[]){"Relu", "Clip", NULL}) && same_q(g, x, y)) && prepare_lut(g, n, p)) {
+		p->kind = QK_LUT;
+		return QT_OK;
+	}
+	if (!vq(g, x))
 		return QT_OK;
 	int32_t qmin, qmax;
 	qt_qtype_range(g->values[y].q->qtype, &qmin, &qmax);
@@ -408,6 +505,7 @@ static void free_qnode(struct qnode *p)
 	free(p->ratio);
 	free(p->cm);
 	free(p->cn);
+	free(p->lut);
 }
 
 static void free_nodes(struct qt_qrt *q)
@@ -475,13 +573,6 @@ enum qt_status qt_qrt_new(const struct qt_graph *g, struct qt_qrt **out)
 	}
 	*out = q;
 	return QT_OK;
-}
-
-int qt_qrt_fallback_count(const struct qt_qrt *q, int node);
-/* 1 when node i runs as dequantize -> FP32 -> quantize. */
-int qt_qrt_fallback_count(const struct qt_qrt *q, int node)
-{
-	return q->nodes[node].kind == QK_FALLBACK;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -799,6 +890,16 @@ static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 		}
 }
 
+/* Node n's output codes [N, M, OH, OW]. */
+static enum qt_status alloc_nchw(struct qt_qrt *q, const struct qt_node *n, int64_t N, int64_t M, int64_t OH,
+				 int64_t OW, uint8_t **data)
+{
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, (int64_t[]){N, M, OH, OW});
+	*data = st ? NULL : y->data;
+	return st;
+}
+
 static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
 {
 	const struct qt_graph *g = q->g;
@@ -811,13 +912,10 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 	if (j.G.C != w->dims[1] * p->groups)
 		return qt_error(QT_E_FORMAT, "input has %lld channels, weight expects %lld", (long long)j.G.C,
 				(long long)(w->dims[1] * p->groups));
-	int64_t dims[4] = {j.G.N, j.G.M, j.G.OH, j.G.OW};
-	struct qt_tensor *y = &q->vals[n->outputs[0]];
-	if ((st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, dims)) != QT_OK)
+	if ((st = alloc_nchw(q, n, j.G.N, j.G.M, j.G.OH, j.G.OW, &j.y)) != QT_OK)
 		return st;
 	j.zi = vzp(g, n->inputs[0]);
 	j.x = x->data;
-	j.y = y->data;
 	int nt = n_threads() < j.G.N ? n_threads() : (int)j.G.N;
 	if (p->depthwise) {
 		par_for(j.G.N, nt, dw_images, &j);
@@ -840,6 +938,94 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 		free(j.col[t]);
 		free(j.tmp[t]);
 	}
+	return QT_OK;
+}
+
+struct convt_job {
+	const struct qnode *p;
+	struct qt_convt_geom G;
+	int32_t zi;
+	const uint8_t *x;
+	uint8_t *y;
+	int32_t *acc[16]; /* per thread, [M, OH, OW] */
+};
+
+/* ConvTranspose images [lo, hi): every input pixel scatters (x - zi) * w
+ * into the int32 accumulators of the outputs it reaches (at most K = Cin *
+ * kH * kW terms each, <= 65535, so int32 is exact), then the bias is added in
+ * int64, saturated, and the rule applied per output channel. */
+static void convt_images(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct convt_job *j = ctx;
+	const struct qnode *p = j->p;
+	const struct qt_convt_geom *G = &j->G;
+	int32_t *acc = j->acc[t];
+	int64_t P = G->OH * G->OW;
+	for (int64_t b = lo; b < hi; b++) {
+		memset(acc, 0, (size_t)(G->M * P) * sizeof *acc);
+		for (int64_t ci = 0; ci < G->C; ci++) {
+			const uint8_t *xc = j->x + (b * G->C + ci) * G->H * G->W;
+			const int8_t *wc = p->w + ci * G->M * G->KH * G->KW;
+			for (int64_t ih = 0; ih < G->H; ih++)
+				for (int64_t iw = 0; iw < G->W; iw++) {
+					int32_t xv = (int32_t)xc[ih * G->W + iw] - j->zi;
+					if (!xv)
+						continue;
+					for (int64_t m = 0; m < G->M; m++)
+						for (int64_t kh = 0; kh < G->KH; kh++) {
+							int64_t oh = ih * G->sh - G->pt + kh * G->dh;
+							if (oh < 0 || oh >= G->OH)
+								continue;
+							const int8_t *wr = wc + (m * G->KH + kh) * G->KW;
+							int32_t *ar = acc + (m * G->OH + oh) * G->OW;
+							for (int64_t kw = 0; kw < G->KW; kw++) {
+								int64_t ow = iw * G->sw - G->pl + kw * G->dw;
+								if (ow >= 0 && ow < G->OW)
+									ar[ow] += xv * wr[kw];
+							}
+						}
+				}
+		}
+		for (int64_t m = 0; m < G->M; m++) {
+			int ci = p->rq.per_channel ? (int)m : 0;
+			int64_t bias = p->bias ? p->bias[m] : 0;
+			uint8_t *yo = j->y + (b * G->M + m) * P;
+			for (int64_t i = 0; i < P; i++)
+				yo[i] = qt_rq_clamp(qt_rq_mulshift(qt_sat32(acc[m * P + i] + bias), p->rq.mult[ci],
+								   p->rq.shift[ci]),
+						    p->rq.zo, p->rq.qmin, p->rq.qmax);
+		}
+	}
+}
+
+static enum qt_status run_convt(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x = &q->vals[n->inputs[0]], *w = g->values[n->inputs[1]].init;
+	const struct qt_tensor *ins[2] = {x, w};
+	struct qt_op_args a = {.g = g, .node = n, .opset = g->opset, .n_in = 2, .in = ins};
+	struct convt_job j = {.p = p};
+	enum qt_status st = qt_convt_geometry_2d(&a, x, w, &j.G);
+	if (st)
+		return st;
+	if (j.G.M != p->N || j.G.group != 1)
+		return qt_error(QT_E_FORMAT, "ConvTranspose output has %lld channels, the weight %d",
+				(long long)j.G.M, p->N);
+	if ((st = alloc_nchw(q, n, j.G.N, j.G.M, j.G.OH, j.G.OW, &j.y)) != QT_OK)
+		return st;
+	j.zi = vzp(g, n->inputs[0]);
+	j.x = x->data;
+	int nt = n_threads() < j.G.N ? n_threads() : (int)(j.G.N > 0 ? j.G.N : 1);
+	size_t accn = (size_t)(j.G.M * j.G.OH * j.G.OW) + 1;
+	for (int t = 0; t < nt; t++)
+		if (!(j.acc[t] = malloc(accn * sizeof(int32_t)))) {
+			for (int u = 0; u < t; u++)
+				free(j.acc[u]);
+			return qt_error(QT_E_NOMEM, "out of memory");
+		}
+	par_for(j.G.N, nt, convt_images, &j);
+	for (int t = 0; t < nt; t++)
+		free(j.acc[t]);
 	return QT_OK;
 }
 
@@ -933,11 +1119,10 @@ static enum qt_status run_clamp(struct qt_qrt *q, const struct qt_node *n, struc
 /* MaxPool and AveragePool geometry share conv_geom's arithmetic. */
 static enum qt_status pool_geom(const struct qt_node *n, const struct qt_tensor *x, struct geom *G)
 {
+	/* check_window_attrs() vetted kernel_shape and ceil_mode at preparation. */
 	const int64_t *ks;
 	if (x->rank != 4 || qt_node_attr_ints(n, "kernel_shape", &ks) != 2)
 		return qt_error(QT_E_UNSUPPORTED, "integer pooling supports 2-D only");
-	if (qt_node_attr_int(n, "ceil_mode", 0))
-		return qt_error(QT_E_UNSUPPORTED, "integer pooling does not support ceil_mode");
 	struct qt_tensor w = {.rank = 4, .dims = {x->dims[1], 1, ks[0], ks[1]}};
 	const int64_t *st;
 	enum qt_status s = conv_geom(n, x, &w, G);
@@ -1085,6 +1270,33 @@ static enum qt_status run_concat(struct qt_qrt *q, const struct qt_node *n, stru
 	return QT_OK;
 }
 
+/* Table lookup; the scalar constants can only add leading 1s to the shape. */
+static enum qt_status run_lut(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
+{
+	const struct qt_graph *g = q->g;
+	const struct qt_tensor *x = &q->vals[n->inputs[p->lut_in]];
+	int r = x->rank;
+	int64_t d[QT_MAX_RANK];
+	memcpy(d, x->dims, sizeof d);
+	for (int k = 0; k < n->n_inputs; k++) {
+		const struct qt_tensor *c = n->inputs[k] >= 0 && k != p->lut_in ? g->values[n->inputs[k]].init : NULL;
+		int64_t bd[QT_MAX_RANK];
+		if (c && qt_broadcast_shape(r, d, c->rank, c->dims, &r, bd))
+			return qt_error(QT_E_FORMAT, "inputs cannot be broadcast");
+		if (c)
+			memcpy(d, bd, sizeof d);
+	}
+	struct qt_tensor *y = &q->vals[n->outputs[0]];
+	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, r, d);
+	if (st)
+		return st;
+	const uint8_t *xd = x->data;
+	uint8_t *yd = y->data;
+	for (int64_t i = 0, e = qt_tensor_numel(x); i < e; i++)
+		yd[i] = p->lut[xd[i]];
+	return QT_OK;
+}
+
 static void consume(struct qt_qrt *q, int v)
 {
 	if (--q->remaining[v] > 0 || q->g->values[v].is_output)
@@ -1130,6 +1342,7 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 		}
 		switch (p->kind) {
 		case QK_CONV: st = run_conv(q, n, p); break;
+		case QK_CONVT: st = run_convt(q, n, p); break;
 		case QK_GEMM: st = run_gemm(q, n, p); break;
 		case QK_ADD:
 		case QK_MUL: st = run_binary(q, n, p); break;
@@ -1138,6 +1351,7 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 		case QK_AVGPOOL: st = run_pool(q, n, p); break;
 		case QK_CONCAT: st = run_concat(q, n, p); break;
 		case QK_MOVE: st = run_move(q, n, p); break;
+		case QK_LUT: st = run_lut(q, n, p); break;
 		default: st = run_fallback(q, n, p); break;
 		}
 		if (st == QT_E_UNSUPPORTED && p->kind != QK_FALLBACK && p->fp32) {

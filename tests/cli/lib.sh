@@ -6,7 +6,12 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 ok() { PASSED=$((PASSED + 1)); echo "ok   $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+fail() {
+	FAILED=$((FAILED + 1))
+	echo "FAIL $1"
+	# (an if, not &&: under set -e a false test as the last command would end the run)
+	if [ -n "${2:-}" ]; then echo "     $2"; fi
+}
 
 # expect_exit CODE NAME CMD...: run CMD, check its exit code; keeps stdout/stderr in $OUT/$ERR.
 expect_exit() {

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,44 @@ static void node_ints(struct qt_graph *g, int ni, const char *name, int n, const
 	nd->n_attrs++;
 }
 
+/* A float constant of N(0, sd^2) values from the test's generator. */
+static int add_random(struct qt_graph *g, const char *name, int rank, const int64_t *dims, float sd)
+{
+	int64_t n = 1;
+	for (int i = 0; i < rank; i++)
+		n *= dims[i];
+	float *v = malloc(sizeof(float) * (size_t)n);
+	for (int64_t i = 0; i < n; i++)
+		v[i] = (float)nrand() * sd;
+	int id = add_const(g, name, rank, dims, v);
+	free(v);
+	return id;
+}
+
+/* Float input "x" of shape [batch, C, H, W]. */
+static int add_input_nchw(struct qt_graph *g, int64_t C, int64_t H, int64_t W)
+{
+	int x = qt_graph_value(g, "x");
+	g->values[x].is_input = 1;
+	g->values[x].dtype = QT_DTYPE_F32;
+	g->values[x].rank = 4;
+	memcpy(g->values[x].dims, (int64_t[]){-1, C, H, W}, 4 * sizeof(int64_t));
+	return x;
+}
+
+/* Declare x as the one graph input and y as the one output; finalize. */
+static struct qt_graph *finish_graph(struct qt_graph *g, int x, int y)
+{
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	g->n_inputs = 1;
+	g->outputs = qt_graph_alloc(g, sizeof(int));
+	g->outputs[0] = y;
+	g->n_outputs = 1;
+	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
+	return g;
+}
+
 /*
  * x[N,3,8,8] -> Conv(4x3x3x3, pads 1) -> BatchNormalization -> Relu ->
  * MaxPool 2x2 -> Flatten -> Gemm(64 -> 5, transB) -> y. Random weights.
@@ -167,12 +206,7 @@ static struct qt_graph *small_cnn(uint64_t seed)
 		gw[i] = (float)(nrand() * 0.2);
 	for (int i = 0; i < 5; i++)
 		gb[i] = (float)(nrand() * 0.1);
-	int x = qt_graph_value(g, "x");
-	g->values[x].is_input = 1;
-	g->values[x].dtype = QT_DTYPE_F32;
-	g->values[x].rank = 4;
-	int64_t xd[4] = {-1, 3, 8, 8};
-	memcpy(g->values[x].dims, xd, sizeof xd);
+	int x = add_input_nchw(g, 3, 8, 8);
 	int64_t wd[4] = {4, 3, 3, 3}, cd[1] = {4}, gwd[2] = {5, 64}, gbd[1] = {5};
 	int vw = add_const(g, "w", 4, wd, w), vb = add_const(g, "b", 1, cd, b);
 	int vs = add_const(g, "bn_s", 1, cd, sc), vbb = add_const(g, "bn_b", 1, cd, bb);
@@ -202,14 +236,7 @@ static struct qt_graph *small_cnn(uint64_t seed)
 	a->i = 1;
 	g->nodes[n5].attrs = a;
 	g->nodes[n5].n_attrs = 1;
-	g->inputs = qt_graph_alloc(g, sizeof(int));
-	g->inputs[0] = x;
-	g->n_inputs = 1;
-	g->outputs = qt_graph_alloc(g, sizeof(int));
-	g->outputs[0] = y;
-	g->n_outputs = 1;
-	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
-	return g;
+	return finish_graph(g, x, y);
 }
 
 static void random_input(struct qt_tensor *x, int n, uint64_t seed)
@@ -362,6 +389,85 @@ Test(quant, qmod_damage_is_refused)
 	qt_graph_free(g);
 }
 
+/* The section table's uncompressed-length field is not under a CRC: every
+ * lie in it is refused (never trusted for an allocation or a copy). */
+Test(quant, qmod_compressed_length_lies_are_refused)
+{
+	struct qt_graph *g = quantized_cnn("w8a8", QT_GRAN_CHANNEL, 0);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	uint32_t ns = (uint32_t)b[12] | (uint32_t)b[13] << 8;
+	int compressed = 0;
+	for (uint32_t i = 0; i < ns; i++) {
+		uint8_t *e = b + 64 + 32 * i;
+		uint64_t raw, stored;
+		memcpy(&raw, e + 24, 8);
+		memcpy(&stored, e + 16, 8);
+		const uint64_t lies[] = {raw + 1, raw ? raw - 1 : 1, (uint64_t)1 << 40, stored * 2000 + 65};
+		for (size_t k = 0; k < sizeof lies / sizeof lies[0]; k++) {
+			memcpy(e + 24, &lies[k], 8);
+			struct qt_graph *r = NULL;
+			enum qt_status st = qt_qmod_read_mem(b, l, "lie.qmod", &r);
+			cr_assert_neq(st, QT_OK, "section %u: uncompressed length %llu (really %llu) accepted", i,
+				      (unsigned long long)lies[k], (unsigned long long)raw);
+			cr_assert(strstr(qt_error_msg(), "lie.qmod") != NULL, "%s", qt_error_msg());
+		}
+		memcpy(e + 24, &raw, 8);
+		compressed += raw != 0;
+	}
+	cr_assert(compressed >= 5, "only %d metadata sections were stored compressed", compressed);
+	struct qt_graph *r = NULL;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "ok.qmod", &r), QT_OK, "%s", qt_error_msg());
+	qt_graph_free(r);
+	free(b);
+	qt_graph_free(g);
+}
+
+/*
+ * The fuzz seed corpus (tests/fuzz/corpus/qmod) must be files the current
+ * reader accepts, or the fuzzer starts from inputs refused at the header and
+ * never reaches the section parsers. QT_WRITE_FUZZ_SEEDS=1 regenerates them
+ * (after a format change); every run checks them.
+ */
+Test(quant, qmod_fuzz_seeds_are_current)
+{
+	static const struct {
+		const char *file, *bits;
+		enum qt_granularity gran;
+		int group;
+	} seeds[] = {{"conv_w8a8.qmod", "w8a8", QT_GRAN_CHANNEL, 0},
+		     {"conv_w4_group8.qmod", "w4a8", QT_GRAN_GROUP, 8},
+		     {"conv_w2a8.qmod", "w2a8", QT_GRAN_TENSOR, 0}};
+	const char *dir = "tests/fuzz/corpus/qmod";
+	const char *regen = getenv("QT_WRITE_FUZZ_SEEDS");
+	char path[512];
+	for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++) {
+		snprintf(path, sizeof path, "%s/%s", dir, seeds[k].file);
+		if (regen && *regen == '1') {
+			struct qt_graph *g = quantized_cnn(seeds[k].bits, seeds[k].gran, seeds[k].group);
+			cr_assert_eq(qt_qmod_write(g, path), QT_OK, "%s", qt_error_msg());
+			if (k == 0) {
+				/* Plus a truncated copy: the reader's early exits. */
+				uint8_t *b;
+				size_t l;
+				cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+				char tp[512];
+				snprintf(tp, sizeof tp, "%s/truncated.qmod", dir);
+				FILE *f = fopen(tp, "wb");
+				cr_assert(f && fwrite(b, 1, l / 3, f) == l / 3);
+				fclose(f);
+				free(b);
+			}
+			qt_graph_free(g);
+		}
+		struct qt_graph *r = NULL;
+		cr_assert_eq(qt_qmod_read(path, &r), QT_OK, "%s: %s (run with QT_WRITE_FUZZ_SEEDS=1 to regenerate)", path,
+			     qt_error_msg());
+		qt_graph_free(r);
+	}
+}
+
 /* The integer runtime computes what the float simulation predicts. */
 static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
 {
@@ -446,21 +552,9 @@ static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
 	g->opset = 13;
 	rng_seed(seed);
 	int cg = C / group;
-	float *w = malloc(sizeof(float) * (size_t)(M * cg * 9)), *b = malloc(sizeof(float) * (size_t)M);
-	for (int i = 0; i < M * cg * 9; i++)
-		w[i] = (float)nrand() * 0.4f;
-	for (int i = 0; i < M; i++)
-		b[i] = (float)nrand() * 0.1f;
-	int x = qt_graph_value(g, "x");
-	g->values[x].is_input = 1;
-	g->values[x].dtype = QT_DTYPE_F32;
-	g->values[x].rank = 4;
-	int64_t xd[4] = {-1, C, 6, 6};
-	memcpy(g->values[x].dims, xd, sizeof xd);
-	int vw = add_const(g, "w", 4, (int64_t[]){M, cg, 3, 3}, w);
-	int vb = add_const(g, "b", 1, (int64_t[]){M}, b);
-	free(w);
-	free(b);
+	int vw = add_random(g, "w", 4, (int64_t[]){M, cg, 3, 3}, 0.4f);
+	int vb = add_random(g, "b", 1, (int64_t[]){M}, 0.1f);
+	int x = add_input_nchw(g, C, 6, 6);
 	int c = qt_graph_value(g, "conv"), y = qt_graph_value(g, "y");
 	g->values[y].is_output = 1;
 	int n0 = qt_graph_add_node(g, "Conv", "", "conv");
@@ -476,14 +570,7 @@ static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
 	nd->n_attrs = 2;
 	int n1 = qt_graph_add_node(g, "Relu", "", "relu");
 	node_io(g, n1, 1, &c, 1, &y);
-	g->inputs = qt_graph_alloc(g, sizeof(int));
-	g->inputs[0] = x;
-	g->n_inputs = 1;
-	g->outputs = qt_graph_alloc(g, sizeof(int));
-	g->outputs[0] = y;
-	g->n_outputs = 1;
-	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
-	return g;
+	return finish_graph(g, x, y);
 }
 
 static void random_nchw(struct qt_tensor *x, int n, int c, uint64_t seed)
@@ -673,4 +760,80 @@ Test(regress, bn_fold_with_shared_parameters)
 	}
 	qt_tensor_free(&x);
 	qt_graph_free(g);
+}
+
+/*
+ * x[N,C,6,6] -> ConvTranspose(w[C, M, 3, 3] + b, strides 2, pads 1,
+ * output_padding 1, dilation `dil`) -> Relu -> y: quantized, the transposed
+ * conv runs on integers (with the Relu fused) and matches the simulation.
+ */
+static struct qt_graph *conv_transpose_graph(int C, int M, int dil, uint64_t seed)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	int vw = add_random(g, "w", 4, (int64_t[]){C, M, 3, 3}, 0.4f);
+	int vb = add_random(g, "b", 1, (int64_t[]){M}, 0.2f);
+	int x = add_input_nchw(g, C, 6, 6);
+	int c = qt_graph_value(g, "convt"), y = qt_graph_value(g, "y");
+	g->values[y].is_output = 1;
+	int n0 = qt_graph_add_node(g, "ConvTranspose", "", "convt");
+	node_io(g, n0, 3, (int[]){x, vw, vb}, 1, &c);
+	node_ints(g, n0, "strides", 2, (int64_t[]){2, 2});
+	node_ints(g, n0, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	node_ints(g, n0, "output_padding", 2, (int64_t[]){1, 1});
+	node_ints(g, n0, "dilations", 2, (int64_t[]){dil, dil});
+	int n1 = qt_graph_add_node(g, "Relu", "", "relu");
+	node_io(g, n1, 1, &c, 1, &y);
+	return finish_graph(g, x, y);
+}
+
+static void conv_transpose_case(const char *bits, int dil, int group_size)
+{
+	struct qt_graph *g = quantize_small(conv_transpose_graph(3, 5, dil, 21), 3, bits, group_size);
+	cr_assert_eq(g->n_nodes, 1, "%s: Relu should be fused into the ConvTranspose", bits);
+	cr_assert(g->nodes[0].rq != NULL, "%s: ConvTranspose was not quantized", bits);
+	cr_assert(qt_qrt_node_is_integer(g, 0), "%s: ConvTranspose does not run on integers", bits);
+	int w = qt_graph_find_value(g, "w");
+	cr_assert_eq(g->values[w].q->scheme, QT_QSCHEME_CHANNEL, "%s: ConvTranspose weights per output channel", bits);
+	cr_assert_eq(g->values[w].q->count, 5);
+	double c = int_sim_codes(g, 3);
+	cr_assert(c <= 1.0 + 1e-3, "%s dilation %d: %.2f codes from the simulation", bits, dil, c);
+	qt_graph_free(g);
+}
+
+Test(quant, conv_transpose_integer_w8a8) { conv_transpose_case("w8a8", 1, 0); }
+Test(quant, conv_transpose_integer_w4a8_dilated) { conv_transpose_case("w4a8", 2, 0); }
+Test(quant, conv_transpose_integer_group_size_falls_back_to_channel) { conv_transpose_case("w4a8", 1, 8); }
+Test(quant, conv_transpose_integer_w8a4) { conv_transpose_case("w8a4", 1, 0); }
+
+/* The integer ConvTranspose against the FP32 model: close, not just
+ * self-consistent (a wrong scatter would match a wrong simulation only if
+ * the FP32 op were wrong too, and that op passes ONNX's conformance tests). */
+Test(quant, conv_transpose_integer_close_to_fp32)
+{
+	struct qt_graph *f = conv_transpose_graph(3, 5, 1, 21);
+	struct qt_graph *g = quantize_small(conv_transpose_graph(3, 5, 1, 21), 3, "w8a8", 0);
+	struct qt_qrt *q;
+	cr_assert_eq(qt_qrt_new(g, &q), QT_OK, "%s", qt_error_msg());
+	struct qt_tensor x = {0}, yf = {0}, yq = {0};
+	random_nchw(&x, 3, 3, 42);
+	run_fp32(f, &x, &yf);
+	cr_assert_eq(qt_qrt_run(q, &x, &yq), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_tensor_numel(&yf), 3 * 5 * 12 * 12);
+	double sig = 0, err = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(&yf); i++) {
+		double a = ((float *)yf.data)[i], b = ((float *)yq.data)[i];
+		sig += a * a;
+		err += (a - b) * (a - b);
+	}
+	double sqnr = 10 * log10(sig / (err + 1e-30));
+	cr_assert(sqnr > 30, "W8A8 ConvTranspose SQNR %.1f dB against FP32", sqnr);
+	qt_tensor_free(&x);
+	qt_tensor_free(&yf);
+	qt_tensor_free(&yq);
+	qt_qrt_free(q);
+	qt_graph_free(g);
+	qt_graph_free(f);
 }
