@@ -53,8 +53,12 @@ QT_API void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax);
 
 /* Asymmetric per-tensor parameters for [lo, hi] (widened to include 0). */
 QT_API enum qt_status qt_qparams_asym(float lo, float hi, int bits, float *scale_out, int32_t *zp_out);
-/* Quantize one float with (scale, zp) into [qmin, qmax]; ties to even. */
+/* Quantize one float with (scale, zp) into [qmin, qmax]: nearbyint(x /
+ * scale) + zp, ties to even, clamped; NaN gives qmin. */
 QT_API int32_t qt_quantize_one(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax);
+/* The same for n floats into uint8 codes (0 <= qmin <= qmax <= 255), vectorizable. */
+QT_API void qt_quantize_u8(const float *x, size_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+			   uint8_t *out);
 
 struct qt_calib_table;
 

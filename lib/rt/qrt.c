@@ -592,10 +592,7 @@ static enum qt_status quantize_tensor(const struct qt_graph *g, int v, const str
 	float s = vscale(g, v);
 	int32_t z = vzp(g, v);
 	int64_t n = qt_tensor_numel(f);
-	const float *src = f->data;
-	uint8_t *d = out->data;
-	for (int64_t i = 0; i < n; i++)
-		d[i] = (uint8_t)qt_quantize_one(src[i], s, z, qmin, qmax);
+	qt_quantize_u8(f->data, (size_t)n, s, z, qmin, qmax, out->data);
 	return QT_OK;
 }
 

@@ -82,6 +82,52 @@ Test(quant, zero_is_exact_and_zero_range)
 	cr_assert_eq(qt_quantize_one(NAN, 0.01f, 3, 0, 255), 0);
 }
 
+/* The textbook formula qt_quantize_one must equal (it avoids libm's
+ * nearbyintf so loops vectorize; see qparams.c). */
+static int32_t quantize_reference(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax)
+{
+	if (isnan(x / scale))
+		return qmin;
+	double r = nearbyint((double)(x / scale)) + zp; /* x / scale rounded to float first, as the code does */
+	return r < qmin ? qmin : r > qmax ? qmax : (int32_t)r;
+}
+
+Test(quant, quantize_one_matches_the_formula)
+{
+	static const int32_t ranges[][3] = {{0, 255, 0}, {0, 255, 128}, {0, 255, 255}, {0, 255, 37}, {0, 15, 3},
+					    {-127, 127, 0}, {-7, 7, 0}, {-1, 1, 0}};
+	static const float scales[] = {1.0f, 0.5f, 0.0123f, 3.7e-5f, 250.0f};
+	const float special[] = {0.0f, -0.0f, NAN, INFINITY, -INFINITY, 3.4e38f, -3.4e38f, 1e-40f, -1e-40f};
+	rng_seed(2024);
+	for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
+		for (size_t k = 0; k < sizeof scales / sizeof scales[0]; k++) {
+			int32_t qmin = ranges[r][0], qmax = ranges[r][1], zp = ranges[r][2];
+			float s = scales[k];
+			enum { N = 20000 };
+			static float xs[N];
+			static uint8_t batch[N];
+			for (int i = 0; i < N; i++) {
+				double code = (urand() * 1.4 - 0.2) * (qmax - qmin) + qmin - zp;
+				if (i % 4 == 0)
+					code = floor(code) + 0.5; /* ties */
+				else if (i % 4 == 1)
+					code = floor(code); /* exact codes */
+				xs[i] = i < (int)(sizeof special / sizeof special[0]) ? special[i] : (float)(code * s);
+			}
+			for (int i = 0; i < N; i++) {
+				int32_t want = quantize_reference(xs[i], s, zp, qmin, qmax);
+				int32_t got = qt_quantize_one(xs[i], s, zp, qmin, qmax);
+				cr_assert_eq(got, want, "x=%a scale=%a zp=%d [%d,%d]: %d, formula %d", (double)xs[i], (double)s,
+					     zp, qmin, qmax, got, want);
+			}
+			if (qmin >= 0) {
+				qt_quantize_u8(xs, N, s, zp, qmin, qmax, batch);
+				for (int i = 0; i < N; i++)
+					cr_assert_eq(batch[i], qt_quantize_one(xs[i], s, zp, qmin, qmax), "batch element %d", i);
+			}
+		}
+}
+
 Test(quant, parse_bits)
 {
 	int w, a;
