@@ -49,6 +49,8 @@ struct qnode {
 	int N, K;               /* output channels (per conv group), reduction length */
 	int groups;
 	int depthwise;
+	int tap_major;          /* conv weights packed with K ordered (kh, kw, c) */
+	int KH, KW;             /* conv kernel */
 	int8_t *w;              /* unpacked int8 [N_total, K] */
 	void *packed;           /* kernel's packed form of w (per group, consecutive) */
 	size_t packed_group_bytes;
@@ -247,6 +249,26 @@ static enum qt_status prep_weighted(struct qt_qrt *q, const struct qt_node *n, s
 	}
 	if (p->depthwise)
 		return QT_OK;
+	if (is_conv) {
+		/* Reorder each output channel's K from ONNX's (c, kh, kw) to
+		 * (kh, kw, c): im2col then copies runs of channels of one input
+		 * pixel from a channels-last copy of the input, instead of
+		 * gathering single bytes. (Grouped-scale weights keep ONNX order:
+		 * their scale groups are runs of that order.) */
+		int64_t cg = w->dims[1], taps = w->dims[2] * w->dims[3];
+		int8_t *t = malloc((size_t)total);
+		if (!t)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (int64_t m = 0; m < Ntot; m++)
+			for (int64_t c = 0; c < cg; c++)
+				for (int64_t k = 0; k < taps; k++)
+					t[m * K + k * cg + c] = p->w[m * K + c * taps + k];
+		free(p->w);
+		p->w = t;
+		p->tap_major = 1;
+		p->KH = (int)w->dims[2];
+		p->KW = (int)w->dims[3];
+	}
 	const struct qt_qgemm_kernel *kk = q->k->qgemm;
 	p->packed_group_bytes = qt_qgemm_packed_size(kk, p->N, p->K);
 	p->packed = aligned_alloc(64, (p->packed_group_bytes * (size_t)p->groups + 64) & ~(size_t)63);
@@ -807,41 +829,138 @@ struct conv_job {
 	int32_t zi;
 	const uint8_t *x;
 	uint8_t *y;
-	uint8_t *col[16], *tmp[16]; /* per thread */
+	uint8_t *col[16], *tmp[16], *xt[16]; /* per thread */
 };
 
-/* Depthwise images [lo, hi): direct loop. Accumulator: |sum| <= KH*KW*255*128
- * plus the bias, kept in int64 and saturated to int32 as the rule says. */
+/*
+ * dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
+ * in 32 x 32 blocks, so both sides stay in cache lines.
+ */
+static void transpose_u8(const uint8_t *src, size_t rows, size_t cols, size_t src_stride, uint8_t *dst,
+			 size_t dst_stride)
+{
+	if (rows == 1 || cols == 1) { /* a vector: a strided copy */
+		for (size_t i = 0; i < rows * cols; i++)
+			dst[cols == 1 ? i : i * dst_stride] = src[cols == 1 ? i * src_stride : i];
+		return;
+	}
+	for (size_t r0 = 0; r0 < rows; r0 += 32)
+		for (size_t c0 = 0; c0 < cols; c0 += 32) {
+			size_t r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+			for (size_t c = c0; c < c1; c++)
+				for (size_t r = r0; r < r1; r++)
+					dst[c * dst_stride + r] = src[r * src_stride + c];
+		}
+}
+
+/*
+ * Depthwise images [lo, hi): each channel's plane is copied once into a
+ * buffer padded with the input zero point to the extent the taps reach, so
+ * every tap is a plain multiply-add over all OH x OW outputs (vectorizable
+ * rows, no bounds checks). Padding holds zi, so subtracting zi * sum(w)
+ * afterwards gives exactly sum over in-image taps of (x - zi) * w.
+ * Accumulator: |sum x*w| and |zi * sum w| are each <= KH*KW*255*128, far
+ * inside int32 for the kernels the runtime accepts; the bias is added in
+ * int64 and the total saturated to int32 as the rule says.
+ */
 static void dw_images(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct conv_job *j = ctx;
 	const struct qnode *p = j->p;
 	const struct geom *G = &j->G;
-	(void)t;
+	const int64_t Hp = (G->OH - 1) * G->sh + (G->KH - 1) * G->dh + 1;
+	const int64_t Wp = (G->OW - 1) * G->sw + (G->KW - 1) * G->dw + 1, P = G->OH * G->OW;
+	int32_t *restrict acc = (int32_t *)j->col[t];
+	uint8_t *restrict xp = j->tmp[t];
+	const int32_t zi = j->zi;
 	for (int64_t b = lo; b < hi; b++)
 		for (int64_t c = 0; c < G->M; c++) {
 			const uint8_t *xc = j->x + (b * G->C + c) * G->H * G->W;
 			const int8_t *wc = p->w + c * p->K;
+			memset(xp, zi, (size_t)(Hp * Wp));
+			for (int64_t r = 0; r < Hp; r++) {
+				int64_t ih = r - G->pt;
+				if (ih < 0 || ih >= G->H)
+					continue;
+				int64_t c0 = G->pl, w0 = 0, n = G->W; /* input columns [w0, w0 + n) at xp column c0 + w0 */
+				if (c0 < 0)
+					w0 = -c0, n -= w0;
+				if (c0 + w0 + n > Wp)
+					n = Wp - c0 - w0;
+				if (n > 0)
+					memcpy(xp + r * Wp + c0 + w0, xc + ih * G->W + w0, (size_t)n);
+			}
+			memset(acc, 0, (size_t)P * sizeof *acc);
+			int32_t wsum = 0;
+			for (int64_t i = 0; i < G->KH; i++)
+				for (int64_t k = 0; k < G->KW; k++) {
+					int32_t wv = wc[i * G->KW + k];
+					wsum += wv;
+					if (!wv)
+						continue;
+					for (int64_t oh = 0; oh < G->OH; oh++) {
+						const uint8_t *restrict src = xp + (oh * G->sh + i * G->dh) * Wp + k * G->dw;
+						int32_t *restrict a = acc + oh * G->OW;
+						if (G->sw == 1)
+							for (int64_t ow = 0; ow < G->OW; ow++)
+								a[ow] += (int32_t)src[ow] * wv;
+						else
+							for (int64_t ow = 0; ow < G->OW; ow++)
+								a[ow] += (int32_t)src[ow * G->sw] * wv;
+					}
+				}
 			int ci = p->rq.per_channel ? (int)c : 0;
-			for (int64_t oh = 0; oh < G->OH; oh++)
-				for (int64_t ow = 0; ow < G->OW; ow++) {
-					int64_t acc = p->bias ? p->bias[c] : 0;
-					for (int64_t i = 0; i < G->KH; i++) {
-						int64_t ih = oh * G->sh - G->pt + i * G->dh;
-						if (ih < 0 || ih >= G->H)
-							continue;
-						for (int64_t k = 0; k < G->KW; k++) {
-							int64_t iw = ow * G->sw - G->pl + k * G->dw;
-							if (iw < 0 || iw >= G->W)
-								continue;
-							acc += (int32_t)(xc[ih * G->W + iw] - j->zi) * wc[i * G->KW + k];
+			const int64_t base = (p->bias ? p->bias[c] : 0) - (int64_t)zi * wsum;
+			const int32_t m = p->rq.mult[ci], sh = p->rq.shift[ci], zo = p->rq.zo;
+			const int32_t qmin = p->rq.qmin, qmax = p->rq.qmax;
+			uint8_t *restrict yc = j->y + (b * G->M + c) * P;
+			for (int64_t i = 0; i < P; i++)
+				yc[i] = qt_rq_clamp(qt_rq_mulshift(qt_sat32(acc[i] + base), m, sh), zo, qmin, qmax);
+		}
+}
+
+/*
+ * One image and conv group with tap-major weights: transpose the group's
+ * input planes to channels-last, im2col by copying each tap's Cg channels
+ * (the input zero point where the tap falls in the padding, so it
+ * contributes a real 0), GEMM + requant into [P, N] (channels-last), and
+ * transpose that into the NCHW output. A 1x1 stride-1 unpadded conv needs no
+ * im2col: the channels-last input is the GEMM's A.
+ */
+static void conv_tap_major(const struct conv_job *j, int t, int64_t b, int gi)
+{
+	const struct qnode *p = j->p;
+	const struct geom *G = &j->G;
+	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups, HW = G->H * G->W;
+	uint8_t *col = j->col[t], *tmp = j->tmp[t], *xt = j->xt[t];
+	transpose_u8(j->x + (b * G->C + gi * Cg) * HW, (size_t)Cg, (size_t)HW, (size_t)HW, xt, (size_t)Cg);
+	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
+	const uint8_t *A = xt;
+	if (!isone) {
+		for (int64_t oh = 0; oh < G->OH; oh++)
+			for (int64_t ow = 0; ow < G->OW; ow++) {
+				uint8_t *row = col + (oh * G->OW + ow) * K;
+				for (int64_t i = 0; i < G->KH; i++) {
+					int64_t ih = oh * G->sh - G->pt + i * G->dh;
+					for (int64_t k = 0; k < G->KW; k++) {
+						int64_t iw = ow * G->sw - G->pl + k * G->dw;
+						uint8_t *dst = row + (i * G->KW + k) * Cg;
+						if (ih < 0 || ih >= G->H || iw < 0 || iw >= G->W) {
+							memset(dst, j->zi, (size_t)Cg);
+						} else {
+							/* Runs are short (a few to a few hundred
+							 * bytes): an inline loop beats a call. */
+							const uint8_t *src = xt + (ih * G->W + iw) * Cg;
+							for (int64_t c = 0; c < Cg; c++)
+								dst[c] = src[c];
 						}
 					}
-					int64_t r = qt_rq_mulshift(qt_sat32(acc), p->rq.mult[ci], p->rq.shift[ci]);
-					j->y[((b * G->M + c) * G->OH + oh) * G->OW + ow] =
-						qt_rq_clamp(r, p->rq.zo, p->rq.qmin, p->rq.qmax);
 				}
-		}
+			}
+		A = col;
+	}
+	gemm_rows(j->q, p, gi, (int)P, A, (size_t)K, j->zi, tmp, (size_t)p->N);
+	transpose_u8(tmp, (size_t)P, (size_t)p->N, (size_t)p->N, j->y + (b * G->M + gi * p->N) * P, (size_t)P);
 }
 
 /* General images [lo, hi): im2col per image and group (padding with the input
@@ -855,6 +974,12 @@ static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups;
 	uint8_t *col = j->col[t], *tmp = j->tmp[t];
 	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
+	if (p->tap_major) {
+		for (int64_t b = lo; b < hi; b++)
+			for (int gi = 0; gi < p->groups; gi++)
+				conv_tap_major(j, t, b, gi);
+		return;
+	}
 	for (int64_t b = lo; b < hi; b++)
 		for (int gi = 0; gi < p->groups; gi++) {
 			const uint8_t *xg = j->x + (b * G->C + gi * Cg) * G->H * G->W;
@@ -915,17 +1040,36 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 	j.x = x->data;
 	int nt = n_threads() < j.G.N ? n_threads() : (int)j.G.N;
 	if (p->depthwise) {
+		int64_t Hp = (j.G.OH - 1) * j.G.sh + (j.G.KH - 1) * j.G.dh + 1;
+		int64_t Wp = (j.G.OW - 1) * j.G.sw + (j.G.KW - 1) * j.G.dw + 1;
+		for (int t = 0; t < nt; t++) {
+			j.col[t] = malloc((size_t)(j.G.OH * j.G.OW) * sizeof(int32_t) + 1);
+			j.tmp[t] = malloc((size_t)(Hp * Wp) + 1);
+			if (!j.col[t] || !j.tmp[t]) {
+				for (int u = 0; u <= t; u++) {
+					free(j.col[u]);
+					free(j.tmp[u]);
+				}
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+		}
 		par_for(j.G.N, nt, dw_images, &j);
+		for (int t = 0; t < nt; t++) {
+			free(j.col[t]);
+			free(j.tmp[t]);
+		}
 		return QT_OK;
 	}
 	int64_t P = j.G.OH * j.G.OW;
 	for (int t = 0; t < nt; t++) {
 		j.col[t] = malloc((size_t)(P * p->K) + 1);
 		j.tmp[t] = malloc((size_t)(P * p->N) + 1);
-		if (!j.col[t] || !j.tmp[t]) {
+		j.xt[t] = p->tap_major ? malloc((size_t)(j.G.H * j.G.W * (j.G.C / p->groups)) + 1) : NULL;
+		if (!j.col[t] || !j.tmp[t] || (p->tap_major && !j.xt[t])) {
 			for (int u = 0; u <= t; u++) {
 				free(j.col[u]);
 				free(j.tmp[u]);
+				free(j.xt[u]);
 			}
 			return qt_error(QT_E_NOMEM, "out of memory");
 		}
@@ -934,6 +1078,7 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 	for (int t = 0; t < nt; t++) {
 		free(j.col[t]);
 		free(j.tmp[t]);
+		free(j.xt[t]);
 	}
 	return QT_OK;
 }
