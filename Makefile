@@ -148,7 +148,7 @@ $(B)/bench_kernels: $(B)/tests/bench/bench_kernels.o $(LIBQT)
 demo: deps-check all
 	bash scripts/demo.sh $(B)/qtool
 
-results: all
+results: all $(B)/bench_kernels
 	bash scripts/results.sh
 
 models:

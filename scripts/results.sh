@@ -93,7 +93,18 @@ if [ "${RESULTS_UPDATE:-0}" = 1 ]; then
 	exit 0
 fi
 
+# The size bound of the issue and docs/FORMAT.md, over every file made above.
+total=0
+over=()
+for qm in "$OUT"/*.qmod; do
+	sb=$("$Q" inspect "$qm" | sed -n 's/^size: \([0-9]*\) bytes; bound .* = \([0-9]*\)$/\1 \2/p')
+	total=$((total + 1))
+	[ -n "$sb" ] && [ "${sb% *}" -le "${sb#* }" ] || over+=("$(basename "$qm")")
+done
 {
+echo
+echo "Size: every one of the $total .qmod files above is within 1.10 x (weight bits / 8 +"
+echo "quantization parameters) + 8 KiB as \`qtool inspect\` computes it; over the bound: ${over[*]:-none}."
 echo
 echo "## Speed"
 echo
