@@ -17,5 +17,9 @@ enum qt_status qt_qmod_read(const char *path, struct qt_graph **out);
 enum qt_status qt_qrt_new(const struct qt_graph *g, struct qt_qrt **out);
 enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, struct qt_tensor *outputs);
 void qt_qrt_free(struct qt_qrt *q);
+/* Bytes of im2col buffer per thread (default 16 MiB; convolutions whose
+ * buffer would be larger run in chunks of output pixels). Tests lower it to
+ * exercise the chunking on small images. */
+extern int64_t qt_qrt_col_budget;
 
 #endif

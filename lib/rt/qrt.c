@@ -830,7 +830,12 @@ struct conv_job {
 	const uint8_t *x;
 	uint8_t *y;
 	uint8_t *col[16], *tmp[16], *xt[16]; /* per thread */
+	int64_t chunk; /* output pixels per im2col chunk */
 };
+
+/* Bytes of im2col per thread and chunk: 16 MiB bounds the buffer whatever
+ * the geometry (a damaged file's pads or dilations cannot ask for gigabytes). */
+int64_t qt_qrt_col_budget = (int64_t)16 << 20;
 
 /*
  * dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
@@ -933,13 +938,16 @@ static void conv_tap_major(const struct conv_job *j, int t, int64_t b, int gi)
 	const struct geom *G = &j->G;
 	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups, HW = G->H * G->W;
 	uint8_t *col = j->col[t], *tmp = j->tmp[t], *xt = j->xt[t];
+	uint8_t *yg = j->y + (b * G->M + gi * p->N) * P;
 	transpose_u8(j->x + (b * G->C + gi * Cg) * HW, (size_t)Cg, (size_t)HW, (size_t)HW, xt, (size_t)Cg);
 	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
-	const uint8_t *A = xt;
-	if (!isone) {
-		for (int64_t oh = 0; oh < G->OH; oh++)
-			for (int64_t ow = 0; ow < G->OW; ow++) {
-				uint8_t *row = col + (oh * G->OW + ow) * K;
+	for (int64_t p0 = 0; p0 < P; p0 += j->chunk) {
+		int64_t p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
+		const uint8_t *A = xt + p0 * Cg; /* 1x1: output pixel = input pixel */
+		if (!isone) {
+			for (int64_t pos = p0; pos < p1; pos++) {
+				int64_t oh = pos / G->OW, ow = pos % G->OW;
+				uint8_t *row = col + (pos - p0) * K;
 				for (int64_t i = 0; i < G->KH; i++) {
 					int64_t ih = oh * G->sh - G->pt + i * G->dh;
 					for (int64_t k = 0; k < G->KW; k++) {
@@ -957,15 +965,16 @@ static void conv_tap_major(const struct conv_job *j, int t, int64_t b, int gi)
 					}
 				}
 			}
-		A = col;
+			A = col;
+		}
+		gemm_rows(j->q, p, gi, (int)(p1 - p0), A, (size_t)K, j->zi, tmp, (size_t)p->N);
+		transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N, yg + p0, (size_t)P);
 	}
-	gemm_rows(j->q, p, gi, (int)P, A, (size_t)K, j->zi, tmp, (size_t)p->N);
-	transpose_u8(tmp, (size_t)P, (size_t)p->N, (size_t)p->N, j->y + (b * G->M + gi * p->N) * P, (size_t)P);
 }
 
-/* General images [lo, hi): im2col per image and group (padding with the input
- * zero point, so it contributes real 0), GEMM + requant into [P, N], then
- * transpose into NCHW. */
+/* General images [lo, hi): im2col per image, group and chunk of output
+ * pixels (padding with the input zero point, so it contributes real 0), GEMM
+ * + requant into [pixels, N], then transpose into NCHW. */
 static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct conv_job *j = ctx;
@@ -973,7 +982,6 @@ static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 	const struct geom *G = &j->G;
 	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups;
 	uint8_t *col = j->col[t], *tmp = j->tmp[t];
-	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
 	if (p->tap_major) {
 		for (int64_t b = lo; b < hi; b++)
 			for (int gi = 0; gi < p->groups; gi++)
@@ -983,14 +991,11 @@ static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 	for (int64_t b = lo; b < hi; b++)
 		for (int gi = 0; gi < p->groups; gi++) {
 			const uint8_t *xg = j->x + (b * G->C + gi * Cg) * G->H * G->W;
-			for (int64_t oh = 0; oh < G->OH; oh++)
-				for (int64_t ow = 0; ow < G->OW; ow++) {
-					uint8_t *row = col + (oh * G->OW + ow) * K;
-					if (isone) {
-						for (int64_t c = 0; c < Cg; c++)
-							row[c] = xg[c * G->H * G->W + oh * G->W + ow];
-						continue;
-					}
+			for (int64_t p0 = 0; p0 < P; p0 += j->chunk) {
+				int64_t p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
+				for (int64_t pos = p0; pos < p1; pos++) {
+					int64_t oh = pos / G->OW, ow = pos % G->OW;
+					uint8_t *row = col + (pos - p0) * K;
 					for (int64_t c = 0; c < Cg; c++)
 						for (int64_t i = 0; i < G->KH; i++) {
 							int64_t ih = oh * G->sh - G->pt + i * G->dh;
@@ -1003,11 +1008,9 @@ static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
 							}
 						}
 				}
-			gemm_rows(j->q, p, gi, (int)P, col, (size_t)K, j->zi, tmp, (size_t)p->N);
-			for (int c = 0; c < p->N; c++) {
-				uint8_t *dst = j->y + (b * G->M + gi * p->N + c) * P;
-				for (int64_t pos = 0; pos < P; pos++)
-					dst[pos] = tmp[pos * p->N + c];
+				gemm_rows(j->q, p, gi, (int)(p1 - p0), col, (size_t)K, j->zi, tmp, (size_t)p->N);
+				transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N,
+					     j->y + (b * G->M + gi * p->N) * P + p0, (size_t)P);
 			}
 		}
 }
@@ -1061,9 +1064,11 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 		return QT_OK;
 	}
 	int64_t P = j.G.OH * j.G.OW;
+	j.chunk = qt_qrt_col_budget / p->K;
+	j.chunk = j.chunk < 1 ? 1 : j.chunk > P ? P : j.chunk;
 	for (int t = 0; t < nt; t++) {
-		j.col[t] = malloc((size_t)(P * p->K) + 1);
-		j.tmp[t] = malloc((size_t)(P * p->N) + 1);
+		j.col[t] = malloc((size_t)(j.chunk * p->K) + 1);
+		j.tmp[t] = malloc((size_t)(j.chunk * p->N) + 1);
 		j.xt[t] = p->tap_major ? malloc((size_t)(j.G.H * j.G.W * (j.G.C / p->groups)) + 1) : NULL;
 		if (!j.col[t] || !j.tmp[t] || (p->tap_major && !j.xt[t])) {
 			for (int u = 0; u <= t; u++) {

@@ -556,6 +556,15 @@ static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
 }
 
 Test(quant, integer_runtime_matches_simulation_w8a8) { int_vs_sim("w8a8", QT_GRAN_CHANNEL, 0); }
+/* A tiny im2col budget: the convs run in chunks of a few output pixels
+ * (channels-last path, and the grouped-scale path). */
+Test(quant, integer_conv_in_chunks_matches_simulation)
+{
+	qt_qrt_col_budget = 64;
+	int_vs_sim("w8a8", QT_GRAN_CHANNEL, 0);
+	int_vs_sim("w4a8", QT_GRAN_GROUP, 16);
+	qt_qrt_col_budget = (int64_t)16 << 20;
+}
 Test(quant, integer_runtime_matches_simulation_w4a8_tensor) { int_vs_sim("w4a8", QT_GRAN_TENSOR, 0); }
 Test(quant, integer_runtime_matches_simulation_w4a8_group) { int_vs_sim("w4a8", QT_GRAN_GROUP, 16); }
 Test(quant, integer_runtime_matches_simulation_w2a8) { int_vs_sim("w2a8", QT_GRAN_CHANNEL, 0); }
