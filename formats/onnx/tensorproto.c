@@ -287,8 +287,20 @@ static int has_dotdot(const char *path)
  * inside dir: relative, without "..". (A symlink inside the folder is
  * followed: the model's folder is trusted as a whole, its contents are not.)
  */
-static enum qt_status read_external(const Onnx__TensorProto *tp, const char *what, const char *dir, void *dst,
-				    size_t nbytes)
+/* Allocate nbytes (from arena, or calloc when arena is NULL; at least 1 byte). */
+static void *alloc_data(struct qt_arena *arena, size_t nbytes)
+{
+	return arena ? qt_arena_alloc(arena, nbytes ? nbytes : 1) : calloc(1, nbytes ? nbytes : 1);
+}
+
+/*
+ * Read external data into a new buffer (*dst_out, allocated as alloc_data
+ * does). Everything the TensorProto claims (location, offset, length, the
+ * file's size) is checked before the buffer is allocated, so the allocation
+ * is bounded by a file that exists.
+ */
+static enum qt_status read_external(const Onnx__TensorProto *tp, const char *what, const char *dir,
+				    struct qt_arena *arena, size_t nbytes, void **dst_out)
 {
 	const char *loc = NULL, *off_s = NULL, *len_s = NULL;
 	for (size_t i = 0; i < tp->n_external_data; i++) {
@@ -353,6 +365,12 @@ static enum qt_status read_external(const Onnx__TensorProto *tp, const char *wha
 		return qt_error(QT_E_FORMAT, "%s: external data \"%s\" has %llu bytes, the shape needs %zu", what, loc,
 				(unsigned long long)len, nbytes);
 	}
+	void *dst = alloc_data(arena, nbytes);
+	if (!dst) {
+		close(fd);
+		return qt_error(QT_E_NOMEM, "%s: out of memory for %zu bytes", what, nbytes);
+	}
+	*dst_out = dst;
 	size_t got = 0;
 	while (got < nbytes) {
 		ssize_t r = pread(fd, (char *)dst + got, nbytes - got, (off_t)(off + got));
@@ -522,14 +540,14 @@ enum qt_status qt_onnx_tensor_convert(const Onnx__TensorProto *tp, const char *w
 		return qt_error(QT_E_FORMAT, "%s: %s has %zu values, shape %s needs %zu", what, want, n_typed, shape,
 				numel);
 
-	/* Sizes are now tied to bytes that exist (in the file or external data),
-	 * so this allocation is bounded by the input. */
-	void *data = arena ? qt_arena_alloc(arena, nbytes ? nbytes : 1) : calloc(1, nbytes ? nbytes : 1);
-	if (!data)
-		return qt_error(QT_E_NOMEM, "%s: out of memory for %zu bytes", what, nbytes);
+	/* Sizes are now tied to bytes that exist in the file; external data is
+	 * checked against its file before read_external allocates. */
+	void *data = NULL;
 	enum qt_status st = QT_OK;
 	if (external)
-		st = read_external(tp, what, dir, data, nbytes);
+		st = read_external(tp, what, dir, arena, nbytes, &data);
+	else if (!(data = alloc_data(arena, nbytes)))
+		return qt_error(QT_E_NOMEM, "%s: out of memory for %zu bytes", what, nbytes);
 	else if (raw && nbytes) { /* an empty raw_data may come with a NULL pointer */
 		memcpy(data, tp->raw_data.data, nbytes);
 		if (dt == QT_DTYPE_BOOL) /* one byte per element, 0 or 1 */

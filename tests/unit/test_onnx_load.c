@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1404,4 +1405,25 @@ Test(onnx_load, size_limit)
 	cr_assert_eq(qt_graph_load_onnx_mem(b, ((size_t)2 << 30) + 1, NULL, "big.onnx", &g), QT_E_FORMAT);
 	cr_assert_null(g);
 	expect_msg("big.onnx", "2 GiB", NULL);
+}
+
+/*
+ * A TensorProto that claims 4 GB of external data without saying where it
+ * is (13 bytes, found by fuzz_tensorpb) is refused before anything is
+ * allocated: under a 1 GiB address-space limit the old order (allocate, then
+ * read) failed with "out of memory" instead of naming the missing location.
+ * (ASan reserves terabytes of address space, so the limit is release-only.)
+ */
+Test(tensor_pb, external_data_checked_before_allocating)
+{
+	static const uint8_t pb[] = {0x08, 0xf9, 0xfa, 0xe5, 0x28, 0x08, 0x30, 0x70, 0x01, 0x10, 0x5b, 0x10, 0x02};
+#if !defined(__SANITIZE_ADDRESS__)
+	struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#endif
+	struct qt_tensor t;
+	char name[64];
+	cr_assert_neq(qt_tensor_read_pb_mem(pb, sizeof pb, "big.pb", &t, name, sizeof name), QT_OK);
+	cr_assert(strstr(qt_error_msg(), "no location") != NULL, "%s", qt_error_msg());
+	cr_assert(t.data == NULL);
 }
