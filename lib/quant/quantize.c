@@ -270,6 +270,17 @@ static float act_scale(const struct qt_value *v)
 	return v->q->scale[0];
 }
 
+/* The weight's output-channel axis: Conv [M, C/g, kH, kW] 0; ConvTranspose
+ * [C, M, kH, kW] 1; Gemm 0 with transB, else 1; MatMul and MatMulBias [K, N] 1. */
+static int weight_axis(const struct qt_node *n)
+{
+	if (!strcmp(n->op_type, "Conv"))
+		return 0;
+	if (!strcmp(n->op_type, "Gemm"))
+		return qt_node_attr_int(n, "transB", 0) ? 0 : 1;
+	return 1;
+}
+
 /*
  * Quantize one weighted op: weight codes, int32 bias at s_in * S[c],
  * and the requantization multipliers s_in * S[c] / s_out (divided by 2^15 for
@@ -281,21 +292,8 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 	char lbl[256];
 	int x = n->inputs[0], wv = n->inputs[1], y = n->outputs[0];
 	const struct qt_tensor *w = g->values[wv].init;
-	int axis;
-	int64_t C;
-	if (!strcmp(n->op_type, "Conv")) {
-		axis = 0;
-		C = w->dims[0];
-	} else if (!strcmp(n->op_type, "ConvTranspose")) { /* [Cin, Cout, kH, kW], group 1 */
-		axis = 1;
-		C = w->dims[1];
-	} else if (!strcmp(n->op_type, "Gemm")) {
-		axis = qt_node_attr_int(n, "transB", 0) ? 0 : 1;
-		C = w->dims[axis];
-	} else { /* MatMul / MatMulBias with a [K, N] constant */
-		axis = 1;
-		C = w->dims[1];
-	}
+	int axis = weight_axis(n);
+	int64_t C = w->dims[axis];
 	/* Per-group scales apply to plain (group=1) convolutions and matrices;
 	 * a grouped or depthwise Conv keeps one scale per output channel. */
 	enum qt_qscheme sch = o->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
@@ -402,10 +400,9 @@ static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 		return 0;
 	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
 		const struct qt_tensor *b = g->values[n->inputs[2]].init;
-		int64_t C = (!strcmp(n->op_type, "Gemm") && !qt_node_attr_int(n, "transB", 0)) ||
-				    !strcmp(n->op_type, QT_OP_MATMUL_BIAS)
-			    ? w->dims[w->rank - 1]
-			    : !strcmp(n->op_type, "ConvTranspose") && w->rank > 1 ? w->dims[1] : w->dims[0];
+		if (weight_axis(n) >= w->rank)
+			return 0;
+		int64_t C = w->dims[weight_axis(n)];
 		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
 			return 0; /* a bias we cannot fold into int32: the node stays in float */
 	}
