@@ -4,32 +4,99 @@
 
 #include "cli.h"
 #include "qtool/calib.h"
+#include "qtool/dataset.h"
 #include "qtool/qmod.h"
 #include "qtool/quant.h"
 
 static const char quantize_help[] =
 	"usage: qtool quantize MODEL --calib FILE -o OUT.qmod [--bits wXaY]\n"
-	"                      [--granularity channel|tensor] [--group-size G]\n"
-	"                      [--calib-method minmax|percentile|entropy|mse]\n\n"
+	"                      [--granularity channel|tensor] [--group-size G] [--full-range]\n"
+	"                      [--calib-method minmax|percentile|entropy|mse]\n"
+	"                      [--data SPEC [--limit N] [--batch B] [--method LIST] [--fp32-inputs]]\n"
+	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
 	"are fused into their producer, Conv/Gemm/MatMul weights are quantized\n"
-	"symmetrically (round to nearest) and biases become int32.\n\n"
+	"symmetrically and biases become int32.\n\n"
 	"  --calib FILE        calibration file made for this model (required)\n"
 	"  -o, --output FILE   the .qmod to write (required; never the input)\n"
-	"  --bits wXaY         weight and activation bits: w8a8 (default), w4a8, w2a8,\n"
-	"                      w8a4, w4a4\n"
+	"  --bits wXaY         weight and activation bits: w8a8 (default), w4a8, w3a8,\n"
+	"                      w2a8, w8a4, w4a4, w3a4, w2a4\n"
 	"  --granularity G     weight scales per output channel (default) or per tensor\n"
 	"  --group-size G      per-group weight scales: G consecutive inputs share one\n"
 	"                      scale (implies group granularity)\n"
+	"  --full-range        weights use every code of their width ([-2, 1] at 2 bits,\n"
+	"                      [-8, 7] at 4) instead of the symmetric [-7, 7]\n"
 	"  --calib-method M    activation range method; default: the calibration file's\n"
-	"                      (ranges are recomputed from its histograms, no recalibration)\n";
+	"                      (ranges are recomputed from its histograms, no recalibration)\n"
+	"  --data SPEC         calibration samples for the PTQ methods (dataset spec as\n"
+	"                      for calibrate, e.g. fashion-mnist:train)\n"
+	"  --limit N           use the first N samples of --data (default 1000; 0 = all)\n"
+	"  --batch B           samples per run in the layer-wise data engine (default 32)\n"
+	"  --method LIST       comma-separated weight methods:\n"
+	"                        rtn              round to nearest (the default without --data)\n"
+	"                        gptq             GPTQ: Hessian-aware rounding, layer by layer\n"
+	"                        bias-correction  remove the mean output error of each layer\n"
+	"                        mse              weight scales by MSE search (no data needed)\n"
+	"                      with --data and no --method: gptq,bias-correction\n"
+	"  --fp32-inputs       methods see each layer's FP32 inputs instead of the inputs\n"
+	"                      of the model quantized so far (the default, sequential)\n"
+	"  --layer P=wXaY      per-layer bits for layers whose node or output name matches\n"
+	"                      the glob P (repeatable; later ones win); P=float keeps float\n"
+	"  --keep-float P      keep matching layers in FP32 (repeatable)\n\n"
+	"examples:\n"
+	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
+	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
+	"        --method gptq,bias-correction -o m.w4.qmod\n"
+	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --layer 'conv1*=w8a8' -o m.qmod\n";
+
+#define MAX_LAYER_ARGS 256
+
+/* Progress of the weight stage: a bar on a terminal. */
+static void quant_progress(void *user, int done, int total, const char *layer, const char *what)
+{
+	(void)user, (void)layer, (void)what;
+	cli_progress("quantize: layers", done, total);
+}
+
+/* Open the calibration samples for the data engine: the model's one float
+ * input, a fixed batch dimension taken as the batch size. */
+static int open_data(const struct qt_graph *g, const char *model, const char *spec, long limit,
+		     struct qt_quant_opts *o, struct qt_dataset **ds)
+{
+	if (g->n_inputs != 1)
+		return cli_usage_error("quantize", "%s: the model has %d inputs; --data feeds one", model, g->n_inputs);
+	const struct qt_value *in = &g->values[g->inputs[0]];
+	if (in->dtype != QT_DTYPE_F32 && in->dtype != QT_DTYPE_UNDEFINED)
+		return cli_usage_error("quantize", "%s: input \"%s\" is %s; --data feeds float32 samples", model, in->name,
+				       qt_dtype_name(in->dtype));
+	struct qt_dataset_opts dopt = {0};
+	dopt.limit = limit;
+	dopt.input_name = in->name;
+	dopt.input_rank = in->rank > 0 ? in->rank - 1 : 0;
+	dopt.input_dims = in->rank > 0 ? in->dims + 1 : NULL;
+	enum qt_status st = qt_dataset_open(spec, &dopt, ds);
+	if (st)
+		return cli_status_error("quantize", st);
+	if (in->rank >= 1 && in->dims[0] > 0) {
+		if (qt_dataset_count(*ds) % in->dims[0])
+			return cli_usage_error("quantize",
+					       "%s: input \"%s\" has a fixed batch size of %lld, which does not divide the "
+					       "%lld samples; choose --limit as a multiple of it",
+					       model, in->name, (long long)in->dims[0], (long long)qt_dataset_count(*ds));
+		o->batch = (int)in->dims[0];
+	}
+	return 0;
+}
 
 int cmd_quantize(int argc, char **argv)
 {
 	const char *model = NULL, *calib = NULL, *out = NULL, *bits = "w8a8", *method = NULL, *gran = "channel";
-	long group = 0;
+	const char *data = NULL, *methods = NULL;
+	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS];
+	int n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
+	long group = 0, limit = 1000, batch = 32;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -61,6 +128,37 @@ int cmd_quantize(int argc, char **argv)
 				return cli_usage_error("quantize", "--group-size needs an integer in 1..65535, not '%s'",
 						       v ? v : "");
 			i++;
+		} else if (!strcmp(a, "--data")) {
+			if (!v)
+				return cli_usage_error("quantize", "--data needs a dataset spec");
+			data = v, i++;
+		} else if (!strcmp(a, "--limit")) {
+			if (cli_parse_long(v, 0, 1L << 40, &limit))
+				return cli_usage_error("quantize", "--limit needs a whole number >= 0, not '%s'", v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--batch")) {
+			if (cli_parse_long(v, 1, 65536, &batch))
+				return cli_usage_error("quantize", "--batch needs an integer in 1..65536, not '%s'", v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--method")) {
+			if (!v)
+				return cli_usage_error("quantize", "--method needs a list such as gptq,bias-correction");
+			methods = v, i++;
+		} else if (!strcmp(a, "--layer") || !strcmp(a, "--keep-float")) {
+			int keep = !strcmp(a, "--keep-float");
+			if (!v)
+				return cli_usage_error("quantize", "%s needs %s", a, keep ? "a layer pattern" : "PATTERN=wXaY");
+			if ((keep ? n_keeps : n_layers) >= MAX_LAYER_ARGS)
+				return cli_usage_error("quantize", "at most %d %s options", MAX_LAYER_ARGS, a);
+			if (keep)
+				keeps[n_keeps++] = v;
+			else
+				layers[n_layers++] = v;
+			i++;
+		} else if (!strcmp(a, "--full-range")) {
+			full_range = 1;
+		} else if (!strcmp(a, "--fp32-inputs")) {
+			fp32_inputs = 1;
 		} else if (a[0] == '-') {
 			return cli_usage_error("quantize", "unknown option '%s' (see 'qtool quantize --help')", a);
 		} else if (!model) {
@@ -78,7 +176,7 @@ int cmd_quantize(int argc, char **argv)
 		return cli_usage_error("quantize", "-o OUT.qmod is required");
 	if (qt_parse_bits(bits, &o.wbits, &o.abits))
 		return cli_usage_error("quantize",
-				       "--bits '%s' is not supported: use wXaY with X in {8,4,2} and Y in {8,4}", bits);
+				       "--bits '%s' is not supported: use wXaY with X in {8,4,3,2} and Y in {8,4}", bits);
 	if (!strcmp(gran, "channel"))
 		o.gran = QT_GRAN_CHANNEL;
 	else if (!strcmp(gran, "tensor"))
@@ -101,6 +199,26 @@ int cmd_quantize(int argc, char **argv)
 				       method);
 	o.calib_method = method;
 	o.command_line = cli_command_line();
+	o.wfull = full_range;
+	o.fp32_inputs = fp32_inputs;
+	o.batch = (int)batch;
+	o.overrides = layers;
+	o.n_overrides = n_layers;
+	o.keep_float = keeps;
+	o.n_keep_float = n_keeps;
+	if (methods) {
+		const char *bad;
+		if (qt_parse_methods(methods, &o.methods, &bad))
+			return cli_usage_error("quantize",
+					       "--method: unknown method '%s' (rtn, gptq, bias-correction, mse)", bad);
+		if ((o.methods & QT_METHODS_DATA) && !data)
+			return cli_usage_error("quantize", "--method %s needs calibration samples: add --data SPEC",
+					       qt_methods_str(o.methods & QT_METHODS_DATA));
+	} else if (data) {
+		o.methods = QT_METHOD_GPTQ | QT_METHOD_BIASCORR;
+	}
+	if (fp32_inputs && !data)
+		return cli_usage_error("quantize", "--fp32-inputs goes with --data");
 	const char *ins[2] = {model, calib};
 	enum qt_status st = cli_check_not_input(out, ins, 2);
 	if (st)
@@ -108,12 +226,21 @@ int cmd_quantize(int argc, char **argv)
 
 	struct qt_graph *g = NULL;
 	struct qt_calib_table *t = NULL;
+	struct qt_dataset *ds = NULL;
 	int rc = 0;
 	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK || (st = qt_calib_read(calib, g, &t)) != QT_OK) {
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if ((st = qt_quantize_graph(g, t, &o)) != QT_OK) {
+	if (data && (o.methods & QT_METHODS_DATA)) {
+		if ((rc = open_data(g, model, data, limit, &o, &ds)) != 0)
+			goto done;
+		o.data = ds;
+		o.progress = quant_progress;
+	}
+	st = qt_quantize_graph(g, t, &o);
+	cli_progress_end();
+	if (st != QT_OK) {
 		qt_error_prefix(st, "%s", model);
 		rc = cli_status_error("quantize", st);
 		goto done;
@@ -126,7 +253,13 @@ int cmd_quantize(int argc, char **argv)
 	qt_qmod_summarize(g, &s);
 	printf("wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out, s.quantized_nodes,
 	       (long long)s.weight_bytes, s.float_nodes);
+	printf("methods: %s", qt_methods_str(o.methods));
+	if (ds)
+		printf(" (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
+		       (long long)qt_dataset_count(ds), data);
+	printf("\n");
 done:
+	qt_dataset_close(ds);
 	qt_calib_table_free(t);
 	qt_graph_free(g);
 	return rc;

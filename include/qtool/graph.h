@@ -103,6 +103,11 @@ struct qt_node {
 	int n_attrs;
 	struct qt_attr *attrs;
 	struct qt_requant *rq; /* set on quantized weighted nodes (qt_is_weighted_op), else NULL */
+	/* A Relu/Clip(0, hi) fused into this node by the quantizer: its output
+	 * range is what applies it in the quantized model; the quantize stage's
+	 * float runs clamp to [act_lo, act_hi] (never stored). */
+	int act_fused;
+	float act_lo, act_hi;
 };
 
 struct qt_graph {

@@ -61,27 +61,108 @@ QT_API void qt_quantize_u8(const float *x, size_t n, float scale, int32_t zp, in
 			   uint8_t *out);
 
 struct qt_calib_table;
+struct qt_dataset;
 
 enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
 
+/* PTQ methods, as bit flags of a plan entry. Weight methods replace one
+ * step of the weight quantizer: scale choice (mse), rounding (gptq), or the
+ * float bias after rounding (bias correction). */
+#define QT_METHOD_GPTQ (1u << 0)     /* lib/quant/gptq.c: Hessian-aware rounding */
+#define QT_METHOD_BIASCORR (1u << 1) /* lib/quant/biascorr.c: empirical bias correction */
+#define QT_METHOD_MSE (1u << 2)      /* lib/quant/wscale.c: scales by MSE search */
+#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR)
+
+/*
+ * The quantization plan: one record per weighted node of the prepared graph
+ * that the quantizer can give integer weights. CLI defaults fill it,
+ * per-layer overrides edit it (qt_plan_override), and every later stage reads
+ * only it: what is quantized how has one source of truth.
+ */
+struct qt_layer_plan {
+	int node;               /* index into the prepared graph's nodes */
+	int wbits;              /* 8, 4, 3 or 2 */
+	int abits;              /* bits of the activation this layer reads: 8 or 4 */
+	enum qt_granularity gran;
+	int group_size;         /* with QT_GRAN_GROUP */
+	int wfull;              /* codes use the full two's-complement range ([-2, 1] at 2 bits) */
+	unsigned methods;       /* QT_METHOD_* */
+	int keep_float;         /* stays FP32 (dequantize, float, quantize at run time) */
+};
+
+struct qt_plan {
+	int n;
+	struct qt_layer_plan *layers; /* in topological order of their nodes */
+	int default_abits;            /* activations no planned layer reads */
+};
+
+/* Progress of the weight stage: layer `done` of `total` (name) finished. */
+typedef void (*qt_quant_progress_fn)(void *user, int done, int total, const char *layer, const char *what);
+
 struct qt_quant_opts {
-	int wbits;        /* 8, 4 or 2 */
+	int wbits;        /* 8, 4, 3 or 2 */
 	int abits;        /* 8 or 4 */
 	enum qt_granularity gran;
 	int group_size;   /* with QT_GRAN_GROUP */
+	int wfull;        /* full-range low-bit weight grids */
+	unsigned methods; /* QT_METHOD_* for every layer */
 	const char *calib_method; /* NULL: the calibration file's default */
 	const char *command_line; /* provenance */
+	/* Per-layer edits applied in order after the defaults: "PATTERN=wXaY"
+	 * (fnmatch glob on the node name, or its output's name) and keep-float patterns. */
+	int n_overrides;
+	const char *const *overrides;
+	int n_keep_float;
+	const char *const *keep_float;
+	/* Calibration data for the methods that need it (QT_METHODS_DATA),
+	 * borrowed; NULL when none. */
+	struct qt_dataset *data;
+	int batch;           /* samples per run for the data engine (default 32) */
+	int fp32_inputs;     /* 1: methods see FP32 inputs; 0 (default): sequential */
+	/* GPTQ settings (0 = defaults: damp 0.01, block 128, act order on). */
+	double gptq_damp;
+	int gptq_block;
+	int gptq_no_act_order;
+	qt_quant_progress_fn progress;
+	void *progress_user;
 };
 
+/* Build the plan for a prepared graph (qt_quant_prepare) from o's defaults
+ * and overrides. *out is owned by the caller (qt_plan_free). A pattern that
+ * matches no layer is an error naming it. */
+QT_API enum qt_status qt_plan_build(const struct qt_graph *g, const struct qt_quant_opts *o, struct qt_plan *out);
+QT_API void qt_plan_free(struct qt_plan *p);
+/* Apply "PATTERN=wXaY" (or "PATTERN=float") to p; error when nothing matches. */
+QT_API enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, const char *spec);
+
+/* Stage 1: fold BatchNormalization, fuse MatMul+Add and Relu/Clip into their
+ * producers, and learn every value's dtype by a dry run. */
+QT_API enum qt_status qt_quant_prepare(struct qt_graph *g);
+
 /*
- * Quantize g in place (see the header comment). `calib` (borrowed) gives the
+ * Stages 3-5 on a prepared graph: activation ranges from `calib`, each
+ * planned layer's weights by its methods (data from o->data), then the int32
+ * biases and requantization; plan (borrowed) says what is quantized how.
+ */
+QT_API enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_table *calib,
+					  const struct qt_plan *plan, const struct qt_quant_opts *o);
+
+/*
+ * Quantize g in place (see the header comment): qt_quant_prepare, then
+ * qt_plan_build, then qt_quantize_planned. `calib` (borrowed) gives the
  * activation ranges; every activation must have statistics. On error the
  * graph may be partly rewritten and must be freed.
  */
 QT_API enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
 					const struct qt_quant_opts *o);
 
-/* Parse "w8a8", "w4a8", "w2a8", "w8a4", ...; 0 on success. */
+/* Parse a --method list ("gptq,bias-correction", "rtn", ...) into QT_METHOD_*
+ * flags; 0 on success, else -1 with *bad_out pointing at the unknown name. */
+QT_API int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out);
+/* "gptq,bias-correction" for flags (static buffer). */
+QT_API const char *qt_methods_str(unsigned methods);
+
+/* Parse "w8a8", "w4a8", "w3a8", "w2a8", "w8a4", ...; 0 on success. */
 QT_API int qt_parse_bits(const char *s, int *wbits_out, int *abits_out);
 
 /*

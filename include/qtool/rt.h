@@ -46,6 +46,21 @@ QT_API void qt_rt_keep_all(struct qt_rt *rt, int keep);
  */
 QT_API enum qt_status qt_rt_run(struct qt_rt *rt, const struct qt_tensor *inputs, struct qt_tensor *outputs);
 
+/*
+ * Running a graph in segments (the layer-wise data engine, calib/layerdata.c):
+ * qt_rt_begin_at drops every value and starts a run at node `first`, holding
+ * the given values (the frontier: what nodes at or after `first` read that
+ * earlier nodes or the graph inputs made). It takes ownership of
+ * tensors[0..n) (they are zeroed). With first == 0 the values are graph inputs,
+ * checked and observed as qt_rt_run does. qt_rt_run_nodes runs nodes
+ * [first, last) of the topological order; values no later node reads are
+ * freed as usual. qt_rt_take_value moves value v out to *out (owned by the
+ * caller). On error the runtime holds no values.
+ */
+QT_API enum qt_status qt_rt_begin_at(struct qt_rt *rt, int first, const int *vals, struct qt_tensor *tensors, int n);
+QT_API enum qt_status qt_rt_run_nodes(struct qt_rt *rt, int first, int last);
+QT_API enum qt_status qt_rt_take_value(struct qt_rt *rt, int v, struct qt_tensor *out);
+
 /* Cumulative statistics since qt_rt_new. */
 QT_API const struct qt_rt_stats *qt_rt_stats(const struct qt_rt *rt);
 

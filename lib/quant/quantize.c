@@ -1,6 +1,14 @@
 /*
  * The quantize stage: prepared FP32 graph + calibration ranges -> quantized
- * graph (see include/qtool/quant.h for what that graph is).
+ * graph (see include/qtool/quant.h for what that graph is), in stages:
+ *
+ *   prepare (qt_quant_prepare: fold BN, fuse, dtypes)
+ *   -> plan (lib/quant/plan.c: one record per weighted node)
+ *   -> activation ranges (from the calibration table, bits from the plan)
+ *   -> weights: per layer, scale choice, rounding (nearest or GPTQ), bias
+ *      correction; with data, layer by layer through the data engine
+ *      (calib/layerdata.c), each finished layer simulated for the next
+ *   -> finalize: packed codes, int32 biases, requantization.
  *
  * Float is allowed throughout: this is offline preparation. The integers the
  * runtime uses (codes, int32 biases, multipliers and shifts) are fixed here
@@ -14,9 +22,12 @@
 #include "core/sha256.h"
 #include "kernels/kernels.h"
 #include "qtool/calib.h"
+#include "qtool/dataset.h"
+#include "qtool/layerdata.h"
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "ir/passes_int.h"
+#include "quant/quant_int.h"
 
 int64_t qt_qparam_index(const struct qt_qparams *q, int rank, const int64_t *dims, int64_t i);
 
@@ -96,6 +107,16 @@ static enum qt_status fuse_activations(struct qt_graph *g, int *n_out)
 			continue;
 		if (p->n_outputs != 1)
 			continue;
+		float hi = INFINITY;
+		if (!strcmp(act->op_type, "Clip")) {
+			if (g->opset < 11)
+				hi = qt_node_attr_float(act, "max", INFINITY);
+			else if (const_scalar(g, act, 2, &hi) < 0)
+				continue;
+		}
+		p->act_hi = p->act_fused && p->act_hi < hi ? p->act_hi : hi;
+		p->act_lo = 0.0f;
+		p->act_fused = 1;
 		p->outputs[0] = act->outputs[0];
 		dead[ai] = 1;
 		fused++;
@@ -176,103 +197,18 @@ static void code_put(void *data, enum qt_dtype dt, int64_t i, int32_t c)
 	}
 }
 
+/* Packed dtype of b-bit weight codes. */
 static enum qt_dtype weight_qtype(int bits)
 {
-	return bits == 8 ? QT_DTYPE_I8 : bits == 4 ? QT_DTYPE_S4 : QT_DTYPE_S2;
+	switch (bits) {
+	case 8: return QT_DTYPE_I8;
+	case 4: return QT_DTYPE_S4;
+	case 2: return QT_DTYPE_S2;
+	default: return QT_DTYPE_UNDEFINED;
+	}
 }
 
-/*
- * Quantize the float weight of node n (value wv) symmetrically with output
- * channel axis `axis`; returns the per-output-channel reference scale S[c]
- * (the channel's scale, or its largest group scale) in s_ref (C entries).
- */
-static enum qt_status quantize_weight(struct qt_graph *g, int wv, int axis, const struct qt_quant_opts *o,
-				      enum qt_qscheme sch, float *s_ref, int64_t C)
-{
-	struct qt_value *v = &g->values[wv];
-	const struct qt_tensor *w = v->init;
-	int64_t n = qt_tensor_numel(w), per = C > 0 ? n / C : 0;
-	if (C < 1 || per < 1)
-		return qt_error(QT_E_FORMAT, "weight \"%s\" is empty", v->name);
-	enum qt_dtype qt = weight_qtype(o->wbits);
-	int32_t qmin, qmax;
-	qt_qtype_range(qt, &qmin, &qmax);
-	int64_t gs = o->group_size > 0 ? o->group_size : per;
-	int64_t ng = (per + gs - 1) / gs;
-	int64_t count = sch == QT_QSCHEME_TENSOR ? 1 : sch == QT_QSCHEME_CHANNEL ? C : C * ng;
-	struct qt_qparams *q = new_qparams(g, qt, sch, axis, count);
-	if (!q)
-		return qt_error(QT_E_NOMEM, "out of memory");
-	q->group_axis = axis == 0 ? 1 : 0;
-	q->group_size = sch == QT_QSCHEME_GROUP ? (int)gs : 0;
-	const float *wd = w->data;
-	/* Max |w| per parameter slot. */
-	double *amax = calloc((size_t)count, sizeof *amax);
-	if (!amax)
-		return qt_error(QT_E_NOMEM, "out of memory");
-	for (int64_t i = 0; i < n; i++) {
-		if (!isfinite(wd[i])) {
-			free(amax);
-			return qt_error(QT_E_NUMERIC, "weight \"%s\" element %lld is not finite", v->name, (long long)i);
-		}
-		int64_t k = qt_qparam_index(q, w->rank, w->dims, i);
-		double a = fabs((double)wd[i]);
-		if (a > amax[k])
-			amax[k] = a;
-	}
-	/* An all-zero slot (a pruned channel) decodes to 0 whatever its scale;
-	 * it borrows the largest scale of the tensor so its bias, quantized at
-	 * s_in * scale, keeps a fine step (1 if the whole tensor is zero). */
-	double big = 0;
-	for (int64_t k = 0; k < count; k++)
-		big = amax[k] > big ? amax[k] : big;
-	for (int64_t k = 0; k < count; k++) {
-		q->scale[k] = amax[k] > 0 ? (float)(amax[k] / qmax) : big > 0 ? (float)(big / qmax) : 1.0f;
-		q->zero_point[k] = 0;
-	}
-	free(amax);
-	for (int64_t c = 0; c < C; c++) {
-		if (sch == QT_QSCHEME_TENSOR) {
-			s_ref[c] = q->scale[0];
-		} else if (sch == QT_QSCHEME_CHANNEL) {
-			s_ref[c] = q->scale[c];
-		} else {
-			float m = 0;
-			for (int64_t j = 0; j < ng; j++)
-				if (q->scale[c * ng + j] > m)
-					m = q->scale[c * ng + j];
-			s_ref[c] = m;
-		}
-	}
-	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
-	size_t bytes = qt_dtype_nbytes(qt, n);
-	void *data = qt_graph_alloc(g, bytes ? bytes : 1);
-	if (!t || !data)
-		return qt_error(QT_E_NOMEM, "out of memory");
-	for (int64_t i = 0; i < n; i++) {
-		int64_t k = qt_qparam_index(q, w->rank, w->dims, i);
-		code_put(data, qt, i, qt_quantize_one(wd[i], q->scale[k], 0, qmin, qmax));
-	}
-	t->dtype = qt;
-	t->rank = w->rank;
-	memcpy(t->dims, w->dims, sizeof t->dims);
-	t->data = data;
-	t->nbytes = bytes;
-	v->init = t;
-	v->dtype = qt;
-	v->q = q;
-	return QT_OK;
-}
-
-/* Scale of a per-tensor activation qparams. */
-static float act_scale(const struct qt_value *v)
-{
-	return v->q->scale[0];
-}
-
-/* The weight's output-channel axis: Conv [M, C/g, kH, kW] 0; ConvTranspose
- * [C, M, kH, kW] 1; Gemm 0 with transB, else 1; MatMul and MatMulBias [K, N] 1. */
-static int weight_axis(const struct qt_node *n)
+int qt_weight_axis(const struct qt_node *n)
 {
 	if (!strcmp(n->op_type, "Conv"))
 		return 0;
@@ -281,128 +217,19 @@ static int weight_axis(const struct qt_node *n)
 	return 1;
 }
 
-/*
- * Quantize one weighted op: weight codes, int32 bias at s_in * S[c],
- * and the requantization multipliers s_in * S[c] / s_out (divided by 2^15 for
- * grouped weights, whose per-group ratios the runtime applies; see
- * lib/kernels/kernels.h).
- */
-static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const struct qt_quant_opts *o)
+int qt_quant_weight_ok(const struct qt_graph *g, const struct qt_node *n)
 {
-	char lbl[256];
-	int x = n->inputs[0], wv = n->inputs[1], y = n->outputs[0];
-	const struct qt_tensor *w = g->values[wv].init;
-	int axis = weight_axis(n);
-	int64_t C = w->dims[axis];
-	/* Per-group scales apply to plain (group=1) convolutions and matrices;
-	 * a grouped or depthwise Conv keeps one scale per output channel. */
-	enum qt_qscheme sch = o->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
-			     : o->gran == QT_GRAN_GROUP ? QT_QSCHEME_GROUP : QT_QSCHEME_CHANNEL;
-	if (sch == QT_QSCHEME_GROUP && ((!strcmp(n->op_type, "Conv") && qt_node_attr_int(n, "group", 1) != 1) ||
-					!strcmp(n->op_type, "ConvTranspose")))
-		sch = QT_QSCHEME_CHANNEL; /* the runtime's direct loops take one scale per channel */
-	if (C < 1)
-		return qt_error(QT_E_FORMAT, "%s: weight has no output channels", qt_node_label(g, n, lbl, sizeof lbl));
-	float *s_ref = malloc((size_t)C * sizeof *s_ref);
-	if (!s_ref)
-		return qt_error(QT_E_NOMEM, "out of memory");
-	enum qt_status st = quantize_weight(g, wv, axis, o, sch, s_ref, C);
-	if (st) {
-		free(s_ref);
-		return qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
-	}
-	float s_in = act_scale(&g->values[x]), s_out = act_scale(&g->values[y]);
-	int grouped = sch == QT_QSCHEME_GROUP;
-	/* Bias. */
-	int bv = n->n_inputs > 2 ? n->inputs[2] : -1;
-	if (bv >= 0) {
-		/* The int32 bias goes to a value of this node's own: a float bias
-		 * may be shared with other nodes (deduplicated initializers). */
-		const struct qt_tensor *bt = g->values[bv].init;
-		const char *bname = g->values[bv].name;
-		char nb[512];
-		snprintf(nb, sizeof nb, "%s.bias_q", g->values[y].name);
-		for (int k = 1; qt_graph_find_value(g, nb) >= 0; k++)
-			snprintf(nb, sizeof nb, "%s.bias_q%d", g->values[y].name, k);
-		int nbv = qt_graph_value(g, nb);
-		if (nbv < 0) {
-			free(s_ref);
-			return qt_error(QT_E_NOMEM, "out of memory");
-		}
-		n->inputs[2] = nbv;
-		g->values[nbv].n_consumers = 1;
-		struct qt_value *b = &g->values[nbv];
-		for (int64_t c = 0; c < C; c++)
-			if (!isfinite(((const float *)bt->data)[c])) {
-				free(s_ref);
-				return qt_error(QT_E_NUMERIC, "%s: bias \"%s\" element %lld is not finite",
-						qt_node_label(g, n, lbl, sizeof lbl), bname, (long long)c);
-			}
-		struct qt_qparams *q = new_qparams(g, QT_DTYPE_I32, QT_QSCHEME_CHANNEL, 0, C);
-		struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
-		int32_t *d = qt_graph_alloc(g, (size_t)C * sizeof *d);
-		if (!q || !t || !d) {
-			free(s_ref);
-			return qt_error(QT_E_NOMEM, "out of memory");
-		}
-		for (int64_t c = 0; c < C; c++) {
-			double s = (double)s_in * s_ref[c];
-			double r = nearbyint((double)((const float *)bt->data)[c] / s);
-			d[c] = r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : (int32_t)r;
-			q->scale[c] = (float)s;
-		}
-		t->dtype = QT_DTYPE_I32;
-		t->rank = 1;
-		t->dims[0] = C;
-		t->data = d;
-		t->nbytes = (size_t)C * 4;
-		b->init = t;
-		b->dtype = QT_DTYPE_I32;
-		b->q = q;
-	}
-	/* Requantization. */
-	int per_channel = o->gran != QT_GRAN_TENSOR;
-	struct qt_requant *rq = qt_graph_alloc(g, sizeof *rq);
-	int cnt = per_channel ? (int)C : 1;
-	if (!rq || !(rq->mult = qt_graph_alloc(g, (size_t)cnt * 4)) || !(rq->shift = qt_graph_alloc(g, (size_t)cnt * 4))) {
-		free(s_ref);
-		return qt_error(QT_E_NOMEM, "out of memory");
-	}
-	rq->count = cnt;
-	const struct qt_qparams *yq = g->values[y].q;
-	qt_qtype_range(yq->qtype, &rq->qmin, &rq->qmax);
-	for (int c = 0; c < cnt; c++) {
-		double real = (double)s_in * s_ref[c] / s_out;
-		if (grouped)
-			real /= QT_GROUP_MAX_RATIO;
-		int sh;
-		st = qt_quantize_multiplier(real, &rq->mult[c], &sh);
-		if (st) {
-			free(s_ref);
-			return qt_error_prefix(st, "%s: channel %d", qt_node_label(g, n, lbl, sizeof lbl), c);
-		}
-		rq->shift[c] = sh;
-	}
-	n->rq = rq;
-	free(s_ref);
-	return QT_OK;
-}
-
-/* Which nodes get integer weights: Conv, ConvTranspose (2-D, group 1), Gemm
- * (plain), MatMul and MatMulBias with a 2-D constant. */
-static int quantizable(const struct qt_graph *g, const struct qt_node *n)
-{
-	if (n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->n_outputs != 1 || n->outputs[0] < 0)
+	if (!qt_is_weighted_op(n) || n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->n_outputs != 1 ||
+	    n->outputs[0] < 0)
 		return 0;
-	const struct qt_value *x = &g->values[n->inputs[0]], *y = &g->values[n->outputs[0]];
 	const struct qt_tensor *w = g->values[n->inputs[1]].init;
-	if (!x->q || !y->q || !w || w->dtype != QT_DTYPE_F32 || g->values[n->inputs[1]].n_consumers != 1)
+	if (!w || w->dtype != QT_DTYPE_F32 || g->values[n->inputs[1]].n_consumers != 1)
+		return 0;
+	if (qt_weight_axis(n) >= w->rank)
 		return 0;
 	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
 		const struct qt_tensor *b = g->values[n->inputs[2]].init;
-		if (weight_axis(n) >= w->rank)
-			return 0;
-		int64_t C = w->dims[weight_axis(n)];
+		int64_t C = w->dims[qt_weight_axis(n)];
 		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
 			return 0; /* a bias we cannot fold into int32: the node stays in float */
 	}
@@ -420,33 +247,76 @@ static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 	return 0;
 }
 
-enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
-				 const struct qt_quant_opts *o)
+enum qt_status qt_quant_prepare(struct qt_graph *g)
 {
-	char lbl[256];
 	int n_bn, n_mmb, n_act;
 	enum qt_status st;
 	if ((st = qt_pass_fold_bn(g, &n_bn)) != QT_OK || (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK ||
 	    (st = fuse_activations(g, &n_act)) != QT_OK || (st = infer_dtypes(g)) != QT_OK)
 		return st;
-	enum qt_dtype aq = o->abits == 8 ? QT_DTYPE_U8 : QT_DTYPE_U4;
+	return QT_OK;
+}
 
-	/* Activations, in topological order so pass-through ops copy their input's. */
-	for (int i = 0; i < g->n_inputs; i++) {
-		struct qt_value *v = &g->values[g->inputs[i]];
-		if (v->dtype != QT_DTYPE_F32)
-			continue;
-		float lo, hi;
-		if ((st = qt_calib_range(calib, v->name, o->calib_method, o->abits, &lo, &hi)) != QT_OK)
-			return st;
-		if (!(v->q = new_qparams(g, aq, QT_QSCHEME_TENSOR, 0, 1)))
-			return qt_error(QT_E_NOMEM, "out of memory");
-		if ((st = qt_qparams_asym(lo, hi, o->abits, &v->q->scale[0], &v->q->zero_point[0])) != QT_OK)
-			return qt_error_prefix(st, "tensor \"%s\"", v->name);
+/* ---- Stage 3: activation ranges ---- */
+
+/* The value whose qparams v shares: pass-through ops copy their input's. */
+static int act_root(const struct qt_graph *g, int v)
+{
+	for (int guard = 0; guard < g->n_nodes && v >= 0; guard++) {
+		int p = g->values[v].producer;
+		if (p < 0)
+			break;
+		const struct qt_node *n = &g->nodes[p];
+		if (!is_passthrough(n->op_type) || n->n_outputs != 1 || n->n_inputs < 1 || n->inputs[0] < 0 ||
+		    g->values[n->inputs[0]].dtype != QT_DTYPE_F32)
+			break;
+		v = n->inputs[0];
 	}
-	for (int ni = 0; ni < g->n_nodes; ni++) {
+	return v;
+}
+
+static enum qt_status act_qparams(struct qt_graph *g, struct qt_value *v, const struct qt_calib_table *calib,
+				  const struct qt_quant_opts *o, int bits)
+{
+	float lo, hi;
+	enum qt_status st;
+	if ((st = qt_calib_range(calib, v->name, o->calib_method, bits, &lo, &hi)) != QT_OK)
+		return st;
+	if (!(v->q = new_qparams(g, bits == 8 ? QT_DTYPE_U8 : QT_DTYPE_U4, QT_QSCHEME_TENSOR, 0, 1)))
+		return qt_error(QT_E_NOMEM, "out of memory");
+	return qt_qparams_asym(lo, hi, bits, &v->q->scale[0], &v->q->zero_point[0]);
+}
+
+/*
+ * Per-tensor asymmetric qparams for every float activation, in topological
+ * order so pass-through ops share their input's. An activation's bits are
+ * the largest a planned layer reading it asks for, else the plan's default.
+ */
+static enum qt_status activation_ranges(struct qt_graph *g, const struct qt_calib_table *calib,
+					const struct qt_plan *plan, const struct qt_quant_opts *o)
+{
+	char lbl[256];
+	enum qt_status st = QT_OK;
+	int *bits = calloc((size_t)g->n_values + 1, sizeof *bits);
+	if (!bits)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int i = 0; i < plan->n; i++) {
+		const struct qt_layer_plan *p = &plan->layers[i];
+		if (p->keep_float)
+			continue;
+		int r = act_root(g, g->nodes[p->node].inputs[0]);
+		if (r >= 0 && p->abits > bits[r])
+			bits[r] = p->abits;
+	}
+	for (int i = 0; i < g->n_inputs && !st; i++) {
+		struct qt_value *v = &g->values[g->inputs[i]];
+		if (v->dtype == QT_DTYPE_F32 && (st = act_qparams(g, v, calib, o, bits[g->inputs[i]] ? bits[g->inputs[i]]
+												 : plan->default_abits)))
+			qt_error_prefix(st, "tensor \"%s\"", v->name);
+	}
+	for (int ni = 0; ni < g->n_nodes && !st; ni++) {
 		struct qt_node *n = &g->nodes[ni];
-		for (int k = 0; k < n->n_outputs; k++) {
+		for (int k = 0; k < n->n_outputs && !st; k++) {
 			int vi = n->outputs[k];
 			if (vi < 0 || g->values[vi].dtype != QT_DTYPE_F32)
 				continue;
@@ -456,24 +326,507 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 				v->q = x->q; /* shared, read-only */
 				continue;
 			}
-			float lo, hi;
-			if ((st = qt_calib_range(calib, v->name, o->calib_method, o->abits, &lo, &hi)) != QT_OK)
-				return st;
-			if (!(v->q = new_qparams(g, aq, QT_QSCHEME_TENSOR, 0, 1)))
-				return qt_error(QT_E_NOMEM, "out of memory");
-			if ((st = qt_qparams_asym(lo, hi, o->abits, &v->q->scale[0], &v->q->zero_point[0])) != QT_OK)
-				return qt_error_prefix(st, "%s: output \"%s\"", qt_node_label(g, n, lbl, sizeof lbl),
-						       v->name);
+			if ((st = act_qparams(g, v, calib, o, bits[vi] ? bits[vi] : plan->default_abits)) != QT_OK)
+				qt_error_prefix(st, "%s: output \"%s\"", qt_node_label(g, n, lbl, sizeof lbl), v->name);
 		}
 	}
-	/* Weights and requantization. */
-	for (int ni = 0; ni < g->n_nodes; ni++) {
-		struct qt_node *n = &g->nodes[ni];
-		if (!quantizable(g, n))
-			continue;
-		if ((st = quantize_node(g, n, o)) != QT_OK)
-			return st;
+	free(bits);
+	return st;
+}
+
+/* ---- Stage 4: weights ---- */
+
+/* Scale of a per-tensor activation qparams. */
+static float act_scale(const struct qt_value *v)
+{
+	return v->q->scale[0];
+}
+
+/* Which layers get integer weights: planned, not kept float, weight and
+ * activations quantizable. */
+static int quantizable(const struct qt_graph *g, const struct qt_node *n)
+{
+	return qt_quant_weight_ok(g, n) && g->values[n->inputs[0]].q && g->values[n->outputs[0]].q;
+}
+
+/* Element index in the weight tensor of matrix entry (c, k): c along `axis`,
+ * k running over the other axes in row-major order. */
+static int64_t tensor_index(const struct qt_tensor *w, int axis, int64_t c, int64_t k)
+{
+	int64_t inner = 1;
+	for (int d = axis + 1; d < w->rank; d++)
+		inner *= w->dims[d];
+	return (k / inner) * (inner * w->dims[axis]) + c * inner + k % inner;
+}
+
+/* Round-to-nearest, ties to even (qt_quantize_one), into [qmin, qmax]. */
+void qt_round_nearest(const float *w, const struct qt_wgrid *grid, int32_t *codes)
+{
+	int64_t ng = (grid->K + grid->group_size - 1) / grid->group_size;
+	for (int64_t c = 0; c < grid->C; c++)
+		for (int64_t k = 0; k < grid->K; k++)
+			codes[c * grid->K + k] = qt_quantize_one(w[c * grid->K + k],
+								 grid->scale[c * ng + k / grid->group_size], 0,
+								 grid->qmin, grid->qmax);
+}
+
+/*
+ * Scales by the largest magnitude of each slot (row, group, or the whole
+ * tensor): max|w| / qmax. An all-zero slot (a pruned channel) decodes to 0
+ * whatever its scale; it borrows the largest scale of the tensor so its bias,
+ * quantized at s_in * scale, keeps a fine step (1 if the whole tensor is zero).
+ */
+static void scales_absmax(struct qt_qlayer *L)
+{
+	struct qt_wgrid *gr = &L->grid;
+	int64_t ng = (L->K + gr->group_size - 1) / gr->group_size;
+	double big = 0;
+	for (int64_t c = 0; c < L->C; c++)
+		for (int64_t j = 0; j < ng; j++) {
+			double m = 0;
+			for (int64_t k = j * gr->group_size; k < L->K && k < (j + 1) * gr->group_size; k++)
+				m = fmax(m, fabs((double)L->w[c * L->K + k]));
+			gr->scale[c * ng + j] = (float)m;
+			big = fmax(big, m);
+		}
+	for (int64_t i = 0; i < L->C * ng; i++) {
+		double m = L->scheme == QT_QSCHEME_TENSOR ? big : gr->scale[i];
+		gr->scale[i] = m > 0 ? (float)(m / gr->qmax) : big > 0 ? (float)(big / gr->qmax) : 1.0f;
 	}
+}
+
+static void layer_free(struct qt_qlayer *L)
+{
+	free(L->w);
+	free(L->codes);
+	free(L->grid.scale);
+	free(L->bias);
+	free(L->mean_fp);
+}
+
+/*
+ * The layer view of planned node p: its float weight as a [C][K] matrix, its
+ * bias, the grid the plan asks for (code range, scheme) and absmax scales.
+ */
+static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan *p, struct qt_qlayer *L)
+{
+	char lbl[256];
+	struct qt_node *n = &g->nodes[p->node];
+	const struct qt_value *wv = &g->values[n->inputs[1]];
+	const struct qt_tensor *w = wv->init;
+	memset(L, 0, sizeof *L);
+	L->node = p->node;
+	L->plan = p;
+	L->axis = qt_weight_axis(n);
+	L->C = w->dims[L->axis];
+	L->K = L->C > 0 ? qt_tensor_numel(w) / L->C : 0;
+	L->groups = !strcmp(n->op_type, "Conv") ? (int)qt_node_attr_int(n, "group", 1) : 1;
+	if (L->C < 1 || L->K < 1 || L->groups < 1 || L->C % L->groups)
+		return qt_error(QT_E_FORMAT, "%s: weight \"%s\" is empty", qt_node_label(g, n, lbl, sizeof lbl), wv->name);
+	if (weight_qtype(p->wbits) == QT_DTYPE_UNDEFINED)
+		return qt_error(QT_E_UNSUPPORTED, "%s: %d-bit weights are not supported",
+				qt_node_label(g, n, lbl, sizeof lbl), p->wbits);
+	/* Per-group scales apply to plain (group=1) convolutions and matrices;
+	 * a grouped or depthwise Conv or a ConvTranspose keeps one scale per
+	 * output channel (the runtime's direct loops take one scale per channel). */
+	L->scheme = p->gran == QT_GRAN_TENSOR ? QT_QSCHEME_TENSOR
+		   : p->gran == QT_GRAN_GROUP && p->group_size > 0 && L->groups == 1 &&
+				   strcmp(n->op_type, "ConvTranspose")
+			   ? QT_QSCHEME_GROUP
+			   : QT_QSCHEME_CHANNEL;
+	L->grid.C = L->C;
+	L->grid.K = L->K;
+	L->grid.group_size = L->scheme == QT_QSCHEME_GROUP && p->group_size < L->K ? p->group_size : L->K;
+	L->grid.qmax = (1 << (p->wbits - 1)) - 1;
+	L->grid.qmin = p->wfull ? -(1 << (p->wbits - 1)) : -L->grid.qmax;
+	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
+	L->w = malloc((size_t)L->C * L->K * sizeof *L->w);
+	L->codes = malloc((size_t)L->C * L->K * sizeof *L->codes);
+	L->grid.scale = malloc((size_t)L->C * ng * sizeof *L->grid.scale);
+	if (!L->w || !L->codes || !L->grid.scale)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	const float *wd = w->data;
+	for (int64_t c = 0; c < L->C; c++)
+		for (int64_t k = 0; k < L->K; k++) {
+			float x = wd[tensor_index(w, L->axis, c, k)];
+			if (!isfinite(x))
+				return qt_error(QT_E_NUMERIC, "%s: weight \"%s\" element %lld is not finite",
+						qt_node_label(g, n, lbl, sizeof lbl), wv->name,
+						(long long)tensor_index(w, L->axis, c, k));
+			L->w[c * L->K + k] = x;
+		}
+	int bv = n->n_inputs > 2 ? n->inputs[2] : -1;
+	if (bv >= 0 || (p->methods & QT_METHOD_BIASCORR)) {
+		if (!(L->bias = calloc((size_t)L->C, sizeof *L->bias)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		if (bv >= 0)
+			for (int64_t c = 0; c < L->C; c++) {
+				L->bias[c] = ((const float *)g->values[bv].init->data)[c];
+				if (!isfinite(L->bias[c]))
+					return qt_error(QT_E_NUMERIC, "%s: bias \"%s\" element %lld is not finite",
+							qt_node_label(g, n, lbl, sizeof lbl), g->values[bv].name,
+							(long long)c);
+			}
+	}
+	scales_absmax(L);
+	return QT_OK;
+}
+
+/*
+ * Give node n a bias value of its own (a float bias may be shared with other
+ * nodes through deduplicated initializers, and a node without one needs one
+ * for bias correction): a new value "<output>.bias_q", float for now
+ * (qt_layer_set_simulated fills it, finalize makes it int32).
+ */
+static enum qt_status own_bias(struct qt_graph *g, struct qt_qlayer *L)
+{
+	struct qt_node *n = &g->nodes[L->node];
+	char nb[512];
+	int y = n->outputs[0];
+	snprintf(nb, sizeof nb, "%s.bias_q", g->values[y].name);
+	for (int k = 1; qt_graph_find_value(g, nb) >= 0; k++)
+		snprintf(nb, sizeof nb, "%s.bias_q%d", g->values[y].name, k);
+	int nbv = qt_graph_value(g, nb);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	float *d = qt_graph_alloc(g, (size_t)L->C * sizeof *d);
+	if (nbv < 0 || !t || !d)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	n = &g->nodes[L->node]; /* qt_graph_value may move the arrays */
+	if (n->n_inputs < 3) {
+		int *in = qt_graph_alloc(g, 3 * sizeof *in);
+		if (!in)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		in[0] = n->inputs[0], in[1] = n->inputs[1], in[2] = -1;
+		n->inputs = in;
+		n->n_inputs = 3;
+		if (!strcmp(n->op_type, "MatMul")) {
+			/* A bias for a MatMul: it becomes ai.qtool MatMulBias. */
+			n->op_type = qt_graph_strdup(g, QT_OP_MATMUL_BIAS);
+			n->domain = qt_graph_strdup(g, QT_DOMAIN_QTOOL);
+			if (!n->op_type || !n->domain)
+				return qt_error(QT_E_NOMEM, "out of memory");
+		}
+	}
+	if (n->inputs[2] >= 0)
+		g->values[n->inputs[2]].n_consumers--;
+	g->values[nbv].n_consumers = 1;
+	memcpy(d, L->bias, (size_t)L->C * sizeof *d);
+	t->dtype = QT_DTYPE_F32;
+	t->rank = 1;
+	t->dims[0] = L->C;
+	t->data = d;
+	t->nbytes = (size_t)L->C * sizeof *d;
+	n->inputs[2] = nbv;
+	g->values[nbv].init = t;
+	g->values[nbv].dtype = QT_DTYPE_F32;
+	return QT_OK;
+}
+
+/*
+ * Put layer L's dequantized weights (scale * code) and its corrected bias in
+ * the graph in place of the float ones, so the FP32 executor runs the node
+ * as the quantized model will: the node is "simulated" for the data engine's
+ * later layers.
+ */
+static enum qt_status layer_set_simulated(struct qt_graph *g, const struct qt_qlayer *L)
+{
+	struct qt_node *n = &g->nodes[L->node];
+	struct qt_value *wv = &g->values[n->inputs[1]];
+	const struct qt_tensor *w = wv->init;
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	float *d = qt_graph_alloc(g, w->nbytes);
+	if (!t || !d)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	*t = *w;
+	t->data = d;
+	t->owned = 0;
+	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
+	for (int64_t c = 0; c < L->C; c++)
+		for (int64_t k = 0; k < L->K; k++)
+			d[tensor_index(w, L->axis, c, k)] =
+				L->grid.scale[c * ng + k / L->grid.group_size] * (float)L->codes[c * L->K + k];
+	wv->init = t;
+	if (L->bias && n->n_inputs > 2 && n->inputs[2] >= 0)
+		memcpy(g->values[n->inputs[2]].init->data, L->bias, (size_t)L->C * sizeof *L->bias);
+	return QT_OK;
+}
+
+/* Weight output error proxy sum((W - Q)^2 diag-weighted by the mean square
+ * input when H is given, else plain), for the progress line. */
+static double weight_error(const struct qt_qlayer *L)
+{
+	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
+	double e = 0;
+	for (int64_t c = 0; c < L->C; c++)
+		for (int64_t k = 0; k < L->K; k++) {
+			double q = (double)L->grid.scale[c * ng + k / L->grid.group_size] * L->codes[c * L->K + k];
+			double d = L->w[c * L->K + k] - q;
+			e += d * d;
+		}
+	return e;
+}
+
+/* The weight stage's state for the data engine's callback. */
+struct wstage {
+	const struct qt_quant_opts *o;
+	struct qt_qlayer *layers;
+	int n_layers;
+	int *by_node; /* node index -> layer index, or -1 */
+	int sequential;
+	int fp32_means; /* the pass collecting mean_fp */
+	int done;
+	struct qt_graph *g;
+};
+
+/*
+ * The data engine's observer: a fused Relu/Clip clamps its node's output
+ * (the FP32 model's function; the quantized model gets it from the output's
+ * range), and in sequential mode every activation is then rounded to its grid.
+ */
+static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
+{
+	struct wstage *ws = user;
+	const struct qt_graph *g = ws->g;
+	int p = g->values[value].producer;
+	if (p >= 0 && g->nodes[p].act_fused && t->dtype == QT_DTYPE_F32) {
+		float lo = g->nodes[p].act_lo, hi = g->nodes[p].act_hi, *d = t->data;
+		int64_t n = qt_tensor_numel(t);
+		for (int64_t i = 0; i < n; i++)
+			d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i];
+	}
+	return ws->sequential && !ws->fp32_means ? qt_fakequant_observer(ws->g, value, t) : QT_OK;
+}
+
+/* Choose codes for layer L: nearest, or GPTQ with the statistics s. */
+static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const struct qt_layer_stats *s,
+				  const struct qt_quant_opts *o)
+{
+	(void)g, (void)s, (void)o;
+	qt_round_nearest(L->w, &L->grid, L->codes);
+	return QT_OK;
+}
+
+static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct qt_layer_stats *s)
+{
+	struct wstage *ws = user;
+	struct qt_qlayer *L = &ws->layers[ws->by_node[s->node]];
+	double inv = s->rows > 0 ? 1.0 / (double)s->rows : 0;
+	if (ws->fp32_means) {
+		size_t n = (size_t)s->groups * s->K;
+		if (!(L->mean_fp = malloc(n * sizeof *L->mean_fp)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			L->mean_fp[i] = s->xsum[i] * inv;
+		return QT_OK;
+	}
+	enum qt_status st = layer_round(g, L, s, ws->o);
+	if (st)
+		return st;
+	if (L->plan->methods & QT_METHOD_BIASCORR) {
+		size_t n = (size_t)s->groups * s->K;
+		double *mq = malloc(n * sizeof *mq);
+		if (!mq)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			mq[i] = s->xsum[i] * inv;
+		qt_biascorr_apply(L, mq);
+		free(mq);
+	}
+	L->err_after = weight_error(L);
+	ws->done++;
+	if (ws->o->progress)
+		ws->o->progress(ws->o->progress_user, ws->done, ws->n_layers, g->nodes[L->node].name,
+				qt_methods_str(L->plan->methods));
+	return ws->sequential ? layer_set_simulated(g, L) : QT_OK;
+}
+
+/*
+ * Stage 4: choose every planned layer's codes. Layers whose methods need
+ * data go through the data engine in topological order (sequentially:
+ * earlier layers simulated and activations rounded); the rest are rounded to
+ * nearest at once.
+ */
+static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
+{
+	const struct qt_quant_opts *o = ws->o;
+	enum qt_status st = QT_OK;
+	int *targets = malloc(((size_t)ws->n_layers + 1) * sizeof *targets), nt = 0, bc = 0;
+	if (!targets)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int i = 0; i < ws->n_layers; i++) {
+		struct qt_qlayer *L = &ws->layers[i];
+		int G;
+		int64_t K;
+		if ((L->plan->methods & QT_METHODS_DATA) && o->data &&
+		    qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
+			targets[nt++] = L->node;
+			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
+		} else {
+			qt_round_nearest(L->w, &L->grid, L->codes);
+			L->err_after = weight_error(L);
+		}
+	}
+	if (nt > 0) {
+		ws->sequential = !o->fp32_inputs;
+		struct qt_layerdata_opts eo = {.batch = o->batch > 0 ? o->batch : 32, .observer = stage_observer,
+					       .observer_user = ws};
+		ws->g = g;
+		if (bc && ws->sequential) {
+			/* The FP32 model's mean inputs, for bias correction. */
+			ws->fp32_means = 1;
+			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
+			ws->fp32_means = 0;
+		}
+		if (!st) {
+			eo.want_xtx = 1;
+			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
+		}
+	}
+	free(targets);
+	return st;
+}
+
+/* ---- Stage 5: finalize ---- */
+
+/*
+ * Write layer L into the graph: packed weight codes with their qparams, the
+ * int32 bias at s_in * S[c], and the requantization multipliers
+ * s_in * S[c] / s_out (divided by 2^15 for grouped weights, whose per-group
+ * ratios the runtime applies; see lib/kernels/kernels.h), S[c] being the
+ * channel's scale, or its largest group scale.
+ */
+static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer *L)
+{
+	char lbl[256];
+	struct qt_node *n = &g->nodes[L->node];
+	struct qt_value *wv = &g->values[n->inputs[1]];
+	const struct qt_tensor *w = wv->init;
+	enum qt_dtype qt = weight_qtype(L->plan->wbits);
+	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
+	int64_t count = L->scheme == QT_QSCHEME_TENSOR ? 1 : L->scheme == QT_QSCHEME_CHANNEL ? L->C : L->C * ng;
+	struct qt_qparams *q = new_qparams(g, qt, L->scheme, L->axis, count);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	size_t bytes = qt_dtype_nbytes(qt, L->C * L->K);
+	void *data = qt_graph_alloc(g, bytes ? bytes : 1);
+	float *s_ref = malloc((size_t)L->C * sizeof *s_ref);
+	if (!q || !t || !data || !s_ref) {
+		free(s_ref);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	q->group_axis = L->axis == 0 ? 1 : 0;
+	q->group_size = L->scheme == QT_QSCHEME_GROUP ? (int)L->grid.group_size : 0;
+	for (int64_t i = 0; i < count; i++)
+		q->scale[i] = L->grid.scale[L->scheme == QT_QSCHEME_TENSOR ? 0 : L->scheme == QT_QSCHEME_CHANNEL ? i * ng : i];
+	for (int64_t c = 0; c < L->C; c++) {
+		float m = 0;
+		for (int64_t j = 0; j < ng; j++)
+			m = fmaxf(m, L->grid.scale[c * ng + j]);
+		s_ref[c] = m;
+		for (int64_t k = 0; k < L->K; k++)
+			code_put(data, qt, tensor_index(w, L->axis, c, k), L->codes[c * L->K + k]);
+	}
+	t->dtype = qt;
+	t->rank = w->rank;
+	memcpy(t->dims, w->dims, sizeof t->dims);
+	t->data = data;
+	t->nbytes = bytes;
+	wv->init = t;
+	wv->dtype = qt;
+	wv->q = q;
+
+	float s_in = act_scale(&g->values[n->inputs[0]]), s_out = act_scale(&g->values[n->outputs[0]]);
+	int grouped = L->scheme == QT_QSCHEME_GROUP;
+	if (L->bias && n->n_inputs > 2 && n->inputs[2] >= 0) {
+		struct qt_value *b = &g->values[n->inputs[2]];
+		struct qt_qparams *bq = new_qparams(g, QT_DTYPE_I32, QT_QSCHEME_CHANNEL, 0, L->C);
+		struct qt_tensor *bt = qt_graph_alloc(g, sizeof *bt);
+		int32_t *d = qt_graph_alloc(g, (size_t)L->C * sizeof *d);
+		if (!bq || !bt || !d) {
+			free(s_ref);
+			return qt_error(QT_E_NOMEM, "out of memory");
+		}
+		/* Rounding: nearest, ties to even; saturated to +-(2^31 - 1). */
+		for (int64_t c = 0; c < L->C; c++) {
+			double s = (double)s_in * s_ref[c];
+			double r = nearbyint((double)L->bias[c] / s);
+			d[c] = r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : (int32_t)r;
+			bq->scale[c] = (float)s;
+		}
+		bt->dtype = QT_DTYPE_I32;
+		bt->rank = 1;
+		bt->dims[0] = L->C;
+		bt->data = d;
+		bt->nbytes = (size_t)L->C * 4;
+		b->init = bt;
+		b->dtype = QT_DTYPE_I32;
+		b->q = bq;
+	}
+	int cnt = L->scheme != QT_QSCHEME_TENSOR ? (int)L->C : 1;
+	struct qt_requant *rq = qt_graph_alloc(g, sizeof *rq);
+	if (!rq || !(rq->mult = qt_graph_alloc(g, (size_t)cnt * 4)) || !(rq->shift = qt_graph_alloc(g, (size_t)cnt * 4))) {
+		free(s_ref);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	rq->count = cnt;
+	qt_qtype_range(g->values[n->outputs[0]].q->qtype, &rq->qmin, &rq->qmax);
+	for (int c = 0; c < cnt; c++) {
+		double real = (double)s_in * s_ref[c] / s_out;
+		if (grouped)
+			real /= QT_GROUP_MAX_RATIO;
+		int sh;
+		enum qt_status st = qt_quantize_multiplier(real, &rq->mult[c], &sh);
+		if (st) {
+			free(s_ref);
+			return qt_error_prefix(st, "%s: channel %d", qt_node_label(g, n, lbl, sizeof lbl), c);
+		}
+		rq->shift[c] = sh;
+	}
+	n->rq = rq;
+	free(s_ref);
+	return QT_OK;
+}
+
+enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_table *calib, const struct qt_plan *plan,
+				   const struct qt_quant_opts *o)
+{
+	char lbl[256];
+	enum qt_status st;
+	if ((st = activation_ranges(g, calib, plan, o)) != QT_OK)
+		return st;
+	struct wstage ws = {.o = o};
+	ws.layers = calloc((size_t)plan->n + 1, sizeof *ws.layers);
+	ws.by_node = malloc(((size_t)g->n_nodes + 1) * sizeof *ws.by_node);
+	if (!ws.layers || !ws.by_node) {
+		free(ws.layers);
+		free(ws.by_node);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < g->n_nodes; i++)
+		ws.by_node[i] = -1;
+	for (int i = 0; i < plan->n && !st; i++) {
+		const struct qt_layer_plan *p = &plan->layers[i];
+		if (p->keep_float || !quantizable(g, &g->nodes[p->node]))
+			continue;
+		struct qt_qlayer *L = &ws.layers[ws.n_layers];
+		if ((st = layer_init(g, p, L)) != QT_OK) {
+			layer_free(L);
+			break;
+		}
+		ws.by_node[p->node] = ws.n_layers++;
+		if (L->bias && (st = own_bias(g, L)) != QT_OK)
+			break;
+	}
+	if (!st)
+		st = weight_stage(g, &ws);
+	for (int i = 0; i < ws.n_layers && !st; i++)
+		if ((st = finalize_layer(g, &ws.layers[i])) != QT_OK)
+			qt_error_prefix(st, "%s", qt_node_label(g, &g->nodes[ws.layers[i].node], lbl, sizeof lbl));
+	for (int i = 0; i < ws.n_layers; i++)
+		layer_free(&ws.layers[i]);
+	free(ws.layers);
+	free(ws.by_node);
+	if (st)
+		return st;
 	/* Folded BatchNormalization parameters and replaced float biases are
 	 * orphans now: drop them so the .qmod carries only what runs. */
 	if ((st = qt_graph_prune(g, NULL)) != QT_OK)
@@ -486,4 +839,16 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 	qt_sha256_hex(g->sha256, hex);
 	g->src_sha256_hex = qt_graph_strdup(g, hex);
 	return QT_OK;
+}
+
+enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
+				 const struct qt_quant_opts *o)
+{
+	enum qt_status st;
+	struct qt_plan plan = {0};
+	if ((st = qt_quant_prepare(g)) != QT_OK || (st = qt_plan_build(g, o, &plan)) != QT_OK)
+		return st;
+	st = qt_quantize_planned(g, calib, &plan, o);
+	qt_plan_free(&plan);
+	return st;
 }

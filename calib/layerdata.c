@@ -1,0 +1,386 @@
+/*
+ * The layer-wise data engine (see include/qtool/layerdata.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "qtool/dataset.h"
+#include "qtool/layerdata.h"
+#include "qtool/quant.h"
+
+/* Rows gathered before one float K x K product is added to the double sums. */
+#define CHUNK_ROWS 1024
+
+int qt_layer_view_ok(const struct qt_graph *g, const struct qt_node *n, int *groups_out, int64_t *K_out)
+{
+	if (!qt_is_weighted_op(n) || n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0)
+		return 0;
+	const struct qt_tensor *w = g->values[n->inputs[1]].init;
+	if (!w || w->dtype != QT_DTYPE_F32)
+		return 0;
+	if (!strcmp(n->op_type, "Conv")) {
+		int64_t G = qt_node_attr_int(n, "group", 1);
+		if (w->rank != 4 || G < 1 || w->dims[0] % G)
+			return 0;
+		*groups_out = (int)G;
+		*K_out = w->dims[1] * w->dims[2] * w->dims[3];
+		return 1;
+	}
+	if (!strcmp(n->op_type, "ConvTranspose") || w->rank != 2)
+		return 0;
+	if (!strcmp(n->op_type, "Gemm")) {
+		if (qt_node_attr_int(n, "transA", 0))
+			return 0;
+		*K_out = qt_node_attr_int(n, "transB", 0) ? w->dims[1] : w->dims[0];
+	} else {
+		*K_out = w->dims[0]; /* MatMul, MatMulBias: [K, N] */
+	}
+	*groups_out = 1;
+	return 1;
+}
+
+/* 2-D convolution geometry of node n on an input [N, C, H, W]. */
+struct cgeom {
+	int64_t N, C, H, W, G, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW;
+};
+
+static enum qt_status conv_geom(const struct qt_graph *g, const struct qt_node *n, const struct qt_tensor *x,
+				const struct qt_tensor *w, struct cgeom *c)
+{
+	char lbl[256];
+	if (x->rank != 4)
+		return qt_error(QT_E_UNSUPPORTED, "%s: the data engine takes 2-D convolutions (input rank %d)",
+				qt_node_label(g, n, lbl, sizeof lbl), x->rank);
+	memset(c, 0, sizeof *c);
+	c->N = x->dims[0], c->C = x->dims[1], c->H = x->dims[2], c->W = x->dims[3];
+	c->G = qt_node_attr_int(n, "group", 1);
+	c->KH = w->dims[2], c->KW = w->dims[3];
+	c->sh = c->sw = c->dh = c->dw = 1;
+	const int64_t *v;
+	if (qt_node_attr_ints(n, "strides", &v) == 2)
+		c->sh = v[0], c->sw = v[1];
+	if (qt_node_attr_ints(n, "dilations", &v) == 2)
+		c->dh = v[0], c->dw = v[1];
+	int64_t pb = 0, pr = 0;
+	if (qt_node_attr_ints(n, "pads", &v) == 4)
+		c->pt = v[0], c->pl = v[1], pb = v[2], pr = v[3];
+	const char *ap = qt_node_attr_str(n, "auto_pad", "NOTSET");
+	int64_t eh = (c->KH - 1) * c->dh + 1, ew = (c->KW - 1) * c->dw + 1;
+	if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+		c->OH = (c->H + c->sh - 1) / c->sh;
+		c->OW = (c->W + c->sw - 1) / c->sw;
+		int64_t th = (c->OH - 1) * c->sh + eh - c->H, tw = (c->OW - 1) * c->sw + ew - c->W;
+		th = th > 0 ? th : 0, tw = tw > 0 ? tw : 0;
+		int upper = !strcmp(ap, "SAME_UPPER");
+		c->pt = upper ? th / 2 : th - th / 2;
+		c->pl = upper ? tw / 2 : tw - tw / 2;
+	} else {
+		if (!strcmp(ap, "VALID"))
+			c->pt = c->pl = pb = pr = 0;
+		c->OH = (c->H + c->pt + pb - eh) / c->sh + 1;
+		c->OW = (c->W + c->pl + pr - ew) / c->sw + 1;
+	}
+	if (c->G < 1 || c->C % c->G || c->C / c->G != w->dims[1] || c->OH < 1 || c->OW < 1)
+		return qt_error(QT_E_INVALID_ARG, "%s: input %lldx%lldx%lld does not fit the weight",
+				qt_node_label(g, n, lbl, sizeof lbl), (long long)c->C, (long long)c->H, (long long)c->W);
+	return QT_OK;
+}
+
+/* Per-node accumulation state. */
+struct acc {
+	struct qt_layer_stats s;
+	float *rows;  /* CHUNK_ROWS x K */
+	float *prod;  /* K x K */
+	int64_t fill; /* rows in the current chunk */
+	int group;    /* group the chunk belongs to */
+};
+
+/* Add the current chunk to group acc->group's sums. */
+static void flush(struct acc *a)
+{
+	if (!a->fill)
+		return;
+	int64_t K = a->s.K;
+	double *sum = a->s.xsum + (size_t)a->group * K;
+	for (int64_t r = 0; r < a->fill; r++)
+		for (int64_t k = 0; k < K; k++)
+			sum[k] += a->rows[r * K + k];
+	if (a->s.xtx) {
+		/* prod = rows^T rows (upper triangle), then mirrored into the double sums. */
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)a->fill, 1.0f, a->rows, (int)K, 0.0f,
+			    a->prod, (int)K);
+		double *h = a->s.xtx + (size_t)a->group * K * K;
+		for (int64_t i = 0; i < K; i++)
+			for (int64_t j = i; j < K; j++) {
+				h[i * K + j] += a->prod[i * K + j];
+				if (j != i)
+					h[j * K + i] += a->prod[i * K + j];
+			}
+	}
+	a->s.rows += a->fill;
+	a->fill = 0;
+}
+
+/* Next row slot of group gi (flushing when the chunk is full or the group changes). */
+static float *row_slot(struct acc *a, int gi)
+{
+	if (a->group != gi || a->fill == CHUNK_ROWS) {
+		flush(a);
+		a->group = gi;
+	}
+	return a->rows + (size_t)a->fill++ * a->s.K;
+}
+
+/* Accumulate the rows node n's weight multiplies in input x. */
+static enum qt_status accumulate(struct qt_graph *g, const struct qt_node *n, const struct qt_tensor *x, struct acc *a)
+{
+	char lbl[256];
+	int64_t K = a->s.K;
+	if (x->dtype != QT_DTYPE_F32)
+		return qt_error(QT_E_UNSUPPORTED, "%s: input is not float32", qt_node_label(g, n, lbl, sizeof lbl));
+	const float *xd = x->data;
+	if (strcmp(n->op_type, "Conv")) {
+		if (x->rank < 1 || x->dims[x->rank - 1] != K)
+			return qt_error(QT_E_INVALID_ARG, "%s: input's last dimension is not %lld",
+					qt_node_label(g, n, lbl, sizeof lbl), (long long)K);
+		int64_t R = qt_tensor_numel(x) / K;
+		for (int64_t r = 0; r < R; r++)
+			memcpy(row_slot(a, 0), xd + r * K, (size_t)K * sizeof(float));
+		return QT_OK;
+	}
+	struct cgeom c;
+	enum qt_status st = conv_geom(g, n, x, g->values[n->inputs[1]].init, &c);
+	if (st)
+		return st;
+	int64_t cg = c.C / c.G;
+	for (int64_t gi = 0; gi < c.G; gi++)
+		for (int64_t b = 0; b < c.N; b++)
+			for (int64_t oh = 0; oh < c.OH; oh++)
+				for (int64_t ow = 0; ow < c.OW; ow++) {
+					float *row = row_slot(a, (int)gi);
+					int64_t k = 0;
+					for (int64_t ci = 0; ci < cg; ci++) {
+						const float *plane = xd + ((b * c.C) + gi * cg + ci) * c.H * c.W;
+						for (int64_t i = 0; i < c.KH; i++) {
+							int64_t ih = oh * c.sh - c.pt + i * c.dh;
+							for (int64_t j = 0; j < c.KW; j++, k++) {
+								int64_t iw = ow * c.sw - c.pl + j * c.dw;
+								row[k] = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W
+										 ? plane[ih * c.W + iw]
+										 : 0.0f;
+							}
+						}
+					}
+				}
+	return QT_OK;
+}
+
+static void acc_free(struct acc *a)
+{
+	free(a->s.xtx);
+	free(a->s.xsum);
+	free(a->rows);
+	free(a->prod);
+	memset(a, 0, sizeof *a);
+}
+
+static enum qt_status acc_init(struct qt_graph *g, int node, int want_xtx, struct acc *a)
+{
+	char lbl[256];
+	int G;
+	int64_t K;
+	memset(a, 0, sizeof *a);
+	if (!qt_layer_view_ok(g, &g->nodes[node], &G, &K) || K < 1)
+		return qt_error(QT_E_UNSUPPORTED, "%s: not a layer the data engine can see as a matrix",
+				qt_node_label(g, &g->nodes[node], lbl, sizeof lbl));
+	if (K > 65536 || (want_xtx && (double)G * K * K > 1.5e9))
+		return qt_error(QT_E_UNSUPPORTED, "%s: %lld x %lld statistics are too large",
+				qt_node_label(g, &g->nodes[node], lbl, sizeof lbl), (long long)K, (long long)K);
+	a->s.node = node;
+	a->s.groups = G;
+	a->s.K = K;
+	a->s.xsum = calloc((size_t)G * K, sizeof(double));
+	a->rows = malloc((size_t)CHUNK_ROWS * K * sizeof(float));
+	if (want_xtx) {
+		a->s.xtx = calloc((size_t)G * K * K, sizeof(double));
+		a->prod = malloc((size_t)K * K * sizeof(float));
+	}
+	if (!a->s.xsum || !a->rows || (want_xtx && (!a->s.xtx || !a->prod))) {
+		acc_free(a);
+		return qt_error(QT_E_NOMEM, "out of memory for the statistics of a %lld-column layer", (long long)K);
+	}
+	return QT_OK;
+}
+
+/* Values live at cut c: graph inputs or outputs of nodes before c that a node
+ * at or after c reads. Returns the count; *out is malloc'd. */
+static int frontier(const struct qt_graph *g, int c, int **out)
+{
+	char *need = calloc((size_t)g->n_values + 1, 1);
+	int *list = malloc(((size_t)g->n_values + 1) * sizeof *list);
+	int n = 0;
+	if (!need || !list) {
+		free(need);
+		free(list);
+		return -1;
+	}
+	for (int ni = c; ni < g->n_nodes; ni++)
+		for (int k = 0; k < g->nodes[ni].n_inputs; k++)
+			if (g->nodes[ni].inputs[k] >= 0)
+				need[g->nodes[ni].inputs[k]] = 1;
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		if (need[v] && !val->init && (val->is_input || (val->producer >= 0 && val->producer < c)))
+			list[n++] = v;
+	}
+	free(need);
+	*out = list;
+	return n;
+}
+
+/* Spill file records: per tensor, dtype, rank, dims, then the bytes. */
+static enum qt_status spill_write(FILE *f, const struct qt_tensor *t)
+{
+	int32_t hdr[2] = {(int32_t)t->dtype, t->rank};
+	if (fwrite(hdr, sizeof hdr, 1, f) != 1 || fwrite(t->dims, sizeof(int64_t), (size_t)t->rank, f) != (size_t)t->rank ||
+	    (t->nbytes && fwrite(t->data, 1, t->nbytes, f) != t->nbytes))
+		return qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
+	return QT_OK;
+}
+
+static enum qt_status spill_read(FILE *f, struct qt_tensor *t)
+{
+	int32_t hdr[2];
+	int64_t dims[QT_MAX_RANK];
+	memset(t, 0, sizeof *t);
+	if (fread(hdr, sizeof hdr, 1, f) != 1 || hdr[1] < 0 || hdr[1] > QT_MAX_RANK ||
+	    fread(dims, sizeof(int64_t), (size_t)hdr[1], f) != (size_t)hdr[1])
+		return qt_error(QT_E_IO, "cannot read back the data engine's temporary file");
+	enum qt_status st = qt_tensor_alloc(t, (enum qt_dtype)hdr[0], hdr[1], dims);
+	if (st)
+		return st;
+	if (t->nbytes && fread(t->data, 1, t->nbytes, f) != t->nbytes) {
+		qt_tensor_free(t);
+		return qt_error(QT_E_IO, "cannot read back the data engine's temporary file");
+	}
+	return QT_OK;
+}
+
+/* The value node t's weight multiplies. */
+static int data_input(const struct qt_graph *g, int t)
+{
+	return g->nodes[t].inputs[0];
+}
+
+enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const int *targets, int n_targets,
+				const struct qt_layerdata_opts *o, qt_layer_fn fn, void *user)
+{
+	if (g->n_inputs != 1)
+		return qt_error(QT_E_UNSUPPORTED, "the data engine takes models with one input (this one has %d)",
+				g->n_inputs);
+	for (int k = 1; k < n_targets; k++)
+		if (targets[k] <= targets[k - 1])
+			return qt_error(QT_E_INVALID_ARG, "data engine targets must be in topological order");
+	struct qt_rt *rt = NULL;
+	enum qt_status st = qt_rt_new(g, &rt);
+	if (st)
+		return st;
+	qt_rt_set_observer(rt, o->observer, o->observer_user);
+	FILE *in = NULL, *out = NULL;
+	int *fprev = NULL, *fcur = NULL, nprev = 0, ncur = 0, prev_cut = 0;
+	struct qt_tensor x = {0}, *ts = NULL;
+	struct acc a = {0};
+	for (int k = 0; k < n_targets && !st; k++) {
+		int cut = targets[k], last = k == n_targets - 1;
+		if ((ncur = frontier(g, cut, &fcur)) < 0 ||
+		    !(ts = calloc((size_t)(nprev > ncur ? nprev : ncur) + 1, sizeof *ts))) {
+			st = qt_error(QT_E_NOMEM, "out of memory");
+			break;
+		}
+		if ((st = acc_init(g, cut, o->want_xtx, &a)) != QT_OK)
+			break;
+		if (!last && !(out = tmpfile())) {
+			st = qt_error(QT_E_IO, "cannot create a temporary file for the data engine");
+			break;
+		}
+		qt_dataset_reset(ds);
+		if (in)
+			rewind(in);
+		int xv = data_input(g, cut);
+		for (;;) {
+			int nb = 0;
+			if (!in) {
+				if ((st = qt_dataset_next(ds, o->batch, &x, NULL, &nb)) != QT_OK || nb == 0)
+					break;
+				struct qt_tensor view;
+				qt_tensor_view(&view, &x);
+				st = qt_rt_begin_at(rt, 0, g->inputs, &view, 1);
+			} else {
+				int c = fgetc(in);
+				if (c == EOF)
+					break;
+				ungetc(c, in);
+				for (int i = 0; i < nprev && !st; i++)
+					st = spill_read(in, &ts[i]);
+				if (!st)
+					st = qt_rt_begin_at(rt, prev_cut, fprev, ts, nprev);
+				for (int i = 0; i < nprev; i++)
+					qt_tensor_free(&ts[i]);
+			}
+			if (st || (st = qt_rt_run_nodes(rt, prev_cut, cut)) != QT_OK)
+				break;
+			const struct qt_tensor *xt = qt_rt_value(rt, xv);
+			if (!xt) {
+				st = qt_error(QT_E_INVALID_ARG, "the data engine did not reach the input of node %d", cut);
+				break;
+			}
+			if ((st = accumulate(g, &g->nodes[cut], xt, &a)) != QT_OK)
+				break;
+			for (int i = 0; i < ncur && !last && !st; i++) {
+				struct qt_tensor t;
+				if ((st = qt_rt_take_value(rt, fcur[i], &t)) == QT_OK) {
+					st = spill_write(out, &t);
+					qt_tensor_free(&t);
+				}
+			}
+			if (st)
+				break;
+		}
+		if (st)
+			break;
+		flush(&a);
+		if (in)
+			fclose(in);
+		in = out;
+		out = NULL;
+		free(fprev);
+		fprev = fcur;
+		fcur = NULL;
+		nprev = ncur;
+		prev_cut = cut;
+		free(ts);
+		ts = NULL;
+		if (in && fflush(in)) {
+			st = qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
+			break;
+		}
+		st = fn(user, g, &a.s);
+		acc_free(&a);
+		if (o->progress)
+			o->progress(o->progress_user, k + 1, n_targets, g->nodes[cut].name);
+	}
+	acc_free(&a);
+	if (in)
+		fclose(in);
+	if (out)
+		fclose(out);
+	free(fprev);
+	free(fcur);
+	free(ts);
+	qt_tensor_free(&x);
+	qt_rt_free(rt);
+	return st;
+}

@@ -1,0 +1,52 @@
+/*
+ * Internal interface of the quantize stage (lib/quant): the layer view every
+ * weight method works on, and the helpers the stage files share.
+ */
+#ifndef QT_QUANT_INT_H
+#define QT_QUANT_INT_H
+
+#include "qtool/quant.h"
+#include "quant/wgrid.h"
+
+/* The weight's output-channel axis: Conv [M, C/g, kH, kW] 0; ConvTranspose
+ * [C, M, kH, kW] 1; Gemm 0 with transB, else 1; MatMul and MatMulBias [K, N] 1. */
+int qt_weight_axis(const struct qt_node *n);
+
+/* 1 when node n's weight and bias can be quantized (constant float weight
+ * read by this node only, foldable bias, shapes the integer runtime takes),
+ * whatever its activations. */
+int qt_quant_weight_ok(const struct qt_graph *g, const struct qt_node *n);
+
+/*
+ * One planned layer during the weight stage. Its weight as a matrix w
+ * [C][K]: row c is output channel c, columns run over the other axes in
+ * row-major order (Conv: input channel of the group, kernel row, kernel
+ * column, the im2col order; MatMul [K, N]: the input feature), which is the
+ * order qt_qparam_index groups in. A grouped Conv's rows come in G blocks of
+ * C/G, each multiplying its own input group.
+ */
+struct qt_qlayer {
+	int node;
+	const struct qt_layer_plan *plan;
+	int axis;               /* output-channel axis of the weight tensor */
+	int64_t C, K;
+	int groups;             /* G (Conv group), else 1 */
+	enum qt_qscheme scheme; /* scheme of the weight's qparams */
+	float *w;               /* [C][K] the float weights (FP32 model's, after graph rewrites) */
+	int32_t *codes;         /* [C][K] chosen codes */
+	struct qt_wgrid grid;   /* scales [C][ceil(K / group_size)] */
+	float *bias;            /* [C] float bias as corrected, or NULL when the node has none */
+	double *mean_fp;        /* [G][K] mean input row in the FP32 model (bias correction), or NULL */
+	double err_before, err_after; /* layer output error proxies for the progress line */
+};
+
+/* Round-to-nearest: codes = clamp(nearbyint(w / scale), qmin, qmax). */
+void qt_round_nearest(const float *w, const struct qt_wgrid *grid, int32_t *codes);
+
+/* Empirical bias correction of layer L (lib/quant/biascorr.c): with the
+ * mean input rows the quantized model (mean_q) and the FP32 model
+ * (L->mean_fp, or mean_q when NULL) give it, subtract from L->bias the mean
+ * output error sum_k (Wq[c][k] mean_q[k] - W[c][k] mean_fp[k]). */
+void qt_biascorr_apply(struct qt_qlayer *L, const double *mean_q);
+
+#endif
