@@ -180,6 +180,7 @@ static enum qt_status accumulate(struct qt_graph *g, const struct qt_node *n, co
 
 static void acc_free(struct acc *a)
 {
+	free(a->s.xtx_holdout);
 	free(a->s.xtx);
 	free(a->s.xsum);
 	free(a->rows);
@@ -241,7 +242,8 @@ static int frontier(const struct qt_graph *g, int c, int **out)
 	return n;
 }
 
-/* Spill file records: per tensor, dtype, rank, dims, then the bytes. */
+/* Spill file: per batch, its sample count (int64), then per frontier value
+ * dtype, rank, dims and the bytes. */
 static enum qt_status spill_write(FILE *f, const struct qt_tensor *t)
 {
 	int32_t hdr[2] = {(int32_t)t->dtype, t->rank};
@@ -292,7 +294,7 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 	FILE *in = NULL, *out = NULL;
 	int *fprev = NULL, *fcur = NULL, nprev = 0, ncur = 0, prev_cut = 0;
 	struct qt_tensor x = {0}, *ts = NULL;
-	struct acc a = {0};
+	struct acc a = {0}, ho = {0};
 	for (int k = 0; k < n_targets && !st; k++) {
 		int cut = targets[k], last = k == n_targets - 1;
 		if ((ncur = frontier(g, cut, &fcur)) < 0 ||
@@ -300,8 +302,10 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			st = qt_error(QT_E_NOMEM, "out of memory");
 			break;
 		}
-		if ((st = acc_init(g, cut, o->want_xtx, &a)) != QT_OK)
+		if ((st = acc_init(g, cut, o->want_xtx, &a)) != QT_OK ||
+		    (o->holdout_from > 0 && o->want_xtx && (st = acc_init(g, cut, 1, &ho)) != QT_OK))
 			break;
+		int64_t seen = 0;
 		if (!last && !(out = tmpfile())) {
 			st = qt_error(QT_E_IO, "cannot create a temporary file for the data engine");
 			break;
@@ -319,10 +323,10 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 				qt_tensor_view(&view, &x);
 				st = qt_rt_begin_at(rt, 0, g->inputs, &view, 1);
 			} else {
-				int c = fgetc(in);
-				if (c == EOF)
-					break;
-				ungetc(c, in);
+				int64_t n64;
+				if (fread(&n64, sizeof n64, 1, in) != 1)
+					break; /* end of the spilled batches */
+				nb = (int)n64;
 				for (int i = 0; i < nprev && !st; i++)
 					st = spill_read(in, &ts[i]);
 				if (!st)
@@ -337,8 +341,13 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 				st = qt_error(QT_E_INVALID_ARG, "the data engine did not reach the input of node %d", cut);
 				break;
 			}
-			if ((st = accumulate(g, &g->nodes[cut], xt, &a)) != QT_OK)
+			int held = ho.s.xtx && seen >= o->holdout_from;
+			seen += nb;
+			if ((st = accumulate(g, &g->nodes[cut], xt, held ? &ho : &a)) != QT_OK)
 				break;
+			int64_t n64 = nb;
+			if (!last && fwrite(&n64, sizeof n64, 1, out) != 1)
+				st = qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
 			for (int i = 0; i < ncur && !last && !st; i++) {
 				struct qt_tensor t;
 				if ((st = qt_rt_take_value(rt, fcur[i], &t)) == QT_OK) {
@@ -352,6 +361,13 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 		if (st)
 			break;
 		flush(&a);
+		if (ho.s.xtx) {
+			flush(&ho);
+			a.s.xtx_holdout = ho.s.xtx;
+			a.s.rows_holdout = ho.s.rows;
+			ho.s.xtx = NULL;
+			acc_free(&ho);
+		}
 		if (in)
 			fclose(in);
 		in = out;
@@ -373,6 +389,7 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			o->progress(o->progress_user, k + 1, n_targets, g->nodes[cut].name);
 	}
 	acc_free(&a);
+	acc_free(&ho);
 	if (in)
 		fclose(in);
 	if (out)

@@ -44,7 +44,9 @@ static const char quantize_help[] =
 	"                      of the model quantized so far (the default, sequential)\n"
 	"  --layer P=wXaY      per-layer bits for layers whose node or output name matches\n"
 	"                      the glob P (repeatable; later ones win); P=float keeps float\n"
-	"  --keep-float P      keep matching layers in FP32 (repeatable)\n\n"
+	"  --keep-float P      keep matching layers in FP32 (repeatable)\n"
+	"  --holdout F         hold out the last fraction F of the --data samples and print,\n"
+	"                      per layer, its output error on them against round-to-nearest's\n\n"
 	"examples:\n"
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
@@ -97,6 +99,7 @@ int cmd_quantize(int argc, char **argv)
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS];
 	int n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
 	long group = 0, limit = 1000, batch = 32;
+	double holdout = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -154,6 +157,13 @@ int cmd_quantize(int argc, char **argv)
 				keeps[n_keeps++] = v;
 			else
 				layers[n_layers++] = v;
+			i++;
+		} else if (!strcmp(a, "--holdout")) {
+			char *end = NULL;
+			holdout = v ? strtod(v, &end) : 0;
+			if (!v || end == v || *end || !(holdout > 0 && holdout < 1))
+				return cli_usage_error("quantize", "--holdout needs a fraction between 0 and 1, not '%s'",
+						       v ? v : "");
 			i++;
 		} else if (!strcmp(a, "--full-range")) {
 			full_range = 1;
@@ -217,6 +227,13 @@ int cmd_quantize(int argc, char **argv)
 	} else if (data) {
 		o.methods = QT_METHOD_GPTQ | QT_METHOD_BIASCORR;
 	}
+	o.holdout = holdout;
+	struct qt_layer_report *rep = NULL;
+	int n_rep = 0;
+	o.report_out = &rep;
+	o.n_report_out = &n_rep;
+	if (holdout > 0 && !(o.methods & QT_METHODS_DATA))
+		return cli_usage_error("quantize", "--holdout measures the methods that use --data (e.g. --method gptq)");
 	if (fp32_inputs && !data)
 		return cli_usage_error("quantize", "--fp32-inputs goes with --data");
 	const char *ins[2] = {model, calib};
@@ -258,7 +275,13 @@ int cmd_quantize(int argc, char **argv)
 		printf(" (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
 		       (long long)qt_dataset_count(ds), data);
 	printf("\n");
+	for (int i = 0; i < n_rep; i++)
+		if (rep[i].err >= 0)
+			printf("layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",
+			       rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods), 100 * rep[i].err,
+			       100 * rep[i].err_rtn);
 done:
+	free(rep);
 	qt_dataset_close(ds);
 	qt_calib_table_free(t);
 	qt_graph_free(g);

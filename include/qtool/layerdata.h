@@ -39,6 +39,10 @@ struct qt_layer_stats {
 	int64_t rows;  /* rows seen per group */
 	double *xtx;   /* G * K * K: sum over rows of x x^T, or NULL when not asked */
 	double *xsum;  /* G * K: sum over rows of x */
+	/* The same over the held-out samples (qt_layerdata_opts.holdout_from),
+	 * kept apart so a method can be judged on data it did not fit. */
+	int64_t rows_holdout;
+	double *xtx_holdout; /* G * K * K, or NULL */
 };
 
 /* Called once per target node, in topological order, with its complete
@@ -49,6 +53,9 @@ typedef enum qt_status (*qt_layer_fn)(void *user, struct qt_graph *g, const stru
 struct qt_layerdata_opts {
 	int batch;            /* samples per run (> 0) */
 	int want_xtx;         /* accumulate sum(x x^T) (else only sums) */
+	/* Samples from this index on (a multiple of batch; 0 = none) are held
+	 * out: their sum(x x^T) goes to xtx_holdout instead (with want_xtx). */
+	int64_t holdout_from;
 	qt_rt_observer observer; /* applied to every node output and the graph input, or NULL */
 	void *observer_user;
 	/* Progress: called after each target node (may be NULL). */

@@ -96,6 +96,21 @@ struct qt_plan {
 	int default_abits;            /* activations no planned layer reads */
 };
 
+/*
+ * What the weight stage did to one layer. Errors are measured on held-out
+ * calibration samples (qt_quant_opts.holdout) as the layer's output error
+ * relative to its output: sum_rows (w - q)^T H (w - q) / sum_rows w^T H w,
+ * H = X^T X of the held-out inputs; -1 when not measured.
+ */
+struct qt_layer_report {
+	int node;
+	const char *name; /* the node's name, or its output's when it has none (graph-owned) */
+	int wbits, abits;
+	unsigned methods;
+	double err_rtn;   /* round-to-nearest on the same grid */
+	double err;       /* the codes chosen */
+};
+
 /* Progress of the weight stage: layer `done` of `total` (name) finished. */
 typedef void (*qt_quant_progress_fn)(void *user, int done, int total, const char *layer, const char *what);
 
@@ -125,6 +140,13 @@ struct qt_quant_opts {
 	int gptq_no_act_order;
 	qt_quant_progress_fn progress;
 	void *progress_user;
+	/* Hold out this fraction of the data's samples (rounded to whole
+	 * batches) to measure each layer's error (0 = use every sample). */
+	double holdout;
+	/* When set, receives one report per quantized layer (malloc'd; the
+	 * caller frees *report_out) and their count. */
+	struct qt_layer_report **report_out;
+	int *n_report_out;
 };
 
 /* Build the plan for a prepared graph (qt_quant_prepare) from o's defaults
@@ -179,6 +201,11 @@ QT_API enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_te
  */
 QT_API enum qt_status qt_fakequant_prepare(struct qt_graph *g);
 QT_API enum qt_status qt_fakequant_observer(void *graph, int value, struct qt_tensor *t);
+
+/* Observer (user = the graph) that applies each node's fused Relu/Clip
+ * (qt_node.act_fused) to its float output: with it the FP32 executor
+ * computes the prepared graph's FP32 function. */
+QT_API enum qt_status qt_fused_act_observer(void *graph, int value, struct qt_tensor *t);
 
 /* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
 QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);

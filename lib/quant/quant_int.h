@@ -37,7 +37,7 @@ struct qt_qlayer {
 	struct qt_wgrid grid;   /* scales [C][ceil(K / group_size)] */
 	float *bias;            /* [C] float bias as corrected, or NULL when the node has none */
 	double *mean_fp;        /* [G][K] mean input row in the FP32 model (bias correction), or NULL */
-	double err_before, err_after; /* layer output error proxies for the progress line */
+	double err_rtn, err;    /* held-out relative output errors (struct qt_layer_report), or -1 */
 };
 
 /* Round-to-nearest: codes = clamp(nearbyint(w / scale), qmin, qmax). */

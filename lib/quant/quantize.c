@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "core/sha256.h"
 #include "kernels/kernels.h"
 #include "qtool/calib.h"
@@ -551,19 +553,36 @@ static enum qt_status layer_set_simulated(struct qt_graph *g, const struct qt_ql
 	return QT_OK;
 }
 
-/* Weight output error proxy sum((W - Q)^2 diag-weighted by the mean square
- * input when H is given, else plain), for the progress line. */
-static double weight_error(const struct qt_qlayer *L)
+/*
+ * Output error of codes on held-out inputs (H = sum x x^T per conv group,
+ * [G][K][K]): sum over rows of (w - q)^T H (w - q), relative to sum of
+ * w^T H w. Double throughout.
+ */
+static double heldout_error(const struct qt_qlayer *L, const int32_t *codes, const double *H)
 {
-	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
-	double e = 0;
-	for (int64_t c = 0; c < L->C; c++)
-		for (int64_t k = 0; k < L->K; k++) {
-			double q = (double)L->grid.scale[c * ng + k / L->grid.group_size] * L->codes[c * L->K + k];
-			double d = L->w[c * L->K + k] - q;
-			e += d * d;
+	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size, rows = L->C / L->groups, K = L->K;
+	double *d = malloc((size_t)rows * K * 2 * sizeof *d), num = 0, den = 0;
+	if (!d)
+		return -1;
+	double *hd = d + rows * K;
+	for (int pass = 0; pass < 2; pass++)
+		for (int gi = 0; gi < L->groups; gi++) {
+			for (int64_t r = 0; r < rows; r++) {
+				int64_t c = gi * rows + r;
+				for (int64_t k = 0; k < K; k++) {
+					double q = (double)L->grid.scale[c * ng + k / L->grid.group_size] * codes[c * K + k];
+					d[r * K + k] = L->w[c * K + k] - (pass ? 0 : q);
+				}
+			}
+			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)K, (int)K, 1.0, d, (int)K,
+				    H + (size_t)gi * K * K, (int)K, 0.0, hd, (int)K);
+			double acc = 0;
+			for (int64_t i = 0; i < rows * K; i++)
+				acc += d[i] * hd[i];
+			*(pass ? &den : &num) += acc;
 		}
-	return e;
+	free(d);
+	return den > 0 ? num / den : 0;
 }
 
 /* The weight stage's state for the data engine's callback. */
@@ -583,10 +602,9 @@ struct wstage {
  * (the FP32 model's function; the quantized model gets it from the output's
  * range), and in sequential mode every activation is then rounded to its grid.
  */
-static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
+enum qt_status qt_fused_act_observer(void *graph, int value, struct qt_tensor *t)
 {
-	struct wstage *ws = user;
-	const struct qt_graph *g = ws->g;
+	const struct qt_graph *g = graph;
 	int p = g->values[value].producer;
 	if (p >= 0 && g->nodes[p].act_fused && t->dtype == QT_DTYPE_F32) {
 		float lo = g->nodes[p].act_lo, hi = g->nodes[p].act_hi, *d = t->data;
@@ -594,6 +612,13 @@ static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
 		for (int64_t i = 0; i < n; i++)
 			d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i];
 	}
+	return QT_OK;
+}
+
+static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
+{
+	struct wstage *ws = user;
+	qt_fused_act_observer(ws->g, value, t);
 	return ws->sequential && !ws->fp32_means ? qt_fakequant_observer(ws->g, value, t) : QT_OK;
 }
 
@@ -632,7 +657,16 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 		qt_biascorr_apply(L, mq);
 		free(mq);
 	}
-	L->err_after = weight_error(L);
+	L->err = L->err_rtn = -1;
+	if (s->xtx_holdout && s->rows_holdout > 0) {
+		int32_t *rtn = malloc((size_t)L->C * L->K * sizeof *rtn);
+		if (!rtn)
+			return qt_error(QT_E_NOMEM, "out of memory");
+		qt_round_nearest(L->w, &L->grid, rtn);
+		L->err_rtn = heldout_error(L, rtn, s->xtx_holdout);
+		L->err = heldout_error(L, L->codes, s->xtx_holdout);
+		free(rtn);
+	}
 	ws->done++;
 	if (ws->o->progress)
 		ws->o->progress(ws->o->progress_user, ws->done, ws->n_layers, g->nodes[L->node].name,
@@ -663,15 +697,30 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
 		} else {
 			qt_round_nearest(L->w, &L->grid, L->codes);
-			L->err_after = weight_error(L);
+			L->err = L->err_rtn = -1;
 		}
 	}
 	if (nt > 0) {
 		ws->sequential = !o->fp32_inputs;
 		struct qt_layerdata_opts eo = {.batch = o->batch > 0 ? o->batch : 32, .observer = stage_observer,
 					       .observer_user = ws};
+		if (o->holdout > 0 && o->holdout < 1) {
+			/* Whole batches at the end of the data are held out. */
+			int64_t n = qt_dataset_count(o->data), keep = (int64_t)((double)n * (1 - o->holdout));
+			keep -= keep % eo.batch;
+			if (keep < eo.batch || keep >= n)
+				st = qt_error(QT_E_INVALID_ARG,
+					      "holding out %g of %lld samples leaves no whole batch of %d to fit or to hold out",
+					      o->holdout, (long long)n, eo.batch);
+			eo.holdout_from = keep;
+		}
 		ws->g = g;
-		if (bc && ws->sequential) {
+		/* OpenBLAS splits some products differently with more threads, so
+		 * the float sums would depend on the thread count; the engine's runs
+		 * use one, so a quantized graph is the same on every machine. */
+		int blas_threads = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+		if (!st && bc && ws->sequential) {
 			/* The FP32 model's mean inputs, for bias correction. */
 			ws->fp32_means = 1;
 			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
@@ -681,6 +730,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 			eo.want_xtx = 1;
 			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
 		}
+		openblas_set_num_threads(blas_threads);
 	}
 	free(targets);
 	return st;
@@ -818,6 +868,20 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 	}
 	if (!st)
 		st = weight_stage(g, &ws);
+	if (!st && o->report_out) {
+		struct qt_layer_report *r = calloc((size_t)ws.n_layers + 1, sizeof *r);
+		if (!r)
+			st = qt_error(QT_E_NOMEM, "out of memory");
+		for (int i = 0; r && i < ws.n_layers; i++) {
+			const struct qt_qlayer *L = &ws.layers[i];
+			const struct qt_node *n = &g->nodes[L->node];
+			r[i] = (struct qt_layer_report){.node = L->node, .wbits = L->plan->wbits, .abits = L->plan->abits,
+							.methods = L->plan->methods, .err_rtn = L->err_rtn, .err = L->err};
+			r[i].name = n->name[0] ? n->name : g->values[n->outputs[0]].name;
+		}
+		*o->report_out = r;
+		*o->n_report_out = r ? ws.n_layers : 0;
+	}
 	for (int i = 0; i < ws.n_layers && !st; i++)
 		if ((st = finalize_layer(g, &ws.layers[i])) != QT_OK)
 			qt_error_prefix(st, "%s", qt_node_label(g, &g->nodes[ws.layers[i].node], lbl, sizeof lbl));

@@ -1,0 +1,54 @@
+# PTQ methods through the CLI: bad input is one line and exit 2; bias
+# correction makes W4A8 better than round to nearest; a quantized graph is
+# byte-identical across runs and thread counts.
+ME=$TMP/methods
+mkdir -p "$ME"
+case "$QTOOL" in
+*/san/*) ME_LIMIT=200 ;;
+*) ME_LIMIT=1000 ;;
+esac
+expect_exit 0 "methods: calibrate resnet" "$QTOOL" calibrate models/fmnist_resnet.onnx --data fashion-mnist:train \
+	--limit "$ME_LIMIT" -o "$ME/resnet.calib.json"
+
+expect_exit 2 "methods: --method without --data" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --method gptq -o "$ME/x.qmod"
+expect_err_line "methods: --method without --data says to add --data" "needs calibration samples: add --data"
+expect_exit 2 "methods: unknown method" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --data fashion-mnist:train --method gptq,foo -o "$ME/x.qmod"
+expect_err_line "methods: unknown method is named" "unknown method 'foo'"
+expect_exit 2 "methods: layer pattern that matches nothing" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --layer 'no_such_layer*=w8a8' -o "$ME/x.qmod"
+expect_err_line "methods: the pattern is named" "'no_such_layer\*' matches no quantizable layer"
+# A dataset whose samples do not fit the model's [1,28,28] input: 3x8x8 samples.
+mkdir -p "$ME/wrong"
+printf '\x93NUMPY\x01\x00v\x00{"descr": "<f4", "fortran_order": False, "shape": (2, 3, 8, 8), }' >"$ME/wrong/x.npy"
+printf '%*s\n' $((118 - 10 - 66)) '' | tr -d '\n' >>"$ME/wrong/x.npy"
+head -c 1536 /dev/zero >>"$ME/wrong/x.npy"
+expect_exit 2 "methods: a dataset whose shape does not fit" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --data "npy:$ME/wrong" --method bias-correction -o "$ME/x.qmod"
+expect_err_line "methods: the misfit names the dataset" "npy:$ME/wrong"
+check "methods: no output after bad input" test ! -e "$ME/x.qmod"
+
+# Bias correction against round to nearest at W4A8 per channel (2000 test images).
+expect_exit 0 "methods: resnet w4a8 rtn" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --bits w4a8 -o "$ME/rtn.qmod"
+expect_exit 0 "methods: resnet w4a8 bias-correction" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$ME_LIMIT" \
+	--method bias-correction -o "$ME/bc.qmod"
+check "methods: the summary names the method" grep -q "^methods: bias-correction (sequential" <<<"$OUT"
+top1() { sed -n 's/^top-1: *\([0-9.]*\)%.*/\1/p' <<<"$1"; }
+expect_exit 0 "methods: eval rtn" "$QTOOL" eval "$ME/rtn.qmod" --data fashion-mnist:test --limit 2000
+T_RTN=$(top1 "$OUT")
+expect_exit 0 "methods: eval bias-correction" "$QTOOL" eval "$ME/bc.qmod" --data fashion-mnist:test --limit 2000
+T_BC=$(top1 "$OUT")
+check "methods: bias correction beats round to nearest at w4a8 (${T_BC:-none} vs ${T_RTN:-none})" \
+	awk -v a="$T_BC" -v b="$T_RTN" 'BEGIN { exit !(a != "" && b != "" && a > b + 0.5) }'
+
+# Determinism: the same command under 1 and 2 threads writes the same bytes.
+for th in 1 2; do
+	expect_exit 0 "methods: bias-correction with $th thread(s)" env QT_THREADS=$th OPENBLAS_NUM_THREADS=$th \
+		"$QTOOL" quantize models/fmnist_resnet.onnx --calib "$ME/resnet.calib.json" --bits w4a8 \
+		--data fashion-mnist:train --limit 200 --method bias-correction -o "$ME/t.qmod"
+	mv "$ME/t.qmod" "$ME/t$th.qmod"
+done
+check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"

@@ -1,0 +1,275 @@
+/*
+ * The quantize stage's data side: the layer-wise data engine's statistics
+ * against a direct computation, the plan's overrides, and bias correction's
+ * promise (each layer's mean output error brought to about zero). Fixed
+ * seeds, printed on failure.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qtool/dataset.h"
+#include "qtool/layerdata.h"
+#include "qtool/npy.h"
+#include "qtool/quant.h"
+#include "qtool/rt.h"
+#include "testgraph.h"
+
+/* n random [3,8,8] samples as DIR/x.npy; returns the spec "npy:DIR". */
+static const char *write_samples(char *dir, size_t cap, int n, uint64_t seed, struct qt_tensor *x_out)
+{
+	static char spec[300];
+	snprintf(dir, cap, "/tmp/qt_methods_XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	random_input(x_out, n, seed);
+	char path[300];
+	snprintf(path, sizeof path, "%s/x.npy", dir);
+	cr_assert_eq(qt_npy_write(path, x_out), QT_OK, "%s", qt_error_msg());
+	snprintf(spec, sizeof spec, "npy:%s", dir);
+	return spec;
+}
+
+static void remove_samples(const char *dir)
+{
+	char path[300];
+	snprintf(path, sizeof path, "%s/x.npy", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static struct qt_dataset *open_samples(const char *spec)
+{
+	struct qt_dataset *ds;
+	cr_assert_eq(qt_dataset_open(spec, NULL, &ds), QT_OK, "%s", qt_error_msg());
+	return ds;
+}
+
+/* Deep copies of the engine's statistics, per target. */
+struct seen {
+	int n;
+	struct qt_layer_stats s[4];
+};
+
+static enum qt_status keep_stats(void *user, struct qt_graph *g, const struct qt_layer_stats *s)
+{
+	struct seen *k = user;
+	struct qt_layer_stats *c = &k->s[k->n++];
+	size_t nk = (size_t)s->groups * s->K;
+	*c = *s;
+	c->xsum = malloc(nk * sizeof(double));
+	memcpy(c->xsum, s->xsum, nk * sizeof(double));
+	c->xtx = NULL;
+	if (s->xtx) {
+		c->xtx = malloc(nk * s->K * sizeof(double));
+		memcpy(c->xtx, s->xtx, nk * s->K * sizeof(double));
+	}
+	c->xtx_holdout = NULL;
+	return QT_OK;
+}
+
+static int node_index(const struct qt_graph *g, const char *op)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].op_type, op))
+			return i;
+	cr_assert_fail("no %s node", op);
+	return -1;
+}
+
+/* Compare engine sums with direct ones: relative 1e-5 of the largest
+ * (float products in chunks of 1024 rows, summed in double). */
+static void expect_close(const double *got, const double *want, size_t n, const char *what)
+{
+	double big = 0;
+	for (size_t i = 0; i < n; i++)
+		big = fmax(big, fabs(want[i]));
+	for (size_t i = 0; i < n; i++)
+		cr_assert(fabs(got[i] - want[i]) <= 1e-5 * big + 1e-9, "%s[%zu]: %g vs %g", what, i, got[i], want[i]);
+}
+
+/*
+ * The engine walks the small CNN layer by layer in batches of 5 over 23
+ * samples (a partial last batch; the Gemm's input comes from the spilled
+ * frontier) and must give the sums of x x^T and x that one full run and an
+ * explicit im2col give.
+ */
+Test(methods, layerdata_matches_direct_im2col)
+{
+	struct qt_graph *g = small_cnn(21);
+	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	char dir[64];
+	struct qt_tensor x = {0};
+	const char *spec = write_samples(dir, sizeof dir, 23, 5, &x);
+	struct qt_dataset *ds = open_samples(spec);
+	int conv = node_index(g, "Conv"), fc = node_index(g, "Gemm");
+	int targets[2] = {conv, fc};
+	struct seen seen = {0};
+	struct qt_layerdata_opts o = {.batch = 5, .want_xtx = 1};
+	cr_assert_eq(qt_layerdata_run(g, ds, targets, 2, &o, keep_stats, &seen), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(seen.n, 2);
+
+	/* Direct: conv rows by explicit im2col (3x3, pads 1, stride 1) of x. */
+	const int64_t K = 27, N = 23;
+	double *h = calloc(K * K, sizeof *h), *sum = calloc(K, sizeof *sum);
+	const float *xd = x.data;
+	for (int64_t n = 0; n < N; n++)
+		for (int oh = 0; oh < 8; oh++)
+			for (int ow = 0; ow < 8; ow++) {
+				float row[27];
+				int k = 0;
+				for (int c = 0; c < 3; c++)
+					for (int i = -1; i <= 1; i++)
+						for (int j = -1; j <= 1; j++, k++) {
+							int ih = oh + i, iw = ow + j;
+							row[k] = ih >= 0 && ih < 8 && iw >= 0 && iw < 8
+									 ? xd[((n * 3 + c) * 8 + ih) * 8 + iw]
+									 : 0.0f;
+						}
+				for (int a = 0; a < K; a++) {
+					sum[a] += row[a];
+					for (int b = 0; b < K; b++)
+						h[a * K + b] += (double)row[a] * row[b];
+				}
+			}
+	cr_assert_eq(seen.s[0].K, K);
+	cr_assert_eq(seen.s[0].rows, N * 64);
+	expect_close(seen.s[0].xtx, h, (size_t)(K * K), "conv xtx");
+	expect_close(seen.s[0].xsum, sum, (size_t)K, "conv xsum");
+
+	/* Direct: the Gemm's rows are its input, from one full run. */
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	qt_rt_keep_all(rt, 1);
+	struct qt_tensor y = {0};
+	cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
+	const struct qt_tensor *fin = qt_rt_value(rt, g->nodes[fc].inputs[0]);
+	cr_assert_not_null(fin);
+	const int64_t K2 = 64;
+	double *h2 = calloc(K2 * K2, sizeof *h2), *s2 = calloc(K2, sizeof *s2);
+	const float *fd = fin->data;
+	for (int64_t n = 0; n < N; n++)
+		for (int a = 0; a < K2; a++) {
+			s2[a] += fd[n * K2 + a];
+			for (int b = 0; b < K2; b++)
+				h2[a * K2 + b] += (double)fd[n * K2 + a] * fd[n * K2 + b];
+		}
+	cr_assert_eq(seen.s[1].K, K2);
+	cr_assert_eq(seen.s[1].rows, N);
+	expect_close(seen.s[1].xtx, h2, (size_t)(K2 * K2), "gemm xtx");
+	expect_close(seen.s[1].xsum, s2, (size_t)K2, "gemm xsum");
+
+	for (int i = 0; i < seen.n; i++) {
+		free(seen.s[i].xtx);
+		free(seen.s[i].xsum);
+	}
+	free(h), free(sum), free(h2), free(s2);
+	qt_tensor_free(&y);
+	qt_rt_free(rt);
+	qt_dataset_close(ds);
+	qt_tensor_free(&x);
+	remove_samples(dir);
+	qt_graph_free(g);
+}
+
+/* Overrides edit the plan; a pattern that matches nothing is an error. */
+Test(methods, plan_overrides)
+{
+	struct qt_graph *g = small_cnn(3);
+	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	const char *ov[] = {"fc=w8a4"}, *kf[] = {"con*"};
+	struct qt_quant_opts o = {.wbits = 4, .abits = 8, .overrides = ov, .n_overrides = 1, .keep_float = kf,
+				  .n_keep_float = 1};
+	struct qt_plan p;
+	cr_assert_eq(qt_plan_build(g, &o, &p), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(p.n, 2);
+	for (int i = 0; i < p.n; i++) {
+		const char *name = g->nodes[p.layers[i].node].name;
+		if (!strcmp(name, "fc"))
+			cr_assert(p.layers[i].wbits == 8 && p.layers[i].abits == 4 && !p.layers[i].keep_float);
+		else
+			cr_assert(p.layers[i].keep_float && p.layers[i].wbits == 4, "%s", name);
+	}
+	qt_plan_free(&p);
+	const char *bad[] = {"nothing*=w8a8"};
+	o.overrides = bad;
+	cr_assert_eq(qt_plan_build(g, &o, &p), QT_E_INVALID_ARG);
+	cr_assert(strstr(qt_error_msg(), "nothing*"), "%s", qt_error_msg());
+	qt_graph_free(g);
+}
+
+/* Largest |mean output error| per channel of each weighted layer, in units
+ * of half its int32 bias step (what rounding the corrected bias may leave),
+ * measured against the FP32 layer on the FP32 model's mean inputs `means`. */
+static double mean_error_in_half_steps(const struct qt_graph *fp, const struct qt_graph *q, const struct seen *means)
+{
+	double worst = 0;
+	for (int t = 0; t < means->n; t++) {
+		const struct qt_node *nf = &fp->nodes[means->s[t].node], *nq = &q->nodes[means->s[t].node];
+		const struct qt_tensor *w = fp->values[nf->inputs[1]].init;
+		const struct qt_tensor *b = fp->values[nf->inputs[2]].init;
+		struct qt_tensor wq = {0};
+		cr_assert_eq(qt_dequantize_value(&q->values[nq->inputs[1]], &wq), QT_OK, "%s", qt_error_msg());
+		const struct qt_value *bqv = &q->values[nq->inputs[2]];
+		int64_t C = w->dims[0], K = means->s[t].K;
+		const float *wd = w->data, *wqd = wq.data, *bd = b->data;
+		for (int64_t c = 0; c < C; c++) {
+			double err = 0, bstep = bqv->q->scale[c];
+			for (int64_t k = 0; k < K; k++)
+				err += ((double)wqd[c * K + k] - wd[c * K + k]) * means->s[t].xsum[k] / (double)means->s[t].rows;
+			err += bstep * ((const int32_t *)bqv->init->data)[c] - bd[c];
+			worst = fmax(worst, fabs(err) / (0.5 * bstep));
+		}
+		qt_tensor_free(&wq);
+	}
+	return worst;
+}
+
+static struct qt_graph *quantize_with(const char *spec, const struct qt_calib_table *t, unsigned methods)
+{
+	struct qt_graph *g = small_cnn(31);
+	struct qt_dataset *ds = open_samples(spec);
+	struct qt_quant_opts o = {.wbits = 4, .abits = 8, .methods = methods, .data = ds, .batch = 8, .fp32_inputs = 1};
+	cr_assert_eq(qt_quantize_graph(g, t, &o), QT_OK, "%s", qt_error_msg());
+	qt_dataset_close(ds);
+	return g;
+}
+
+/*
+ * Bias correction on FP32 inputs: every output channel's mean error over the
+ * calibration data is at most the half step of the int32 bias (plus 1% for
+ * float sums), where round-to-nearest alone leaves errors many steps wide.
+ */
+Test(methods, bias_correction_zeroes_mean_output_error)
+{
+	struct qt_graph *fp = small_cnn(31);
+	struct qt_calib_table *t = calibrate(fp);
+	char dir[64];
+	struct qt_tensor x = {0};
+	const char *spec = write_samples(dir, sizeof dir, 64, 77, &x);
+	cr_assert_eq(qt_quant_prepare(fp), QT_OK, "%s", qt_error_msg());
+	struct qt_dataset *ds = open_samples(spec);
+	int targets[2] = {node_index(fp, "Conv"), node_index(fp, "Gemm")};
+	struct seen means = {0};
+	struct qt_layerdata_opts lo = {.batch = 8, .observer = qt_fused_act_observer, .observer_user = fp};
+	cr_assert_eq(qt_layerdata_run(fp, ds, targets, 2, &lo, keep_stats, &means), QT_OK, "%s", qt_error_msg());
+	qt_dataset_close(ds);
+
+	struct qt_graph *bc = quantize_with(spec, t, QT_METHOD_BIASCORR);
+	struct qt_graph *rtn = quantize_with(spec, t, 0);
+	/* Without --data methods a layer has no bias value of its own to measure
+	 * when it had none; small_cnn's layers all have biases. */
+	double e_bc = mean_error_in_half_steps(fp, bc, &means), e_rtn = mean_error_in_half_steps(fp, rtn, &means);
+	cr_assert(e_bc <= 1.01, "bias correction leaves a mean error of %.3f half bias steps", e_bc);
+	cr_assert(e_rtn > 10, "round to nearest should leave a visible mean error (%.3f half steps)", e_rtn);
+	for (int i = 0; i < means.n; i++)
+		free(means.s[i].xsum);
+	qt_graph_free(bc);
+	qt_graph_free(rtn);
+	qt_graph_free(fp);
+	qt_calib_table_free(t);
+	qt_tensor_free(&x);
+	remove_samples(dir);
+}

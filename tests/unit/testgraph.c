@@ -1,0 +1,212 @@
+/* Graph builders and data for the unit tests (testgraph.h). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtool/rt.h"
+#include "testgraph.h"
+
+uint64_t rng_state;
+void rng_seed(uint64_t s) { rng_state = s * 2654435761u + 1; }
+double urand(void)
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+double nrand(void)
+{
+	double u = urand() + 1e-12, v = urand();
+	return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
+
+int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* ---- small graphs ---- */
+
+int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals)
+{
+	int v = qt_graph_value(g, name);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	int64_t n = 1;
+	for (int i = 0; i < rank; i++)
+		n *= dims[i];
+	t->dtype = QT_DTYPE_F32;
+	t->rank = rank;
+	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+	t->data = qt_graph_alloc(g, (size_t)n * 4);
+	t->nbytes = (size_t)n * 4;
+	memcpy(t->data, vals, t->nbytes);
+	g->values[v].init = t;
+	g->values[v].dtype = QT_DTYPE_F32;
+	g->values[v].rank = rank;
+	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
+	return v;
+}
+
+void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs)
+{
+	struct qt_node *n = &g->nodes[ni];
+	n->n_inputs = nin;
+	n->inputs = qt_graph_alloc(g, sizeof(int) * (size_t)(nin + 1));
+	memcpy(n->inputs, ins, sizeof(int) * (size_t)nin);
+	n->n_outputs = nout;
+	n->outputs = qt_graph_alloc(g, sizeof(int) * (size_t)(nout + 1));
+	memcpy(n->outputs, outs, sizeof(int) * (size_t)nout);
+}
+
+void node_ints(struct qt_graph *g, int ni, const char *name, int n, const int64_t *v)
+{
+	struct qt_node *nd = &g->nodes[ni];
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a * (size_t)(nd->n_attrs + 1));
+	if (nd->n_attrs)
+		memcpy(a, nd->attrs, sizeof *a * (size_t)nd->n_attrs);
+	a[nd->n_attrs].name = qt_graph_strdup(g, name);
+	a[nd->n_attrs].type = QT_ATTR_INTS;
+	a[nd->n_attrs].n = n;
+	a[nd->n_attrs].ints = qt_graph_alloc(g, sizeof(int64_t) * (size_t)n);
+	memcpy(a[nd->n_attrs].ints, v, sizeof(int64_t) * (size_t)n);
+	nd->attrs = a;
+	nd->n_attrs++;
+}
+
+/* A float constant of N(0, sd^2) values from the test's generator. */
+int add_random(struct qt_graph *g, const char *name, int rank, const int64_t *dims, float sd)
+{
+	int64_t n = 1;
+	for (int i = 0; i < rank; i++)
+		n *= dims[i];
+	float *v = malloc(sizeof(float) * (size_t)n);
+	for (int64_t i = 0; i < n; i++)
+		v[i] = (float)nrand() * sd;
+	int id = add_const(g, name, rank, dims, v);
+	free(v);
+	return id;
+}
+
+/* Float input "x" of shape [batch, C, H, W]. */
+int add_input_nchw(struct qt_graph *g, int64_t C, int64_t H, int64_t W)
+{
+	int x = qt_graph_value(g, "x");
+	g->values[x].is_input = 1;
+	g->values[x].dtype = QT_DTYPE_F32;
+	g->values[x].rank = 4;
+	memcpy(g->values[x].dims, (int64_t[]){-1, C, H, W}, 4 * sizeof(int64_t));
+	return x;
+}
+
+/* Declare x as the one graph input and y as the one output; finalize. */
+struct qt_graph *finish_graph(struct qt_graph *g, int x, int y)
+{
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	g->n_inputs = 1;
+	g->outputs = qt_graph_alloc(g, sizeof(int));
+	g->outputs[0] = y;
+	g->n_outputs = 1;
+	cr_assert_eq(qt_graph_finalize(g), QT_OK, "%s", qt_error_msg());
+	return g;
+}
+
+/*
+ * x[N,3,8,8] -> Conv(4x3x3x3, pads 1) -> BatchNormalization -> Relu ->
+ * MaxPool 2x2 -> Flatten -> Gemm(64 -> 5, transB) -> y. Random weights.
+ */
+struct qt_graph *small_cnn(uint64_t seed)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	float w[4 * 3 * 9], b[4], sc[4], bb[4], mu[4], var[4], gw[5 * 64], gb[5];
+	for (size_t i = 0; i < sizeof w / 4; i++)
+		w[i] = (float)(nrand() * 0.3);
+	for (int i = 0; i < 4; i++) {
+		b[i] = (float)(nrand() * 0.1);
+		sc[i] = (float)(0.5 + urand());
+		bb[i] = (float)(nrand() * 0.2);
+		mu[i] = (float)(nrand() * 0.3);
+		var[i] = (float)(0.2 + urand());
+	}
+	for (size_t i = 0; i < sizeof gw / 4; i++)
+		gw[i] = (float)(nrand() * 0.2);
+	for (int i = 0; i < 5; i++)
+		gb[i] = (float)(nrand() * 0.1);
+	int x = add_input_nchw(g, 3, 8, 8);
+	int64_t wd[4] = {4, 3, 3, 3}, cd[1] = {4}, gwd[2] = {5, 64}, gbd[1] = {5};
+	int vw = add_const(g, "w", 4, wd, w), vb = add_const(g, "b", 1, cd, b);
+	int vs = add_const(g, "bn_s", 1, cd, sc), vbb = add_const(g, "bn_b", 1, cd, bb);
+	int vm = add_const(g, "bn_m", 1, cd, mu), vv = add_const(g, "bn_v", 1, cd, var);
+	int vgw = add_const(g, "gw", 2, gwd, gw), vgb = add_const(g, "gb", 1, gbd, gb);
+	int c = qt_graph_value(g, "conv"), bn = qt_graph_value(g, "bn"), r = qt_graph_value(g, "relu");
+	int mp = qt_graph_value(g, "pool"), fl = qt_graph_value(g, "flat"), y = qt_graph_value(g, "y");
+	g->values[y].is_output = 1;
+	int n0 = qt_graph_add_node(g, "Conv", "", "conv");
+	node_io(g, n0, 3, (int[]){x, vw, vb}, 1, &c);
+	node_ints(g, n0, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	int n1 = qt_graph_add_node(g, "BatchNormalization", "", "bn");
+	node_io(g, n1, 5, (int[]){c, vs, vbb, vm, vv}, 1, &bn);
+	int n2 = qt_graph_add_node(g, "Relu", "", "relu");
+	node_io(g, n2, 1, &bn, 1, &r);
+	int n3 = qt_graph_add_node(g, "MaxPool", "", "pool");
+	node_io(g, n3, 1, &r, 1, &mp);
+	node_ints(g, n3, "kernel_shape", 2, (int64_t[]){2, 2});
+	node_ints(g, n3, "strides", 2, (int64_t[]){2, 2});
+	int n4 = qt_graph_add_node(g, "Flatten", "", "flat");
+	node_io(g, n4, 1, &mp, 1, &fl);
+	int n5 = qt_graph_add_node(g, "Gemm", "", "fc");
+	node_io(g, n5, 3, (int[]){fl, vgw, vgb}, 1, &y);
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a);
+	a->name = "transB";
+	a->type = QT_ATTR_INT;
+	a->i = 1;
+	g->nodes[n5].attrs = a;
+	g->nodes[n5].n_attrs = 1;
+	return finish_graph(g, x, y);
+}
+
+void random_input(struct qt_tensor *x, int n, uint64_t seed)
+{
+	rng_seed(seed);
+	int64_t d[4] = {n, 3, 8, 8};
+	cr_assert_eq(qt_tensor_alloc(x, QT_DTYPE_F32, 4, d), QT_OK);
+	float *p = x->data;
+	for (int64_t i = 0; i < qt_tensor_numel(x); i++)
+		p[i] = (float)nrand();
+}
+
+void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y)
+{
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_run(rt, x, y), QT_OK, "%s", qt_error_msg());
+	qt_rt_free(rt);
+}
+
+struct qt_calib_table *calibrate(struct qt_graph *g)
+{
+	struct qt_calib *c;
+	cr_assert_eq(qt_calib_new(g, NULL, &c), QT_OK, "%s", qt_error_msg());
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_calib_observer, c);
+	for (int b = 0; b < 4; b++) {
+		struct qt_tensor x = {0}, y = {0};
+		random_input(&x, 16, 100 + (uint64_t)b);
+		cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
+		qt_tensor_free(&x);
+		qt_tensor_free(&y);
+	}
+	qt_rt_free(rt);
+	struct qt_calib_table *t;
+	struct qt_calib_meta meta = {0};
+	cr_assert_eq(qt_calib_finish(c, &meta, &t), QT_OK, "%s", qt_error_msg());
+	qt_calib_free(c);
+	return t;
+}
+

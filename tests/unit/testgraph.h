@@ -1,0 +1,29 @@
+/*
+ * Small graphs, random data and calibration shared by the unit tests
+ * (test_quant.c, test_methods.c). Fixed seeds: rng_seed before each use.
+ */
+#ifndef QT_TESTGRAPH_H
+#define QT_TESTGRAPH_H
+
+#include <stdint.h>
+
+#include "qtool/calib.h"
+#include "qtool/graph.h"
+
+extern uint64_t rng_state;
+void rng_seed(uint64_t s);
+double urand(void);
+double nrand(void);
+int cmp_d(const void *a, const void *b);
+int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals);
+void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs);
+void node_ints(struct qt_graph *g, int ni, const char *name, int n, const int64_t *v);
+int add_random(struct qt_graph *g, const char *name, int rank, const int64_t *dims, float sd);
+int add_input_nchw(struct qt_graph *g, int64_t C, int64_t H, int64_t W);
+struct qt_graph *finish_graph(struct qt_graph *g, int x, int y);
+struct qt_graph *small_cnn(uint64_t seed);
+void random_input(struct qt_tensor *x, int n, uint64_t seed);
+void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y);
+struct qt_calib_table *calibrate(struct qt_graph *g);
+
+#endif
