@@ -106,6 +106,8 @@ echo
 echo "Size: every one of the $total .qmod files above is within 1.10 x (weight bits / 8 +"
 echo "quantization parameters) + 8 KiB as \`qtool inspect\` computes it; over the bound: ${over[*]:-none}."
 echo
+bash scripts/results_methods.sh "$Q"
+echo
 echo "## Speed"
 echo
 echo "Made by \`make bench\` (scripts/bench.sh): samples per second of each runtime over"
