@@ -5,7 +5,7 @@
 #   make test SAN=1 the same under AddressSanitizer + UBSan (objects in build/san)
 #   make conformance  ONNX backend tests from Debian's libonnx-testdata
 #   make demo       quantize and evaluate the bundled default model
-#   make bench      throughput of the FP32 and integer runtimes
+#   make bench      throughput of the FP32 and integer runtimes, time of GPTQ
 #   make fuzz       libFuzzer targets (clang), 60 s each
 #   make deps       install the Debian packages qtool needs
 #   make models     retrain the bundled models (needs python3-torch)
@@ -135,7 +135,7 @@ $(B)/tests/fuzz/replay_%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(LI
 fuzz: $(GEN)/onnx.pb-c.h
 	bash tests/fuzz/run_fuzz.sh 60
 
-bench: deps-check all $(B)/bench_kernels
+bench: deps-check all $(B)/bench_kernels $(B)/bench_gptq
 	bash scripts/bench.sh
 
 # GOPS of the reference and of each kernel in lib/kernels/kernels.def.
@@ -143,6 +143,14 @@ bench: deps-check all $(B)/bench_kernels
 bench-kernels: $(B)/bench_kernels
 	$(B)/bench_kernels
 $(B)/bench_kernels: $(B)/tests/bench/bench_kernels.o $(LIBQT)
+	$(CC) $(LDSAN) -o $@ $< $(LIBQT) $(LDLIBS)
+
+# Time of the GPTQ step for one 4096x4096 Gemm over 2048 input rows (and of
+# accumulating its H), wall clock, best of 3.
+.PHONY: bench-gptq
+bench-gptq: $(B)/bench_gptq
+	$(B)/bench_gptq
+$(B)/bench_gptq: $(B)/tests/bench/bench_gptq.o $(LIBQT)
 	$(CC) $(LDSAN) -o $@ $< $(LIBQT) $(LDLIBS)
 
 demo: deps-check all

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: samples per second of the FP32 and integer runtimes per model at
-# batch 1 and 64 on Fashion-MNIST test images, plus the integer GEMM kernels.
+# batch 1 and 64 on Fashion-MNIST test images, plus the integer GEMM kernels
+# and the GPTQ step for one 4096x4096 Gemm (tests/bench/bench_gptq.c).
 # Prints a Markdown table; scripts/results.sh copies it into docs/RESULTS.md.
 #   scripts/bench.sh [QTOOL]      env: BENCH_MODELS="fmnist_cnn ..." to restrict, BENCH_N1 (samples at batch 1, default 1000),
 #                                      BENCH_N64 (samples at batch 64, default 5000)
@@ -33,4 +34,8 @@ done
 if [ -x build/release/bench_kernels ]; then
 	echo
 	build/release/bench_kernels
+fi
+if [ -x build/release/bench_gptq ]; then
+	echo
+	build/release/bench_gptq
 fi

@@ -1,11 +1,23 @@
 /*
- * The weight grid: a weighted layer's weights as a matrix and the codes a
- * rounding method may pick for it (shared by the weight methods).
+ * The one view every weight method gets of a weighted layer (internal).
+ *
+ * A weighted op (Conv, ConvTranspose, Gemm, MatMul, MatMulBias) is reduced
+ * once to a float matrix W[C][K] plus the grid its codes live on; scale
+ * choice (wscale.c) and code choice (round-to-nearest here, GPTQ in gptq.h)
+ * then work on that view and never on the op. This keeps "choose the grid"
+ * and "choose the codes" apart: a method replaces one of them and nothing
+ * else.
+ *
+ * Rounding rule, shared by every routine here: code = clamp(nearbyint(w /
+ * scale), qmin, qmax), ties to even, in float (qt_quantize_one with zero
+ * point 0), so codes are exactly the ones the runtime's grid gives.
  */
-#ifndef QT_QUANT_WGRID_H
-#define QT_QUANT_WGRID_H
+#ifndef QTOOL_LIB_QUANT_WGRID_H
+#define QTOOL_LIB_QUANT_WGRID_H
 
 #include <stdint.h>
+
+#include "qtool/qtool.h"
 
 /* A weighted layer as a matrix: C rows (output channels), K columns (inputs in
  * the order the runtime's GEMM uses: Conv im2col order c_in-major then kh, kw;
@@ -17,5 +29,62 @@ struct qt_wgrid {
 	int32_t qmin, qmax;   /* e.g. [-7, 7] restricted int4, [-2, 1] full-range int2 */
 	float *scale;         /* C * ceil(K / group_size) entries, row-major, finite and > 0 */
 };
+
+/* Scales per row: ceil(K / group_size). */
+static inline int64_t qt_wgrid_ngroups(const struct qt_wgrid *g)
+{
+	return (g->K + g->group_size - 1) / g->group_size;
+}
+
+/* Scale of element (row, col). */
+static inline float qt_wgrid_scale(const struct qt_wgrid *g, int64_t row, int64_t col)
+{
+	return g->scale[row * qt_wgrid_ngroups(g) + col / g->group_size];
+}
+
+/*
+ * Check the shape and code range of g: C, K >= 1, 1 <= group_size <= K,
+ * qmin <= 0 < qmax (0 must be a code), C * K within 2^40. With
+ * check_scales, also every scale finite and > 0. `what` names the layer in
+ * the message (borrowed, may be NULL). QT_E_INVALID_ARG / QT_E_NUMERIC.
+ */
+enum qt_status qt_wgrid_check(const struct qt_wgrid *g, int check_scales, const char *what);
+
+/*
+ * Scales by today's rule: per (row, group) slot, max|w| / qmax, computed in
+ * double and rounded once to float; an all-zero slot (a pruned channel)
+ * borrows the largest scale of the matrix (1 if the matrix is all zero), and
+ * a scale below FLT_MIN becomes FLT_MIN so it stays a normal float. W is
+ * C x K row-major (borrowed); writes g->scale. QT_E_NUMERIC if a weight is
+ * not finite.
+ */
+enum qt_status qt_wscale_absmax(const float *W, struct qt_wgrid *g, const char *what);
+
+struct qt_wscale_opts {
+	int steps;          /* shrink factors per base scale; 0: 100 */
+	double min_factor;  /* smallest shrink factor, in (0, 1]; 0: 0.2 */
+};
+
+/*
+ * Scales that minimise the squared rounding error per (row, group) slot,
+ * sum_k h[k] (w[k] - scale * code[k])^2, with h = h_diag (K entries, e.g.
+ * diag(H) of the layer's input, borrowed) or all ones when h_diag is NULL.
+ * Candidates, in this order: the absmax scale times `steps` factors evenly
+ * spaced from 1 down to min_factor; for a full-range grid (|qmin| > qmax)
+ * then max|w| / -qmin times the same factors and the tightest unclipped scale
+ * max(max w / qmax, max -w / -qmin). The first candidate with the smallest
+ * error wins, so the result is deterministic and never has a larger error
+ * than absmax (the first candidate). Errors are summed in double. All-zero
+ * slots get the absmax rule's borrowed scale. o may be NULL (defaults).
+ */
+enum qt_status qt_wscale_mse(const float *W, struct qt_wgrid *g, const double *h_diag,
+			     const struct qt_wscale_opts *o, const char *what);
+
+/* Round-to-nearest codes of W (C x K, borrowed) on g: codes_out[C * K]. */
+void qt_wgrid_round(const float *W, const struct qt_wgrid *g, int32_t *codes_out);
+
+/* sum over all elements of h[col] (W - scale * code)^2 in double, h = h_diag
+ * or ones when NULL: the (weighted) weight error of codes on g. */
+double qt_wgrid_error(const float *W, const struct qt_wgrid *g, const int32_t *codes, const double *h_diag);
 
 #endif
