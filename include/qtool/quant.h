@@ -71,7 +71,7 @@ enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
 #define QT_METHOD_GPTQ (1u << 0)     /* lib/quant/gptq.c: Hessian-aware rounding */
 #define QT_METHOD_BIASCORR (1u << 1) /* lib/quant/biascorr.c: empirical bias correction */
 #define QT_METHOD_MSE (1u << 2)      /* lib/quant/wscale.c: scales by MSE search */
-#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR)
+#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR) /* need calibration samples */
 
 /*
  * The quantization plan: one record per weighted node of the prepared graph

@@ -40,9 +40,6 @@ struct qt_qlayer {
 	double err_rtn, err;    /* held-out relative output errors (struct qt_layer_report), or -1 */
 };
 
-/* Round-to-nearest: codes = clamp(nearbyint(w / scale), qmin, qmax). */
-void qt_round_nearest(const float *w, const struct qt_wgrid *grid, int32_t *codes);
-
 /* Empirical bias correction of layer L (lib/quant/biascorr.c): with the
  * mean input rows the quantized model (mean_q) and the FP32 model
  * (L->mean_fp, or mean_q when NULL) give it, subtract from L->bias the mean

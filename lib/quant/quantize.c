@@ -29,6 +29,7 @@
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "ir/passes_int.h"
+#include "quant/gptq.h"
 #include "quant/quant_int.h"
 
 int64_t qt_qparam_index(const struct qt_qparams *q, int rank, const int64_t *dims, int64_t i);
@@ -361,40 +362,21 @@ static int64_t tensor_index(const struct qt_tensor *w, int axis, int64_t c, int6
 	return (k / inner) * (inner * w->dims[axis]) + c * inner + k % inner;
 }
 
-/* Round-to-nearest, ties to even (qt_quantize_one), into [qmin, qmax]. */
-void qt_round_nearest(const float *w, const struct qt_wgrid *grid, int32_t *codes)
-{
-	int64_t ng = (grid->K + grid->group_size - 1) / grid->group_size;
-	for (int64_t c = 0; c < grid->C; c++)
-		for (int64_t k = 0; k < grid->K; k++)
-			codes[c * grid->K + k] = qt_quantize_one(w[c * grid->K + k],
-								 grid->scale[c * ng + k / grid->group_size], 0,
-								 grid->qmin, grid->qmax);
-}
-
 /*
- * Scales by the largest magnitude of each slot (row, group, or the whole
- * tensor): max|w| / qmax. An all-zero slot (a pruned channel) decodes to 0
- * whatever its scale; it borrows the largest scale of the tensor so its bias,
- * quantized at s_in * scale, keeps a fine step (1 if the whole tensor is zero).
+ * Scales by the largest magnitude of each slot (qt_wscale_absmax); per
+ * tensor, every row takes the largest.
  */
-static void scales_absmax(struct qt_qlayer *L)
+static enum qt_status scales_absmax(struct qt_qlayer *L, const char *what)
 {
-	struct qt_wgrid *gr = &L->grid;
-	int64_t ng = (L->K + gr->group_size - 1) / gr->group_size;
-	double big = 0;
+	enum qt_status st = qt_wscale_absmax(L->w, &L->grid, what);
+	if (st || L->scheme != QT_QSCHEME_TENSOR)
+		return st;
+	float m = 0;
 	for (int64_t c = 0; c < L->C; c++)
-		for (int64_t j = 0; j < ng; j++) {
-			double m = 0;
-			for (int64_t k = j * gr->group_size; k < L->K && k < (j + 1) * gr->group_size; k++)
-				m = fmax(m, fabs((double)L->w[c * L->K + k]));
-			gr->scale[c * ng + j] = (float)m;
-			big = fmax(big, m);
-		}
-	for (int64_t i = 0; i < L->C * ng; i++) {
-		double m = L->scheme == QT_QSCHEME_TENSOR ? big : gr->scale[i];
-		gr->scale[i] = m > 0 ? (float)(m / gr->qmax) : big > 0 ? (float)(big / gr->qmax) : 1.0f;
-	}
+		m = fmaxf(m, L->grid.scale[c]);
+	for (int64_t c = 0; c < L->C; c++)
+		L->grid.scale[c] = m;
+	return QT_OK;
 }
 
 static void layer_free(struct qt_qlayer *L)
@@ -413,6 +395,7 @@ static void layer_free(struct qt_qlayer *L)
 static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan *p, struct qt_qlayer *L)
 {
 	char lbl[256];
+	enum qt_status st;
 	struct qt_node *n = &g->nodes[p->node];
 	const struct qt_value *wv = &g->values[n->inputs[1]];
 	const struct qt_tensor *w = wv->init;
@@ -470,7 +453,12 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 							(long long)c);
 			}
 	}
-	scales_absmax(L);
+	if ((st = scales_absmax(L, qt_node_label(g, n, lbl, sizeof lbl))) != QT_OK)
+		return st;
+	/* Without data the MSE search weighs every input alike; with data
+	 * (layer_round) it is redone with the inputs' second moments. */
+	if ((p->methods & QT_METHOD_MSE) && L->scheme != QT_QSCHEME_TENSOR)
+		return qt_wscale_mse(L->w, &L->grid, NULL, NULL, qt_node_label(g, n, lbl, sizeof lbl));
 	return QT_OK;
 }
 
@@ -622,13 +610,56 @@ static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
 	return ws->sequential && !ws->fp32_means ? qt_fakequant_observer(ws->g, value, t) : QT_OK;
 }
 
-/* Choose codes for layer L: nearest, or GPTQ with the statistics s. */
+/*
+ * Choose codes for layer L with the statistics s of its inputs: with MSE
+ * scales, the search is weighted by the inputs' mean squares; with GPTQ,
+ * each conv group's matrix is rounded against its own H = 2 X^T X / n.
+ * Otherwise round to nearest.
+ */
 static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const struct qt_layer_stats *s,
 				  const struct qt_quant_opts *o)
 {
-	(void)g, (void)s, (void)o;
-	qt_round_nearest(L->w, &L->grid, L->codes);
-	return QT_OK;
+	char lbl[256];
+	enum qt_status st = QT_OK;
+	unsigned m = L->plan->methods;
+	if (!(m & (QT_METHOD_GPTQ | QT_METHOD_MSE)) || !s->xtx || s->rows < 1) {
+		qt_wgrid_round(L->w, &L->grid, L->codes);
+		return QT_OK;
+	}
+	int64_t rows = L->C / L->groups, K = L->K, ng = qt_wgrid_ngroups(&L->grid);
+	double *H = malloc((size_t)K * K * sizeof *H), *diag = malloc((size_t)K * sizeof *diag);
+	if (!H || !diag) {
+		free(H);
+		free(diag);
+		return qt_error(QT_E_NOMEM, "out of memory for a %lld x %lld Hessian", (long long)K, (long long)K);
+	}
+	qt_node_label(g, &g->nodes[L->node], lbl, sizeof lbl);
+	struct qt_gptq_opts go = {.damp = o->gptq_damp, .act_order = !o->gptq_no_act_order, .block = o->gptq_block,
+				  .name = lbl};
+	double f = 2.0 / (double)s->rows;
+	for (int gi = 0; gi < L->groups && !st; gi++) {
+		const double *x = s->xtx + (size_t)gi * K * K;
+		for (int64_t i = 0; i < K * K; i++)
+			H[i] = f * x[i];
+		for (int64_t k = 0; k < K; k++)
+			diag[k] = H[k * K + k];
+		struct qt_wgrid sub = L->grid;
+		sub.C = rows;
+		sub.scale = L->grid.scale + (size_t)gi * rows * ng;
+		const float *w = L->w + (size_t)gi * rows * K;
+		int32_t *codes = L->codes + (size_t)gi * rows * K;
+		if ((m & QT_METHOD_MSE) && L->scheme != QT_QSCHEME_TENSOR)
+			st = qt_wscale_mse(w, &sub, diag, NULL, lbl);
+		if (st)
+			break;
+		if (m & QT_METHOD_GPTQ)
+			st = qt_gptq(w, H, &sub, &go, codes, NULL);
+		else
+			qt_wgrid_round(w, &sub, codes);
+	}
+	free(H);
+	free(diag);
+	return st;
 }
 
 static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct qt_layer_stats *s)
@@ -662,7 +693,7 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 		int32_t *rtn = malloc((size_t)L->C * L->K * sizeof *rtn);
 		if (!rtn)
 			return qt_error(QT_E_NOMEM, "out of memory");
-		qt_round_nearest(L->w, &L->grid, rtn);
+		qt_wgrid_round(L->w, &L->grid, rtn);
 		L->err_rtn = heldout_error(L, rtn, s->xtx_holdout);
 		L->err = heldout_error(L, L->codes, s->xtx_holdout);
 		free(rtn);
@@ -696,7 +727,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 			targets[nt++] = L->node;
 			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
 		} else {
-			qt_round_nearest(L->w, &L->grid, L->codes);
+			qt_wgrid_round(L->w, &L->grid, L->codes);
 			L->err = L->err_rtn = -1;
 		}
 	}
