@@ -138,6 +138,7 @@ struct qt_quant_opts {
 	double gptq_damp;
 	int gptq_block;
 	int gptq_no_act_order;
+	int gptq_rounds;     /* GPTQ, then re-fit scales to its codes, this many times (0: 3) */
 	qt_quant_progress_fn progress;
 	void *progress_user;
 	/* Hold out this fraction of the data's samples (rounded to whole

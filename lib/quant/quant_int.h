@@ -40,6 +40,11 @@ struct qt_qlayer {
 	double err_rtn, err;    /* held-out relative output errors (struct qt_layer_report), or -1 */
 };
 
+/* Re-fit the scales of `codes` on grid g (C rows of W, K x K input second
+ * moment H) to the least output error for those codes (lib/quant/wrefit.c).
+ * Rows whose fit fails or does not improve keep their scales. */
+enum qt_status qt_wscale_refit(const float *W, const double *H, struct qt_wgrid *g, const int32_t *codes);
+
 /* Empirical bias correction of layer L (lib/quant/biascorr.c): with the
  * mean input rows the quantized model (mean_q) and the FP32 model
  * (L->mean_fp, or mean_q when NULL) give it, subtract from L->bias the mean

@@ -628,8 +628,10 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 	}
 	int64_t rows = L->C / L->groups, K = L->K, ng = qt_wgrid_ngroups(&L->grid);
 	double *H = malloc((size_t)K * K * sizeof *H), *diag = malloc((size_t)K * sizeof *diag);
-	if (!H || !diag) {
+	double *Hw = malloc((size_t)K * K * sizeof *Hw);
+	if (!H || !diag || !Hw) {
 		free(H);
+		free(Hw);
 		free(diag);
 		return qt_error(QT_E_NOMEM, "out of memory for a %lld x %lld Hessian", (long long)K, (long long)K);
 	}
@@ -652,12 +654,23 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 			st = qt_wscale_mse(w, &sub, diag, NULL, lbl);
 		if (st)
 			break;
-		if (m & QT_METHOD_GPTQ)
-			st = qt_gptq(w, H, &sub, &go, codes, NULL);
-		else
+		if (!(m & QT_METHOD_GPTQ)) {
 			qt_wgrid_round(w, &sub, codes);
+			continue;
+		}
+		/* GPTQ for the scales, then the scales for GPTQ's codes
+		 * (qt_wscale_refit), o->gptq_rounds times (default 3); GPTQ
+		 * consumes its H, so each round gets a copy. */
+		int rounds = o->gptq_rounds > 0 ? o->gptq_rounds : 3;
+		for (int it = 0; it < rounds && !st; it++) {
+			for (int64_t i = 0; i < K * K; i++)
+				Hw[i] = H[i];
+			if ((st = qt_gptq(w, Hw, &sub, &go, codes, NULL)) == QT_OK && it + 1 < rounds)
+				st = qt_wscale_refit(w, H, &sub, codes);
+		}
 	}
 	free(H);
+	free(Hw);
 	free(diag);
 	return st;
 }
