@@ -546,7 +546,7 @@ static enum qt_status layer_set_simulated(struct qt_graph *g, const struct qt_ql
  * [G][K][K]): sum over rows of (w - q)^T H (w - q), relative to sum of
  * w^T H w. Double throughout.
  */
-static double heldout_error(const struct qt_qlayer *L, const int32_t *codes, const double *H)
+static double heldout_error(const struct qt_qlayer *L, const float *scale, const int32_t *codes, const double *H)
 {
 	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size, rows = L->C / L->groups, K = L->K;
 	double *d = malloc((size_t)rows * K * 2 * sizeof *d), num = 0, den = 0;
@@ -558,7 +558,7 @@ static double heldout_error(const struct qt_qlayer *L, const int32_t *codes, con
 			for (int64_t r = 0; r < rows; r++) {
 				int64_t c = gi * rows + r;
 				for (int64_t k = 0; k < K; k++) {
-					double q = (double)L->grid.scale[c * ng + k / L->grid.group_size] * codes[c * K + k];
+					double q = (double)scale[c * ng + k / L->grid.group_size] * codes[c * K + k];
 					d[r * K + k] = L->w[c * K + k] - (pass ? 0 : q);
 				}
 			}
@@ -688,9 +688,17 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 			L->mean_fp[i] = s->xsum[i] * inv;
 		return QT_OK;
 	}
+	/* Round to nearest on the layer's first grid, the baseline of the report. */
+	size_t nsc = (size_t)L->C * qt_wgrid_ngroups(&L->grid);
+	float *scale0 = malloc(nsc * sizeof *scale0);
+	if (!scale0)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	memcpy(scale0, L->grid.scale, nsc * sizeof *scale0);
 	enum qt_status st = layer_round(g, L, s, ws->o);
-	if (st)
+	if (st) {
+		free(scale0);
 		return st;
+	}
 	if (L->plan->methods & QT_METHOD_BIASCORR) {
 		size_t n = (size_t)s->groups * s->K;
 		double *mq = malloc(n * sizeof *mq);
@@ -704,13 +712,18 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	L->err = L->err_rtn = -1;
 	if (s->xtx_holdout && s->rows_holdout > 0) {
 		int32_t *rtn = malloc((size_t)L->C * L->K * sizeof *rtn);
-		if (!rtn)
+		struct qt_wgrid g0 = L->grid;
+		g0.scale = scale0;
+		if (!rtn) {
+			free(scale0);
 			return qt_error(QT_E_NOMEM, "out of memory");
-		qt_wgrid_round(L->w, &L->grid, rtn);
-		L->err_rtn = heldout_error(L, rtn, s->xtx_holdout);
-		L->err = heldout_error(L, L->codes, s->xtx_holdout);
+		}
+		qt_wgrid_round(L->w, &g0, rtn);
+		L->err_rtn = heldout_error(L, scale0, rtn, s->xtx_holdout);
+		L->err = heldout_error(L, L->grid.scale, L->codes, s->xtx_holdout);
 		free(rtn);
 	}
+	free(scale0);
 	ws->done++;
 	if (ws->o->progress)
 		ws->o->progress(ws->o->progress_user, ws->done, ws->n_layers, g->nodes[L->node].name,

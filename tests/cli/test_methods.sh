@@ -46,9 +46,31 @@ check "methods: bias correction beats round to nearest at w4a8 (${T_BC:-none} vs
 
 # Determinism: the same command under 1 and 2 threads writes the same bytes.
 for th in 1 2; do
-	expect_exit 0 "methods: bias-correction with $th thread(s)" env QT_THREADS=$th OPENBLAS_NUM_THREADS=$th \
+	expect_exit 0 "methods: gptq,bias-correction with $th thread(s)" env QT_THREADS=$th OPENBLAS_NUM_THREADS=$th \
 		"$QTOOL" quantize models/fmnist_resnet.onnx --calib "$ME/resnet.calib.json" --bits w4a8 \
-		--data fashion-mnist:train --limit 200 --method bias-correction -o "$ME/t.qmod"
+		--data fashion-mnist:train --limit 200 --method gptq,bias-correction -o "$ME/t.qmod"
 	mv "$ME/t.qmod" "$ME/t$th.qmod"
 done
 check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"
+
+# GPTQ's promise on every bundled model: on the held-out fifth of the
+# calibration samples, each layer's output error is below round-to-nearest's
+# (same scales to start from, same inputs). Under the sanitizers two models.
+case "$QTOOL" in
+*/san/*) ME_MODELS="fmnist_mlp fmnist_cnn" ;;
+*) ME_MODELS="fmnist_mlp fmnist_cnn fmnist_resnet fmnist_mobilenet fmnist_vit" ;;
+esac
+for m in $ME_MODELS; do
+	[ -f "$ME/$m.calib.json" ] || "$QTOOL" calibrate "models/$m.onnx" --data fashion-mnist:train \
+		--limit "$ME_LIMIT" -o "$ME/$m.calib.json" >/dev/null
+	expect_exit 0 "methods: $m w4a8 gptq with a held-out fifth" "$QTOOL" quantize "models/$m.onnx" \
+		--calib "$ME/$m.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$ME_LIMIT" \
+		--method gptq --holdout 0.2 -o "$ME/$m.gptq.qmod"
+	layers=$(grep -c '^layer .* held-out output error' <<<"$OUT" || true)
+	worse=$(awk '/^layer .* held-out output error/ {
+		e = $0; sub(/.*held-out output error /, "", e); sub(/%.*/, "", e)
+		r = $0; sub(/.*round to nearest /, "", r); sub(/%.*/, "", r)
+		if (!(e + 0 < r + 0)) print $2 }' <<<"$OUT")
+	check "methods: $m: every one of ${layers} layers below round to nearest on held-out data${worse:+ (not: $worse)}" \
+		test "$layers" -gt 0 -a -z "$worse"
+done
