@@ -31,7 +31,7 @@
  * restored from the untouched upper one and the damping grows 10x.
  *
  * Rounding: code_j = clamp(nearbyint(w_j / scale), qmin, qmax), ties to even,
- * computed in float (qt_quantize_one, the runtime's rule) on w_j rounded to
+ * computed in float (qt_quantize_small_range, the runtime's rule) on w_j rounded to
  * float. Float use: the weights, the differences d, the sums A and their
  * updates (in-block loop and SGEMM) are float; H, its factorisation, V_jj,
  * the division A_j / V_jj and the error sums are double.
@@ -50,8 +50,8 @@
 
 #include <cblas.h>
 
-#include "qtool/quant.h"
 #include "quant/gptq.h"
+#include "quant/qround.h"
 
 #define NAME(o) ((o) && (o)->name ? (o)->name : "weight")
 
@@ -113,7 +113,8 @@ static int cmp_diag_desc(const void *pa, const void *pb)
 static void permute_sym(double *H, int64_t K, const int64_t *src, double *tmp, unsigned char *done)
 {
 	size_t row = (size_t)K * sizeof *H;
-	memset(done, 0, (size_t)K);
+	for (int64_t a = 0; a < K; a++)
+		done[a] = 0;
 	for (int64_t a = 0; a < K; a++) {
 		if (done[a] || src[a] == a) {
 			done[a] = 1;
@@ -205,7 +206,7 @@ static enum qt_status run_gptq(const struct run *r, double *err_out)
 				const float w = r->dead[col] ? 0.0f : w0[col];
 				const float s = g->scale[c * ng + col / g->group_size];
 				const float x = (float)((double)w + (double)a[i] / vii);
-				const int32_t q = qt_quantize_one(x, s, 0, g->qmin, g->qmax);
+				const int32_t q = qt_quantize_small_range(x, s, 0, g->qmin, g->qmax);
 				r->codes[c * K + col] = q;
 				const float d = w - s * (float)q;
 				dr[t] = d;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "qtool/quant.h"
+#include "quant/qround.h"
 
 void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax)
 {
@@ -54,29 +55,6 @@ enum qt_status qt_qparams_asym(float lo, float hi, int bits, float *scale_out, i
 	return QT_OK;
 }
 
-/*
- * code = clamp(nearbyint(x / scale) + zp, qmin, qmax), ties to even, NaN to
- * qmin. For code ranges up to 2^20 wide (every activation and weight type)
- * it is computed without a libm call, so loops over it vectorize: v = x /
- * scale is first clamped to [qmin - zp - 1, qmax - zp + 1] (NaN goes to the
- * lower end), and then rounded by adding and subtracting 1.5 * 2^23,
- * which in float arithmetic rounds to the nearest integer with ties to even
- * exactly for |v| < 2^22. Values clamped this way round to the same final
- * code as the unclamped ones. Wider ranges (never used for codes) take
- * nearbyintf.
- */
-static inline int32_t quantize_small_range(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax)
-{
-	const float magic = 12582912.0f; /* 1.5 * 2^23 */
-	const float lo = (float)(qmin - zp - 1), hi = (float)(qmax - zp + 1);
-	float v = x / scale;
-	v = v >= lo ? v : lo; /* NaN fails the test: lo */
-	v = v <= hi ? v : hi;
-	/* Without -ffast-math the compiler keeps (v + magic) - magic as written. */
-	int32_t q = (int32_t)((v + magic) - magic) + zp;
-	return q < qmin ? qmin : q > qmax ? qmax : q;
-}
-
 static int small_range(int32_t zp, int32_t qmin, int32_t qmax)
 {
 	return (int64_t)qmax - qmin <= (1 << 20) && zp >= qmin - (1 << 20) && zp <= qmax + (1 << 20);
@@ -85,7 +63,7 @@ static int small_range(int32_t zp, int32_t qmin, int32_t qmax)
 int32_t qt_quantize_one(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax)
 {
 	if (small_range(zp, qmin, qmax))
-		return quantize_small_range(x, scale, zp, qmin, qmax);
+		return qt_quantize_small_range(x, scale, zp, qmin, qmax);
 	float r = nearbyintf(x / scale);
 	/* Clamp in float first so huge values cannot overflow the conversion. */
 	if (!(r >= (float)((int64_t)qmin - zp)))
@@ -104,7 +82,7 @@ void qt_quantize_u8(const float *x, size_t n, float scale, int32_t zp, int32_t q
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		out[i] = (uint8_t)quantize_small_range(x[i], scale, zp, qmin, qmax);
+		out[i] = (uint8_t)qt_quantize_small_range(x[i], scale, zp, qmin, qmax);
 }
 
 int qt_parse_bits(const char *s, int *wbits_out, int *abits_out)

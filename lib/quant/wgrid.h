@@ -9,8 +9,9 @@
  * else.
  *
  * Rounding rule, shared by every routine here: code = clamp(nearbyint(w /
- * scale), qmin, qmax), ties to even, in float (qt_quantize_one with zero
- * point 0), so codes are exactly the ones the runtime's grid gives.
+ * scale), qmin, qmax), ties to even, in float (qround.h, the rule of
+ * qt_quantize_one, with zero point 0), so codes are exactly the ones the
+ * runtime's grid gives.
  */
 #ifndef QTOOL_LIB_QUANT_WGRID_H
 #define QTOOL_LIB_QUANT_WGRID_H
@@ -44,7 +45,7 @@ static inline float qt_wgrid_scale(const struct qt_wgrid *g, int64_t row, int64_
 
 /*
  * Check the shape and code range of g: C, K >= 1, 1 <= group_size <= K,
- * qmin <= 0 < qmax (0 must be a code), C * K within 2^40. With
+ * qmin <= 0 < qmax (0 must be a code), |qmin|, qmax <= 2^20, C * K <= 2^40. With
  * check_scales, also every scale finite and > 0. `what` names the layer in
  * the message (borrowed, may be NULL). QT_E_INVALID_ARG / QT_E_NUMERIC.
  */

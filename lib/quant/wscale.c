@@ -3,8 +3,9 @@
  * search for the scale that minimises the (optionally weighted) squared
  * rounding error per (row, group).
  *
- * Float use: weights, scales and codes are float as in the runtime (codes
- * by qt_quantize_one, ties to even); maxima and error sums are double, and
+ * Float use: weights, scales, codes and each weight's rounding difference are
+ * float as in the runtime (codes by the rule of qt_quantize_one, ties to
+ * even); maxima and error sums are double, and
  * each scale is rounded to float once, so the error that is minimised is the
  * error of the float scale actually stored.
  */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 
 #include "qtool/quant.h"
+#include "quant/qround.h"
 #include "quant/wgrid.h"
 
 #define NAME(w) ((w) ? (w) : "weight")
@@ -25,8 +27,8 @@ enum qt_status qt_wgrid_check(const struct qt_wgrid *g, int check_scales, const 
 	if (g->group_size < 1 || g->group_size > g->K)
 		return qt_error(QT_E_INVALID_ARG, "%s: group size %lld must be in [1, %lld]", NAME(what),
 				(long long)g->group_size, (long long)g->K);
-	if (g->qmin > 0 || g->qmax <= 0)
-		return qt_error(QT_E_INVALID_ARG, "%s: code range [%d, %d] must contain 0 and a positive code",
+	if (g->qmin > 0 || g->qmax <= 0 || g->qmin < -(1 << 20) || g->qmax > (1 << 20))
+		return qt_error(QT_E_INVALID_ARG, "%s: code range [%d, %d] must contain 0 and a positive code, within +-2^20",
 				NAME(what), (int)g->qmin, (int)g->qmax);
 	if (!check_scales)
 		return QT_OK;
@@ -92,15 +94,24 @@ enum qt_status qt_wscale_absmax(const float *W, struct qt_wgrid *g, const char *
 	return QT_OK;
 }
 
-/* Weighted squared rounding error of n weights at scale s. */
+/* Weighted squared rounding error of n weights at scale s (h NULL: weight 1).
+ * This is the scale search's whole cost: the codes and differences are
+ * computed in a loop that vectorizes, in chunks of 64 in a local array, and
+ * summed in double in four fixed lanes (a fixed order, so deterministic). */
 static double slot_error(const float *w, const double *h, int64_t n, float s, int32_t qmin, int32_t qmax)
 {
-	double e = 0;
-	for (int64_t k = 0; k < n; k++) {
-		double d = (double)w[k] - (double)(s * (float)qt_quantize_one(w[k], s, 0, qmin, qmax));
-		e += (h ? h[k] : 1.0) * d * d;
+	double lane[4] = {0, 0, 0, 0};
+	float d[64];
+	for (int64_t k0 = 0; k0 < n; k0 += 64) {
+		const int m = n - k0 < 64 ? (int)(n - k0) : 64;
+		for (int k = 0; k < m; k++)
+			d[k] = w[k0 + k] - s * (float)qt_quantize_small_range(w[k0 + k], s, 0, qmin, qmax);
+		for (int k = 0; k < m; k++) {
+			double e = (double)d[k] * d[k];
+			lane[k & 3] += h ? h[k0 + k] * e : e;
+		}
 	}
-	return e;
+	return (lane[0] + lane[1]) + (lane[2] + lane[3]);
 }
 
 enum qt_status qt_wscale_mse(const float *W, struct qt_wgrid *g, const double *h_diag,
@@ -166,8 +177,8 @@ void qt_wgrid_round(const float *W, const struct qt_wgrid *g, int32_t *codes_out
 {
 	for (int64_t r = 0; r < g->C; r++)
 		for (int64_t k = 0; k < g->K; k++)
-			codes_out[r * g->K + k] = qt_quantize_one(W[r * g->K + k], qt_wgrid_scale(g, r, k), 0, g->qmin,
-								  g->qmax);
+			codes_out[r * g->K + k] = qt_quantize_small_range(W[r * g->K + k], qt_wgrid_scale(g, r, k), 0,
+									  g->qmin, g->qmax);
 }
 
 double qt_wgrid_error(const float *W, const struct qt_wgrid *g, const int32_t *codes, const double *h_diag)
