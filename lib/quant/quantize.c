@@ -583,6 +583,7 @@ struct wstage {
 	int fp32_means; /* the pass collecting mean_fp */
 	int done;
 	struct qt_graph *g;
+	int blas_threads; /* OpenBLAS threads outside the engine's float runs */
 };
 
 /*
@@ -617,7 +618,7 @@ static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
  * Otherwise round to nearest.
  */
 static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const struct qt_layer_stats *s,
-				  const struct qt_quant_opts *o)
+				  const struct qt_quant_opts *o, int blas_threads)
 {
 	char lbl[256];
 	enum qt_status st = QT_OK;
@@ -665,7 +666,11 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		for (int it = 0; it < rounds && !st; it++) {
 			for (int64_t i = 0; i < K * K; i++)
 				Hw[i] = H[i];
-			if ((st = qt_gptq(w, Hw, &sub, &go, codes, NULL)) == QT_OK && it + 1 < rounds)
+			/* GPTQ's codes do not depend on the thread count: give it all of them. */
+			openblas_set_num_threads(blas_threads);
+			st = qt_gptq(w, Hw, &sub, &go, codes, NULL);
+			openblas_set_num_threads(1);
+			if (!st && it + 1 < rounds)
 				st = qt_wscale_refit(w, H, &sub, codes);
 		}
 	}
@@ -694,7 +699,7 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	if (!scale0)
 		return qt_error(QT_E_NOMEM, "out of memory");
 	memcpy(scale0, L->grid.scale, nsc * sizeof *scale0);
-	enum qt_status st = layer_round(g, L, s, ws->o);
+	enum qt_status st = layer_round(g, L, s, ws->o, ws->blas_threads);
 	if (st) {
 		free(scale0);
 		return st;
@@ -775,7 +780,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 		/* OpenBLAS splits some products differently with more threads, so
 		 * the float sums would depend on the thread count; the engine's runs
 		 * use one, so a quantized graph is the same on every machine. */
-		int blas_threads = openblas_get_num_threads();
+		ws->blas_threads = openblas_get_num_threads();
 		openblas_set_num_threads(1);
 		if (!st && bc && ws->sequential) {
 			/* The FP32 model's mean inputs, for bias correction. */
@@ -787,7 +792,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 			eo.want_xtx = 1;
 			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
 		}
-		openblas_set_num_threads(blas_threads);
+		openblas_set_num_threads(ws->blas_threads);
 	}
 	free(targets);
 	return st;
