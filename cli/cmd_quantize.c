@@ -1,6 +1,7 @@
 /* qtool quantize: FP32 ONNX + calibration file -> .qmod. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "qtool/calib.h"
@@ -17,7 +18,8 @@ static const char quantize_help[] =
 	"are fused into their producer, Conv/Gemm/MatMul weights are quantized\n"
 	"symmetrically (round to nearest) and biases become int32.\n\n"
 	"  --calib FILE        calibration file made for this model (required)\n"
-	"  -o, --output FILE   the .qmod to write (required; never the input)\n"
+	"  -o, --output FILE   the .qmod to write (required; never the input; '-' writes\n"
+	"                      it to standard output, unless that is a terminal)\n"
 	"  --bits wXaY         weight and activation bits: w8a8 (default), w4a8, w2a8,\n"
 	"                      w8a4, w4a4\n"
 	"  --granularity G     weight scales per output channel (default) or per tensor\n"
@@ -28,47 +30,25 @@ static const char quantize_help[] =
 
 int cmd_quantize(int argc, char **argv)
 {
-	const char *model = NULL, *calib = NULL, *out = NULL, *bits = "w8a8", *method = NULL, *gran = "channel";
+	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
+	int n_pos, rc;
 	long group = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			fputs(quantize_help, stdout);
-			return 0;
-		} else if (!strcmp(a, "--calib")) {
-			if (!v)
-				return cli_usage_error("quantize", "--calib needs a calibration file");
-			calib = v, i++;
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-			if (!v)
-				return cli_usage_error("quantize", "%s needs a file name", a);
-			out = v, i++;
-		} else if (!strcmp(a, "--bits")) {
-			if (!v)
-				return cli_usage_error("quantize", "--bits needs wXaY");
-			bits = v, i++;
-		} else if (!strcmp(a, "--calib-method")) {
-			if (!v)
-				return cli_usage_error("quantize", "--calib-method needs a method");
-			method = v, i++;
-		} else if (!strcmp(a, "--granularity")) {
-			if (!v)
-				return cli_usage_error("quantize", "--granularity needs channel or tensor");
-			gran = v, i++;
-		} else if (!strcmp(a, "--group-size")) {
-			if (cli_parse_long(v, 1, 65535, &group))
-				return cli_usage_error("quantize", "--group-size needs an integer in 1..65535, not '%s'",
-						       v ? v : "");
-			i++;
-		} else if (a[0] == '-') {
-			return cli_usage_error("quantize", "unknown option '%s' (see 'qtool quantize --help')", a);
-		} else if (!model) {
-			model = a;
-		} else {
-			return cli_usage_error("quantize", "more than one model given ('%s')", a);
-		}
-	}
+	const struct cli_opt opts[] = {
+		{.name = "--calib", .value = &calib},
+		{.name = "--output", .alias = "-o", .value = &out},
+		{.name = "--bits", .value = &bits},
+		{.name = "--calib-method", .value = &method},
+		{.name = "--granularity", .value = &gran},
+		{.name = "--group-size", .value = &group_s},
+		{0},
+	};
+	if ((rc = cli_parse_args("quantize", quantize_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
+		return rc;
+	if ((rc = cli_opt_long("quantize", "--group-size", group_s, 1, 65535, &group)) >= 0)
+		return rc;
+	const char *model = n_pos ? pos[0] : NULL;
+	bits = bits ? bits : "w8a8";
+	gran = gran ? gran : "channel";
 	struct qt_quant_opts o = {0};
 	if (!model)
 		return cli_usage_error("quantize", "no model given (see 'qtool quantize --help')");
@@ -102,13 +82,15 @@ int cmd_quantize(int argc, char **argv)
 	o.calib_method = method;
 	o.command_line = cli_command_line();
 	const char *ins[2] = {model, calib};
-	enum qt_status st = cli_check_not_input(out, ins, 2);
+	enum qt_status st = cli_out_check(out, ins, 2);
 	if (st)
 		return cli_status_error("quantize", st);
+	if (cli_out_is_stdout(out) && isatty(1))
+		return cli_usage_error("quantize", "-o %s: refusing to write a binary .qmod to a terminal", out);
 
 	struct qt_graph *g = NULL;
 	struct qt_calib_table *t = NULL;
-	int rc = 0;
+	rc = 0;
 	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK || (st = qt_calib_read(calib, g, &t)) != QT_OK) {
 		rc = cli_status_error("quantize", st);
 		goto done;
@@ -118,13 +100,17 @@ int cmd_quantize(int argc, char **argv)
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if ((st = qt_qmod_write(g, out)) != QT_OK) {
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if ((st = qt_qmod_serialize(g, &buf, &len)) != QT_OK || (st = cli_out_write_all(out, buf, len)) != QT_OK) {
+		free(buf);
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
+	free(buf);
 	struct qt_qmod_summary s;
 	qt_qmod_summarize(g, &s);
-	printf("wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out, s.quantized_nodes,
+	fprintf(cli_out_is_stdout(out) ? stderr : stdout, "wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out, s.quantized_nodes,
 	       (long long)s.weight_bytes, s.float_nodes);
 done:
 	qt_calib_table_free(t);
