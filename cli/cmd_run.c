@@ -62,6 +62,7 @@ static enum qt_status check_outdir(const char *dir)
 		return QT_OK;
 	}
 	char parent[4096];
+	errno = 0;
 	snprintf(parent, sizeof parent, "%s", dir);
 	size_t n = strlen(parent);
 	while (n > 1 && parent[n - 1] == '/')
@@ -73,8 +74,9 @@ static enum qt_status check_outdir(const char *dir)
 		parent[1] = '\0';
 	else
 		*slash = '\0';
-	if (access(parent, W_OK) != 0)
-		return qt_error(QT_E_IO, "%s: cannot create folder in %s: %s", dir, parent, strerror(errno));
+	if (stat(parent, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(parent, W_OK) != 0)
+		return qt_error(QT_E_IO, "%s: cannot create folder in %s: %s", dir, parent,
+				errno ? strerror(errno) : "not a folder");
 	return QT_OK;
 }
 
