@@ -57,6 +57,13 @@ npy_f32() {
 		print pack("f<*", map { ($_ / 255.0 - 0.2860) / 0.3530 } unpack("C*", $b));' "$1"
 }
 
+# npy_labels N > FILE: an int64 .npy [N] of zeros (labels for data that must not be refused for lacking them).
+npy_labels() {
+	perl -e 'binmode STDOUT; my $h = "{\x27descr\x27: \x27<i8\x27, \x27fortran_order\x27: False, \x27shape\x27: ($ARGV[0],), }";
+		my $l = 10 + length($h) + 1; $h .= " " x ((64 - $l % 64) % 64) . "\n";
+		print "\x93NUMPY\x01\x00", pack("v", length $h), $h, pack("q<*", (0) x $ARGV[0]);' "$1"
+}
+
 # npy_values FILE: the elements of a version-1 float32 .npy, one per line.
 npy_values() {
 	local hl
