@@ -99,6 +99,8 @@ int cmd_run(int argc, char **argv)
 	const char *model = pos[0];
 	if (!outdir)
 		return cli_usage_error("run", "--output DIR is required");
+	if (cli_out_is_stdout(outdir))
+		return cli_usage_error("run", "--output %s: run writes one .npy per graph output into a folder", outdir);
 	for (int k = 0; k < n_in; k++) {
 		const char *eq = strchr(inputs[k], '=');
 		if (!eq || eq == inputs[k] || !eq[1])
