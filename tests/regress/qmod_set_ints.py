@@ -1,4 +1,9 @@
-# Dev-time tool: patch the i64 values of an INTS attribute of a .qmod, fix the CRCs.
+# Dev-time tool (not run by the tests): set the i64 values of one INTS attribute
+# (index in the ATTRS section) of a .qmod and fix the DATA section's CRC.
+# Made tests/regress/fuzz_qmod/conv_pads_beyond_kernel.qmod:
+#   python3 tests/regress/qmod_set_ints.py tests/fuzz/corpus/qmod/conv_w8a8.qmod \
+#       tests/regress/fuzz_qmod/conv_pads_beyond_kernel.qmod 0 20000,20000,20000,20000
+# (attribute 0 is the Conv's pads; DATA is stored uncompressed, FORMAT.md).
 import struct, zlib, sys
 src, dst, attr_index, vals = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(v) for v in sys.argv[4].split(',')]
 b = bytearray(open(src, 'rb').read())
