@@ -35,20 +35,100 @@ int cli_status_error(const char *cmd, enum qt_status st)
 	return cli_exit_code(st);
 }
 
+int cli_out_is_stdout(const char *path)
+{
+	return !strcmp(path, "-") || !strcmp(path, "/dev/stdout") || !strcmp(path, "/dev/fd/1") ||
+	       !strcmp(path, "/proc/self/fd/1");
+}
+
+/* Folder of path (for the writability check and the temporary file). */
+static void dir_of(const char *path, char *buf, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(buf, cap, ".");
+	else if (slash == path)
+		snprintf(buf, cap, "/");
+	else
+		snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Where the temporary file goes: the resolved target for a symbolic link
+ * (renaming over the link would replace the link itself), else path. */
+static void final_path(const char *path, char *buf, size_t cap)
+{
+	struct stat sl;
+	char *real = NULL;
+	if (lstat(path, &sl) == 0 && S_ISLNK(sl.st_mode))
+		real = realpath(path, NULL);
+	snprintf(buf, cap, "%s", real ? real : path);
+	free(real);
+}
+
+enum qt_status cli_out_check(const char *path, const char *const *inputs, int n)
+{
+	if (!path[0])
+		return qt_error(QT_E_INVALID_ARG, "an empty output file name");
+	if (cli_out_is_stdout(path))
+		return QT_OK;
+	enum qt_status st = cli_check_not_input(path, inputs, n);
+	if (st)
+		return st;
+	struct stat sb;
+	if (stat(path, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return qt_error(QT_E_INVALID_ARG, "%s: is a folder, not a file", path);
+		if (!S_ISREG(sb.st_mode)) {
+			if (access(path, W_OK) != 0)
+				return qt_error(QT_E_IO, "%s: cannot write: %s", path, strerror(errno));
+			return QT_OK;
+		}
+	}
+	char fin[4096], dir[4096];
+	final_path(path, fin, sizeof fin);
+	dir_of(fin, dir, sizeof dir);
+	if (access(dir, W_OK) != 0)
+		return qt_error(QT_E_IO, "%s: cannot write into folder %s: %s", path, dir, strerror(errno));
+	return QT_OK;
+}
+
 enum qt_status cli_out_open(struct cli_out *o, const char *path)
 {
 	memset(o, 0, sizeof *o);
 	if (strlen(path) + 16 >= sizeof o->tmp)
 		return qt_error(QT_E_INVALID_ARG, "%s: path too long", path);
 	snprintf(o->path, sizeof o->path, "%s", path);
-	snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", path);
+	if (cli_out_is_stdout(path)) {
+		fflush(stdout);
+		o->kind = CLI_OUT_STDOUT;
+		o->f = stdout;
+		return QT_OK;
+	}
+	struct stat sb;
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+		/* A device or FIFO: renaming over it would replace the node itself. */
+		o->kind = CLI_OUT_INPLACE;
+		o->f = fopen(path, "wb");
+		if (!o->f)
+			return qt_error(QT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+		return QT_OK;
+	}
+	char fin[4096];
+	final_path(path, fin, sizeof fin);
+	if (strlen(fin) + 16 >= sizeof o->tmp)
+		return qt_error(QT_E_INVALID_ARG, "%s: path too long", fin);
+	snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", fin);
+	snprintf(o->path, sizeof o->path, "%s", fin);
 	int fd = mkstemp(o->tmp);
-	if (fd < 0)
+	if (fd < 0) {
+		o->tmp[0] = '\0';
 		return qt_error(QT_E_IO, "%s: cannot create: %s", path, strerror(errno));
+	}
 	o->f = fdopen(fd, "wb");
 	if (!o->f) {
 		close(fd);
 		unlink(o->tmp);
+		o->tmp[0] = '\0';
 		return qt_error(QT_E_IO, "%s: cannot open: %s", path, strerror(errno));
 	}
 	return QT_OK;
@@ -56,10 +136,18 @@ enum qt_status cli_out_open(struct cli_out *o, const char *path)
 
 enum qt_status cli_out_commit(struct cli_out *o)
 {
-	int bad = ferror(o->f);
+	int bad = fflush(o->f) != 0 || ferror(o->f);
+	if (o->kind == CLI_OUT_STDOUT) {
+		o->f = NULL;
+		return bad ? qt_error(QT_E_IO, "standard output: write failed") : QT_OK;
+	}
+	if (o->kind == CLI_OUT_FILE && !bad && fsync(fileno(o->f)) != 0)
+		bad = 1;
 	if (fclose(o->f) != 0)
 		bad = 1;
 	o->f = NULL;
+	if (o->kind == CLI_OUT_INPLACE)
+		return bad ? qt_error(QT_E_IO, "%s: write failed", o->path) : QT_OK;
 	if (bad) {
 		unlink(o->tmp);
 		return qt_error(QT_E_IO, "%s: write failed", o->path);
@@ -76,11 +164,24 @@ enum qt_status cli_out_commit(struct cli_out *o)
 
 void cli_out_abort(struct cli_out *o)
 {
-	if (o->f)
+	if (o->f && o->kind != CLI_OUT_STDOUT)
 		fclose(o->f);
 	o->f = NULL;
-	if (o->tmp[0])
+	if (o->kind == CLI_OUT_FILE && o->tmp[0])
 		unlink(o->tmp);
+}
+
+enum qt_status cli_out_write_all(const char *path, const void *buf, size_t len)
+{
+	struct cli_out o;
+	enum qt_status st = cli_out_open(&o, path);
+	if (st)
+		return st;
+	if (len && fwrite(buf, 1, len, o.f) != len) {
+		cli_out_abort(&o);
+		return qt_error(QT_E_IO, "%s: write failed", path);
+	}
+	return cli_out_commit(&o);
 }
 
 enum qt_status cli_check_not_input(const char *out, const char *const *inputs, int n)
@@ -94,12 +195,38 @@ enum qt_status cli_check_not_input(const char *out, const char *const *inputs, i
 	return QT_OK;
 }
 
+/* Append arg to the command line, in single quotes when the shell would split or expand it. */
+static size_t append_arg(size_t o, const char *arg)
+{
+	int plain = arg[0] != '\0';
+	for (const char *p = arg; *p && plain; p++)
+		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%", *p) != NULL;
+	if (o && o < sizeof cmdline)
+		o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, " ");
+	if (plain) {
+		if (o < sizeof cmdline)
+			o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, "%s", arg);
+		return o;
+	}
+	if (o < sizeof cmdline)
+		o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, "'");
+	for (const char *p = arg; *p && o < sizeof cmdline; p++)
+		o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, *p == '\'' ? "'\\''" : "%c", *p);
+	if (o < sizeof cmdline)
+		o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, "'");
+	return o;
+}
+
+/* The program is recorded as "qtool", not argv[0]: an absolute path of the
+ * binary says where it was installed, which is not provenance and differs
+ * between machines running the same command. */
 void cli_set_command_line(int argc, char **argv)
 {
 	size_t o = 0;
 	cmdline[0] = '\0';
-	for (int i = 0; i < argc && o < sizeof cmdline; i++)
-		o += (size_t)snprintf(cmdline + o, sizeof cmdline - o, "%s%s", i ? " " : "", argv[i]);
+	o = append_arg(o, "qtool");
+	for (int i = 1; i < argc && o < sizeof cmdline; i++)
+		o = append_arg(o, argv[i]);
 }
 
 const char *cli_command_line(void)
@@ -146,4 +273,80 @@ void cli_progress_end(void)
 	if (progress_shown)
 		fputs("\r\033[K", stderr);
 	progress_shown = 0;
+}
+
+/* The option of opts that arg (before any '=') names, or NULL. */
+static const struct cli_opt *find_opt(const struct cli_opt *opts, const char *arg, size_t len)
+{
+	for (const struct cli_opt *p = opts; p->name; p++)
+		if ((strlen(p->name) == len && !strncmp(p->name, arg, len)) ||
+		    (p->alias && strlen(p->alias) == len && !strncmp(p->alias, arg, len)))
+			return p;
+	return NULL;
+}
+
+int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, const struct cli_opt *opts,
+		   const char **pos, int max_pos, int *n_pos)
+{
+	*n_pos = 0;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(help, stdout);
+			return QT_EXIT_OK;
+		}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || !a[1]) {
+			if (*n_pos == max_pos)
+				return cli_usage_error(cmd, "unexpected argument '%s' (see 'qtool %s --help')", a, cmd);
+			pos[(*n_pos)++] = a;
+			continue;
+		}
+		const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+		size_t len = eq ? (size_t)(eq - a) : strlen(a);
+		const struct cli_opt *o = find_opt(opts, a, len);
+		if (!o)
+			return cli_usage_error(cmd, "unknown option '%.*s' (see 'qtool %s --help')", (int)len, a, cmd);
+		if (o->flag) {
+			if (eq)
+				return cli_usage_error(cmd, "%s takes no value", o->name);
+			if (*o->flag)
+				return cli_usage_error(cmd, "%s is given twice", o->name);
+			*o->flag = 1;
+			continue;
+		}
+		const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+		if (!v)
+			return cli_usage_error(cmd, "%s needs a value (see 'qtool %s --help')", o->name, cmd);
+		if (o->list) {
+			if (*o->n_list == o->cap)
+				return cli_usage_error(cmd, "%s is given more than %d times", o->name, o->cap);
+			o->list[(*o->n_list)++] = v;
+		} else {
+			if (*o->value)
+				return cli_usage_error(cmd, "%s is given twice ('%s' and '%s')", o->name, *o->value, v);
+			*o->value = v;
+		}
+	}
+	return -1;
+}
+
+int cli_opt_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out)
+{
+	if (!s)
+		return -1;
+	if (cli_parse_long(s, lo, hi, out))
+		return cli_usage_error(cmd, "%s needs an integer in %ld..%ld, not '%s'", opt, lo, hi, s);
+	return -1;
+}
+
+int cli_check_env(void)
+{
+	const char *e = getenv("QT_THREADS");
+	long n;
+	if (e && cli_parse_long(e, 1, 1024, &n)) {
+		fprintf(stderr, "qtool: QT_THREADS='%s' must be an integer in 1..1024 (the runtime uses at most 16)\n", e);
+		return QT_EXIT_BAD_INPUT;
+	}
+	return -1;
 }

@@ -35,8 +35,9 @@ static const char calibrate_help[] =
 	"                    Labels are not needed. Calibrate on training data,\n"
 	"                    evaluate on test data.\n"
 	"  -o, --output FILE the calibration file to write (required; written atomically,\n"
-	"                    never over the model)\n"
-	"  --limit N         use N samples (default 1000; 0 = all after --offset)\n"
+	"                    never over the model; '-' writes it to standard output)\n"
+	"  --limit N         use N samples (default 1000; 0 = all after --offset, as\n"
+	"                    for eval)\n"
 	"  --offset N        skip the first N samples (default 0)\n"
 	"  --batch B         samples per model run (default 64; memory grows with B; a model\n"
 	"                    with a fixed batch dimension uses its own)\n"
@@ -92,18 +93,6 @@ static int parse_double(const char *s, double lo, double hi, double *out)
 	return 0;
 }
 
-/* Folder of path (for the early writability check). */
-static void dir_of(const char *path, char *buf, size_t cap)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(buf, cap, ".");
-	else if (slash == path)
-		snprintf(buf, cap, "/");
-	else
-		snprintf(buf, cap, "%.*s", (int)(slash - path), path);
-}
-
 struct run {
 	const char *model;
 	struct qt_rt *rt;
@@ -133,71 +122,40 @@ static enum qt_status run_batch(struct run *r, const struct qt_tensor *x, int n)
  */
 int cmd_calibrate(int argc, char **argv)
 {
-	const char *model = NULL, *spec = NULL, *out = NULL;
+	const char *spec = NULL, *out = NULL, *limit_s = NULL, *offset_s = NULL, *batch_s = NULL, *seed_s = NULL,
+		   *method_s = NULL, *pct_s = NULL, *bits_s = NULL, *bins_s = NULL, *pos[1];
+	int n_pos, rc;
+	const struct cli_opt opts[] = {
+		{.name = "--data", .value = &spec},
+		{.name = "--output", .alias = "-o", .value = &out},
+		{.name = "--limit", .value = &limit_s},
+		{.name = "--offset", .value = &offset_s},
+		{.name = "--batch", .value = &batch_s},
+		{.name = "--seed", .value = &seed_s},
+		{.name = "--method", .value = &method_s},
+		{.name = "--percentile", .value = &pct_s},
+		{.name = "--bits", .value = &bits_s},
+		{.name = "--bins", .value = &bins_s},
+		{0},
+	};
+	if ((rc = cli_parse_args("calibrate", calibrate_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
+		return rc;
 	long limit = DEFAULT_LIMIT, offset = 0, batch = DEFAULT_BATCH, seed = -1, bits = 8, bins = QT_CALIB_DEFAULT_BINS;
-	int batch_given = 0;
+	int batch_given = batch_s != NULL;
 	double pct = QT_CALIB_DEFAULT_PERCENTILE;
 	enum qt_calib_method method = DEFAULT_METHOD;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			fputs(calibrate_help, stdout);
-			return 0;
-		} else if (!strcmp(a, "--data")) {
-			if (!v)
-				return cli_usage_error("calibrate", "--data needs a dataset spec");
-			spec = v, i++;
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-			if (!v)
-				return cli_usage_error("calibrate", "%s needs a file name", a);
-			out = v, i++;
-		} else if (!strcmp(a, "--limit")) {
-			if (cli_parse_long(v, 0, 1L << 40, &limit))
-				return cli_usage_error("calibrate", "--limit needs an integer >= 0, not '%s'", v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--offset")) {
-			if (cli_parse_long(v, 0, 1L << 40, &offset))
-				return cli_usage_error("calibrate", "--offset needs an integer >= 0, not '%s'", v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--batch")) {
-			if (cli_parse_long(v, 1, 65536, &batch))
-				return cli_usage_error("calibrate", "--batch needs an integer in 1..65536, not '%s'",
-						       v ? v : "");
-			batch_given = 1;
-			i++;
-		} else if (!strcmp(a, "--seed")) {
-			if (cli_parse_long(v, 0, 0x7fffffffffffffffL, &seed))
-				return cli_usage_error("calibrate", "--seed needs an integer >= 0, not '%s'", v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--method")) {
-			if (!v || qt_calib_method_parse(v, &method))
-				return cli_usage_error("calibrate", "--method '%s' must be minmax, percentile, entropy or mse",
-						       v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--percentile")) {
-			if (parse_double(v, 50, 100, &pct))
-				return cli_usage_error("calibrate", "--percentile needs a number in 50..100, not '%s'",
-						       v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--bits")) {
-			if (cli_parse_long(v, QT_CALIB_MIN_RANGE_BITS, QT_CALIB_MAX_RANGE_BITS, &bits))
-				return cli_usage_error("calibrate", "--bits needs an integer in %d..%d, not '%s'",
-						       QT_CALIB_MIN_RANGE_BITS, QT_CALIB_MAX_RANGE_BITS, v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--bins")) {
-			if (cli_parse_long(v, QT_CALIB_MIN_BINS, QT_CALIB_MAX_BINS, &bins))
-				return cli_usage_error("calibrate", "--bins needs an integer in %d..%d, not '%s'",
-						       QT_CALIB_MIN_BINS, QT_CALIB_MAX_BINS, v ? v : "");
-			i++;
-		} else if (a[0] == '-' && a[1]) {
-			return cli_usage_error("calibrate", "unknown option '%s' (see 'qtool calibrate --help')", a);
-		} else if (!model) {
-			model = a;
-		} else {
-			return cli_usage_error("calibrate", "more than one model given ('%s')", a);
-		}
-	}
+	if ((rc = cli_opt_long("calibrate", "--limit", limit_s, 0, 1L << 40, &limit)) >= 0 ||
+	    (rc = cli_opt_long("calibrate", "--offset", offset_s, 0, 1L << 40, &offset)) >= 0 ||
+	    (rc = cli_opt_long("calibrate", "--batch", batch_s, 1, 65536, &batch)) >= 0 ||
+	    (rc = cli_opt_long("calibrate", "--seed", seed_s, 0, 0x7fffffffffffffffL, &seed)) >= 0 ||
+	    (rc = cli_opt_long("calibrate", "--bits", bits_s, QT_CALIB_MIN_RANGE_BITS, QT_CALIB_MAX_RANGE_BITS, &bits)) >= 0 ||
+	    (rc = cli_opt_long("calibrate", "--bins", bins_s, QT_CALIB_MIN_BINS, QT_CALIB_MAX_BINS, &bins)) >= 0)
+		return rc;
+	if (method_s && qt_calib_method_parse(method_s, &method))
+		return cli_usage_error("calibrate", "--method '%s' must be minmax, percentile, entropy or mse", method_s);
+	if (pct_s && parse_double(pct_s, 50, 100, &pct))
+		return cli_usage_error("calibrate", "--percentile needs a number in 50..100, not '%s'", pct_s);
+	const char *model = n_pos ? pos[0] : NULL;
 	if (!model)
 		return cli_usage_error("calibrate", "no model given (see 'qtool calibrate --help')");
 	if (!spec)
@@ -207,16 +165,9 @@ int cmd_calibrate(int argc, char **argv)
 
 	/* Check the output before the long part: never the model, a writable folder. */
 	const char *ins[2] = {model, spec};
-	enum qt_status st = cli_check_not_input(out, ins, 2);
+	enum qt_status st = cli_out_check(out, ins, 2);
 	if (st)
 		return cli_status_error("calibrate", st);
-	struct stat sb;
-	char dir[4096];
-	dir_of(out, dir, sizeof dir);
-	if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))
-		return cli_usage_error("calibrate", "%s: is a folder, not a file", out);
-	if (access(dir, W_OK) != 0)
-		return cli_usage_error("calibrate", "%s: cannot write into folder %s: %s", out, dir, strerror(errno));
 
 	struct qt_graph *g = NULL;
 	struct qt_calib *c = NULL;
@@ -224,7 +175,7 @@ int cmd_calibrate(int argc, char **argv)
 	struct qt_dataset *ds = NULL;
 	struct qt_tensor x = {0}, xb = {0};
 	struct run r = {.model = model};
-	int rc = 0;
+	rc = 0;
 	double t0 = now_s();
 	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK) {
 		rc = cli_status_error("calibrate", st);
@@ -377,11 +328,20 @@ int cmd_calibrate(int argc, char **argv)
 		.model = model, .dataset = dataset_desc, .samples = r.done, .default_method = method,
 		.bits = (int)bits, .percentile = pct,
 	};
-	if ((st = qt_calib_finish(c, &meta, &table)) != QT_OK || (st = qt_calib_write(table, out)) != QT_OK) {
+	char *json = NULL;
+	if ((st = qt_calib_finish(c, &meta, &table)) != QT_OK || (st = qt_calib_to_json(table, &json)) != QT_OK) {
 		rc = cli_status_error("calibrate", st);
 		goto done;
 	}
-	printf("wrote %s: %d tensors, %lld samples, %.2f s (default method %s, %ld bits)\n", out, table->n_tensors,
+	size_t jlen = strlen(json);
+	json[jlen] = '\n'; /* replaces the NUL: written as jlen + 1 bytes */
+	st = cli_out_write_all(out, json, jlen + 1);
+	free(json);
+	if (st) {
+		rc = cli_status_error("calibrate", st);
+		goto done;
+	}
+	fprintf(cli_out_is_stdout(out) ? stderr : stdout, "wrote %s: %d tensors, %lld samples, %.2f s (default method %s, %ld bits)\n", out, table->n_tensors,
 	       (long long)r.done, now_s() - t0, qt_calib_method_name(method), bits);
 done:
 	if (r.outs)

@@ -12,10 +12,13 @@ static const char compare_help[] =
 	"Compares the top-1 accuracy of two 'qtool eval --json' reports and prints a\n"
 	"one-line verdict. Exits 1 when NEW's top-1 is more than POINTS percentage\n"
 	"points below BASE's (default 0.5), 0 otherwise, 2 on unreadable reports.\n"
-	"Reports made on different datasets are refused.\n";
+	"Reports that were not made on the same samples are refused (exit 2): their\n"
+	"dataset spec, --offset, --limit, sample count and resolved files and\n"
+	"preprocessing (dataset.resolved) must all be equal. Reports made without\n"
+	"labels have no top-1 and are refused too.\n";
 
 /* Load a report and return its root (caller deletes), or NULL after printing why. */
-static cJSON *load_report(const char *path, double *top1, const char **spec)
+static cJSON *load_report(const char *path, double *top1)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -48,10 +51,14 @@ static cJSON *load_report(const char *path, double *top1, const char **spec)
 	const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
 	const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(root, "metrics");
 	const cJSON *t1 = metrics ? cJSON_GetObjectItemCaseSensitive(metrics, "top1") : NULL;
-	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(root, "dataset");
-	const cJSON *sp = ds ? cJSON_GetObjectItemCaseSensitive(ds, "spec") : NULL;
 	if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "qtool-eval-report") != 0) {
 		cli_usage_error("compare", "%s: not a qtool eval report (\"format\" is not \"qtool-eval-report\")", path);
+		cJSON_Delete(root);
+		return NULL;
+	}
+	if (!t1 && metrics) {
+		cli_usage_error("compare", "%s: has no metrics.top1 (made on data without labels); compare gates on accuracy",
+				path);
 		cJSON_Delete(root);
 		return NULL;
 	}
@@ -61,51 +68,64 @@ static cJSON *load_report(const char *path, double *top1, const char **spec)
 		return NULL;
 	}
 	*top1 = t1->valuedouble;
-	*spec = cJSON_IsString(sp) ? sp->valuestring : "";
 	return root;
+}
+
+/* Field `key` of the reports' "dataset" objects as text ("(none)" when absent). */
+static void dataset_field(const cJSON *root, const char *key, char *buf, size_t cap)
+{
+	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(root, "dataset");
+	const cJSON *v = ds ? cJSON_GetObjectItemCaseSensitive(ds, key) : NULL;
+	if (cJSON_IsString(v))
+		snprintf(buf, cap, "\"%s\"", v->valuestring);
+	else if (cJSON_IsNumber(v))
+		snprintf(buf, cap, "%.17g", v->valuedouble);
+	else
+		snprintf(buf, cap, "(none)");
 }
 
 int cmd_compare(int argc, char **argv)
 {
-	const char *files[2] = {NULL, NULL};
-	int nf = 0;
+	const char *files[2] = {NULL, NULL}, *drop_s = NULL;
+	int nf, rc;
+	const struct cli_opt opts[] = {
+		{.name = "--max-drop", .value = &drop_s},
+		{0},
+	};
+	if ((rc = cli_parse_args("compare", compare_help, argc, argv, opts, files, 2, &nf)) >= 0)
+		return rc;
 	double max_drop = 0.5;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(compare_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--max-drop")) {
-			char *end;
-			if (++i >= argc)
-				return cli_usage_error("compare", "--max-drop needs a number of points");
-			max_drop = strtod(argv[i], &end);
-			if (*end || !isfinite(max_drop) || max_drop < 0)
-				return cli_usage_error("compare", "--max-drop '%s' is not a non-negative number", argv[i]);
-		} else if (argv[i][0] == '-') {
-			return cli_usage_error("compare", "unknown option '%s' (see 'qtool compare --help')", argv[i]);
-		} else if (nf < 2) {
-			files[nf++] = argv[i];
-		} else {
-			return cli_usage_error("compare", "more than two reports given");
-		}
+	if (drop_s) {
+		char *end;
+		max_drop = strtod(drop_s, &end);
+		if (!*drop_s || *end || !isfinite(max_drop) || max_drop < 0)
+			return cli_usage_error("compare", "--max-drop '%s' is not a non-negative number", drop_s);
 	}
 	if (nf != 2)
 		return cli_usage_error("compare", "need BASE.json and NEW.json (see 'qtool compare --help')");
 	double base, new;
-	const char *sb, *sn;
-	cJSON *rb = load_report(files[0], &base, &sb);
+	cJSON *rb = load_report(files[0], &base);
 	if (!rb)
 		return QT_EXIT_BAD_INPUT;
-	cJSON *rn = load_report(files[1], &new, &sn);
+	cJSON *rn = load_report(files[1], &new);
 	if (!rn) {
 		cJSON_Delete(rb);
 		return QT_EXIT_BAD_INPUT;
 	}
-	int rc;
-	if (strcmp(sb, sn) != 0) {
-		rc = cli_usage_error("compare", "%s and %s were made on different datasets (\"%s\" vs \"%s\")", files[0],
-				     files[1], sb, sn);
-	} else {
+	/* Accuracies are comparable only over the same samples, read the same way. */
+	static const char *const same[] = {"spec", "offset", "limit", "samples", "resolved"};
+	static const char *const what[] = {"datasets", "--offset", "--limit", "sample counts",
+					   "resolved files or preprocessing"};
+	rc = -1;
+	for (size_t k = 0; k < sizeof same / sizeof same[0] && rc < 0; k++) {
+		char vb[1024], vn[1024];
+		dataset_field(rb, same[k], vb, sizeof vb);
+		dataset_field(rn, same[k], vn, sizeof vn);
+		if (strcmp(vb, vn) != 0)
+			rc = cli_usage_error("compare", "%s and %s were made on different %s (dataset.%s %s vs %s)", files[0],
+					     files[1], what[k], same[k], vb, vn);
+	}
+	if (rc < 0) {
 		double drop = base - new;
 		int pass = drop <= max_drop + 1e-9;
 		printf("%s: top-1 %.2f%% -> %.2f%% (%s %.2f points; allowed drop %.2f)\n", pass ? "PASS" : "FAIL", base,

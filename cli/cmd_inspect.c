@@ -66,21 +66,15 @@ static const char *dims_str(const struct qt_value *v, char *buf, size_t cap)
 
 int cmd_inspect(int argc, char **argv)
 {
-	const char *path = NULL;
-	int json = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(inspect_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--json"))
-			json = 1;
-		else if (argv[i][0] == '-')
-			return cli_usage_error("inspect", "unknown option '%s' (see 'qtool inspect --help')", argv[i]);
-		else if (!path)
-			path = argv[i];
-		else
-			return cli_usage_error("inspect", "more than one model given ('%s')", argv[i]);
-	}
+	const char *pos[1];
+	int json = 0, n_pos, rc;
+	const struct cli_opt opts[] = {
+		{.name = "--json", .flag = &json},
+		{0},
+	};
+	if ((rc = cli_parse_args("inspect", inspect_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
+		return rc;
+	const char *path = n_pos ? pos[0] : NULL;
 	if (!path)
 		return cli_usage_error("inspect", "no model given (see 'qtool inspect --help')");
 	size_t plen = strlen(path);
@@ -108,15 +102,29 @@ int cmd_inspect(int argc, char **argv)
 	struct qt_tensor *ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
 	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	int ran = 0;
-	if (n_unsup == 0 && ins && outs && qt_rt_new(g, &rt) == QT_OK) {
+	char why[512] = ""; /* why the dry run did not happen */
+	if (n_unsup)
+		snprintf(why, sizeof why, "unsupported ops: %s", unsupported);
+	else if (!ins || !outs)
+		snprintf(why, sizeof why, "out of memory");
+	else if (qt_rt_new(g, &rt) != QT_OK)
+		snprintf(why, sizeof why, "%s", qt_error_msg());
+	else {
 		int ok = 1;
 		for (int i = 0; i < g->n_inputs && ok; i++) {
 			int64_t dims[QT_MAX_RANK];
+			const struct qt_value *v = &g->values[g->inputs[i]];
 			int r = qt_graph_input_dims(g, i, 1, dims);
-			ok = r >= 0 && qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, dims) == QT_OK;
+			if (r < 0)
+				snprintf(why, sizeof why, "input \"%s\" declares no shape", v->name);
+			else if (qt_tensor_alloc(&ins[i], v->dtype, r, dims) != QT_OK)
+				snprintf(why, sizeof why, "input \"%s\": %s", v->name, qt_error_msg());
+			ok = !why[0];
 		}
 		qt_rt_keep_all(rt, 1);
 		ran = ok && qt_rt_run(rt, ins, outs) == QT_OK;
+		if (ok && !ran)
+			snprintf(why, sizeof why, "%s", qt_error_msg());
 	}
 	double total_macs = 0;
 
@@ -178,10 +186,12 @@ int cmd_inspect(int argc, char **argv)
 			cJSON_AddNumberToObject(o, "macs", m);
 			cJSON_AddItemToArray(jm, o);
 		}
-		if (ran)
+		if (ran) {
 			cJSON_AddNumberToObject(root, "macs_total", total_macs);
-		else
+		} else {
 			cJSON_AddNullToObject(root, "macs_total");
+			cJSON_AddStringToObject(root, "macs_unknown_because", why);
+		}
 		cJSON *ju = cJSON_AddArrayToObject(root, "unsupported_ops");
 		if (n_unsup) {
 			char *save = NULL;
@@ -219,7 +229,7 @@ int cmd_inspect(int argc, char **argv)
 			}
 			printf("MACs total: %.0f\n", total_macs);
 		} else {
-			printf("MACs: unknown (the model could not be run at batch 1 on zeros)\n");
+			printf("MACs: unknown (the model could not be run at batch 1 on zeros: %s)\n", why);
 		}
 		if (n_unsup)
 			printf("unsupported ops (%d): %s\n", n_unsup, unsupported);

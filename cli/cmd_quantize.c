@@ -1,6 +1,7 @@
 /* qtool quantize: FP32 ONNX + calibration file -> .qmod. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "qtool/calib.h"
@@ -20,7 +21,8 @@ static const char quantize_help[] =
 	"are fused into their producer, Conv/Gemm/MatMul weights are quantized\n"
 	"symmetrically and biases become int32.\n\n"
 	"  --calib FILE        calibration file made for this model (required)\n"
-	"  -o, --output FILE   the .qmod to write (required; never the input)\n"
+	"  -o, --output FILE   the .qmod to write (required; never the input; '-' writes\n"
+	"                      it to standard output, unless that is a terminal)\n"
 	"  --bits wXaY         weight and activation bits: w8a8 (default), w4a8, w3a8,\n"
 	"                      w2a8, w8a4, w4a4, w3a4, w2a4\n"
 	"  --granularity G     weight scales per output channel (default) or per tensor\n"
@@ -94,89 +96,46 @@ static int open_data(const struct qt_graph *g, const char *model, const char *sp
 
 int cmd_quantize(int argc, char **argv)
 {
-	const char *model = NULL, *calib = NULL, *out = NULL, *bits = "w8a8", *method = NULL, *gran = "channel";
-	const char *data = NULL, *methods = NULL;
+	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
+	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL;
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS];
-	int n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
+	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
 	long group = 0, limit = 1000, batch = 32;
 	double holdout = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			fputs(quantize_help, stdout);
-			return 0;
-		} else if (!strcmp(a, "--calib")) {
-			if (!v)
-				return cli_usage_error("quantize", "--calib needs a calibration file");
-			calib = v, i++;
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-			if (!v)
-				return cli_usage_error("quantize", "%s needs a file name", a);
-			out = v, i++;
-		} else if (!strcmp(a, "--bits")) {
-			if (!v)
-				return cli_usage_error("quantize", "--bits needs wXaY");
-			bits = v, i++;
-		} else if (!strcmp(a, "--calib-method")) {
-			if (!v)
-				return cli_usage_error("quantize", "--calib-method needs a method");
-			method = v, i++;
-		} else if (!strcmp(a, "--granularity")) {
-			if (!v)
-				return cli_usage_error("quantize", "--granularity needs channel or tensor");
-			gran = v, i++;
-		} else if (!strcmp(a, "--group-size")) {
-			if (cli_parse_long(v, 1, 65535, &group))
-				return cli_usage_error("quantize", "--group-size needs an integer in 1..65535, not '%s'",
-						       v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--data")) {
-			if (!v)
-				return cli_usage_error("quantize", "--data needs a dataset spec");
-			data = v, i++;
-		} else if (!strcmp(a, "--limit")) {
-			if (cli_parse_long(v, 0, 1L << 40, &limit))
-				return cli_usage_error("quantize", "--limit needs a whole number >= 0, not '%s'", v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--batch")) {
-			if (cli_parse_long(v, 1, 65536, &batch))
-				return cli_usage_error("quantize", "--batch needs an integer in 1..65536, not '%s'", v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--method")) {
-			if (!v)
-				return cli_usage_error("quantize", "--method needs a list such as gptq,bias-correction");
-			methods = v, i++;
-		} else if (!strcmp(a, "--layer") || !strcmp(a, "--keep-float")) {
-			int keep = !strcmp(a, "--keep-float");
-			if (!v)
-				return cli_usage_error("quantize", "%s needs %s", a, keep ? "a layer pattern" : "PATTERN=wXaY");
-			if ((keep ? n_keeps : n_layers) >= MAX_LAYER_ARGS)
-				return cli_usage_error("quantize", "at most %d %s options", MAX_LAYER_ARGS, a);
-			if (keep)
-				keeps[n_keeps++] = v;
-			else
-				layers[n_layers++] = v;
-			i++;
-		} else if (!strcmp(a, "--holdout")) {
-			char *end = NULL;
-			holdout = v ? strtod(v, &end) : 0;
-			if (!v || end == v || *end || !(holdout > 0 && holdout < 1))
-				return cli_usage_error("quantize", "--holdout needs a fraction between 0 and 1, not '%s'",
-						       v ? v : "");
-			i++;
-		} else if (!strcmp(a, "--full-range")) {
-			full_range = 1;
-		} else if (!strcmp(a, "--fp32-inputs")) {
-			fp32_inputs = 1;
-		} else if (a[0] == '-') {
-			return cli_usage_error("quantize", "unknown option '%s' (see 'qtool quantize --help')", a);
-		} else if (!model) {
-			model = a;
-		} else {
-			return cli_usage_error("quantize", "more than one model given ('%s')", a);
-		}
+	const struct cli_opt opts[] = {
+		{.name = "--calib", .value = &calib},
+		{.name = "--output", .alias = "-o", .value = &out},
+		{.name = "--bits", .value = &bits},
+		{.name = "--calib-method", .value = &method},
+		{.name = "--granularity", .value = &gran},
+		{.name = "--group-size", .value = &group_s},
+		{.name = "--full-range", .flag = &full_range},
+		{.name = "--data", .value = &data},
+		{.name = "--limit", .value = &limit_s},
+		{.name = "--batch", .value = &batch_s},
+		{.name = "--method", .value = &methods},
+		{.name = "--fp32-inputs", .flag = &fp32_inputs},
+		{.name = "--holdout", .value = &holdout_s},
+		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
+		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
+		{0},
+	};
+	if ((rc = cli_parse_args("quantize", quantize_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
+		return rc;
+	if ((rc = cli_opt_long("quantize", "--group-size", group_s, 1, 65535, &group)) >= 0 ||
+	    (rc = cli_opt_long("quantize", "--limit", limit_s, 0, 1L << 40, &limit)) >= 0 ||
+	    (rc = cli_opt_long("quantize", "--batch", batch_s, 1, 65536, &batch)) >= 0)
+		return rc;
+	if (holdout_s) {
+		char *end = NULL;
+		holdout = strtod(holdout_s, &end);
+		if (end == holdout_s || *end || !(holdout > 0 && holdout < 1))
+			return cli_usage_error("quantize", "--holdout needs a fraction between 0 and 1, not '%s'",
+					       holdout_s);
 	}
+	const char *model = n_pos ? pos[0] : NULL;
+	bits = bits ? bits : "w8a8";
+	gran = gran ? gran : "channel";
 	struct qt_quant_opts o = {0};
 	if (!model)
 		return cli_usage_error("quantize", "no model given (see 'qtool quantize --help')");
@@ -237,14 +196,16 @@ int cmd_quantize(int argc, char **argv)
 	if (fp32_inputs && !data)
 		return cli_usage_error("quantize", "--fp32-inputs goes with --data");
 	const char *ins[2] = {model, calib};
-	enum qt_status st = cli_check_not_input(out, ins, 2);
+	enum qt_status st = cli_out_check(out, ins, 2);
 	if (st)
 		return cli_status_error("quantize", st);
+	if (cli_out_is_stdout(out) && isatty(1))
+		return cli_usage_error("quantize", "-o %s: refusing to write a binary .qmod to a terminal", out);
 
 	struct qt_graph *g = NULL;
 	struct qt_calib_table *t = NULL;
 	struct qt_dataset *ds = NULL;
-	int rc = 0;
+	rc = 0;
 	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK || (st = qt_calib_read(calib, g, &t)) != QT_OK) {
 		rc = cli_status_error("quantize", st);
 		goto done;
@@ -262,24 +223,29 @@ int cmd_quantize(int argc, char **argv)
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if ((st = qt_qmod_write(g, out)) != QT_OK) {
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if ((st = qt_qmod_serialize(g, &buf, &len)) != QT_OK || (st = cli_out_write_all(out, buf, len)) != QT_OK) {
+		free(buf);
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
+	free(buf);
 	struct qt_qmod_summary s;
 	qt_qmod_summarize(g, &s);
-	printf("wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out, s.quantized_nodes,
-	       (long long)s.weight_bytes, s.float_nodes);
-	printf("methods: %s", qt_methods_str(o.methods));
+	FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
+	fprintf(info, "wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out,
+		s.quantized_nodes, (long long)s.weight_bytes, s.float_nodes);
+	fprintf(info, "methods: %s", qt_methods_str(o.methods));
 	if (ds)
-		printf(" (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
-		       (long long)qt_dataset_count(ds), data);
-	printf("\n");
+		fprintf(info, " (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
+			(long long)qt_dataset_count(ds), data);
+	fprintf(info, "\n");
 	for (int i = 0; i < n_rep; i++)
 		if (rep[i].err >= 0)
-			printf("layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",
-			       rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods), 100 * rep[i].err,
-			       100 * rep[i].err_rtn);
+			fprintf(info, "layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",
+				rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods),
+				100 * rep[i].err, 100 * rep[i].err_rtn);
 done:
 	free(rep);
 	qt_dataset_close(ds);

@@ -11,8 +11,8 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"inspect", cmd_inspect, "show a model's inputs, outputs, ops, parameters and MACs"},
-	{"run", cmd_run, "run a model in FP32 on .npy/.pb inputs and write .npy outputs"},
-	{"eval", cmd_eval, "measure accuracy of an ONNX or .qmod model over a dataset"},
+	{"run", cmd_run, "run an ONNX or .qmod model on .npy/.pb inputs and write .npy outputs"},
+	{"eval", cmd_eval, "measure accuracy, or outputs against a reference, over a dataset"},
 	{"compare", cmd_compare, "gate a new eval report against a baseline (CI)"},
 	{"calibrate", cmd_calibrate, "record activation statistics over a dataset"},
 	{"quantize", cmd_quantize, "quantize a model with a calibration file into .qmod"},
@@ -25,7 +25,7 @@ static void usage(FILE *f)
 		   "what the quantization cost.\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'qtool COMMAND --help' explains each command.\n"
+	fprintf(f, "\n'qtool help COMMAND' (or 'qtool COMMAND --help') explains each command.\n"
 		   "exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 
@@ -43,14 +43,30 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return QT_EXIT_BAD_INPUT;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+	if (!strcmp(argv[1], "help") && argc == 3) {
+		/* qtool help CMD: the command's own --help. */
+		char *hargv[] = {argv[2], "--help", NULL};
+		for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+			if (!strcmp(argv[2], commands[i].name))
+				return commands[i].fn(2, hargv);
+		fprintf(stderr, "qtool help: unknown command '%s' (see 'qtool --help')\n", argv[2]);
+		return QT_EXIT_BAD_INPUT;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || (!strcmp(argv[1], "help") && argc == 2)) {
 		usage(stdout);
 		return 0;
+	}
+	if (!strcmp(argv[1], "help")) {
+		fprintf(stderr, "qtool help: give one command (see 'qtool --help')\n");
+		return QT_EXIT_BAD_INPUT;
 	}
 	if (!strcmp(argv[1], "--version")) {
 		printf("qtool %s\n", QT_VERSION_STRING);
 		return 0;
 	}
+	int rc = cli_check_env();
+	if (rc >= 0)
+		return rc;
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

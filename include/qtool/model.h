@@ -7,6 +7,7 @@
 #define QTOOL_MODEL_H
 
 #include "qtool/graph.h"
+#include "qtool/rt.h"
 
 struct qt_model;
 
@@ -16,7 +17,8 @@ enum qt_model_kind {
 	QT_MODEL_QMOD_SIM, /* a .qmod run as its float simulation (fake quantization) */
 };
 
-/* Open by content (the .qmod magic, else ONNX). *out owned by the caller. */
+/* Open by content (the .qmod magic, else ONNX). *out owned by the caller.
+ * Refuses a model without inputs or outputs. */
 QT_API enum qt_status qt_model_open(const char *path, struct qt_model **out);
 /* Open a .qmod as its float simulation instead (QT_MODEL_QMOD_SIM). */
 QT_API enum qt_status qt_model_open_sim(const char *path, struct qt_model **out);
@@ -34,10 +36,20 @@ QT_API const char *qt_model_sha256_hex(const struct qt_model *m);
 
 /*
  * Run on one batch: the model's single input gets `x` (borrowed), its first
- * output is written to *y_out (owned by the caller; float32). Models with
- * several inputs are refused by qt_model_open's users with a clear error.
+ * output is written to *y_out (owned by the caller; float32). A model with
+ * several inputs is refused (QT_E_UNSUPPORTED).
  */
 QT_API enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out);
+/*
+ * Run once on every input: `inputs` holds g->n_inputs tensors in graph-input
+ * order (borrowed); `outputs` receives g->n_outputs tensors owned by the
+ * caller (qt_tensor_free). A .qmod's outputs are dequantized to float32.
+ */
+QT_API enum qt_status qt_model_run_all(struct qt_model *m, const struct qt_tensor *inputs, struct qt_tensor *outputs);
+
+/* Per-op statistics of the float runtime (ONNX, simulated .qmod); NULL for
+ * the integer runtime. Borrowed; lives as long as m. */
+QT_API const struct qt_rt_stats *qt_model_stats(const struct qt_model *m);
 
 /* Lower-case hex of 32 bytes into out (65 bytes). */
 QT_API void qt_hex32(const uint8_t *bytes, char *out);

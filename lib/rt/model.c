@@ -75,9 +75,9 @@ static enum qt_status model_open(const char *path, int sim, struct qt_model **ou
 		if (!st)
 			st = qt_rt_new(m->g, &m->rt);
 	}
-	if (!st && (m->g->n_inputs != 1 || m->g->n_outputs < 1))
-		st = qt_error(QT_E_UNSUPPORTED, "%s: evaluation needs a model with one input, this one has %d", path,
-			      m->g->n_inputs);
+	if (!st && (m->g->n_inputs < 1 || m->g->n_outputs < 1))
+		st = qt_error(QT_E_UNSUPPORTED, "%s: the model has %d inputs and %d outputs; it needs at least one of each",
+			      path, m->g->n_inputs, m->g->n_outputs);
 	if (st) {
 		qt_model_free(m);
 		return st;
@@ -116,6 +116,11 @@ void qt_model_free(struct qt_model *m)
 	free(m);
 }
 
+const struct qt_rt_stats *qt_model_stats(const struct qt_model *m)
+{
+	return m->rt ? qt_rt_stats(m->rt) : NULL;
+}
+
 enum qt_model_kind qt_model_kind(const struct qt_model *m)
 {
 	return m->kind;
@@ -136,9 +141,16 @@ const char *qt_model_sha256_hex(const struct qt_model *m)
 	return m->sha_hex;
 }
 
+enum qt_status qt_model_run_all(struct qt_model *m, const struct qt_tensor *inputs, struct qt_tensor *outputs)
+{
+	return m->qrt ? qt_qrt_run(m->qrt, inputs, outputs) : qt_rt_run(m->rt, inputs, outputs);
+}
+
 enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out)
 {
 	int n = m->g->n_outputs;
+	if (m->g->n_inputs != 1)
+		return qt_error(QT_E_UNSUPPORTED, "the model has %d inputs; this feeds one", m->g->n_inputs);
 	struct qt_tensor *outs = calloc((size_t)n + 1, sizeof *outs);
 	if (!outs)
 		return qt_error(QT_E_NOMEM, "out of memory");

@@ -166,6 +166,12 @@ static enum qt_status fwd_geometry(const struct qt_op_args *a, struct geom *g, e
 		}
 		if (ap == PAD_VALID)
 			g->pb[i] = g->pe[i] = 0;
+		/* A pad as wide as the window only adds outputs that read nothing but
+		 * padding; refused, so a file's pads cannot ask for an unbounded output. */
+		if (g->pb[i] >= ek || g->pe[i] >= ek)
+			return qt_op_error(a, QT_E_UNSUPPORTED,
+					   "spatial dim %d: pads %lld and %lld must be smaller than the kernel extent %lld", j,
+					   (long long)g->pb[i], (long long)g->pe[i], (long long)ek);
 		int64_t span = in + g->pb[i] + g->pe[i] - ek;
 		if (span < 0)
 			return qt_op_error(a, QT_E_FORMAT,
@@ -403,6 +409,11 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		return st;
 	if ((st = spatial_attr(a, &g, "strides", 1, g.s)) || (st = spatial_attr(a, &g, "dilations", 1, g.d)) ||
 	    (st = pads_attr(a, &g)) || (st = read_auto_pad(a, &ap)) || (st = fwd_geometry(a, &g, ap, 0)))
+		return st;
+	char lbl[256];
+	if ((st = qt_rt_work_check((double)N * (double)M * (double)prod3(g.out) * (double)(C / group) *
+					   (double)prod3(g.k),
+				   qt_node_label(a->g, a->node, lbl, sizeof lbl))))
 		return st;
 	if ((st = alloc_out(a, 0, QT_DTYPE_F32, &g, N, M)))
 		return st;
@@ -661,7 +672,11 @@ static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_ten
 	int64_t ceil_mode = qt_node_attr_int(a->node, "ceil_mode", 0);
 	if (ceil_mode != 0 && ceil_mode != 1)
 		return qt_op_error(a, QT_E_FORMAT, "ceil_mode must be 0 or 1, not %lld", (long long)ceil_mode);
-	return fwd_geometry(a, g, ap, (int)ceil_mode);
+	if ((st = fwd_geometry(a, g, ap, (int)ceil_mode)))
+		return st;
+	char lbl[256];
+	return qt_rt_work_check((double)x->dims[0] * (double)x->dims[1] * (double)prod3(g->out) * (double)prod3(g->k),
+				qt_node_label(a->g, a->node, lbl, sizeof lbl));
 }
 
 /*

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
@@ -65,6 +66,25 @@ enum qt_status qt_op_error(const struct qt_op_args *a, enum qt_status st, const 
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	return qt_error(st, "%s: %s", qt_node_label(a->g, a->node, lbl, sizeof lbl), msg);
+}
+
+enum qt_status qt_rt_work_check(double macs, const char *what)
+{
+	double budget = 1099511627776.0; /* 2^40 */
+	const char *e = getenv("QT_MAX_NODE_MACS");
+	if (e && *e) {
+		char *end;
+		double v = strtod(e, &end);
+		if (*end || !(v > 0))
+			return qt_error(QT_E_INVALID_ARG, "QT_MAX_NODE_MACS='%s' must be a positive number", e);
+		budget = v;
+	}
+	if (!(macs <= budget))
+		return qt_error(QT_E_UNSUPPORTED,
+				"%s: needs %.3g multiply-accumulates, above the budget of %.3g per node "
+				"(set QT_MAX_NODE_MACS to raise it)",
+				what, macs, budget);
+	return QT_OK;
 }
 
 int qt_op_read_ints(const struct qt_op_args *a, const struct qt_tensor *t, const char *what, int64_t *vals, int cap)

@@ -64,6 +64,17 @@ qt_op_fn qt_op_find(const char *domain, const char *op_type, int opset);
  */
 enum qt_status qt_op_error(const struct qt_op_args *a, enum qt_status st, const char *fmt, ...) QT_PRINTF(3, 4);
 
+/*
+ * The work budget of one node: a file's geometry (pads, dilations, kernel
+ * and output sizes) must not ask for unbounded time. `macs` is the node's
+ * multiply-accumulates (or window taps for pooling) at the shapes it is
+ * about to run; above the budget, 2^40 per node by default (ten times the
+ * largest layer of common CNNs at batch 64) or $QT_MAX_NODE_MACS, the node
+ * is refused with QT_E_UNSUPPORTED and a message `what: ...`. Checked before
+ * the output is allocated, never inside kernels.
+ */
+enum qt_status qt_rt_work_check(double macs, const char *what);
+
 /* Input i, or NULL when absent or out of range. */
 static inline const struct qt_tensor *qt_op_in(const struct qt_op_args *a, int i)
 {

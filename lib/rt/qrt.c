@@ -739,10 +739,22 @@ static enum qt_status conv_geom(const struct qt_node *n, const struct qt_tensor 
 	} else if (!strcmp(ap, "VALID")) {
 		o->pt = o->pl = o->pb = o->pr = 0;
 	}
+	/* As in the FP32 runtime: a pad as wide as the window only adds outputs
+	 * of padding, and a file must not ask for unbounded outputs or work. */
+	int64_t eh = o->dh * (o->KH - 1) + 1, ew = o->dw * (o->KW - 1) + 1;
+	if (o->pt >= eh || o->pb >= eh || o->pl >= ew || o->pr >= ew)
+		return qt_error(QT_E_FORMAT, "pads [%lld,%lld,%lld,%lld] must be smaller than the kernel extent %lldx%lld",
+				(long long)o->pt, (long long)o->pl, (long long)o->pb, (long long)o->pr, (long long)eh,
+				(long long)ew);
 	o->OH = (o->H + o->pt + o->pb - o->dh * (o->KH - 1) - 1) / o->sh + 1;
 	o->OW = (o->W + o->pl + o->pr - o->dw * (o->KW - 1) - 1) / o->sw + 1;
 	if (o->OH <= 0 || o->OW <= 0)
 		return qt_error(QT_E_FORMAT, "Conv output would be empty");
+	/* QT_E_FORMAT, not UNSUPPORTED: the float fallback would only refuse it again. */
+	if (qt_rt_work_check((double)o->N * (double)o->M * (double)o->OH * (double)o->OW * (double)w->dims[1] *
+				     (double)o->KH * (double)o->KW,
+			     "window") != QT_OK)
+		return QT_E_FORMAT;
 	return QT_OK;
 }
 

@@ -40,6 +40,37 @@ check() { # check NAME CONDITION-CMD...
 	if "$@"; then ok "$name"; else fail "$name"; fi
 }
 
+# num_ok VALUE CONDITION: VALUE is a number (not empty, not "inf") and the awk
+# CONDITION on v holds, e.g. num_ok "$codes" 'v <= 1'. A bare awk comparison
+# would compare an empty string as text ("" <= 1 is true).
+num_ok() {
+	[[ $1 =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]] && awk -v v="$1" "BEGIN { exit !($2) }"
+}
+
+# npy_f32 SHAPE < RAW_U8 > FILE: a float32 .npy of SHAPE (e.g. 40,1,28,28) from
+# bytes, each normalized as the bundled models expect: (u / 255 - 0.2860) / 0.3530.
+npy_f32() {
+	perl -e 'binmode STDIN; binmode STDOUT; local $/; my $b = <STDIN>; my @d = split /,/, $ARGV[0];
+		my $h = "{\x27descr\x27: \x27<f4\x27, \x27fortran_order\x27: False, \x27shape\x27: (" . join(", ", @d) . "), }";
+		my $l = 10 + length($h) + 1; $h .= " " x ((64 - $l % 64) % 64) . "\n";
+		print "\x93NUMPY\x01\x00", pack("v", length $h), $h;
+		print pack("f<*", map { ($_ / 255.0 - 0.2860) / 0.3530 } unpack("C*", $b));' "$1"
+}
+
+# npy_labels N > FILE: an int64 .npy [N] of zeros (labels for data that must not be refused for lacking them).
+npy_labels() {
+	perl -e 'binmode STDOUT; my $h = "{\x27descr\x27: \x27<i8\x27, \x27fortran_order\x27: False, \x27shape\x27: ($ARGV[0],), }";
+		my $l = 10 + length($h) + 1; $h .= " " x ((64 - $l % 64) % 64) . "\n";
+		print "\x93NUMPY\x01\x00", pack("v", length $h), $h, pack("q<*", (0) x $ARGV[0]);' "$1"
+}
+
+# npy_values FILE: the elements of a version-1 float32 .npy, one per line.
+npy_values() {
+	local hl
+	hl=$(od -An -t u2 -j 8 -N 2 "$1" | tr -d ' ')
+	od -An -v -t f4 -j $((10 + hl)) "$1" | tr -s ' ' '\n' | grep -v '^$'
+}
+
 summary() {
 	echo "cli: $PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]

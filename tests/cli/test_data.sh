@@ -37,7 +37,12 @@ expect_err_line "label mismatch explained" "label"
 expect_exit 2 "spec naming a missing file" "$QTOOL" eval "$M" --data "idx:$DD/nope.gz,$DD/nope2.gz"
 expect_err_line "missing file named" "nope\.gz"
 expect_exit 2 "offset beyond the end" "$QTOOL" eval "$M" --data fashion-mnist:test --offset 10000
-expect_exit 2 "--limit 0 refused" "$QTOOL" eval "$M" --data fashion-mnist:test --limit 0
+# --limit 0 means every sample after --offset, for eval as for calibrate.
+expect_exit 0 "eval --limit 0 takes all after the offset" "$QTOOL" eval "$M" --data fashion-mnist:test --offset 9990 --limit 0
+check "eval --limit 0: 10 samples after offset 9990" grep -q "(10 samples)" <<<"$OUT"
+expect_exit 0 "calibrate --limit 0 takes all after the offset" "$QTOOL" calibrate "$M" --data fashion-mnist:train \
+	--offset 59990 --limit 0 -o "$DD/c10.json"
+check "calibrate --limit 0: 10 samples after offset 59990" grep -q ", 10 samples," <<<"$OUT"
 expect_exit 2 "unknown dataset kind" "$QTOOL" eval "$M" --data frob:x
 mkdir -p "$DD/small" "$DD/nan" "$DD/empty"
 mknpy "$DD/small/x.npy" '<f4' '(1, 1, 2, 2)' '\x00\x00\x80\x3f\x00\x00\x80\x3f\x00\x00\x80\x3f\x00\x00\x80\x3f'
@@ -87,6 +92,11 @@ accuracy() {
 	[ -n "$a" ] || a="no metrics in $1" # never equal for two missing reports
 	printf '%s\n' "$a"
 }
+# differ A B: two reports that both hold a top-1 and whose accuracies differ
+# (two missing reports would "differ" by their names alone).
+differ() {
+	grep -q '"top1"' "$1" && grep -q '"top1"' "$2" && ! cmp -s <(accuracy "$1") <(accuracy "$2")
+}
 
 # The first 100 test images as 0000.pb ... 0099.pb, uint8 [1,28,28], and labels.pb uint8 [100].
 N=100
@@ -110,14 +120,14 @@ check "pb:DIR report resolves the files" grep -q "images=$DD/pb/NNNN.pb labels=$
 expect_exit 0 "idx with --offset/--limit" "$QTOOL" eval "$M" --data "$IDX" --offset 60 --limit 30 --json "$DD/idx2.json"
 expect_exit 0 "pb:DIR with --offset/--limit" "$QTOOL" eval "$M" --data "pb:$DD/pb" --offset 60 --limit 30 --batch 7 --json "$DD/pb2.json"
 check "offset/limit select the same samples" cmp -s <(accuracy "$DD/idx2.json") <(accuracy "$DD/pb2.json")
-check "offset/limit report 30 samples" grep -q '"samples":[[:space:]]*30$' "$DD/pb2.json"
+check "offset/limit report 30 samples" grep -q '"samples":[[:space:]]*30,\?$' "$DD/pb2.json"
 
 # The bundled preprocessing from a JSON spec equals fashion-mnist:test.
 printf '{"format": "pb", "images": "pb", "scale": 255, "mean": [0.2860], "std": [0.3530]}\n' >"$DD/pbspec.json"
 expect_exit 0 "eval fashion-mnist:test --limit $N" "$QTOOL" eval "$M" --data fashion-mnist:test --limit $N --json "$DD/fm.json"
 expect_exit 0 "eval JSON pb spec" "$QTOOL" eval "$M" --data "$DD/pbspec.json" --json "$DD/pbj.json"
 check "JSON pb spec gives fashion-mnist:test's accuracy" cmp -s <(accuracy "$DD/fm.json") <(accuracy "$DD/pbj.json")
-check "and both differ from raw pixels' accuracy" bash -c '! cmp -s "$1" "$2"' _ <(accuracy "$DD/fm.json") <(accuracy "$DD/idx.json")
+check "and both differ from raw pixels' accuracy" differ "$DD/fm.json" "$DD/idx.json"
 
 # ONNX test-data layout: test_data_set_N/input_0.pb with the batch dim, [1,1,28,28].
 pbhead 2 784 1 1 28 28 >"$DD/head4.bin"

@@ -25,10 +25,10 @@ expect_exit 0 "eval w8a8 against fp32" "$QTOOL" eval "$D/a.qmod" --data fashion-
 	--reference "$M" --json "$D/q.json"
 q1=$(sed -n 's/^top-1: *\([0-9.]*\)%.*/\1/p' <<<"$OUT")
 agree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' <<<"$OUT")
-check "w8a8 top-1 >= 88% on 1000 samples (got $q1)" awk -v v="$q1" 'BEGIN { exit !(v >= 88) }'
-check "w8a8 agrees with fp32 on >= 97% (got $agree)" awk -v v="$agree" 'BEGIN { exit !(v >= 97) }'
+check "w8a8 top-1 >= 88% on 1000 samples (got ${q1:-none})" num_ok "$q1" 'v >= 88'
+check "w8a8 agrees with fp32 on >= 97% (got ${agree:-none})" num_ok "$agree" 'v >= 97'
 check "report has metrics.top1 and reference.sqnr_db" grep -q '"sqnr_db"' "$D/q.json"
-expect_exit 0 "compare passes within 0.5 points" "$QTOOL" compare "$D/base.json" "$D/q.json" --max-drop 5
+expect_exit 0 "compare passes within 0.5 points" "$QTOOL" compare "$D/base.json" "$D/q.json" --max-drop 0.5
 check "compare prints a verdict" grep -q "^PASS: top-1" <<<"$OUT"
 sed 's/"top1":\t[0-9.]*/"top1":\t10/' "$D/q.json" >"$D/worse.json"
 expect_exit 1 "compare fails a 10% model" "$QTOOL" compare "$D/base.json" "$D/worse.json" --max-drop 0.5
@@ -36,10 +36,10 @@ check "compare says FAIL" grep -q "^FAIL: top-1" <<<"$OUT"
 
 expect_exit 0 "integer runtime vs its float simulation" "$QTOOL" eval "$D/a.qmod" --simulate --data fashion-mnist:test \
 	--limit 1000 --reference "$D/a.qmod"
-codes=$(sed -n 's/^max output difference: \([0-9.]*\) codes.*/\1/p' <<<"$OUT")
+codes=$(sed -n 's/^max abs difference: .*(\([0-9.]*\) codes.*/\1/p' <<<"$OUT")
 sagree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' <<<"$OUT")
-check "simulation within 1 output code of the integer runtime (got $codes)" awk -v v="$codes" 'BEGIN { exit !(v <= 1) }'
-check "simulation agrees on >= 99.9% (got $sagree)" awk -v v="$sagree" 'BEGIN { exit !(v >= 99.9) }'
+check "simulation within 1 output code of the integer runtime (got ${codes:-none})" num_ok "$codes" 'v <= 1'
+check "simulation agrees on >= 99.9% (got ${sagree:-none})" num_ok "$sagree" 'v >= 99.9'
 
 expect_exit 0 "quantize w4a8 group 32" "$QTOOL" quantize "$M" --calib "$D/c.json" --bits w4a8 --group-size 32 -o "$D/g.qmod"
 expect_exit 0 "eval w4a8 g32" "$QTOOL" eval "$D/g.qmod" --data fashion-mnist:test --limit 200
@@ -68,7 +68,14 @@ cp "$D/a.qmod" "$D/flip.qmod"
 printf '\x55' | dd of="$D/flip.qmod" bs=1 seek=5000 conv=notrunc status=none
 expect_exit 2 "bit-flipped .qmod refused" "$QTOOL" eval "$D/flip.qmod" --data fashion-mnist:test --limit 10
 expect_err_line "bit-flipped .qmod: CRC" "CRC mismatch"
-expect_exit 2 "eval of a dataset that does not fit the model" "$QTOOL" eval "$M" --data npy:"$TMP/none"
+# Real images of another size ([1,14,14]: the first 196 pixels of each), not a missing folder.
+mkdir -p "$D/misfit"
+# (Whole files first: a pipe cut short by head would fail under pipefail.)
+zcat /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz >"$D/images.idx"
+dd if="$D/images.idx" iflag=skip_bytes,count_bytes skip=16 count=$((4 * 196)) status=none | npy_f32 4,1,14,14 >"$D/misfit/x.npy"
+npy_labels 4 >"$D/misfit/y.npy"
+expect_exit 2 "eval of a dataset that does not fit the model" "$QTOOL" eval "$M" --data npy:"$D/misfit"
+expect_err_line "the misfit names the model input and both shapes" 'samples are \[1,14,14\] but the model input "input" expects \[1,28,28\]'
 expect_exit 2 "eval without --data" "$QTOOL" eval "$M"
 expect_err_line "eval without --data says so" "--data"
 check "the input model was never modified" test "$(sha256sum <"$M")" = "$model_sha"
