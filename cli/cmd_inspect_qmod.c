@@ -81,9 +81,11 @@ int cmd_inspect_qmod(const char *path, int json)
 		for (int i = 0; i < ns; i++)
 			printf("  %-8s offset %8llu  %8llu bytes\n", secs[i].name, (unsigned long long)secs[i].offset,
 			       (unsigned long long)secs[i].length);
-		printf("quantized layers:\n  %-28s %-8s %5s %-8s %8s %10s\n", "node", "op", "bits", "scales", "params",
-		       "bytes");
+		printf("quantized layers (bits/weight: codes plus their scales and zero points as stored):\n"
+		       "  %-28s %-8s %5s %-8s %5s %8s %10s %11s\n",
+		       "node", "op", "bits", "scales", "group", "params", "bytes", "bits/weight");
 	}
+	int64_t all_params = 0, all_bits = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
 		if (!n->rq)
@@ -91,6 +93,11 @@ int cmd_inspect_qmod(const char *path, int json)
 		const struct qt_value *w = &g->values[n->inputs[1]];
 		int bits = qt_dtype_bits(w->init->dtype);
 		int64_t np = qt_tensor_numel(w->init);
+		int64_t C = w->q->axis < w->init->rank ? w->init->dims[w->q->axis] : 1;
+		int64_t lbits = (int64_t)w->init->nbytes * 8 + qt_qmod_qparams_bytes(w->q, C) * 8;
+		double bpw = np > 0 ? (double)lbits / (double)np : 0;
+		all_params += np;
+		all_bits += lbits;
 		if (json) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "node", n->name);
@@ -99,12 +106,23 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddStringToObject(o, "granularity", scheme_name(w->q->scheme));
 			cJSON_AddNumberToObject(o, "parameters", (double)np);
 			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
+			cJSON_AddNumberToObject(o, "group_size", w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0);
+			cJSON_AddStringToObject(o, "code_range", w->q->full_range ? "full" : "restricted");
+			cJSON_AddStringToObject(o, "scale_storage", w->q->scale_enc == QT_SCALE_ROW_U8 ? "f32 row + u8 group" : "f32");
+			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
 			cJSON_AddItemToArray(jl, o);
 		} else {
-			printf("  %-28s %-8s %5d %-8s %8lld %10zu\n", n->name[0] ? n->name : "(unnamed)", n->op_type, bits,
-			       scheme_name(w->q->scheme), (long long)np, w->init->nbytes);
+			printf("  %-28s %-8s %4d%s %-8s %5d %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
+			       n->op_type, bits, w->q->full_range ? "f" : " ", scheme_name(w->q->scheme),
+			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, (long long)np, w->init->nbytes, bpw);
 		}
 	}
+	double all_bpw = all_params > 0 ? (double)all_bits / (double)all_params : 0;
+	if (json)
+		cJSON_AddNumberToObject(root, "bits_per_weight", all_bpw);
+	else
+		printf("  %-28s %-8s %5s %-8s %5s %8lld %10lld %11.3f\n", "total", "", "", "", "", (long long)all_params,
+		       (long long)((all_bits + 7) / 8), all_bpw);
 	if (!json)
 		printf("nodes run as dequantize -> FP32 -> quantize (%d):", s.float_nodes);
 	for (int i = 0; i < g->n_nodes; i++) {

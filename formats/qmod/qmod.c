@@ -33,7 +33,7 @@ static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUE
 #define HDR_BYTES 64
 #define SEC_ENTRY 32
 #define VAL_REC 40
-#define QP_REC 32
+#define QP_REC 40
 #define NODE_REC 48
 #define ATTR_REC 40
 #define RQ_REC 32
@@ -44,7 +44,7 @@ static const char *const section_names[S_COUNT] = {"", "META", "STRINGS", "VALUE
 
 /* The dtype codes are part of the format. */
 _Static_assert(QT_DTYPE_F32 == 1 && QT_DTYPE_U8 == 8 && QT_DTYPE_BOOL == 12 && QT_DTYPE_S4 == 14 &&
-		       QT_DTYPE_U2 == 17 && QT_DTYPE_FP8_E5M2 == 19,
+		       QT_DTYPE_U2 == 17 && QT_DTYPE_FP8_E5M2 == 19 && QT_DTYPE_S3 == 20,
 	       "docs/FORMAT.md fixes the dtype codes");
 
 int qt_qmod_magic_ok(const unsigned char magic[8])
@@ -167,6 +167,86 @@ static int qparam_index(const struct qt_graph *g, const struct qt_qparams *q, co
 	return -1;
 }
 
+/* QPARAMS scale encodings and code ranges as stored (docs/FORMAT.md). */
+enum { ENC_F32 = 1, ENC_ROW_U8 = 2 };
+enum { RANGE_DEFAULT = 0, RANGE_FULL = 1 };
+
+static int signed_weight_type(unsigned d)
+{
+	return d == QT_DTYPE_I8 || d == QT_DTYPE_S4 || d == QT_DTYPE_S3 || d == QT_DTYPE_S2;
+}
+
+/* Zero points are stored only when one is not 0 (activations). */
+static int zp_stored(const struct qt_qparams *q)
+{
+	for (int64_t k = 0; k < q->count; k++)
+		if (q->zero_point[k])
+			return 1;
+	return 0;
+}
+
+/* Channels of the constant q describes (two-level scales need them), or 0. */
+static int64_t qparams_channels(const struct qt_graph *g, const struct qt_qparams *q)
+{
+	for (int v = 0; v < g->n_values; v++) {
+		const struct qt_value *val = &g->values[v];
+		if (val->q == q && val->init && q->axis < val->init->rank)
+			return val->init->dims[q->axis];
+	}
+	return 0;
+}
+
+int64_t qt_qmod_qparams_bytes(const struct qt_qparams *q, int64_t channels)
+{
+	int64_t b = q->scale_enc == QT_SCALE_ROW_U8 ? 4 * channels + q->count : 4 * q->count;
+	return b + (zp_stored(q) ? 4 * q->count : 0);
+}
+
+/*
+ * q's scales as stored: f32 each, or (two-level) one f32 per channel, its
+ * largest group scale S, followed by one byte per scale with scale =
+ * qt_wscale_group_decode(S, byte). A two-level q whose scales are not
+ * exactly storable is the quantizer's bug (it must round them first with
+ * qt_wscale_storable): QT_E_INVALID_ARG naming the tensor.
+ */
+static enum qt_status put_scales(const struct qt_graph *g, const struct qt_qparams *q, struct buf *out,
+				 uint32_t *channels_out)
+{
+	*channels_out = 0;
+	if (q->scale_enc != QT_SCALE_ROW_U8) {
+		for (int64_t k = 0; k < q->count; k++)
+			put_f32(out, q->scale[k]);
+		return QT_OK;
+	}
+	int64_t C = qparams_channels(g, q);
+	if (q->scheme != QT_QSCHEME_GROUP || C < 1 || C > UINT32_MAX || q->count % C)
+		return qt_error(QT_E_INVALID_ARG, "two-level scales need a per-group weight (%lld scales, %lld channels)",
+				(long long)q->count, (long long)C);
+	int64_t ng = q->count / C;
+	for (int64_t c = 0; c < C; c++) {
+		float S = 0;
+		for (int64_t j = 0; j < ng; j++)
+			S = q->scale[c * ng + j] > S ? q->scale[c * ng + j] : S;
+		put_f32(out, S);
+	}
+	for (int64_t c = 0; c < C; c++) {
+		float S = 0;
+		for (int64_t j = 0; j < ng; j++)
+			S = q->scale[c * ng + j] > S ? q->scale[c * ng + j] : S;
+		for (int64_t j = 0; j < ng; j++) {
+			int b = qt_wscale_group_encode(q->scale[c * ng + j], S);
+			if (b < 0)
+				return qt_error(QT_E_INVALID_ARG,
+						"channel %lld group %lld: scale %.9g is not S * (b + 1) / 256 of the channel's "
+						"largest %.9g (round it with qt_wscale_storable before computing codes)",
+						(long long)c, (long long)j, q->scale[c * ng + j], S);
+			put_u8(out, (uint8_t)b);
+		}
+	}
+	*channels_out = (uint32_t)C;
+	return QT_OK;
+}
+
 enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out)
 {
 	struct buf sec[S_COUNT];
@@ -194,13 +274,32 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 		put_u32(b, (uint32_t)q->group_size);
 		put_u64(b, (uint64_t)q->count);
 		struct buf tmp = {0};
-		for (int64_t k = 0; k < q->count; k++)
-			put_f32(&tmp, q->scale[k]);
+		uint32_t channels;
+		enum qt_status est = put_scales(g, q, &tmp, &channels);
+		if (est) {
+			for (int v = 0; v < g->n_values; v++)
+				if (g->values[v].q == q) {
+					qt_error_prefix(est, "tensor \"%s\"", g->values[v].name);
+					break;
+				}
+			free(tmp.p);
+			for (int j = 0; j < S_COUNT; j++)
+				free(sec[j].p);
+			free(st.b.p);
+			free(qps);
+			return est;
+		}
 		put_u64(b, data_put(D, tmp.p, tmp.len));
+		int zps = zp_stored(q);
 		tmp.len = 0;
-		for (int64_t k = 0; k < q->count; k++)
+		for (int64_t k = 0; zps && k < q->count; k++)
 			put_u32(&tmp, (uint32_t)q->zero_point[k]);
-		put_u64(b, data_put(D, tmp.p, tmp.len));
+		put_u64(b, zps ? data_put(D, tmp.p, tmp.len) : 0);
+		put_u8(b, q->scale_enc == QT_SCALE_ROW_U8 ? ENC_ROW_U8 : ENC_F32);
+		put_u8(b, q->full_range && signed_weight_type(q->qtype) ? RANGE_FULL : RANGE_DEFAULT);
+		put_u8(b, (uint8_t)zps);
+		put_u8(b, 0);
+		put_u32(b, channels);
 		D->oom |= tmp.oom;
 		free(tmp.p);
 	}
@@ -527,6 +626,30 @@ static int valid_dtype(unsigned d)
 	return d > QT_DTYPE_UNDEFINED && d < QT_DTYPE_COUNT && d != QT_DTYPE_STRING;
 }
 
+/*
+ * A weight constant's codes: its dtype is its qparams' code type, and every
+ * code lies in the range its qparams record (restricted symmetric or full
+ * two's complement), so the runtime and the simulation may rely on it.
+ */
+static enum qt_status check_codes(struct rd *r, const struct qt_value *v)
+{
+	const struct qt_tensor *t = v->init;
+	if (t->dtype != v->q->qtype)
+		return BAD("%s: constant \"%s\" is %s but its quantization says %s", r->label, v->name,
+			   qt_dtype_name(t->dtype), qt_dtype_name(v->q->qtype));
+	int32_t lo, hi;
+	qt_qparams_code_range(v->q, &lo, &hi);
+	int64_t n = qt_tensor_numel(t);
+	for (int64_t i = 0; i < n; i++) {
+		int32_t c = qt_code_get(t, i);
+		if (c < lo || c > hi)
+			return BAD("%s: constant \"%s\": code %d at element %lld outside [%d, %d] (%s, %s range)",
+				   r->label, v->name, c, (long long)i, lo, hi, qt_dtype_name(t->dtype),
+				   v->q->full_range ? "full" : "restricted");
+	}
+	return QT_OK;
+}
+
 static enum qt_status read_body(struct rd *r)
 {
 	struct qt_graph *g = r->g;
@@ -539,7 +662,8 @@ static enum qt_status read_body(struct rd *r)
 		return st;
 	/* Quantization parameters. */
 	struct qt_qparams *qps = qt_graph_alloc(g, (size_t)(nq ? nq : 1) * sizeof *qps);
-	if (!qps)
+	uint32_t *qp_channels = qt_graph_alloc(g, (size_t)(nq ? nq : 1) * sizeof *qp_channels);
+	if (!qps || !qp_channels)
 		return qt_error(QT_E_NOMEM, "out of memory");
 	for (uint32_t i = 0; i < nq; i++) {
 		const uint8_t *p = qrec + (size_t)i * QP_REC;
@@ -550,31 +674,67 @@ static enum qt_status read_body(struct rd *r)
 		q->group_axis = (int8_t)p[3];
 		q->group_size = (int)rd_u32(p + 4);
 		uint64_t cnt = rd_u64(p + 8);
+		unsigned enc = p[32], range = p[33], zps = p[34];
+		uint32_t channels = rd_u32(p + 36);
 		if (!valid_dtype(q->qtype) || q->scheme < QT_QSCHEME_TENSOR || q->scheme > QT_QSCHEME_GROUP ||
 		    q->axis < 0 || q->axis >= QT_MAX_RANK || q->group_size < 0 || q->group_size > 65535 || cnt == 0 ||
 		    cnt > MAX_COUNT || (q->scheme == QT_QSCHEME_GROUP && q->group_size < 1))
 			return BAD("%s: qparams %u: bad type, scheme, axis or count", r->label, i);
+		if ((enc != ENC_F32 && enc != ENC_ROW_U8) || range > RANGE_FULL || zps > 1 || p[35] ||
+		    (range == RANGE_FULL && !signed_weight_type(q->qtype)))
+			return BAD("%s: qparams %u: scale encoding %u, code range %u or zero-point flag %u unknown for %s",
+				   r->label, i, enc, range, zps, qt_dtype_name(q->qtype));
+		if (enc == ENC_ROW_U8 ? q->scheme != QT_QSCHEME_GROUP || channels == 0 || cnt % channels
+				      : channels != 0)
+			return BAD("%s: qparams %u: %u channel scales for %llu %s scales", r->label, i, channels,
+				   (unsigned long long)cnt, enc == ENC_ROW_U8 ? "two-level group" : "f32");
 		q->count = (int64_t)cnt;
+		qp_channels[i] = channels;
+		q->full_range = range == RANGE_FULL;
+		q->scale_enc = enc == ENC_ROW_U8 ? QT_SCALE_ROW_U8 : QT_SCALE_F32;
 		const uint8_t *sp = NULL, *zp = NULL;
-		if ((st = rd_data(r, rd_u64(p + 16), cnt * 4, "qparams scales", &sp)) ||
-		    (st = rd_data(r, rd_u64(p + 24), cnt * 4, "qparams zero points", &zp)))
+		uint64_t sbytes = enc == ENC_ROW_U8 ? (uint64_t)channels * 4 + cnt : cnt * 4;
+		if ((st = rd_data(r, rd_u64(p + 16), sbytes, "qparams scales", &sp)) ||
+		    (zps && (st = rd_data(r, rd_u64(p + 24), cnt * 4, "qparams zero points", &zp))))
 			return st;
 		q->scale = qt_graph_alloc(g, cnt * 4);
 		q->zero_point = qt_graph_alloc(g, cnt * 4);
 		if (!q->scale || !q->zero_point)
 			return qt_error(QT_E_NOMEM, "out of memory");
+		if (enc == ENC_ROW_U8) {
+			/* Each channel's f32 is its largest group scale: some byte is 255. */
+			uint64_t ng = cnt / channels;
+			const uint8_t *bytes = sp + 4 * (size_t)channels;
+			for (uint32_t c = 0; c < channels; c++) {
+				float S = rd_f32(sp + 4 * (size_t)c);
+				int top = 0;
+				if (!isfinite(S) || !(S > 0))
+					return BAD("%s: qparams %u: channel %u scale is %g; scales must be finite and positive",
+						   r->label, i, c, S);
+				for (uint64_t j = 0; j < ng; j++) {
+					uint8_t b = bytes[c * ng + j];
+					top |= b == 255;
+					q->scale[c * ng + j] = qt_wscale_group_decode(S, b);
+				}
+				if (!top)
+					return BAD("%s: qparams %u: channel %u has no group at ratio 256/256 of its scale",
+						   r->label, i, c);
+			}
+		} else {
+			for (uint64_t k = 0; k < cnt; k++)
+				q->scale[k] = rd_f32(sp + 4 * k);
+		}
 		int32_t lo, hi;
 		qt_qtype_range(q->qtype, &lo, &hi);
 		if (q->qtype == QT_DTYPE_I32)
 			lo = hi = 0;
+		if (q->qtype != QT_DTYPE_U8 && q->qtype != QT_DTYPE_U4 && q->qtype != QT_DTYPE_U2)
+			lo = hi = 0; /* weights and biases are symmetric: zero point 0 */
 		for (uint64_t k = 0; k < cnt; k++) {
-			q->scale[k] = rd_f32(sp + 4 * k);
-			q->zero_point[k] = (int32_t)rd_u32(zp + 4 * k);
+			q->zero_point[k] = zp ? (int32_t)rd_u32(zp + 4 * k) : 0;
 			if (!isfinite(q->scale[k]) || !(q->scale[k] > 0))
 				return BAD("%s: qparams %u: scale %llu is %g; scales must be finite and positive", r->label, i,
 					   (unsigned long long)k, q->scale[k]);
-			if (q->qtype != QT_DTYPE_U8 && q->qtype != QT_DTYPE_U4 && q->qtype != QT_DTYPE_U2)
-				lo = hi = 0; /* weights and biases are symmetric: zero point 0 */
 			if (q->zero_point[k] < lo || q->zero_point[k] > hi)
 				return BAD("%s: qparams %u: zero point %d outside [%d, %d] of %s", r->label, i,
 					   q->zero_point[k], lo, hi, qt_dtype_name(q->qtype));
@@ -653,7 +813,12 @@ static enum qt_status read_body(struct rd *r)
 				if (want != v->q->count)
 					return BAD("%s: constant \"%s\": %lld scales, its shape needs %lld", r->label, name,
 						   (long long)v->q->count, (long long)want);
+				if (v->q->scale_enc == QT_SCALE_ROW_U8 && qp_channels[qi] != C)
+					return BAD("%s: constant \"%s\": two-level scales for %u channels, its shape has %lld",
+						   r->label, name, qp_channels[qi], (long long)C);
 			}
+			if (v->q && signed_weight_type(v->q->qtype) && (st = check_codes(r, v)))
+				return st;
 		} else if (v->q && v->q->count != 1) {
 			return BAD("%s: activation \"%s\" must be quantized per tensor", r->label, name);
 		}
@@ -891,7 +1056,7 @@ static enum qt_status read_body(struct rd *r)
 	if (g->opset < 1 || g->opset > 1000)
 		return BAD("%s: META: opset %d out of range", r->label, g->opset);
 	/* Weighted nodes (qt_is_weighted_op) with a constant weight whose codes are
-	 * int8/int4/int2 (matching its qparams), quantized input and output, and
+	 * int8/int4/int3/int2 (matching its qparams), quantized input and output, and
 	 * an int32 bias if any. The integer runtime checks shapes and attributes. */
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
@@ -900,13 +1065,13 @@ static enum qt_status read_body(struct rd *r)
 		int op_ok = qt_is_weighted_op(n);
 		const struct qt_value *w = n->n_inputs >= 2 && n->inputs[1] >= 0 ? &g->values[n->inputs[1]] : NULL;
 		int w_ok = w && w->init && w->q && w->q->qtype == w->init->dtype &&
-			   (w->init->dtype == QT_DTYPE_I8 || w->init->dtype == QT_DTYPE_S4 || w->init->dtype == QT_DTYPE_S2);
+			   signed_weight_type(w->init->dtype);
 		const struct qt_value *b = n->n_inputs >= 3 && n->inputs[2] >= 0 ? &g->values[n->inputs[2]] : NULL;
 		int b_ok = !b || (b->init && b->init->dtype == QT_DTYPE_I32);
 		if (!op_ok || !w_ok || !b_ok || n->n_outputs < 1 || n->outputs[0] < 0 || !g->values[n->outputs[0]].q ||
 		    n->inputs[0] < 0 || !g->values[n->inputs[0]].q || g->values[n->inputs[0]].init)
 			return BAD("%s: node \"%s\" (%s) has requantization but is not a Conv/Gemm/MatMul/MatMulBias with "
-				   "quantized input, output, int8/int4/int2 weight and int32 bias",
+				   "quantized input, output, int8/int4/int3/int2 weight and int32 bias",
 				   r->label, n->name, n->op_type);
 	}
 	return qt_graph_finalize(g);
@@ -1072,8 +1237,15 @@ void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s)
 			s->weight_bytes += (int64_t)val->init->nbytes;
 			s->weight_bits += qt_tensor_numel(val->init) * qt_dtype_bits(val->init->dtype);
 		}
-		if (val->q)
-			s->qparam_bytes += val->q->count * 8;
+		/* Each distinct qparams once (pass-through activations share
+		 * theirs), at the bytes the file stores for it. */
+		int first = val->q != NULL;
+		for (int u = 0; first && u < v; u++)
+			first = g->values[u].q != val->q;
+		if (first)
+			s->qparam_bytes += qt_qmod_qparams_bytes(val->q, val->init && val->q->axis < val->init->rank
+										 ? val->init->dims[val->q->axis]
+										 : 1);
 	}
 	for (int i = 0; i < g->n_nodes; i++) {
 		if (g->nodes[i].rq) {

@@ -49,8 +49,16 @@ struct qt_attr {
  */
 enum qt_qscheme { QT_QSCHEME_NONE = 0, QT_QSCHEME_TENSOR, QT_QSCHEME_CHANNEL, QT_QSCHEME_GROUP };
 
+/*
+ * How a .qmod stores the scales (docs/FORMAT.md, QPARAMS). QT_SCALE_ROW_U8
+ * is for per-group weights only: each channel's largest group scale S as f32
+ * and every group scale as S * (b + 1) / 256 with b a u8 (see
+ * qt_wscale_group_decode); scale[] then holds exactly those decoded values.
+ */
+enum qt_scale_enc { QT_SCALE_F32 = 0, QT_SCALE_ROW_U8 = 1 };
+
 struct qt_qparams {
-	enum qt_dtype qtype; /* S8, U8, S4, U4, S2, U2, FP8_* */
+	enum qt_dtype qtype; /* S8, U8, S4, S3, U4, S2, U2, FP8_* */
 	enum qt_qscheme scheme;
 	int axis;
 	int group_axis;
@@ -58,6 +66,11 @@ struct qt_qparams {
 	int64_t count;
 	float *scale;       /* count entries, finite and > 0 */
 	int32_t *zero_point; /* count entries, within qtype's range */
+	/* Signed weight codes: 0 the restricted symmetric range [-(2^(b-1) - 1),
+	 * 2^(b-1) - 1], 1 the full two's-complement range [-2^(b-1), 2^(b-1) - 1]
+	 * (qt_qparams_code_range). 0 for every other type. */
+	int full_range;
+	enum qt_scale_enc scale_enc;
 };
 
 /*

@@ -8,7 +8,7 @@
 
 #include "qtool/graph.h"
 
-#define QT_QMOD_VERSION 2
+#define QT_QMOD_VERSION 3
 
 /* Write g (a quantized graph) to path: temporary file + rename; deterministic. */
 QT_API enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path);
@@ -31,8 +31,14 @@ struct qt_qmod_summary {
 	int float_nodes;      /* nodes without an integer kernel (dequantize, FP32, quantize) */
 	int64_t weight_bytes; /* bytes of every constant payload */
 	int64_t weight_bits;  /* sum of constant elements x their bits */
-	int64_t qparam_bytes; /* scales, zero points, multipliers, shifts */
+	int64_t qparam_bytes; /* scales, zero points, multipliers, shifts as stored */
 };
+/* Bytes a .qmod stores for q's scales and zero points (DATA payloads,
+ * without the QPARAMS record or alignment): f32 scales, or for two-level
+ * group scales one f32 per channel plus one byte per group; zero points
+ * only when one is not 0. `channels`: the channel count of the tensor q
+ * describes (used only by two-level scales). */
+QT_API int64_t qt_qmod_qparams_bytes(const struct qt_qparams *q, int64_t channels);
 /* Facts about a quantized graph for inspect and the size bound. */
 QT_API void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s);
 /* 1 if op_type has an integer kernel in the integer runtime given its operands. */

@@ -52,13 +52,14 @@ enum qt_dtype {
 	QT_DTYPE_U64,
 	QT_DTYPE_BOOL,
 	QT_DTYPE_STRING, /* loaded only to be refused with a clear message */
-	/* quantized storage types (packed little-endian, low nibble first) */
+	/* quantized storage types (packed little-endian, element 0 in the lowest bits) */
 	QT_DTYPE_S4,
 	QT_DTYPE_U4,
 	QT_DTYPE_S2,
 	QT_DTYPE_U2,
 	QT_DTYPE_FP8_E4M3,
 	QT_DTYPE_FP8_E5M2,
+	QT_DTYPE_S3, /* 3-bit signed weight codes, a little-endian bit stream (docs/FORMAT.md) */
 	QT_DTYPE_COUNT
 };
 

@@ -8,9 +8,9 @@
  *  - every float32 activation has per-tensor asymmetric qparams (U8 or U4:
  *    codes in [0, 2^bits - 1], real = scale * (q - zero_point));
  *  - the weight of each quantized weighted op (qt_is_weighted_op) is replaced by symmetric
- *    codes (S8/S4/S2, zero point 0, per channel of the output axis, per
+ *    codes (S8/S4/S3/S2, zero point 0, per channel of the output axis, per
  *    tensor, or per group along the input axis), stored packed as the value's
- *    init tensor with dtype S8 (=I8), S4 or S2;
+ *    init tensor with dtype S8 (=I8), S4, S3 or S2;
  *  - its bias is int32 at scale s_in * s_w[c];
  *  - the node carries its requantization (qt_requant).
  *
@@ -50,6 +50,39 @@ QT_API enum qt_status qt_pass_fuse_matmul_bias(struct qt_graph *g, int *n_out);
 /* Range of the codes of a quantized type: [-2^(b-1)+1, 2^(b-1)-1] for signed
  * weights (symmetric, restricted), [0, 2^b - 1] for unsigned activations. */
 QT_API void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax);
+/* The same with the choice of grid: full_range widens a signed weight type
+ * (I8, S4, S3, S2) to its whole two's-complement range [-2^(b-1),
+ * 2^(b-1)-1] (e.g. [-4, 3] for 3 bits); other types are unchanged. */
+QT_API void qt_code_range(enum qt_dtype qt, int full_range, int32_t *qmin, int32_t *qmax);
+/* Code range of q's values (qt_code_range(q->qtype, q->full_range, ...)):
+ * what the quantizer may write and the .qmod reader accepts. */
+QT_API void qt_qparams_code_range(const struct qt_qparams *q, int32_t *qmin, int32_t *qmax);
+
+/*
+ * Group scales as a .qmod stores them (QT_SCALE_ROW_U8, docs/FORMAT.md): one
+ * f32 S per output channel (its largest group scale) and per group a byte b,
+ * scale = S * (b + 1) / 256. The quantizer must compute codes with these
+ * values, so it rounds first:
+ *  - qt_wscale_storable(q, channels): for a per-group q (count = channels x
+ *    groups, channel-major) round every channel's group scales to the
+ *    nearest storable value (ratio (b+1)/256 to the channel's largest, ties
+ *    to even, at least 1/256) and set q->scale_enc = QT_SCALE_ROW_U8; per
+ *    tensor and per channel q are left as they are (f32 scales). Call it
+ *    after choosing the scales and before computing codes. QT_E_INVALID_ARG
+ *    if count is not a multiple of channels.
+ *  - qt_wscale_round_groups(scale, ng): the same for one channel's ng scales
+ *    (for a method that fixes a channel's groups one at a time, once all of
+ *    that channel's group scales are known).
+ *  - qt_wscale_group_decode(S, b): the stored value, (float)(S * (b+1) / 256).
+ *  - qt_wscale_group_encode(s, S): the byte b that decodes to exactly s, or
+ *    -1 if s is not storable under S.
+ * Rows' largest scale decodes to itself (b = 255), so S, the bias scale
+ * s_in * S and the requantization multipliers do not change.
+ */
+QT_API enum qt_status qt_wscale_storable(struct qt_qparams *q, int64_t channels);
+QT_API void qt_wscale_round_groups(float *scale, int64_t ng);
+QT_API float qt_wscale_group_decode(float S, int b);
+QT_API int qt_wscale_group_encode(float s, float S);
 
 /* Asymmetric per-tensor parameters for [lo, hi] (widened to include 0). */
 QT_API enum qt_status qt_qparams_asym(float lo, float hi, int bits, float *scale_out, int32_t *zp_out);
@@ -210,5 +243,8 @@ QT_API enum qt_status qt_fused_act_observer(void *graph, int value, struct qt_te
 
 /* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
 QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
+/* Store code c (within the dtype's width) at element i of t, leaving the
+ * other elements' bits as they are. Same dtypes as qt_code_get. */
+QT_API void qt_code_put(struct qt_tensor *t, int64_t i, int32_t c);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
 	[QT_DTYPE_U2] = {"uint2", 2, 0},
 	[QT_DTYPE_FP8_E4M3] = {"float8e4m3", 8, 0},
 	[QT_DTYPE_FP8_E5M2] = {"float8e5m2", 8, 0},
+	[QT_DTYPE_S3] = {"int3", 3, 0},
 };
 
 const char *qt_dtype_name(enum qt_dtype dt)

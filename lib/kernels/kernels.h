@@ -13,8 +13,11 @@
  *
  * Activations: uint8, asymmetric, zero point za in [0, 255]. 4-bit activations
  *   are uint8 codes in [0, 15] (same kernels, with qmax = 15).
- * Weights: int8, symmetric (zero point 0). int4 / int2 weights are unpacked to
- *   int8 in [-8, 7] / [-2, 1] at load time (qt_unpack_s4 / qt_unpack_s2).
+ * Weights: int8, symmetric (zero point 0). int4 / int3 / int2 weights are
+ *   unpacked to int8 in [-8, 7] / [-4, 3] / [-2, 1] at load time
+ *   (qt_unpack_s4 / qt_unpack_s3 / qt_unpack_s2). Codes may use the full
+ *   two's-complement range of their width (int8 -128 included): the bounds
+ *   below already allow |b| <= 128.
  *
  * qgemm: C[m][n] = sum_k A[m][k] * B[n][k], as int32.
  *   A: uint8 [M, K], row stride lda (elements). B: int8 [N, K] row-major
@@ -301,11 +304,13 @@ void qt_qmul_u8__ref(size_t n, const uint8_t *a, size_t a_stride, const uint8_t 
 		     size_t b_stride, uint8_t *y, const struct qt_qmul_params *p);
 
 /* ---------------------------------------------------------------------- */
-/* Sub-byte packing: little-endian within a byte, element 0 in the lowest   */
-/* bits (int4: low nibble first; int2: bits 1:0 first). Signed values are  */
-/* two's complement. Unused high bits of the last byte are written as 0.   */
+/* Sub-byte packing: a little-endian bit stream, element i in bits          */
+/* [bits * i, bits * (i + 1)) (int4: low nibble first; int2: bits 1:0      */
+/* first; int3: 8 elements per 3 bytes, a field may straddle two bytes).   */
+/* Signed values are two's complement. Unused high bits of the last byte   */
+/* are written as 0.                                                       */
 
-/* Bytes holding n elements of `bits` (4 or 2) bits. */
+/* Bytes holding n elements of `bits` (4, 3 or 2) bits. */
 static inline size_t qt_packed_bytes(size_t n, int bits)
 {
 	return (n * (size_t)bits + 7) / 8;
@@ -318,11 +323,14 @@ enum qt_status qt_pack_s4(const int8_t *src, size_t n, uint8_t *dst);
 enum qt_status qt_pack_u4(const uint8_t *src, size_t n, uint8_t *dst);
 enum qt_status qt_pack_s2(const int8_t *src, size_t n, uint8_t *dst);
 enum qt_status qt_pack_u2(const uint8_t *src, size_t n, uint8_t *dst);
+/* int8 in [-4, 3] -> qt_packed_bytes(n, 3) = ceil(3n / 8) bytes. */
+enum qt_status qt_pack_s3(const int8_t *src, size_t n, uint8_t *dst);
 /* Unpack n values (every bit pattern is valid; padding bits are ignored). */
 void qt_unpack_s4(const uint8_t *src, size_t n, int8_t *dst);
 void qt_unpack_u4(const uint8_t *src, size_t n, uint8_t *dst);
 void qt_unpack_s2(const uint8_t *src, size_t n, int8_t *dst);
 void qt_unpack_u2(const uint8_t *src, size_t n, uint8_t *dst);
+void qt_unpack_s3(const uint8_t *src, size_t n, int8_t *dst);
 
 /* ---------------------------------------------------------------------- */
 /* Dispatch                                                                */

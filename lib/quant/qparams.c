@@ -14,12 +14,83 @@ void qt_qtype_range(enum qt_dtype qt, int32_t *qmin, int32_t *qmax)
 	switch (qt) {
 	case QT_DTYPE_I8: *qmin = -127; *qmax = 127; break;
 	case QT_DTYPE_S4: *qmin = -7; *qmax = 7; break;
+	case QT_DTYPE_S3: *qmin = -3; *qmax = 3; break;
 	case QT_DTYPE_S2: *qmin = -1; *qmax = 1; break;
 	case QT_DTYPE_U8: *qmin = 0; *qmax = 255; break;
 	case QT_DTYPE_U4: *qmin = 0; *qmax = 15; break;
 	case QT_DTYPE_U2: *qmin = 0; *qmax = 3; break;
 	default: *qmin = 0; *qmax = 0; break;
 	}
+}
+
+static int signed_weight_type(enum qt_dtype qt)
+{
+	return qt == QT_DTYPE_I8 || qt == QT_DTYPE_S4 || qt == QT_DTYPE_S3 || qt == QT_DTYPE_S2;
+}
+
+void qt_code_range(enum qt_dtype qt, int full_range, int32_t *qmin, int32_t *qmax)
+{
+	qt_qtype_range(qt, qmin, qmax);
+	if (full_range && signed_weight_type(qt))
+		*qmin = -*qmax - 1;
+}
+
+void qt_qparams_code_range(const struct qt_qparams *q, int32_t *qmin, int32_t *qmax)
+{
+	qt_code_range(q->qtype, q->full_range, qmin, qmax);
+}
+
+/*
+ * Two-level group scales (QT_SCALE_ROW_U8): s = S * (b + 1) / 256 with S the
+ * channel's f32 reference. The product is exact in double (24 + 9 bits) and
+ * the division by 256 too, so the one rounding is the conversion to float:
+ * every machine decodes the same float.
+ */
+float qt_wscale_group_decode(float S, int b)
+{
+	return (float)((double)S * (b + 1) / 256.0);
+}
+
+/* b + 1 = clamp(nearbyint(s / S * 256), 1, 256): the nearest storable ratio
+ * (ties to even), never 0 so a group keeps a positive scale. */
+static int group_byte(float s, float S)
+{
+	double q = nearbyint((double)s / (double)S * 256.0);
+	q = q < 1 ? 1 : q > 256 ? 256 : q;
+	return (int)q - 1;
+}
+
+int qt_wscale_group_encode(float s, float S)
+{
+	if (!(S > 0) || !isfinite(S) || !(s > 0) || !isfinite(s) || s > S)
+		return -1;
+	int b = group_byte(s, S);
+	return qt_wscale_group_decode(S, b) == s ? b : -1;
+}
+
+void qt_wscale_round_groups(float *scale, int64_t ng)
+{
+	float S = 0;
+	for (int64_t j = 0; j < ng; j++)
+		S = scale[j] > S ? scale[j] : S;
+	if (!(S > 0) || !isfinite(S))
+		return;
+	for (int64_t j = 0; j < ng; j++)
+		scale[j] = qt_wscale_group_decode(S, group_byte(scale[j], S));
+}
+
+enum qt_status qt_wscale_storable(struct qt_qparams *q, int64_t channels)
+{
+	if (q->scheme != QT_QSCHEME_GROUP)
+		return QT_OK; /* per tensor / per channel: f32 scales, stored as they are */
+	if (channels < 1 || q->count % channels)
+		return qt_error(QT_E_INVALID_ARG, "%lld group scales do not divide into %lld channels",
+				(long long)q->count, (long long)channels);
+	int64_t ng = q->count / channels;
+	for (int64_t c = 0; c < channels; c++)
+		qt_wscale_round_groups(q->scale + c * ng, ng);
+	q->scale_enc = QT_SCALE_ROW_U8;
+	return QT_OK;
 }
 
 /*
@@ -91,7 +162,7 @@ int qt_parse_bits(const char *s, int *wbits_out, int *abits_out)
 	char tail;
 	if (!s || sscanf(s, "w%da%d%c", &w, &a, &tail) != 2)
 		return -1;
-	if (w != 8 && w != 4 && w != 2)
+	if (w != 8 && w != 4 && w != 3 && w != 2)
 		return -1;
 	if (a != 8 && a != 4)
 		return -1;
@@ -117,7 +188,44 @@ int32_t qt_code_get(const struct qt_tensor *t, int64_t i)
 		return v >= 2 ? v - 4 : v;
 	}
 	case QT_DTYPE_U2: return (b[i >> 2] >> ((i & 3) * 2)) & 3;
+	case QT_DTYPE_S3: {
+		/* Bits [3i, 3i + 3) of a little-endian stream; the field may
+		 * straddle two bytes (only then is the second one read). */
+		int64_t bit = 3 * i;
+		unsigned v = b[bit >> 3] >> (bit & 7);
+		if ((bit & 7) > 5)
+			v |= (unsigned)b[(bit >> 3) + 1] << (8 - (bit & 7));
+		v &= 7;
+		return v >= 4 ? (int32_t)v - 8 : (int32_t)v;
+	}
 	default: return 0;
+	}
+}
+
+void qt_code_put(struct qt_tensor *t, int64_t i, int32_t c)
+{
+	uint8_t *b = t->data;
+	switch (t->dtype) {
+	case QT_DTYPE_I8: ((int8_t *)t->data)[i] = (int8_t)c; break;
+	case QT_DTYPE_U8: b[i] = (uint8_t)c; break;
+	case QT_DTYPE_I32: ((int32_t *)t->data)[i] = c; break;
+	case QT_DTYPE_S4:
+	case QT_DTYPE_U4:
+		b[i >> 1] = (uint8_t)((b[i >> 1] & ~(15u << ((i & 1) * 4))) | (((unsigned)c & 15u) << ((i & 1) * 4)));
+		break;
+	case QT_DTYPE_S2:
+	case QT_DTYPE_U2:
+		b[i >> 2] = (uint8_t)((b[i >> 2] & ~(3u << ((i & 3) * 2))) | (((unsigned)c & 3u) << ((i & 3) * 2)));
+		break;
+	case QT_DTYPE_S3: {
+		int64_t bit = 3 * i;
+		unsigned f = (unsigned)c & 7u, sh = (unsigned)(bit & 7);
+		b[bit >> 3] = (uint8_t)((b[bit >> 3] & ~(7u << sh)) | (f << sh));
+		if (sh > 5)
+			b[(bit >> 3) + 1] = (uint8_t)((b[(bit >> 3) + 1] & ~(7u >> (8 - sh))) | (f >> (8 - sh)));
+		break;
+	}
+	default: break;
 	}
 }
 

@@ -187,25 +187,13 @@ static struct qt_qparams *new_qparams(struct qt_graph *g, enum qt_dtype qt, enum
 	return q->scale && q->zero_point ? q : NULL;
 }
 
-/* Store code c at element i of a packed tensor of dtype dt (zeroed buffer). */
-static void code_put(void *data, enum qt_dtype dt, int64_t i, int32_t c)
-{
-	uint8_t *b = data;
-	switch (dt) {
-	case QT_DTYPE_I8: ((int8_t *)data)[i] = (int8_t)c; break;
-	case QT_DTYPE_I32: ((int32_t *)data)[i] = c; break;
-	case QT_DTYPE_S4: b[i >> 1] |= (uint8_t)((c & 15) << ((i & 1) * 4)); break;
-	case QT_DTYPE_S2: b[i >> 2] |= (uint8_t)((c & 3) << ((i & 3) * 2)); break;
-	default: break;
-	}
-}
-
 /* Packed dtype of b-bit weight codes. */
 static enum qt_dtype weight_qtype(int bits)
 {
 	switch (bits) {
 	case 8: return QT_DTYPE_I8;
 	case 4: return QT_DTYPE_S4;
+	case 3: return QT_DTYPE_S3;
 	case 2: return QT_DTYPE_S2;
 	default: return QT_DTYPE_UNDEFINED;
 	}
@@ -379,6 +367,16 @@ static enum qt_status scales_absmax(struct qt_qlayer *L, const char *what)
 	return QT_OK;
 }
 
+/* Group scales rounded to what the .qmod stores (an f32 per row and a byte
+ * per group, qt_wscale_round_groups), so codes are computed with exactly the
+ * stored scales. A row with one scale (per channel, per tensor) is unchanged. */
+static void grid_storable(struct qt_wgrid *g)
+{
+	int64_t ng = qt_wgrid_ngroups(g);
+	for (int64_t c = 0; ng > 1 && c < g->C; c++)
+		qt_wscale_round_groups(g->scale + c * ng, ng);
+}
+
 static void layer_free(struct qt_qlayer *L)
 {
 	free(L->w);
@@ -457,8 +455,10 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 		return st;
 	/* Without data the MSE search weighs every input alike; with data
 	 * (layer_round) it is redone with the inputs' second moments. */
-	if ((p->methods & QT_METHOD_MSE) && L->scheme != QT_QSCHEME_TENSOR)
-		return qt_wscale_mse(L->w, &L->grid, NULL, NULL, qt_node_label(g, n, lbl, sizeof lbl));
+	if ((p->methods & QT_METHOD_MSE) && L->scheme != QT_QSCHEME_TENSOR &&
+	    (st = qt_wscale_mse(L->w, &L->grid, NULL, NULL, qt_node_label(g, n, lbl, sizeof lbl))) != QT_OK)
+		return st;
+	grid_storable(&L->grid);
 	return QT_OK;
 }
 
@@ -655,6 +655,7 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 			st = qt_wscale_mse(w, &sub, diag, NULL, lbl);
 		if (st)
 			break;
+		grid_storable(&sub);
 		if (!(m & QT_METHOD_GPTQ)) {
 			qt_wgrid_round(w, &sub, codes);
 			continue;
@@ -670,8 +671,10 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 			openblas_set_num_threads(blas_threads);
 			st = qt_gptq(w, Hw, &sub, &go, codes, NULL);
 			openblas_set_num_threads(1);
-			if (!st && it + 1 < rounds)
+			if (!st && it + 1 < rounds) {
 				st = qt_wscale_refit(w, H, &sub, codes);
+				grid_storable(&sub); /* the next round's codes use the stored scales */
+			}
 		}
 	}
 	free(H);
@@ -825,8 +828,12 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 		free(s_ref);
 		return qt_error(QT_E_NOMEM, "out of memory");
 	}
+	t->dtype = qt;
+	t->data = data;
 	q->group_axis = L->axis == 0 ? 1 : 0;
 	q->group_size = L->scheme == QT_QSCHEME_GROUP ? (int)L->grid.group_size : 0;
+	q->full_range = L->grid.qmin < -L->grid.qmax; /* recorded: the reader checks codes against it */
+	q->scale_enc = L->scheme == QT_QSCHEME_GROUP ? QT_SCALE_ROW_U8 : QT_SCALE_F32; /* grid_storable made them so */
 	for (int64_t i = 0; i < count; i++)
 		q->scale[i] = L->grid.scale[L->scheme == QT_QSCHEME_TENSOR ? 0 : L->scheme == QT_QSCHEME_CHANNEL ? i * ng : i];
 	for (int64_t c = 0; c < L->C; c++) {
@@ -835,12 +842,10 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 			m = fmaxf(m, L->grid.scale[c * ng + j]);
 		s_ref[c] = m;
 		for (int64_t k = 0; k < L->K; k++)
-			code_put(data, qt, tensor_index(w, L->axis, c, k), L->codes[c * L->K + k]);
+			qt_code_put(t, tensor_index(w, L->axis, c, k), L->codes[c * L->K + k]);
 	}
-	t->dtype = qt;
 	t->rank = w->rank;
 	memcpy(t->dims, w->dims, sizeof t->dims);
-	t->data = data;
 	t->nbytes = bytes;
 	wv->init = t;
 	wv->dtype = qt;

@@ -95,13 +95,16 @@ static int32_t vzp(const struct qt_graph *g, int v)
 	return g->values[v].q->zero_point[0];
 }
 
-/* Unpack a weight value's codes into int8 (any layout). */
+/* Unpack a weight value's codes into int8 (any layout). The .qmod reader
+ * checked them against the weight's code range (restricted or full), so the
+ * GEMM's bound |w| <= 128 holds. */
 static enum qt_status unpack_codes(const struct qt_tensor *t, int8_t *dst)
 {
 	int64_t n = qt_tensor_numel(t);
 	switch (t->dtype) {
 	case QT_DTYPE_I8: memcpy(dst, t->data, (size_t)n); return QT_OK;
 	case QT_DTYPE_S4: qt_unpack_s4(t->data, (size_t)n, dst); return QT_OK;
+	case QT_DTYPE_S3: qt_unpack_s3(t->data, (size_t)n, dst); return QT_OK;
 	case QT_DTYPE_S2: qt_unpack_s2(t->data, (size_t)n, dst); return QT_OK;
 	default: return qt_error(QT_E_FORMAT, "weight dtype %s is not a weight code type", qt_dtype_name(t->dtype));
 	}

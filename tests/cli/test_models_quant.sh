@@ -37,3 +37,27 @@ done
 expect_exit 0 "fmnist_resnet: quantize w4a8 group 32" "$QTOOL" quantize models/fmnist_resnet.onnx \
 	--calib "$MQ/fmnist_resnet.calib.json" --bits w4a8 --group-size 32 -o "$MQ/resnet_g32.qmod"
 sim_vs_int "fmnist_resnet w4a8 g32" "$MQ/resnet_g32.qmod"
+
+# 3-bit weights (8 codes per 3 bytes): per channel the integer runtime gives
+# exactly the simulation's codes; grouped (w3a8 g32, two-level scales) within
+# a code (the simulation recovers int64 group sums from float sums). 2000
+# test images each keep this cheap. inspect reports bits per weight with the
+# scales: at g32 at most 3 + 0.25 (u8 ratios) + 32 / K (f32 per channel).
+W3_LIMIT=(--limit 2000)
+expect_exit 0 "fmnist_cnn: quantize w3a8" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$MQ/fmnist_cnn.calib.json" --bits w3a8 -o "$MQ/cnn_w3.qmod"
+expect_exit 0 "fmnist_cnn w3a8: integer runtime vs float simulation" "$QTOOL" eval "$MQ/cnn_w3.qmod" --simulate \
+	--data fashion-mnist:test "${W3_LIMIT[@]}" --reference "$MQ/cnn_w3.qmod"
+codes=$(sed -n 's/^max output difference: \([0-9.]*\) codes.*/\1/p' <<<"$OUT")
+check "fmnist_cnn w3a8: identical output codes (got ${codes:-none})" test "$codes" = 0
+expect_exit 0 "fmnist_cnn: quantize w3a8 group 32" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$MQ/fmnist_cnn.calib.json" --bits w3a8 --group-size 32 -o "$MQ/cnn_w3g32.qmod"
+expect_exit 0 "fmnist_cnn w3a8 g32: inspect" "$QTOOL" inspect "$MQ/cnn_w3g32.qmod"
+bpw=$(awk '$1 == "total" { print $NF }' <<<"$OUT")
+check "fmnist_cnn w3a8 g32: total bits/weight incl. scales <= 3.30 (got ${bpw:-none})" \
+	awk -v v="$bpw" 'BEGIN { exit !(v != "" && v > 3 && v <= 3.30) }'
+expect_exit 0 "fmnist_cnn w3a8 g32: integer runtime vs float simulation" "$QTOOL" eval "$MQ/cnn_w3g32.qmod" \
+	--simulate --data fashion-mnist:test "${W3_LIMIT[@]}" --reference "$MQ/cnn_w3g32.qmod"
+codes=$(sed -n 's/^max output difference: \([0-9.]*\) codes.*/\1/p' <<<"$OUT")
+check "fmnist_cnn w3a8 g32: output codes at most 1 apart (got ${codes:-none})" \
+	awk -v v="$codes" 'BEGIN { exit !(v != "" && v <= 1) }'

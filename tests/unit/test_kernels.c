@@ -849,6 +849,50 @@ Test(pack, round_trips)
 	}
 }
 
+/* int3: element i in bits [3i, 3i + 3) of a little-endian stream. */
+Test(pack, s3_layout_bit_stream)
+{
+	/* 0..7 as 3-bit fields: 0, 1, 2, 3, -4, -3, -2, -1 -> bits 000 001 010 011 100 101 110 111
+	 * from the least significant end: the 24-bit word 0xFAC688. */
+	const int8_t s3[] = {0, 1, 2, 3, -4, -3, -2, -1, 3};
+	uint8_t out[4] = {0xff, 0xff, 0xff, 0xff};
+	cr_assert_eq(qt_pack_s3(s3, 9, out), QT_OK);
+	cr_assert(out[0] == 0x88 && out[1] == 0xc6 && out[2] == 0xfa && out[3] == 0x03, "%02x %02x %02x %02x",
+		  out[0], out[1], out[2], out[3]);
+	/* Every 3-byte pattern unpacks to its eight sign-extended fields. */
+	for (uint32_t w = 0; w < (1u << 24); w += 4099) {
+		uint8_t b[3] = {(uint8_t)w, (uint8_t)(w >> 8), (uint8_t)(w >> 16)};
+		int8_t d[8];
+		qt_unpack_s3(b, 8, d);
+		for (int i = 0; i < 8; i++)
+			cr_assert_eq(d[i], (int)(((w >> (3 * i)) & 7) ^ 4) - 4, "word %06x element %d", w, i);
+	}
+}
+
+Test(pack, s3_round_trips_all_codes_odd_lengths)
+{
+	struct rng r = {1234};
+	for (size_t n = 0; n <= 70; n++) {
+		int8_t s[72], back[72];
+		uint8_t buf[32];
+		for (size_t i = 0; i < n; i++)
+			s[i] = (int8_t)(i < 8 ? (int)i - 4 : rrange(&r, -4, 3)); /* every code in the first run */
+		memset(buf, 0xff, sizeof buf);
+		cr_assert_eq(qt_pack_s3(s, n, buf), QT_OK);
+		size_t nb = qt_packed_bytes(n, 3);
+		cr_assert_eq(nb, (3 * n + 7) / 8);
+		cr_assert_eq(buf[nb], 0xff, "n=%zu: wrote past the end", n);
+		if ((3 * n) % 8)
+			cr_assert_eq(buf[nb - 1] >> ((3 * n) % 8), 0, "n=%zu: padding bits not 0", n);
+		/* The unpacker must not read past the packed bytes either: copy to an exact-size buffer. */
+		uint8_t *exact = malloc(nb + 1);
+		memcpy(exact, buf, nb);
+		qt_unpack_s3(exact, n, back);
+		free(exact);
+		cr_assert(memcmp(s, back, n) == 0, "n=%zu seed 1234", n);
+	}
+}
+
 Test(pack, out_of_range_is_an_error)
 {
 	uint8_t buf[4];
@@ -861,6 +905,10 @@ Test(pack, out_of_range_is_an_error)
 	cr_assert_eq(qt_pack_u4(u4, 1, buf), QT_E_INVALID_ARG);
 	const uint8_t u2[] = {4};
 	cr_assert_eq(qt_pack_u2(u2, 1, buf), QT_E_INVALID_ARG);
+	const int8_t s3a[] = {3, -4, 4}, s3b[] = {-5};
+	cr_assert_eq(qt_pack_s3(s3a, 3, buf), QT_E_INVALID_ARG);
+	cr_assert(strstr(qt_error_msg(), "element 2"), "%s", qt_error_msg());
+	cr_assert_eq(qt_pack_s3(s3b, 1, buf), QT_E_INVALID_ARG);
 }
 
 /* ---- dispatch --------------------------------------------------------- */

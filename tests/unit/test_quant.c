@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "qtool/calib.h"
 #include "qtool/qmod.h"
 #include "qtool/quant.h"
@@ -118,7 +120,12 @@ Test(quant, parse_bits)
 	cr_assert_eq(qt_parse_bits("w4a8", &w, &a), 0);
 	cr_assert(w == 4 && a == 8);
 	cr_assert_eq(qt_parse_bits("w2a4", &w, &a), 0);
+	cr_assert_eq(qt_parse_bits("w3a8", &w, &a), 0);
+	cr_assert(w == 3 && a == 8);
+	cr_assert_eq(qt_parse_bits("w3a4", &w, &a), 0);
+	cr_assert(w == 3 && a == 4);
 	cr_assert_neq(qt_parse_bits("w3a9", &w, &a), 0);
+	cr_assert_neq(qt_parse_bits("w5a8", &w, &a), 0);
 	cr_assert_neq(qt_parse_bits("w8a8x", &w, &a), 0);
 	cr_assert_neq(qt_parse_bits("w16a8", &w, &a), 0);
 	cr_assert_neq(qt_parse_bits("", &w, &a), 0);
@@ -269,6 +276,8 @@ Test(quant, qmod_compressed_length_lies_are_refused)
 	qt_graph_free(g);
 }
 
+static void use_full_range(struct qt_graph *g);
+
 /*
  * The fuzz seed corpus (tests/fuzz/corpus/qmod) must be files the current
  * reader accepts, or the fuzzer starts from inputs refused at the header and
@@ -281,9 +290,12 @@ Test(quant, qmod_fuzz_seeds_are_current)
 		const char *file, *bits;
 		enum qt_granularity gran;
 		int group;
-	} seeds[] = {{"conv_w8a8.qmod", "w8a8", QT_GRAN_CHANNEL, 0},
-		     {"conv_w4_group8.qmod", "w4a8", QT_GRAN_GROUP, 8},
-		     {"conv_w2a8.qmod", "w2a8", QT_GRAN_TENSOR, 0}};
+		void (*mutate)(struct qt_graph *);
+	} seeds[] = {{"conv_w8a8.qmod", "w8a8", QT_GRAN_CHANNEL, 0, NULL},
+		     {"conv_w4_group8.qmod", "w4a8", QT_GRAN_GROUP, 8, NULL},
+		     {"conv_w2a8.qmod", "w2a8", QT_GRAN_TENSOR, 0, NULL},
+		     {"conv_w3_group8.qmod", "w3a8", QT_GRAN_GROUP, 8, NULL},
+		     {"conv_w3_full.qmod", "w3a8", QT_GRAN_CHANNEL, 0, use_full_range}};
 	const char *dir = "tests/fuzz/corpus/qmod";
 	const char *regen = getenv("QT_WRITE_FUZZ_SEEDS");
 	char path[512];
@@ -291,6 +303,8 @@ Test(quant, qmod_fuzz_seeds_are_current)
 		snprintf(path, sizeof path, "%s/%s", dir, seeds[k].file);
 		if (regen && *regen == '1') {
 			struct qt_graph *g = quantized_cnn(seeds[k].bits, seeds[k].gran, seeds[k].group);
+			if (seeds[k].mutate)
+				seeds[k].mutate(g);
 			cr_assert_eq(qt_qmod_write(g, path), QT_OK, "%s", qt_error_msg());
 			if (k == 0) {
 				/* Plus a truncated copy: the reader's early exits. */
@@ -313,10 +327,10 @@ Test(quant, qmod_fuzz_seeds_are_current)
 	}
 }
 
-/* The integer runtime computes what the float simulation predicts. */
-static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
+/* The integer runtime computes what the float simulation predicts: at most
+ * one code apart on a few outputs, or (exact) identical. Frees g. */
+static void int_vs_sim_graph(struct qt_graph *g, const char *bits, int exact)
 {
-	struct qt_graph *g = quantized_cnn(bits, gran, group);
 	uint8_t *b;
 	size_t l;
 	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
@@ -339,7 +353,8 @@ static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
 	int off = 0;
 	for (int64_t i = 0; i < qt_tensor_numel(&yi); i++) {
 		double codes = fabs((double)a[i] - s[i]) / oq->scale[0];
-		cr_assert(codes <= 1.0 + 1e-3, "%s: element %lld differs by %.2f codes", bits, (long long)i, codes);
+		cr_assert(codes <= (exact ? 1e-3 : 1.0 + 1e-3), "%s: element %lld differs by %.2f codes", bits,
+			  (long long)i, codes);
 		off += codes > 0.5;
 	}
 	cr_assert(off <= qt_tensor_numel(&yi) / 20, "%s: %d of %lld outputs off by one code", bits, off,
@@ -354,7 +369,195 @@ static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
 	qt_graph_free(g);
 }
 
+static void int_vs_sim(const char *bits, enum qt_granularity gran, int group)
+{
+	int_vs_sim_graph(quantized_cnn(bits, gran, group), bits, 0);
+}
+
 Test(quant, integer_runtime_matches_simulation_w8a8) { int_vs_sim("w8a8", QT_GRAN_CHANNEL, 0); }
+/* 3-bit weights (packed 8 per 3 bytes): the same integer path, exactly the
+ * simulation's codes per channel; within a code with grouped scales (the
+ * simulation recovers int64 group sums from a float sum, see fakequant.c). */
+Test(quant, integer_runtime_equals_simulation_w3a8) { int_vs_sim_graph(quantized_cnn("w3a8", QT_GRAN_CHANNEL, 0), "w3a8", 1); }
+Test(quant, integer_runtime_equals_simulation_w3a4) { int_vs_sim_graph(quantized_cnn("w3a4", QT_GRAN_CHANNEL, 0), "w3a4", 1); }
+Test(quant, integer_runtime_matches_simulation_w3a8_group) { int_vs_sim("w3a8", QT_GRAN_GROUP, 16); }
+
+/* Every -3 code of the 3-bit weights becomes -4: only the full range allows it. */
+static void use_full_range(struct qt_graph *g)
+{
+	const char *names[] = {"w", "gw"};
+	int changed = 0;
+	for (int k = 0; k < 2; k++) {
+		struct qt_value *v = &g->values[qt_graph_find_value(g, names[k])];
+		cr_assert_eq(v->init->dtype, QT_DTYPE_S3);
+		v->q->full_range = 1;
+		for (int64_t i = 0; i < qt_tensor_numel(v->init); i++)
+			if (qt_code_get(v->init, i) == -3) {
+				qt_code_put(v->init, i, -4);
+				changed++;
+			}
+	}
+	cr_assert(changed > 4, "only %d codes at -3", changed);
+}
+
+/* Full-range grids ([-4, 3] at 3 bits) are recorded, read back, and run by
+ * the integer runtime exactly as the simulation dequantizes them. */
+Test(quant, full_range_codes_run_exactly)
+{
+	struct qt_graph *g = quantized_cnn("w3a8", QT_GRAN_CHANNEL, 0);
+	use_full_range(g);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK, "%s", qt_error_msg());
+	struct qt_graph *r;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "full.qmod", &r), QT_OK, "%s", qt_error_msg());
+	free(b);
+	const struct qt_value *w = &r->values[qt_graph_find_value(r, "w")];
+	cr_assert(w->q->full_range, "the code range was not recorded");
+	int32_t lo, hi;
+	qt_qparams_code_range(w->q, &lo, &hi);
+	cr_assert(lo == -4 && hi == 3, "[%d, %d]", lo, hi);
+	struct qt_tensor d = {0};
+	cr_assert_eq(qt_dequantize_value(w, &d), QT_OK);
+	int seen = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(w->init); i++)
+		if (qt_code_get(w->init, i) == -4) {
+			int64_t c = i / (qt_tensor_numel(w->init) / w->init->dims[0]);
+			cr_assert_eq(((float *)d.data)[i], -4 * w->q->scale[c]);
+			seen++;
+		}
+	cr_assert(seen > 0);
+	qt_tensor_free(&d);
+	qt_graph_free(r);
+	int_vs_sim_graph(g, "w3a8 full range", 1);
+}
+
+/* The same codes under the restricted range are refused at load, naming the
+ * tensor, the code and the range; so is int8 -128 unless the range is full. */
+Test(regress, crafted_qmod_code_outside_restricted_range)
+{
+	struct qt_graph *g = quantized_cnn("w3a8", QT_GRAN_CHANNEL, 0);
+	use_full_range(g);
+	g->values[qt_graph_find_value(g, "w")].q->full_range = 0;
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	struct qt_graph *r = NULL;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "r3.qmod", &r), QT_E_FORMAT);
+	cr_assert(strstr(qt_error_msg(), "r3.qmod") && strstr(qt_error_msg(), "\"w\"") &&
+			  strstr(qt_error_msg(), "code -4") && strstr(qt_error_msg(), "[-3, 3]"),
+		  "%s", qt_error_msg());
+	free(b);
+	qt_graph_free(g);
+
+	g = quantized_cnn("w8a8", QT_GRAN_CHANNEL, 0);
+	struct qt_value *w = &g->values[qt_graph_find_value(g, "gw")];
+	qt_code_put(w->init, 7, -128);
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	cr_assert_eq(qt_qmod_read_mem(b, l, "r8.qmod", &r), QT_E_FORMAT);
+	cr_assert(strstr(qt_error_msg(), "code -128 at element 7"), "%s", qt_error_msg());
+	free(b);
+	w->q->full_range = 1;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
+	cr_assert_eq(qt_qmod_read_mem(b, l, "f8.qmod", &r), QT_OK, "%s", qt_error_msg());
+	free(b);
+	qt_graph_free(r);
+	qt_graph_free(g);
+}
+
+/* qt_code_put and qt_code_get agree for every code of every packed type, at
+ * every position, without disturbing the neighbours. */
+Test(quant, code_put_get_every_dtype)
+{
+	static const enum qt_dtype dts[] = {QT_DTYPE_I8, QT_DTYPE_U8, QT_DTYPE_S4, QT_DTYPE_U4,
+					    QT_DTYPE_S3, QT_DTYPE_S2, QT_DTYPE_U2, QT_DTYPE_I32};
+	for (size_t k = 0; k < sizeof dts / sizeof dts[0]; k++) {
+		int bits = qt_dtype_bits(dts[k]);
+		int sgn = dts[k] != QT_DTYPE_U8 && dts[k] != QT_DTYPE_U4 && dts[k] != QT_DTYPE_U2;
+		int32_t lo = sgn ? -(1 << (bits > 16 ? 16 : bits - 1)) : 0, hi = sgn ? -lo - 1 : (1 << bits) - 1;
+		int64_t n = 37, d[1] = {n};
+		struct qt_tensor t = {0};
+		cr_assert_eq(qt_tensor_alloc(&t, dts[k], 1, d), QT_OK);
+		int32_t want[37];
+		rng_seed(k + 1);
+		for (int64_t i = 0; i < n; i++) {
+			want[i] = lo + (int32_t)(urand() * (hi - lo + 1));
+			qt_code_put(&t, i, want[i]);
+		}
+		for (int64_t i = n - 1; i >= 0; i -= 3) { /* overwrite some: old bits must be cleared */
+			want[i] = i % 2 ? lo : hi;
+			qt_code_put(&t, i, want[i]);
+		}
+		for (int64_t i = 0; i < n; i++)
+			cr_assert_eq(qt_code_get(&t, i), want[i], "%s element %lld", qt_dtype_name(dts[k]), (long long)i);
+		qt_tensor_free(&t);
+	}
+}
+
+/* Two-level group scales: a channel's largest scale is kept exactly, every
+ * other one moves by at most half a step of S / 256, and each decodes from
+ * one byte; encode(decode(b)) == b for every byte. */
+Test(quant, group_scale_rounding)
+{
+	rng_seed(77);
+	for (int t = 0; t < 200; t++) {
+		float s[40], r[40];
+		int ng = 1 + t % 40;
+		for (int j = 0; j < ng; j++)
+			s[j] = r[j] = (float)(exp(nrand() * 2) * 1e-3);
+		qt_wscale_round_groups(r, ng);
+		float S = 0;
+		for (int j = 0; j < ng; j++)
+			S = fmaxf(S, s[j]);
+		for (int j = 0; j < ng; j++) {
+			cr_assert(r[j] > 0);
+			if (s[j] == S)
+				cr_assert_eq(r[j], S);
+			if (s[j] >= S / 512)
+				cr_assert(fabs((double)r[j] - s[j]) <= S / 512.0 * (1 + 1e-6), "trial %d: %g -> %g (S %g)", t,
+					  s[j], r[j], S);
+			int b = qt_wscale_group_encode(r[j], S);
+			cr_assert(b >= 0 && qt_wscale_group_decode(S, b) == r[j]);
+		}
+		for (int b = 0; b < 256; b++)
+			cr_assert_eq(qt_wscale_group_encode(qt_wscale_group_decode(S, b), S), b);
+	}
+	cr_assert_eq(qt_wscale_group_encode(1.5f, 1.0f), -1, "a scale above S is not storable");
+}
+
+/* Grouped weights are stored as an f32 per channel plus a byte per group and
+ * no zero points: 8 / G + 32 / K bits per weight for scales (v2 stored 64 / G),
+ * and the reader gives back exactly the scales the codes were computed with. */
+Test(quant, grouped_weights_store_two_level_scales)
+{
+	struct qt_graph *g = quantized_cnn("w4a8", QT_GRAN_GROUP, 16);
+	const struct qt_value *w = &g->values[qt_graph_find_value(g, "gw")];
+	cr_assert_eq(w->q->scale_enc, QT_SCALE_ROW_U8);
+	int64_t C = w->init->dims[0], K = w->init->dims[1];
+	cr_assert_eq(qt_qmod_qparams_bytes(w->q, C), 4 * C + C * (K / 16));
+	double bpw = 8.0 * (double)qt_qmod_qparams_bytes(w->q, C) / (double)(C * K);
+	cr_assert(bpw <= 8.0 / 16 + 32.0 / K + 1e-9, "%.3f scale bits per weight", bpw);
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK, "%s", qt_error_msg());
+	struct qt_graph *r;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "g.qmod", &r), QT_OK, "%s", qt_error_msg());
+	const struct qt_value *rw = &r->values[qt_graph_find_value(r, "gw")];
+	cr_assert_eq(rw->q->scale_enc, QT_SCALE_ROW_U8);
+	cr_assert(!memcmp(rw->q->scale, w->q->scale, (size_t)w->q->count * 4), "scales changed on the way");
+	for (int64_t k = 0; k < rw->q->count; k++)
+		cr_assert_eq(rw->q->zero_point[k], 0);
+	/* A scale that is not storable is the quantizer's bug: the writer says so. */
+	w->q->scale[3] *= 1.001f; /* between two storable values (their spacing is S / 256) */
+	uint8_t *b2;
+	size_t l2;
+	cr_assert_eq(qt_qmod_serialize(g, &b2, &l2), QT_E_INVALID_ARG);
+	cr_assert(strstr(qt_error_msg(), "\"gw\"") && strstr(qt_error_msg(), "qt_wscale_storable"), "%s",
+		  qt_error_msg());
+	free(b);
+	qt_graph_free(r);
+	qt_graph_free(g);
+}
 /* A tiny im2col budget: the convs run in chunks of a few output pixels
  * (channels-last path, and the grouped-scale path). */
 Test(quant, integer_conv_in_chunks_matches_simulation)
@@ -690,4 +893,56 @@ Test(quant, conv_transpose_integer_close_to_fp32)
 	qt_qrt_free(q);
 	qt_graph_free(g);
 	qt_graph_free(f);
+}
+
+/* A two-level channel whose f32 is not its largest group scale (no byte
+ * 255) is refused at load: the runtime's ratios assume it. The file is
+ * patched in DATA (stored uncompressed) and its CRC recomputed. */
+Test(regress, crafted_qmod_two_level_row_without_top_byte)
+{
+	struct qt_graph *g = quantized_cnn("w4a8", QT_GRAN_GROUP, 16);
+	const struct qt_value *w = &g->values[qt_graph_find_value(g, "gw")];
+	int64_t C = w->init->dims[0], ng = w->q->count / C;
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK, "%s", qt_error_msg());
+	/* The payload: C f32 channel scales (each its row's largest), then the bytes. */
+	uint8_t *rows = malloc((size_t)C * 4);
+	for (int64_t c = 0; c < C; c++) {
+		float S = 0;
+		for (int64_t j = 0; j < ng; j++)
+			S = fmaxf(S, w->q->scale[c * ng + j]);
+		memcpy(rows + 4 * c, &S, 4);
+	}
+	uint8_t *at = memmem(b, l, rows, (size_t)C * 4);
+	cr_assert(at != NULL, "two-level payload not found");
+	uint8_t *bytes = at + 4 * C;
+	int64_t top = -1;
+	for (int64_t j = 0; j < ng && top < 0; j++)
+		top = bytes[j] == 255 ? j : -1;
+	cr_assert(top >= 0, "channel 0 has no byte 255");
+	for (int64_t j = 0; j < ng; j++)
+		if (bytes[j] == 255)
+			bytes[j] = 254;
+	uint32_t ns;
+	memcpy(&ns, b + 12, 4);
+	for (uint32_t i = 0; i < ns; i++) {
+		uint8_t *e = b + 64 + 32 * i;
+		uint32_t kind;
+		uint64_t off, sl;
+		memcpy(&kind, e, 4);
+		memcpy(&off, e + 8, 8);
+		memcpy(&sl, e + 16, 8);
+		if (kind == 11) {
+			uint32_t crc = (uint32_t)crc32(0L, b + off, (uInt)sl);
+			memcpy(e + 4, &crc, 4);
+		}
+	}
+	struct qt_graph *r = NULL;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "top.qmod", &r), QT_E_FORMAT);
+	cr_assert(strstr(qt_error_msg(), "top.qmod") && strstr(qt_error_msg(), "channel 0 has no group"), "%s",
+		  qt_error_msg());
+	free(rows);
+	free(b);
+	qt_graph_free(g);
 }

@@ -1,7 +1,9 @@
 /*
- * Sub-byte pack/unpack for int4/uint4 (two per byte, low nibble first) and
- * int2/uint2 (four per byte, bits 1:0 first). Signed values are two's
- * complement; unused bits of the last byte are written as 0.
+ * Sub-byte pack/unpack for int4/uint4 (two per byte, low nibble first),
+ * int3 (eight per three bytes) and int2/uint2 (four per byte, bits 1:0
+ * first): all are the same little-endian bit stream, element i in bits
+ * [b * i, b * (i + 1)). Signed values are two's complement; unused bits of
+ * the last byte are written as 0.
  */
 #include <string.h>
 
@@ -97,4 +99,46 @@ void qt_unpack_u2(const uint8_t *src, size_t n, uint8_t *dst)
 {
 	for (size_t i = 0; i < n; i++)
 		dst[i] = (uint8_t)field(src, i, 2);
+}
+
+/*
+ * int3: a little-endian bit stream, element i in bits [3i, 3i + 3) (so every
+ * 8 elements fill exactly 3 bytes: element j of a run in bits 3j..3j+2 of
+ * the 24-bit little-endian word those bytes form). Packing writes each
+ * element's field, which may straddle two bytes.
+ */
+enum qt_status qt_pack_s3(const int8_t *src, size_t n, uint8_t *dst)
+{
+	memset(dst, 0, qt_packed_bytes(n, 3));
+	for (size_t i = 0; i < n; i++) {
+		int v = src[i];
+		if (v < -4 || v > 3)
+			return qt_error(QT_E_INVALID_ARG, "int3 pack: element %zu is %d, outside [-4, 3]", i, v);
+		unsigned f = (unsigned)v & 7u;
+		size_t bit = 3 * i;
+		dst[bit / 8] |= (uint8_t)(f << (bit % 8));
+		if (bit % 8 > 5)
+			dst[bit / 8 + 1] |= (uint8_t)(f >> (8 - bit % 8));
+	}
+	return QT_OK;
+}
+
+/* ceil(3n / 8) bytes -> n int8 in [-4, 3]: whole runs of 8 elements from one
+ * 24-bit word each, then the tail field by field (never reads past the
+ * ceil(3n / 8) bytes). */
+void qt_unpack_s3(const uint8_t *src, size_t n, int8_t *dst)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8, src += 3) {
+		uint32_t w = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16;
+		for (int j = 0; j < 8; j++)
+			dst[i + j] = sext((w >> (3 * j)) & 7u, 3);
+	}
+	for (size_t j = 0; i < n; i++, j++) {
+		size_t bit = 3 * j;
+		unsigned f = src[bit / 8] >> (bit % 8);
+		if (bit % 8 > 5)
+			f |= (unsigned)src[bit / 8 + 1] << (8 - bit % 8);
+		dst[i] = sext(f & 7u, 3);
+	}
 }
