@@ -82,8 +82,8 @@ int cmd_inspect_qmod(const char *path, int json)
 			printf("  %-8s offset %8llu  %8llu bytes\n", secs[i].name, (unsigned long long)secs[i].offset,
 			       (unsigned long long)secs[i].length);
 		printf("quantized layers (bits/weight: codes plus their scales and zero points as stored):\n"
-		       "  %-28s %-8s %5s %-8s %5s %8s %10s %11s\n",
-		       "node", "op", "bits", "scales", "group", "params", "bytes", "bits/weight");
+		       "  %-28s %-8s %5s %-8s %5s %-5s %8s %10s %11s\n",
+		       "node", "op", "bits", "scales", "group", "codes", "params", "bytes", "bits/weight");
 	}
 	int64_t all_params = 0, all_bits = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
@@ -112,16 +112,17 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
 			cJSON_AddItemToArray(jl, o);
 		} else {
-			printf("  %-28s %-8s %4d%s %-8s %5d %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
-			       n->op_type, bits, w->q->full_range ? "f" : " ", scheme_name(w->q->scheme),
-			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, (long long)np, w->init->nbytes, bpw);
+			printf("  %-28s %-8s %5d %-8s %5d %-5s %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
+			       n->op_type, bits, scheme_name(w->q->scheme),
+			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, w->q->full_range ? "full" : "symm",
+			       (long long)np, w->init->nbytes, bpw);
 		}
 	}
 	double all_bpw = all_params > 0 ? (double)all_bits / (double)all_params : 0;
 	if (json)
 		cJSON_AddNumberToObject(root, "bits_per_weight", all_bpw);
 	else
-		printf("  %-28s %-8s %5s %-8s %5s %8lld %10lld %11.3f\n", "total", "", "", "", "", (long long)all_params,
+		printf("  %-28s %-8s %5s %-8s %5s %-5s %8lld %10lld %11.3f\n", "total", "", "", "", "", "", (long long)all_params,
 		       (long long)((all_bits + 7) / 8), all_bpw);
 	if (!json)
 		printf("nodes run as dequantize -> FP32 -> quantize (%d):", s.float_nodes);
