@@ -6,13 +6,16 @@
 
 #include "cli.h"
 #include "qtool/graph.h"
+#include "qtool/model.h"
 #include "qtool/npy.h"
 #include "qtool/onnx.h"
 #include "qtool/rt.h"
 
 static const char run_help[] =
 	"usage: qtool run MODEL --input NAME=FILE [--input NAME=FILE ...] --output DIR [--stats]\n\n"
-	"Runs MODEL once in FP32 and writes each graph output as DIR/NAME.npy.\n\n"
+	"Runs MODEL once in FP32 and writes each graph output as DIR/NAME.npy. A .qmod\n"
+	"MODEL runs on the integer runtime instead (one input; its first output is\n"
+	"written, dequantized to float32).\n\n"
 	"  --input NAME=FILE  value for graph input NAME: a .npy file or an ONNX TensorProto\n"
 	"                     .pb file; every graph input needs one\n"
 	"  --output DIR       folder for the outputs (created if missing)\n"
@@ -41,6 +44,31 @@ static enum qt_status read_tensor(const char *file, struct qt_tensor *t)
 	if (n > 3 && !strcmp(file + n - 3, ".pb"))
 		return qt_tensor_read_pb(file, t, NULL, 0);
 	return qt_error(QT_E_INVALID_ARG, "%s: unknown input file type (use .npy or .pb)", file);
+}
+
+/* A .qmod on the integer runtime: its single input, its first output. */
+static int run_qmod(struct qt_model *m, const char *model, int n_in, const char **in_names, const char **in_files,
+		    const char *outdir)
+{
+	const struct qt_graph *g = qt_model_graph(m);
+	if (g->n_inputs != 1 || n_in != 1 || strcmp(in_names[0], g->values[g->inputs[0]].name))
+		return cli_usage_error("run", "%s: a .qmod runs with exactly one --input %s=FILE", model,
+				       g->n_inputs > 0 ? g->values[g->inputs[0]].name : "INPUT");
+	struct qt_tensor x = {0}, y = {0};
+	char name[256], path[4096];
+	safe_name(name, sizeof name, g->values[g->outputs[0]].name);
+	snprintf(path, sizeof path, "%s/%s.npy", outdir, name);
+	const char *inputs_list[2] = {model, in_files[0]};
+	enum qt_status st = read_tensor(in_files[0], &x);
+	if (!st && (st = qt_model_run(m, &x, &y)) != QT_OK)
+		qt_error_prefix(st, "%s", model);
+	if (!st && mkdir(outdir, 0755) != 0 && errno != EEXIST)
+		st = qt_error(QT_E_IO, "%s: cannot create folder: %s", outdir, strerror(errno));
+	if (!st && (st = cli_check_not_input(path, inputs_list, 2)) == QT_OK && (st = qt_npy_write(path, &y)) == QT_OK)
+		printf("%s\n", path);
+	qt_tensor_free(&x);
+	qt_tensor_free(&y);
+	return st ? cli_status_error("run", st) : 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -83,11 +111,21 @@ int cmd_run(int argc, char **argv)
 	if (!outdir)
 		return cli_usage_error("run", "--output DIR is required");
 
+	struct qt_model *qm = NULL;
+	enum qt_status st = qt_model_open(model, &qm);
+	if (st)
+		return cli_status_error("run", st);
+	if (qt_model_kind(qm) == QT_MODEL_QMOD) {
+		int rc = run_qmod(qm, model, n_in, in_names, in_files, outdir);
+		qt_model_free(qm);
+		return rc;
+	}
+	qt_model_free(qm);
 	struct qt_graph *g = NULL;
 	struct qt_rt *rt = NULL;
 	struct qt_tensor *ins = NULL, *outs = NULL;
 	int rc = 0;
-	enum qt_status st = qt_graph_load_onnx(model, &g);
+	st = qt_graph_load_onnx(model, &g);
 	if (st)
 		return cli_status_error("run", st);
 	ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
