@@ -5,7 +5,11 @@
 // build/ort and runs this with NODE_PATH pointing there.
 //
 //   node scripts/ort_check.js --qtool BIN --qmod M.qmod --onnx M.qdq.onnx
-//        --tmp DIR [--limit N] [--chunk N] [--threads N]
+//        --tmp DIR [--limit N] [--chunk N] [--threads N] [--fusion on|off]
+//
+// --fusion off sets ONNX Runtime's session.disable_quant_qdq: QDQ groups run
+// as the float ops the ONNX spec defines instead of ORT's fused integer
+// kernels (QLinearConv, QLinearSoftmax, ...). Default: on, as users run it.
 //
 // Prints one line "RESULT name=... n=... ort_top1=... qtool_top1=...
 // codes_equal=... max_code_diff=..." and exits 0; exits 1 on a failure to
@@ -20,7 +24,7 @@ const ort = require('onnxruntime-node');
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 
 function args() {
-  const a = { limit: 10000, chunk: 1000, threads: 2 };
+  const a = { limit: 10000, chunk: 1000, threads: 2, fusion: 'on' };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i += 2) {
     const k = v[i].replace(/^--/, '');
@@ -81,7 +85,10 @@ async function main() {
   const lab = readIdx(`${FMNIST}/t10k-labels-idx1-ubyte.gz`, 8);
   const N = Math.min(a.limit, img.count), HW = 28 * 28;
   fs.mkdirSync(a.tmp, { recursive: true });
-  const sess = await ort.InferenceSession.create(a.onnx, { intraOpNumThreads: a.threads, interOpNumThreads: 1 });
+  const opts = { intraOpNumThreads: a.threads, interOpNumThreads: 1 };
+  if (a.fusion === 'off') opts.extra = { session: { disable_quant_qdq: '1' } };
+  else if (a.fusion !== 'on') throw new Error(`--fusion must be on or off, not ${a.fusion}`);
+  const sess = await ort.InferenceSession.create(a.onnx, opts);
   const inName = sess.inputNames[0], outName = sess.outputNames[0];
   let ortOk = 0, qOk = 0, agreeTop1 = 0, equal = 0, total = 0, maxDiff = 0;
   const qAll = [], oAll = [];
@@ -120,7 +127,7 @@ async function main() {
     for (let i = 0; i < qAll[c].length; i++) maxDiff = Math.max(maxDiff, Math.round(Math.abs(qAll[c][i] - oAll[c][i]) / step));
   const pct = (k, d) => (100 * k / d).toFixed(2);
   console.log(`RESULT name=${path.basename(a.qmod, '.qmod')} n=${N} ort_top1=${pct(ortOk, N)} qtool_top1=${pct(qOk, N)} ` +
-    `top1_agree=${pct(agreeTop1, N)} codes_equal=${pct(equal, total)} max_code_diff=${Number.isFinite(step) ? maxDiff : 0} ` +
+    `fusion=${a.fusion} top1_agree=${pct(agreeTop1, N)} codes_equal=${pct(equal, total)} max_code_diff=${Number.isFinite(step) ? maxDiff : 0} ` +
     `ort=${ort.env.versions.common}`);
 }
 
