@@ -111,23 +111,26 @@ int cmd_run(int argc, char **argv)
 	if (!outdir)
 		return cli_usage_error("run", "--output DIR is required");
 
-	struct qt_model *qm = NULL;
-	enum qt_status st = qt_model_open(model, &qm);
-	if (st)
-		return cli_status_error("run", st);
-	if (qt_model_kind(qm) == QT_MODEL_QMOD) {
-		int rc = run_qmod(qm, model, n_in, in_names, in_files, outdir);
-		qt_model_free(qm);
-		return rc;
-	}
-	qt_model_free(qm);
 	struct qt_graph *g = NULL;
 	struct qt_rt *rt = NULL;
 	struct qt_tensor *ins = NULL, *outs = NULL;
 	int rc = 0;
-	st = qt_graph_load_onnx(model, &g);
-	if (st)
+	enum qt_status st = qt_graph_load_onnx(model, &g);
+	if (st) {
+		/* Not ONNX: a .qmod runs on the integer runtime (qt_model_open
+		 * tells them apart by content); otherwise report the ONNX error. */
+		char onnx_msg[1024];
+		snprintf(onnx_msg, sizeof onnx_msg, "%s", qt_error_msg());
+		struct qt_model *qm = NULL;
+		if (qt_model_open(model, &qm) == QT_OK && qt_model_kind(qm) == QT_MODEL_QMOD) {
+			rc = run_qmod(qm, model, n_in, in_names, in_files, outdir);
+			qt_model_free(qm);
+			return rc;
+		}
+		qt_model_free(qm);
+		qt_error(st, "%s", onnx_msg);
 		return cli_status_error("run", st);
+	}
 	ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
 	outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	if (!ins || !outs) {
