@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ONNX Runtime runs what `qtool export` writes, and agrees with qtool.
 #
-# For every bundled model (or RESULTS_MODELS / ORT_MODELS): calibrate on 1000
-# training images, quantize W8A8, export to QDQ ONNX, then run the first N
+# For every bundled model (or ORT_MODELS): calibrate on 1000 training
+# images, quantize W8A8 (and, on fmnist_cnn, W4A8 per channel, W4A8 in
+# groups of 36 and W8A4; ORT_EXTRA="" drops those), export to QDQ ONNX, then run the first N
 # Fashion-MNIST test images through onnxruntime-node and through qtool's
 # integer runtime (`qtool run MODEL.qmod`) on the same float inputs
 # (scripts/ort_check.js), twice: with ORT's QDQ fusions (its default, what
@@ -66,18 +67,32 @@ trap 'rm -rf "$W"' EXIT
 rows=()
 failed=0
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-for m in $MODELS; do
-	"$Q" calibrate "models/$m.onnx" --data fashion-mnist:train --limit 1000 -o "$W/$m.calib.json" >/dev/null
-	"$Q" quantize "models/$m.onnx" --calib "$W/$m.calib.json" --bits w8a8 -o "$W/$m.qmod" >/dev/null
-	"$Q" export "$W/$m.qmod" -o "$W/$m.qdq.onnx" >/dev/null
+# MODEL:BITS[:GROUP]: W8A8 for every model, then the other exportable
+# forms on the CNN: int4 weights per channel (opset 21), int4 weights in
+# groups of 36 (blocked DequantizeLinear) and 4-bit activations.
+configs=""
+for m in $MODELS; do configs="$configs $m:w8a8"; done
+if [[ " $MODELS " == *" fmnist_cnn "* ]]; then
+	configs="$configs ${ORT_EXTRA-fmnist_cnn:w4a8 fmnist_cnn:w4a8:36 fmnist_cnn:w8a4}"
+fi
+for c in $configs; do
+	IFS=: read -r model bits group <<<"$c"
+	m=$model
+	[ "$bits" = w8a8 ] || m="$model $bits${group:+ g$group}"
+	f=$W/$model.$bits${group:+.g$group}
+	[ -e "$W/$model.calib.json" ] || "$Q" calibrate "models/$model.onnx" --data fashion-mnist:train --limit 1000 \
+		-o "$W/$model.calib.json" >/dev/null
+	"$Q" quantize "models/$model.onnx" --calib "$W/$model.calib.json" --bits "$bits" ${group:+--group-size "$group"} \
+		-o "$f.qmod" >/dev/null
+	"$Q" export "$f.qmod" -o "$f.qdq.onnx" >/dev/null
 	for fusion in on off; do
-		r=$(NODE_PATH=$ORT_DIR/node_modules node scripts/ort_check.js --qtool "$Q" --qmod "$W/$m.qmod" \
-			--onnx "$W/$m.qdq.onnx" --tmp "$W/run" --limit "$LIMIT" --fusion "$fusion")
+		r=$(NODE_PATH=$ORT_DIR/node_modules node scripts/ort_check.js --qtool "$Q" --qmod "$f.qmod" \
+			--onnx "$f.qdq.onnx" --tmp "$W/run" --limit "$LIMIT" --fusion "$fusion")
 		ot=$(field ort_top1 "$r") qt=$(field qtool_top1 "$r") ce=$(field codes_equal "$r")
 		md=$(field max_code_diff "$r") n=$(field n "$r")
 		d=$(awk -v a="$ot" -v b="$qt" 'BEGIN { d = a - b; printf "%.2f", d < 0 ? -d : d }')
 		gated=yes
-		if [ "$fusion" = on ] && [[ " $GAP " == *" $m "* ]]; then gated="no (known gap)"; fi
+		if [ "$fusion" = on ] && [[ " $GAP " == *" $model "* ]]; then gated="no (known gap)"; fi
 		verdict=ok
 		if ! awk -v d="$d" -v c="$ce" 'BEGIN { exit !(d <= 0.1 + 1e-9 && c >= 99) }'; then
 			if [ "$gated" = yes ]; then verdict=FAIL; failed=1; else verdict="below the 99% / 0.1 bar"; fi
@@ -95,7 +110,7 @@ if [ "$RESULTS" = 1 ]; then
 	echo
 	echo "Made by \`scripts/ort_check.sh --limit $LIMIT --results\` (\`make results-ort\`) on $(date -u +%Y-%m-%d)"
 	echo "with qtool $("$Q" --version | cut -d' ' -f2) and onnxruntime-node $ORT_VERSION (CPU, 2 threads)."
-	echo "Each model: \`qtool calibrate\` (1000 train images), \`qtool quantize --bits w8a8\`,"
+	echo "Each model: \`qtool calibrate\` (1000 train images), \`qtool quantize --bits w8a8\` (and other bits as named),"
 	echo "\`qtool export\`, then the first $LIMIT test images through ONNX Runtime and through"
 	echo "qtool's integer runtime on the same float inputs. *fusions*: ORT's QDQ fusions on (its"
 	echo "default) or off (\`session.disable_quant_qdq\`, the ONNX ops' float semantics). *codes*:"
