@@ -665,6 +665,10 @@ enum qt_status qt_onnx_export_qdq(const struct qt_graph *g, uint8_t **buf_out, s
 	mp.doc_string = "QDQ export of a qtool .qmod (qtool export); see qtool's docs/EXPORT.md";
 	mp.graph = &gp;
 	size_t sz = onnx__model_proto__get_packed_size(&mp);
+	if (sz > QT_ONNX_MAX_FILE) { /* protobuf's 2 GiB message limit: readers refuse it */
+		qt_arena_free(w.ar);
+		return qt_error(QT_E_UNSUPPORTED, "the QDQ model would be %zu bytes, over ONNX's 2 GiB protobuf limit", sz);
+	}
 	uint8_t *buf = malloc(sz ? sz : 1);
 	if (!buf) {
 		qt_arena_free(w.ar);
