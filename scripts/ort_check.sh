@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 	*) echo "usage: scripts/ort_check.sh [--limit N] [--results]" >&2; exit 2 ;;
 	esac
 done
-MODELS=${ORT_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//')}
+MODELS=${ORT_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//' | tr '\n' ' ')}
 GAP=${ORT_FUSED_GAP:-fmnist_vit}
 ORT_VERSION=1.30.0
 ORT_DIR=build/ort
