@@ -116,7 +116,7 @@ if [ "$RESULTS" = 1 ]; then
 	echo "default) or off (\`session.disable_quant_qdq\`, the ONNX ops' float semantics). *codes*:"
 	echo "share of output elements with the same code. Gate: |Δ| <= 0.1 points and codes >= 99%."
 	echo
-	echo "| model | fusions | images | ORT top-1 % | qtool int top-1 % | |Δ| | codes equal % | max code diff | gated |"
+	echo "| model | fusions | images | ORT top-1 % | qtool int top-1 % | abs Δ | codes equal % | max code diff | gated |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 	printf '%s\n' "${rows[@]}"
 	echo "<!-- ort_check end -->"
