@@ -75,7 +75,8 @@ static Onnx__TensorProto *wr_tensor(struct wr *w, const char *name, enum qt_dtyp
 	if (!tp || !d)
 		return NULL;
 	onnx__tensor_proto__init(tp);
-	memcpy(d, dims, sizeof(int64_t) * (size_t)rank);
+	if (rank > 0) /* a scalar passes no dims (NULL) */
+		memcpy(d, dims, sizeof(int64_t) * (size_t)rank);
 	tp->n_dims = (size_t)rank;
 	tp->dims = d;
 	tp->has_data_type = 1;
