@@ -6,6 +6,7 @@
 #   make conformance  ONNX backend tests from Debian's libonnx-testdata
 #   make demo       quantize and evaluate the bundled default model
 #   make bench      throughput of the FP32 and integer runtimes, time of GPTQ
+#   make results-ort  ONNX Runtime on qtool's QDQ export vs the integer runtime (npm)
 #   make fuzz       libFuzzer targets (clang), 60 s each
 #   make deps       install the Debian packages qtool needs
 #   make models     retrain the bundled models (needs python3-torch)
@@ -67,7 +68,7 @@ LIBQT := $(B)/libqtool.a
 UNIT_BIN := $(B)/tests/unit_tests
 CONF_BIN := $(B)/tests/run_conformance
 
-.PHONY: all test unit cli-test conformance demo bench fuzz fuzz-replay deps models clean results
+.PHONY: all test unit cli-test conformance demo bench fuzz fuzz-replay deps models clean results results-ort
 
 all: $(QTOOL) $(LIBQT)
 	@ln -sf $(CONFIG)/qtool build/qtool
@@ -158,6 +159,12 @@ demo: deps-check all
 
 results: all $(B)/bench_kernels
 	bash scripts/results.sh
+
+# ONNX Runtime on `qtool export`'s QDQ models against qtool's integer runtime,
+# all 10k test images; writes its section of docs/RESULTS.md (installs
+# onnxruntime-node from npm into build/ort; `make test` runs 2000 images).
+results-ort: all
+	QTOOL=$(QTOOL) bash scripts/ort_check.sh --limit 10000 --results
 
 models:
 	/usr/bin/python3 scripts/train_models.py

@@ -40,4 +40,26 @@ QT_API enum qt_status qt_tensor_read_pb_mem(const void *buf, size_t len, const c
  */
 QT_API enum qt_status qt_tensor_write_pb(const char *path, const struct qt_tensor *t, const char *name);
 
+struct qt_graph;
+
+/*
+ * Export a quantized graph g (borrowed; what qt_qmod_read returns) as a
+ * standard ONNX model in QDQ form: integer weight codes (int8, or int4 at
+ * opset 21) and int32 biases feeding DequantizeLinear, QuantizeLinear then
+ * DequantizeLinear (uint8 or uint4, per tensor) after every quantized
+ * activation, per-axis weight scales (blocked along the input axis for
+ * grouped weights, opset 21), ai.qtool MatMulBias as MatMul + Add. The
+ * mapping, and where ONNX Runtime's float requantization can differ from
+ * qtool's integer one, is in docs/EXPORT.md.
+ *
+ * *buf_out receives the serialized ModelProto (malloc'd, owned by the
+ * caller), *len_out its size, *opset_out (may be NULL) the ai.onnx opset it
+ * declares: the graph's own, at least 13, and 21 when int4, uint4 or blocked
+ * scales need it. QT_E_UNSUPPORTED names the node and what ONNX cannot
+ * express (2-bit or FP8 weights, groups that do not fit one axis);
+ * QT_E_INVALID_ARG when g has no quantization parameters.
+ */
+QT_API enum qt_status qt_onnx_export_qdq(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out,
+					 int *opset_out);
+
 #endif

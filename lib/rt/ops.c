@@ -9,7 +9,7 @@
 #include "qtool/quant.h"
 
 static const struct qt_op_entry *const op_tables[] = {
-	qt_ops_conv, qt_ops_linalg, qt_ops_norm, qt_ops_elemwise, qt_ops_reduce, qt_ops_shape,
+	qt_ops_conv, qt_ops_linalg, qt_ops_norm, qt_ops_elemwise, qt_ops_reduce, qt_ops_shape, qt_ops_qdq,
 };
 
 qt_op_fn qt_op_find(const char *domain, const char *op_type, int opset)

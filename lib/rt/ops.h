@@ -46,6 +46,7 @@ extern const struct qt_op_entry qt_ops_norm[];    /* op_norm.c: BatchNorm, Layer
 extern const struct qt_op_entry qt_ops_elemwise[]; /* op_elemwise.c: unary, binary, Where, Cast, Clip */
 extern const struct qt_op_entry qt_ops_reduce[];  /* op_reduce.c: Reduce* */
 extern const struct qt_op_entry qt_ops_shape[];   /* op_shape.c: Reshape, Transpose, Slice, ... */
+extern const struct qt_op_entry qt_ops_qdq[];     /* op_qdq.c: QuantizeLinear, DequantizeLinear */
 extern const struct qt_op_entry qt_ops_qtool[];   /* op_linalg.c: domain ai.qtool (qtool/quant.h) */
 
 /* 2-D ConvTranspose geometry (integer runtime): pt/pl are the begin pads. */

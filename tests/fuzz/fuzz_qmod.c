@@ -1,12 +1,15 @@
 /*
  * libFuzzer harness for the .qmod reader and the integer runtime behind it:
- * read, prepare, and run once on a zero input of the declared shape (batch 1).
+ * read, prepare, and run once on a zero input of the declared shape (batch 1);
+ * then export the graph as QDQ ONNX (qtool export) and load that back.
  * Fuzz builds skip the CRC checks (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
  * so mutations reach the structural validation.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
+#include "qtool/onnx.h"
 #include "qtool/qmod.h"
 #include "qtool/rt.h"
 #include "../../lib/rt/qmodel_int.h"
@@ -33,6 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				qt_tensor_free(&y[i]);
 		qt_tensor_free(&x);
 		qt_qrt_free(q);
+	}
+	uint8_t *onnx = NULL;
+	size_t onnx_len = 0;
+	if (qt_onnx_export_qdq(g, &onnx, &onnx_len, NULL) == QT_OK) {
+		struct qt_graph *back = NULL;
+		if (qt_graph_load_onnx_mem(onnx, onnx_len, NULL, "fuzz.qdq.onnx", &back) == QT_OK)
+			qt_graph_free(back);
+		free(onnx);
 	}
 	qt_graph_free(g);
 	return 0;
