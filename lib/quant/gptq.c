@@ -112,6 +112,8 @@ static int cmp_diag_desc(const void *pa, const void *pb)
  * following the permutation's cycles (done: K bytes), columns row by row. */
 static void permute_sym(double *H, int64_t K, const int64_t *src, double *tmp, unsigned char *done)
 {
+	if (K <= 0)
+		return; /* also tells the compiler the loop below has a sane size */
 	size_t row = (size_t)K * sizeof *H;
 	for (int64_t a = 0; a < K; a++)
 		done[a] = 0;
