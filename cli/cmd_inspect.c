@@ -9,12 +9,16 @@
 #include "qtool/rt.h"
 
 static const char inspect_help[] =
-	"usage: qtool inspect MODEL [--json]\n\n"
+	"usage: qtool inspect MODEL [--json] [--input-shape NAME=D0,D1,...]\n\n"
 	"Shows a model's inputs and outputs with shapes, a histogram of op types, the\n"
 	"parameter count and bytes, multiply-accumulates (MACs) per Conv, ConvTranspose,\n"
 	"Gemm and MatMul node and in total (at batch 1), and any op types the runtime\n"
 	"does not support.\n\n"
-	"  --json   print the same as one JSON object\n";
+	"  --json   print the same as one JSON object\n"
+	"  --input-shape NAME=D0,D1,...\n"
+	"           the shape to count MACs at, for inputs with symbolic dims other\n"
+	"           than the batch (repeatable; the batch defaults to 1)\n"
+	"\n.qmod files: also the nodes that run in float, each with the reason.\n";
 
 /* MACs of one node from the concrete shapes of its inputs and outputs (batch 1 run). */
 static double node_macs(const struct qt_node *n, const struct qt_rt *rt)
@@ -68,12 +72,19 @@ int cmd_inspect(int argc, char **argv)
 {
 	const char *path = NULL;
 	int json = 0;
+	struct qt_input_shapes shapes = {0};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			fputs(inspect_help, stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--json"))
 			json = 1;
+		else if (!strcmp(argv[i], "--input-shape")) {
+			if (i + 1 >= argc)
+				return cli_usage_error("inspect", "--input-shape needs NAME=D0,D1,...");
+			if (qt_input_shapes_parse(&shapes, argv[++i]))
+				return cli_usage_error("inspect", "%s", qt_error_msg());
+		}
 		else if (argv[i][0] == '-')
 			return cli_usage_error("inspect", "unknown option '%s' (see 'qtool inspect --help')", argv[i]);
 		else if (!path)
@@ -103,20 +114,39 @@ int cmd_inspect(int argc, char **argv)
 	char unsupported[2048];
 	int n_unsup = qt_rt_unsupported_ops(g, unsupported, sizeof unsupported);
 
-	/* Shapes for MACs come from one batch-1 run on zeros. */
+	/* Shapes for MACs come from one run on zeros at batch 1 (or the given shapes). */
 	struct qt_rt *rt = NULL;
 	struct qt_tensor *ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
 	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	int ran = 0;
+	char why[512] = "";
+	for (int k = 0; k < shapes.n; k++) {
+		int found = 0;
+		for (int i = 0; i < g->n_inputs && !found; i++)
+			found = !strcmp(g->values[g->inputs[i]].name, shapes.s[k].name);
+		if (!found) {
+			qt_graph_free(g);
+			free(ins);
+			free(outs);
+			return cli_usage_error("inspect", "%s: --input-shape names \"%s\", which is not an input of the model",
+					       path, shapes.s[k].name);
+		}
+	}
 	if (n_unsup == 0 && ins && outs && qt_rt_new(g, &rt) == QT_OK) {
-		int ok = 1;
-		for (int i = 0; i < g->n_inputs && ok; i++) {
+		enum qt_status rs = QT_OK;
+		for (int i = 0; i < g->n_inputs && !rs; i++) {
 			int64_t dims[QT_MAX_RANK];
-			int r = qt_graph_input_dims(g, i, 1, dims);
-			ok = r >= 0 && qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, dims) == QT_OK;
+			int r;
+			rs = qt_graph_dry_run_dims(g, i, &shapes, dims, &r);
+			if (!rs)
+				rs = qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, dims);
 		}
 		qt_rt_keep_all(rt, 1);
-		ran = ok && qt_rt_run(rt, ins, outs) == QT_OK;
+		if (!rs)
+			rs = qt_rt_run(rt, ins, outs);
+		ran = !rs;
+		if (rs)
+			snprintf(why, sizeof why, "%s", qt_error_msg());
 	}
 	double total_macs = 0;
 
@@ -208,7 +238,7 @@ int cmd_inspect(int argc, char **argv)
 			printf(" %s=%d", ops[k], counts[k]);
 		printf("\nparameters: %lld (%zu bytes)\n", (long long)n_params, param_bytes);
 		if (ran) {
-			printf("MACs at batch 1:\n");
+			printf("MACs at %s:\n", shapes.n ? "the given shapes" : "batch 1");
 			for (int i = 0; i < g->n_nodes; i++) {
 				double m = node_macs(&g->nodes[i], rt);
 				if (m <= 0)
@@ -219,7 +249,7 @@ int cmd_inspect(int argc, char **argv)
 			}
 			printf("MACs total: %.0f\n", total_macs);
 		} else {
-			printf("MACs: unknown (the model could not be run at batch 1 on zeros)\n");
+			printf("MACs: unknown (the model could not be run on zeros%s%s)\n", why[0] ? ": " : "", why);
 		}
 		if (n_unsup)
 			printf("unsupported ops (%d): %s\n", n_unsup, unsupported);

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "qtool/qmod.h"
+#include "qtool/quant.h"
 
 static const char *scheme_name(enum qt_qscheme s)
 {
@@ -106,18 +107,22 @@ int cmd_inspect_qmod(const char *path, int json)
 		}
 	}
 	if (!json)
-		printf("nodes run as dequantize -> FP32 -> quantize (%d):", s.float_nodes);
+		printf("nodes run as dequantize -> FP32 -> quantize (%d):\n", s.float_nodes);
 	for (int i = 0; i < g->n_nodes; i++) {
-		if (qt_qrt_node_is_integer(g, i))
+		char why[256];
+		const char *reason = qt_node_float_reason(g, i, why, sizeof why);
+		if (!reason)
 			continue;
 		const struct qt_node *n = &g->nodes[i];
 		if (json) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "node", n->name);
 			cJSON_AddStringToObject(o, "op", n->op_type);
+			cJSON_AddStringToObject(o, "reason", reason);
+			cJSON_AddBoolToObject(o, "weighted", qt_is_weighted_op(n));
 			cJSON_AddItemToArray(jf, o);
 		} else {
-			printf(" %s(%s)", n->name[0] ? n->name : "#", n->op_type);
+			printf("  %-28s %-14s %s\n", n->name[0] ? n->name : "(unnamed)", n->op_type, reason);
 		}
 	}
 	if (json) {
@@ -126,8 +131,6 @@ int cmd_inspect_qmod(const char *path, int json)
 			puts(t);
 		free(t);
 		cJSON_Delete(root);
-	} else {
-		printf("\n");
 	}
 	qt_graph_free(g);
 	free(buf);

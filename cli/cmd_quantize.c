@@ -10,7 +10,8 @@
 static const char quantize_help[] =
 	"usage: qtool quantize MODEL --calib FILE -o OUT.qmod [--bits wXaY]\n"
 	"                      [--granularity channel|tensor] [--group-size G]\n"
-	"                      [--calib-method minmax|percentile|entropy|mse]\n\n"
+	"                      [--calib-method minmax|percentile|entropy|mse]\n"
+	"                      [--input-shape NAME=D0,D1,...]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
@@ -24,12 +25,17 @@ static const char quantize_help[] =
 	"  --group-size G      per-group weight scales: G consecutive inputs share one\n"
 	"                      scale (implies group granularity)\n"
 	"  --calib-method M    activation range method; default: the calibration file's\n"
-	"                      (ranges are recomputed from its histograms, no recalibration)\n";
+	"                      (ranges are recomputed from its histograms, no recalibration)\n"
+	"  --input-shape NAME=D0,D1,...\n"
+	"                      shape of input NAME for the one dry run that learns value\n"
+	"                      types; default: the shape calibration saw (symbolic dims\n"
+	"                      other than the batch need one of the two). Repeatable\n";
 
 int cmd_quantize(int argc, char **argv)
 {
 	const char *model = NULL, *calib = NULL, *out = NULL, *bits = "w8a8", *method = NULL, *gran = "channel";
 	long group = 0;
+	struct qt_input_shapes given = {0};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -60,6 +66,12 @@ int cmd_quantize(int argc, char **argv)
 			if (cli_parse_long(v, 1, 65535, &group))
 				return cli_usage_error("quantize", "--group-size needs an integer in 1..65535, not '%s'",
 						       v ? v : "");
+			i++;
+		} else if (!strcmp(a, "--input-shape")) {
+			if (!v)
+				return cli_usage_error("quantize", "--input-shape needs NAME=D0,D1,...");
+			if (qt_input_shapes_parse(&given, v))
+				return cli_usage_error("quantize", "%s", qt_error_msg());
 			i++;
 		} else if (a[0] == '-') {
 			return cli_usage_error("quantize", "unknown option '%s' (see 'qtool quantize --help')", a);
@@ -113,7 +125,12 @@ int cmd_quantize(int argc, char **argv)
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if ((st = qt_quantize_graph(g, t, &o)) != QT_OK) {
+	/* Dry-run shapes: what calibration saw, then what the user gave. */
+	struct qt_input_shapes shapes = t->input_shapes;
+	for (int k = 0; k < given.n && !st; k++)
+		st = qt_input_shapes_set(&shapes, given.s[k].name, given.s[k].rank, given.s[k].dims);
+	o.input_shapes = &shapes;
+	if (st || (st = qt_quantize_graph(g, t, &o)) != QT_OK) {
 		qt_error_prefix(st, "%s", model);
 		rc = cli_status_error("quantize", st);
 		goto done;

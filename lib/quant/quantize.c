@@ -107,10 +107,11 @@ static enum qt_status fuse_activations(struct qt_graph *g, int *n_out)
 }
 
 /*
- * Learn every value's dtype by running the graph once at batch 1 on zeros
- * (ONNX files rarely declare intermediate types; calibration saw the same).
+ * Learn every value's dtype by running the graph once on zeros (ONNX files
+ * rarely declare intermediate types; calibration saw the same), at the
+ * shapes calibration saw or the user gave (qt_graph_dry_run_dims).
  */
-static enum qt_status infer_dtypes(struct qt_graph *g)
+static enum qt_status infer_dtypes(struct qt_graph *g, const struct qt_input_shapes *shapes)
 {
 	struct qt_rt *rt;
 	enum qt_status st = qt_rt_new(g, &rt);
@@ -125,10 +126,9 @@ static enum qt_status infer_dtypes(struct qt_graph *g)
 	}
 	for (int i = 0; i < g->n_inputs && !st; i++) {
 		int64_t d[QT_MAX_RANK];
-		int r = qt_graph_input_dims(g, i, 1, d);
-		if (r < 0)
-			st = qt_error(QT_E_UNSUPPORTED, "input \"%s\" declares no shape", g->values[g->inputs[i]].name);
-		else
+		int r;
+		st = qt_graph_dry_run_dims(g, i, shapes, d, &r);
+		if (!st)
 			st = qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, d);
 	}
 	if (!st) {
@@ -389,35 +389,53 @@ static enum qt_status quantize_node(struct qt_graph *g, struct qt_node *n, const
 }
 
 /* Which nodes get integer weights: Conv, ConvTranspose (2-D, group 1), Gemm
- * (plain), MatMul and MatMulBias with a 2-D constant. */
-static int quantizable(const struct qt_graph *g, const struct qt_node *n)
+ * (plain), MatMul and MatMulBias with a 2-D constant. NULL when n does, else
+ * why not (qtool/quant.h). */
+const char *qt_quant_skip_reason(const struct qt_graph *g, const struct qt_node *n)
 {
+	if (!qt_is_weighted_op(n))
+		return "not a weighted op";
 	if (n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->n_outputs != 1 || n->outputs[0] < 0)
-		return 0;
+		return "unusual inputs or outputs";
 	const struct qt_value *x = &g->values[n->inputs[0]], *y = &g->values[n->outputs[0]];
 	const struct qt_tensor *w = g->values[n->inputs[1]].init;
-	if (!x->q || !y->q || !w || w->dtype != QT_DTYPE_F32 || g->values[n->inputs[1]].n_consumers != 1)
-		return 0;
+	if (!x->q || !y->q)
+		return "input or output is not a float32 activation";
+	if (!w)
+		return "weight not constant";
+	if (w->dtype != QT_DTYPE_F32)
+		return "weight is not float32";
+	if (g->values[n->inputs[1]].n_consumers != 1)
+		return "weight shared with another node";
 	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
 		const struct qt_tensor *b = g->values[n->inputs[2]].init;
 		if (weight_axis(n) >= w->rank)
-			return 0;
+			return "weight rank too small";
 		int64_t C = w->dims[weight_axis(n)];
 		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
-			return 0; /* a bias we cannot fold into int32: the node stays in float */
+			return "bias not foldable (not a float32 constant per output channel)";
 	}
 	if (!strcmp(n->op_type, "Conv"))
-		return w->rank == 4; /* the integer Conv is 2-D */
+		return w->rank == 4 ? NULL : "no integer kernel (only 2-D Conv)";
 	if (!strcmp(n->op_type, "ConvTranspose"))
-		return w->rank == 4 && qt_node_attr_int(n, "group", 1) == 1; /* 2-D, ungrouped */
+		return w->rank == 4 && qt_node_attr_int(n, "group", 1) == 1
+			       ? NULL
+			       : "no integer kernel (only 2-D ungrouped ConvTranspose)";
 	if (!strcmp(n->op_type, "Gemm"))
 		return w->rank == 2 && !qt_node_attr_int(n, "transA", 0) && qt_node_attr_float(n, "alpha", 1) == 1.0f &&
-		       (n->n_inputs < 3 || qt_node_attr_float(n, "beta", 1) == 1.0f);
+				       (n->n_inputs < 3 || qt_node_attr_float(n, "beta", 1) == 1.0f)
+			       ? NULL
+			       : "no integer kernel (Gemm with transA, alpha or beta)";
 	if (!strcmp(n->op_type, "MatMul"))
-		return w->rank == 2 && n->n_inputs == 2;
+		return w->rank == 2 && n->n_inputs == 2 ? NULL : "no integer kernel (MatMul weight not 2-D)";
 	if (!strcmp(n->op_type, QT_OP_MATMUL_BIAS) && !strcmp(n->domain, QT_DOMAIN_QTOOL))
-		return w->rank == 2 && n->n_inputs == 3;
-	return 0;
+		return w->rank == 2 && n->n_inputs == 3 ? NULL : "no integer kernel (MatMulBias weight not 2-D)";
+	return "not a weighted op";
+}
+
+static int quantizable(const struct qt_graph *g, const struct qt_node *n)
+{
+	return qt_quant_skip_reason(g, n) == NULL;
 }
 
 enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
@@ -426,8 +444,9 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 	char lbl[256];
 	int n_bn, n_mmb, n_act;
 	enum qt_status st;
-	if ((st = qt_pass_fold_bn(g, &n_bn)) != QT_OK || (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK ||
-	    (st = fuse_activations(g, &n_act)) != QT_OK || (st = infer_dtypes(g)) != QT_OK)
+	if ((st = qt_pass_prepare_import(g)) != QT_OK || (st = qt_pass_fold_bn(g, &n_bn)) != QT_OK ||
+	    (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK || (st = fuse_activations(g, &n_act)) != QT_OK ||
+	    (st = infer_dtypes(g, o->input_shapes)) != QT_OK)
 		return st;
 	enum qt_dtype aq = o->abits == 8 ? QT_DTYPE_U8 : QT_DTYPE_U4;
 
