@@ -48,6 +48,19 @@ static float *writable_f32(struct qt_graph *g, int v, const struct qt_tensor *sr
 	return d;
 }
 
+/* Make value bv layer p's bias (input 2); `ins` is p->inputs, or a fresh
+ * array of 3 (graph arena) when p had only x and W. */
+static void set_bias(struct qt_node *p, int *ins, int bv)
+{
+	if (ins != p->inputs) {
+		ins[0] = p->inputs[0];
+		ins[1] = p->inputs[1];
+		p->inputs = ins;
+		p->n_inputs = 3;
+	}
+	p->inputs[2] = bv;
+}
+
 /*
  * y = gamma * (x - mean) / sqrt(var + eps) + beta after x = W * in + b folds to
  * W' = W * k, b' = (b - mean) * k + beta with k = gamma / sqrt(var + eps), per
@@ -134,13 +147,7 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 		for (int64_t c = 0; c < C; c++)
 			bd[c] = (float)(((b0 ? (double)b0[c] : 0.0) - m[c]) * k[c] + be[c]);
 		free(k);
-		if (ins != p->inputs) {
-			ins[0] = p->inputs[0];
-			ins[1] = p->inputs[1];
-			p->inputs = ins;
-			p->n_inputs = 3;
-		}
-		p->inputs[2] = bv;
+		set_bias(p, ins, bv);
 		/* The conv now produces the BN's output value directly. */
 		p->outputs[0] = bn->outputs[0];
 		dead[bi] = 1;
@@ -379,13 +386,7 @@ static enum qt_status fold_affine_once(struct qt_graph *g, int *n_out)
 				}
 			}
 			free(k);
-			if (ins != p->inputs) {
-				ins[0] = p->inputs[0];
-				ins[1] = p->inputs[1];
-				p->inputs = ins;
-				p->n_inputs = 3;
-			}
-			p->inputs[2] = nb;
+			set_bias(p, ins, nb);
 			p->outputs[0] = e->outputs[0];
 			dead[ei] = 1;
 			folded++;

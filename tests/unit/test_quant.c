@@ -144,24 +144,32 @@ Test(quant, parse_bits)
 
 /* ---- small graphs ---- */
 
-static int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals)
+/* A constant of dtype dt (4- or 8-byte elements) named `name`. */
+static int add_tensor(struct qt_graph *g, const char *name, enum qt_dtype dt, int rank, const int64_t *dims,
+		      const void *vals)
 {
 	int v = qt_graph_value(g, name);
 	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
 	int64_t n = 1;
 	for (int i = 0; i < rank; i++)
 		n *= dims[i];
-	t->dtype = QT_DTYPE_F32;
+	size_t esz = dt == QT_DTYPE_I64 ? 8 : 4;
+	t->dtype = dt;
 	t->rank = rank;
 	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-	t->data = qt_graph_alloc(g, (size_t)n * 4);
-	t->nbytes = (size_t)n * 4;
+	t->data = qt_graph_alloc(g, (size_t)n * esz + 1);
+	t->nbytes = (size_t)n * esz;
 	memcpy(t->data, vals, t->nbytes);
 	g->values[v].init = t;
-	g->values[v].dtype = QT_DTYPE_F32;
+	g->values[v].dtype = dt;
 	g->values[v].rank = rank;
 	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
 	return v;
+}
+
+static int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals)
+{
+	return add_tensor(g, name, QT_DTYPE_F32, rank, dims, vals);
 }
 
 static void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs)
@@ -1072,24 +1080,33 @@ Test(prepare, identity_shared_and_affine_fold_preserve_outputs)
 	qt_tensor_free(&y1);
 }
 
+/* Set node ni's only attribute to the int `name` = v. */
+static void node_int(struct qt_graph *g, int ni, const char *name, int64_t v)
+{
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a);
+	a->name = name;
+	a->type = QT_ATTR_INT;
+	a->i = v;
+	g->nodes[ni].attrs = a;
+	g->nodes[ni].n_attrs = 1;
+}
+
 static int add_i64(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const int64_t *vals)
 {
-	int v = qt_graph_value(g, name);
-	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
-	int64_t n = 1;
-	for (int i = 0; i < rank; i++)
-		n *= dims[i];
-	t->dtype = QT_DTYPE_I64;
-	t->rank = rank;
-	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-	t->nbytes = (size_t)n * 8;
-	t->data = qt_graph_alloc(g, t->nbytes + 1);
-	memcpy(t->data, vals, t->nbytes);
-	g->values[v].init = t;
-	g->values[v].dtype = QT_DTYPE_I64;
-	g->values[v].rank = rank;
-	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
-	return v;
+	return add_tensor(g, name, QT_DTYPE_I64, rank, dims, vals);
+}
+
+/* An opset-13 graph whose input x is a static [2,3,4,4] (inputs[0] set, not finalized). */
+static struct qt_graph *graph_with_x2344(void)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	int x = add_input_nchw(g, 3, 4, 4);
+	g->values[x].dims[0] = 2;
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	return g;
 }
 
 /*
@@ -1099,11 +1116,8 @@ static int add_i64(struct qt_graph *g, const char *name, int rank, const int64_t
  */
 Test(prepare, fold_constants_shape_chain_and_arithmetic)
 {
-	struct qt_graph *g;
-	cr_assert_eq(qt_graph_new(&g), QT_OK);
-	g->opset = 13;
-	int x = add_input_nchw(g, 3, 4, 4);
-	g->values[x].dims[0] = 2;
+	struct qt_graph *g = graph_with_x2344();
+	int x = g->inputs[0];
 	int r = add_value(g, "r");
 	g->values[r].rank = 4;
 	memcpy(g->values[r].dims, (int64_t[]){2, 3, 4, 4}, sizeof(int64_t) * 4);
@@ -1127,30 +1141,15 @@ Test(prepare, fold_constants_shape_chain_and_arithmetic)
 	node_io(g, n, 2, (int[]){c, c2}, 1, &mc);
 	n = qt_graph_add_node(g, "Cast", "", "cast_i");
 	node_io(g, n, 1, &mc, 1, &mci);
-	struct qt_attr *to = qt_graph_alloc(g, sizeof *to);
-	to->name = "to";
-	to->type = QT_ATTR_INT;
-	to->i = 7; /* INT64 */
-	g->nodes[n].attrs = to;
-	g->nodes[n].n_attrs = 1;
+	node_int(g, n, "to", 7); /* INT64 */
 	n = qt_graph_add_node(g, "Concat", "", "concat");
 	node_io(g, n, 2, (int[]){u0, mci}, 1, &shape);
-	struct qt_attr *ax = qt_graph_alloc(g, sizeof *ax);
-	ax->name = "axis";
-	ax->type = QT_ATTR_INT;
-	ax->i = 0;
-	g->nodes[n].attrs = ax;
-	g->nodes[n].n_attrs = 1;
+	node_int(g, n, "axis", 0);
 	n = qt_graph_add_node(g, "Reshape", "", "reshape");
 	node_io(g, n, 2, (int[]){r, shape}, 1, &rs);
 	n = qt_graph_add_node(g, "Cast", "", "cast_f");
 	node_io(g, n, 1, &ci, 1, &cf);
-	struct qt_attr *tf = qt_graph_alloc(g, sizeof *tf);
-	tf->name = "to";
-	tf->type = QT_ATTR_INT;
-	tf->i = 1; /* FLOAT */
-	g->nodes[n].attrs = tf;
-	g->nodes[n].n_attrs = 1;
+	node_int(g, n, "to", 1); /* FLOAT */
 	n = qt_graph_add_node(g, "Add", "", "add");
 	node_io(g, n, 2, (int[]){rs, cf}, 1, &y);
 	finish_graph(g, x, y);
@@ -1179,11 +1178,8 @@ Test(prepare, fold_constants_shape_chain_and_arithmetic)
 Test(prepare, graph_input_shape_is_never_folded)
 {
 	/* Shape(x) of a graph input stays: the declared dims are what a run may override. */
-	struct qt_graph *g;
-	cr_assert_eq(qt_graph_new(&g), QT_OK);
-	g->opset = 13;
-	int x = add_input_nchw(g, 3, 4, 4);
-	g->values[x].dims[0] = 2;
+	struct qt_graph *g = graph_with_x2344();
+	int x = g->inputs[0];
 	int s = add_value(g, "s");
 	g->values[s].is_output = 1;
 	int n = qt_graph_add_node(g, "Shape", "", "shape");
