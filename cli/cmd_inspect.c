@@ -120,17 +120,11 @@ int cmd_inspect(int argc, char **argv)
 	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	int ran = 0;
 	char why[512] = "";
-	for (int k = 0; k < shapes.n; k++) {
-		int found = 0;
-		for (int i = 0; i < g->n_inputs && !found; i++)
-			found = !strcmp(g->values[g->inputs[i]].name, shapes.s[k].name);
-		if (!found) {
-			qt_graph_free(g);
-			free(ins);
-			free(outs);
-			return cli_usage_error("inspect", "%s: --input-shape names \"%s\", which is not an input of the model",
-					       path, shapes.s[k].name);
-		}
+	if ((st = qt_input_shapes_check(g, &shapes)) != QT_OK) {
+		qt_graph_free(g);
+		free(ins);
+		free(outs);
+		return cli_status_error("inspect", st);
 	}
 	if (n_unsup == 0 && ins && outs && qt_rt_new(g, &rt) == QT_OK) {
 		enum qt_status rs = QT_OK;

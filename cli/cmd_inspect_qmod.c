@@ -119,7 +119,9 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddStringToObject(o, "node", n->name);
 			cJSON_AddStringToObject(o, "op", n->op_type);
 			cJSON_AddStringToObject(o, "reason", reason);
-			cJSON_AddBoolToObject(o, "weighted", qt_is_weighted_op(n));
+			/* A weighted op with a constant weight: what the quantizer is meant to take. */
+			cJSON_AddBoolToObject(o, "weighted", qt_is_weighted_op(n) && n->n_inputs > 1 && n->inputs[1] >= 0 &&
+							     g->values[n->inputs[1]].init);
 			cJSON_AddItemToArray(jf, o);
 		} else {
 			printf("  %-28s %-14s %s\n", n->name[0] ? n->name : "(unnamed)", n->op_type, reason);

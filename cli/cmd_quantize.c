@@ -126,6 +126,7 @@ int cmd_quantize(int argc, char **argv)
 		goto done;
 	}
 	/* Dry-run shapes: what calibration saw, then what the user gave. */
+	st = qt_input_shapes_check(g, &given);
 	struct qt_input_shapes shapes = t->input_shapes;
 	for (int k = 0; k < given.n && !st; k++)
 		st = qt_input_shapes_set(&shapes, given.s[k].name, given.s[k].rank, given.s[k].dims);

@@ -208,6 +208,9 @@ QT_API enum qt_status qt_input_shapes_parse(struct qt_input_shapes *l, const cha
 QT_API enum qt_status qt_input_shapes_set(struct qt_input_shapes *l, const char *name, int rank,
 					  const int64_t *dims);
 
+/* QT_E_INVALID_ARG naming the first shape in l whose name is not an input of g. */
+QT_API enum qt_status qt_input_shapes_check(const struct qt_graph *g, const struct qt_input_shapes *l);
+
 /*
  * Concrete dims of graph input i for a dry run: the declared shape with each
  * symbolic dim taken from `given` (may be NULL) or, for a symbolic first dim

@@ -487,3 +487,16 @@ enum qt_status qt_graph_dry_run_dims(const struct qt_graph *g, int i, const stru
 	*rank_out = v->rank;
 	return QT_OK;
 }
+
+enum qt_status qt_input_shapes_check(const struct qt_graph *g, const struct qt_input_shapes *l)
+{
+	for (int k = 0; k < l->n; k++) {
+		int found = 0;
+		for (int i = 0; i < g->n_inputs && !found; i++)
+			found = !strcmp(g->values[g->inputs[i]].name, l->s[k].name);
+		if (!found)
+			return qt_error(QT_E_INVALID_ARG, "%s: --input-shape names \"%s\", which is not an input of the model",
+					g->path, l->s[k].name);
+	}
+	return QT_OK;
+}
