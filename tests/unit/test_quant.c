@@ -1122,7 +1122,7 @@ Test(prepare, fold_constants_shape_chain_and_arithmetic)
 	g->values[r].rank = 4;
 	memcpy(g->values[r].dims, (int64_t[]){2, 3, 4, 4}, sizeof(int64_t) * 4);
 	int64_t one[1] = {1};
-	int zero = add_i64(g, "zero", 0, NULL, (int64_t[]){0}), axes = add_i64(g, "axes", 1, one, (int64_t[]){0});
+	int zero = add_i64(g, "zero", 0, one, (int64_t[]){0}), axes = add_i64(g, "axes", 1, one, (int64_t[]){0});
 	int c = add_const(g, "c", 1, one, (float[]){6.0f}), c2 = add_const(g, "c2", 1, one, (float[]){8.0f});
 	int ci = add_i64(g, "ci", 1, one, (int64_t[]){3});
 	int sh = add_value(g, "sh"), g0 = add_value(g, "g0"), u0 = add_value(g, "u0"), mc = add_value(g, "mc");
