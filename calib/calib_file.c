@@ -232,6 +232,21 @@ enum qt_status qt_calib_to_json(const struct qt_calib_table *t, char **json_out)
 		else
 			cJSON_AddItemToObject(tensors, t->tensors[i].name, e);
 	}
+	if (!bad && t->input_shapes.n) {
+		cJSON *shapes = cJSON_CreateObject();
+		bad = !shapes;
+		for (int i = 0; !bad && i < t->input_shapes.n; i++) {
+			const struct qt_input_shape *is = &t->input_shapes.s[i];
+			cJSON *a = cJSON_CreateArray();
+			bad = !a;
+			for (int d = 0; !bad && d < is->rank; d++)
+				bad = !cJSON_AddItemToArray(a, cJSON_CreateNumber((double)is->dims[d]));
+			if (a)
+				cJSON_AddItemToObject(shapes, is->name, a);
+		}
+		if (shapes)
+			cJSON_AddItemToObject(root, "input_shapes", shapes);
+	}
 	if (!bad) {
 		cJSON_AddItemToObject(root, "tensors", tensors);
 		tensors = NULL;
@@ -520,6 +535,39 @@ static enum qt_status check_against_graph(const struct rd *r, const struct qt_gr
 	return st;
 }
 
+/* "input_shapes": {"NAME": [d0, d1, ...], ...}, optional (version 1 files
+ * before it have none). With g, every NAME must be one of g's inputs. */
+static enum qt_status read_input_shapes(struct rd *r, const cJSON *it, const struct qt_graph *g)
+{
+	if (!cJSON_IsObject(it))
+		return bad(r, "input_shapes must be an object", NULL, NULL);
+	for (const cJSON *e = it->child; e; e = e->next) {
+		const char *name = e->string ? e->string : "";
+		int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : -1;
+		if (n < 0 || n > QT_MAX_RANK)
+			return bad(r, "input_shapes: \"%s\" must be an array of at most 8 dims", name, NULL);
+		int64_t dims[QT_MAX_RANK];
+		int d = 0;
+		enum qt_status st;
+		for (const cJSON *x = e->child; x; x = x->next) {
+			double v;
+			if ((st = get_int(r, x, "an input_shapes dim", 1, 2147483648.0, &v)))
+				return st;
+			dims[d++] = (int64_t)v;
+		}
+		if (g) {
+			int found = 0;
+			for (int i = 0; i < g->n_inputs && !found; i++)
+				found = !strcmp(g->values[g->inputs[i]].name, name);
+			if (!found)
+				return bad(r, "input_shapes: \"%s\" is not an input of the model", name, NULL);
+		}
+		if (qt_input_shapes_set(&r->t->input_shapes, name, d, dims))
+			return qt_error_prefix(QT_E_FORMAT, "%s", r->label);
+	}
+	return QT_OK;
+}
+
 static enum qt_status parse_root(struct rd *r, const cJSON *root, const struct qt_graph *g)
 {
 	struct qt_calib_table *t = r->t;
@@ -580,6 +628,8 @@ static enum qt_status parse_root(struct rd *r, const cJSON *root, const struct q
 	if (!(d >= 50 && d <= 100))
 		return qt_error(QT_E_FORMAT, "%s: percentile %g must be in 50..100", r->label, d);
 	t->percentile = d;
+	if ((it = member(root, "input_shapes")) && (st = read_input_shapes(r, it, g)))
+		return st;
 	const cJSON *tj;
 	if ((st = need(r, root, "tensors", top, &tj)))
 		return st;

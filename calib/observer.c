@@ -42,7 +42,25 @@ struct qt_calib {
 	int n_obs;
 	struct obs *obs;
 	uint64_t *scratch; /* n_bins counters for re-binning */
+	struct qt_input_shapes shapes; /* first shape seen per graph input */
 };
+
+/* Remember the first shape graph input `value` is run at (a symbolic batch
+ * dim as 1: the shapes are for dry runs, which need one sample). */
+static void note_input_shape(struct qt_calib *c, int value, const struct qt_tensor *t)
+{
+	const struct qt_value *v = &c->g->values[value];
+	if (!v->is_input)
+		return;
+	for (int k = 0; k < c->shapes.n; k++)
+		if (!strcmp(c->shapes.s[k].name, v->name))
+			return;
+	int64_t dims[QT_MAX_RANK];
+	for (int d = 0; d < t->rank; d++)
+		dims[d] = d == 0 && t->rank > 1 && !(v->rank > 0 && v->dims[0] >= 0) ? 1 : t->dims[d];
+	/* A name too long or a 17th input is left out: quantize then asks for --input-shape. */
+	(void)qt_input_shapes_set(&c->shapes, v->name, t->rank, dims);
+}
 
 enum qt_status qt_calib_new(const struct qt_graph *g, const struct qt_calib_opts *o, struct qt_calib **out)
 {
@@ -173,7 +191,10 @@ static void regrid(struct qt_calib_hist *h, double a, double b, uint64_t *scratc
 enum qt_status qt_calib_observer(void *calib, int value, struct qt_tensor *t)
 {
 	struct qt_calib *c = calib;
-	if (value < 0 || value >= c->g->n_values || c->slot[value] < 0)
+	if (value < 0 || value >= c->g->n_values)
+		return QT_OK;
+	note_input_shape(c, value, t);
+	if (c->slot[value] < 0)
 		return QT_OK;
 	struct obs *ob = &c->obs[c->slot[value]];
 	const char *name = c->g->values[value].name;
@@ -288,6 +309,7 @@ enum qt_status qt_calib_finish(const struct qt_calib *c, const struct qt_calib_m
 	t->default_method = meta->default_method;
 	t->bits = bits;
 	t->percentile = pct;
+	t->input_shapes = c->shapes;
 	int n = 0;
 	for (int v = 0; v < g->n_values; v++)
 		n += qt_calib_stats(c, v) != NULL;

@@ -9,12 +9,16 @@
 #include "qtool/rt.h"
 
 static const char inspect_help[] =
-	"usage: qtool inspect MODEL [--json]\n\n"
+	"usage: qtool inspect MODEL [--json] [--input-shape NAME=D0,D1,...]\n\n"
 	"Shows a model's inputs and outputs with shapes, a histogram of op types, the\n"
 	"parameter count and bytes, multiply-accumulates (MACs) per Conv, ConvTranspose,\n"
 	"Gemm and MatMul node and in total (at batch 1), and any op types the runtime\n"
 	"does not support.\n\n"
-	"  --json   print the same as one JSON object\n";
+	"  --json   print the same as one JSON object\n"
+	"  --input-shape NAME=D0,D1,...\n"
+	"           the shape to count MACs at, for inputs with symbolic dims other\n"
+	"           than the batch (repeatable; the batch defaults to 1)\n"
+	"\n.qmod files: also the nodes that run in float, each with the reason.\n";
 
 /* MACs of one node from the concrete shapes of its inputs and outputs (batch 1 run). */
 static double node_macs(const struct qt_node *n, const struct qt_rt *rt)
@@ -66,14 +70,19 @@ static const char *dims_str(const struct qt_value *v, char *buf, size_t cap)
 
 int cmd_inspect(int argc, char **argv)
 {
-	const char *pos[1];
-	int json = 0, n_pos, rc;
+	const char *pos[1], *shape_args[QT_MAX_INPUT_SHAPES];
+	int json = 0, n_pos, rc, n_shape_args = 0;
+	struct qt_input_shapes shapes = {0};
 	const struct cli_opt opts[] = {
 		{.name = "--json", .flag = &json},
+		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
 		{0},
 	};
 	if ((rc = cli_parse_args("inspect", inspect_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
 		return rc;
+	for (int k = 0; k < n_shape_args; k++)
+		if (qt_input_shapes_parse(&shapes, shape_args[k]))
+			return cli_usage_error("inspect", "%s", qt_error_msg());
 	const char *path = n_pos ? pos[0] : NULL;
 	if (!path)
 		return cli_usage_error("inspect", "no model given (see 'qtool inspect --help')");
@@ -97,33 +106,32 @@ int cmd_inspect(int argc, char **argv)
 	char unsupported[2048];
 	int n_unsup = qt_rt_unsupported_ops(g, unsupported, sizeof unsupported);
 
-	/* Shapes for MACs come from one batch-1 run on zeros. */
+	/* Shapes for MACs come from one run on zeros at batch 1 (or the given shapes). */
 	struct qt_rt *rt = NULL;
 	struct qt_tensor *ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
 	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	int ran = 0;
-	char why[512] = ""; /* why the dry run did not happen */
-	if (n_unsup)
-		snprintf(why, sizeof why, "unsupported ops: %s", unsupported);
-	else if (!ins || !outs)
-		snprintf(why, sizeof why, "out of memory");
-	else if (qt_rt_new(g, &rt) != QT_OK)
-		snprintf(why, sizeof why, "%s", qt_error_msg());
-	else {
-		int ok = 1;
-		for (int i = 0; i < g->n_inputs && ok; i++) {
+	char why[512] = "";
+	if ((st = qt_input_shapes_check(g, &shapes)) != QT_OK) {
+		qt_graph_free(g);
+		free(ins);
+		free(outs);
+		return cli_status_error("inspect", st);
+	}
+	if (n_unsup == 0 && ins && outs && qt_rt_new(g, &rt) == QT_OK) {
+		enum qt_status rs = QT_OK;
+		for (int i = 0; i < g->n_inputs && !rs; i++) {
 			int64_t dims[QT_MAX_RANK];
-			const struct qt_value *v = &g->values[g->inputs[i]];
-			int r = qt_graph_input_dims(g, i, 1, dims);
-			if (r < 0)
-				snprintf(why, sizeof why, "input \"%s\" declares no shape", v->name);
-			else if (qt_tensor_alloc(&ins[i], v->dtype, r, dims) != QT_OK)
-				snprintf(why, sizeof why, "input \"%s\": %s", v->name, qt_error_msg());
-			ok = !why[0];
+			int r;
+			rs = qt_graph_dry_run_dims(g, i, &shapes, dims, &r);
+			if (!rs)
+				rs = qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, dims);
 		}
 		qt_rt_keep_all(rt, 1);
-		ran = ok && qt_rt_run(rt, ins, outs) == QT_OK;
-		if (ok && !ran)
+		if (!rs)
+			rs = qt_rt_run(rt, ins, outs);
+		ran = !rs;
+		if (rs)
 			snprintf(why, sizeof why, "%s", qt_error_msg());
 	}
 	double total_macs = 0;
@@ -218,7 +226,7 @@ int cmd_inspect(int argc, char **argv)
 			printf(" %s=%d", ops[k], counts[k]);
 		printf("\nparameters: %lld (%zu bytes)\n", (long long)n_params, param_bytes);
 		if (ran) {
-			printf("MACs at batch 1:\n");
+			printf("MACs at %s:\n", shapes.n ? "the given shapes" : "batch 1");
 			for (int i = 0; i < g->n_nodes; i++) {
 				double m = node_macs(&g->nodes[i], rt);
 				if (m <= 0)
@@ -229,7 +237,7 @@ int cmd_inspect(int argc, char **argv)
 			}
 			printf("MACs total: %.0f\n", total_macs);
 		} else {
-			printf("MACs: unknown (the model could not be run at batch 1 on zeros: %s)\n", why);
+			printf("MACs: unknown (the model could not be run on zeros%s%s)\n", why[0] ? ": " : "", why);
 		}
 		if (n_unsup)
 			printf("unsupported ops (%d): %s\n", n_unsup, unsupported);

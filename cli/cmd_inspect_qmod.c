@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "qtool/qmod.h"
+#include "qtool/quant.h"
 
 static const char *scheme_name(enum qt_qscheme s)
 {
@@ -125,18 +126,24 @@ int cmd_inspect_qmod(const char *path, int json)
 		printf("  %-28s %-8s %5s %-8s %5s %-5s %8lld %10lld %11.3f\n", "total", "", "", "", "", "", (long long)all_params,
 		       (long long)((all_bits + 7) / 8), all_bpw);
 	if (!json)
-		printf("nodes run as dequantize -> FP32 -> quantize (%d):", s.float_nodes);
+		printf("nodes run as dequantize -> FP32 -> quantize (%d):\n", s.float_nodes);
 	for (int i = 0; i < g->n_nodes; i++) {
-		if (qt_qrt_node_is_integer(g, i))
+		char why[256];
+		const char *reason = qt_node_float_reason(g, i, why, sizeof why);
+		if (!reason)
 			continue;
 		const struct qt_node *n = &g->nodes[i];
 		if (json) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "node", n->name);
 			cJSON_AddStringToObject(o, "op", n->op_type);
+			cJSON_AddStringToObject(o, "reason", reason);
+			/* A weighted op with a constant weight: what the quantizer is meant to take. */
+			cJSON_AddBoolToObject(o, "weighted", qt_is_weighted_op(n) && n->n_inputs > 1 && n->inputs[1] >= 0 &&
+							     g->values[n->inputs[1]].init);
 			cJSON_AddItemToArray(jf, o);
 		} else {
-			printf(" %s(%s)", n->name[0] ? n->name : "#", n->op_type);
+			printf("  %-28s %-14s %s\n", n->name[0] ? n->name : "(unnamed)", n->op_type, reason);
 		}
 	}
 	if (json) {
@@ -145,8 +152,6 @@ int cmd_inspect_qmod(const char *path, int json)
 			puts(t);
 		free(t);
 		cJSON_Delete(root);
-	} else {
-		printf("\n");
 	}
 	qt_graph_free(g);
 	free(buf);

@@ -14,7 +14,8 @@ static const char quantize_help[] =
 	"                      [--granularity channel|tensor] [--group-size G] [--full-range]\n"
 	"                      [--calib-method minmax|percentile|entropy|mse]\n"
 	"                      [--data SPEC [--limit N] [--batch B] [--method LIST] [--fp32-inputs]]\n"
-	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n\n"
+	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
+	"                      [--input-shape NAME=D0,D1,...]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
@@ -47,6 +48,10 @@ static const char quantize_help[] =
 	"  --layer P=wXaY      per-layer bits for layers whose node or output name matches\n"
 	"                      the glob P (repeatable; later ones win); P=float keeps float\n"
 	"  --keep-float P      keep matching layers in FP32 (repeatable)\n"
+	"  --input-shape NAME=D0,D1,...\n"
+	"                      shape of input NAME for the one dry run that learns value\n"
+	"                      types; default: the shape calibration saw (symbolic dims\n"
+	"                      other than the batch need one of the two). Repeatable\n"
 	"  --holdout F         hold out the last fraction F of the --data samples and print,\n"
 	"                      per layer, its output error on them against round-to-nearest's\n\n"
 	"examples:\n"
@@ -98,7 +103,8 @@ int cmd_quantize(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
 	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL;
-	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS];
+	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
+	int n_shape_args = 0;
 	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
 	long group = 0, limit = 1000, batch = 32;
 	double holdout = 0;
@@ -118,6 +124,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--holdout", .value = &holdout_s},
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
+		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
 		{0},
 	};
 	if ((rc = cli_parse_args("quantize", quantize_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -207,6 +214,19 @@ int cmd_quantize(int argc, char **argv)
 	struct qt_dataset *ds = NULL;
 	rc = 0;
 	if ((st = qt_graph_load_onnx(model, &g)) != QT_OK || (st = qt_calib_read(calib, g, &t)) != QT_OK) {
+		rc = cli_status_error("quantize", st);
+		goto done;
+	}
+	/* Dry-run shapes: what calibration saw, then what the user gave. */
+	struct qt_input_shapes given = {0}, shapes = t->input_shapes;
+	for (int k = 0; k < n_shape_args && !st; k++)
+		st = qt_input_shapes_parse(&given, shape_args[k]);
+	if (!st)
+		st = qt_input_shapes_check(g, &given);
+	for (int k = 0; k < given.n && !st; k++)
+		st = qt_input_shapes_set(&shapes, given.s[k].name, given.s[k].rank, given.s[k].dims);
+	o.input_shapes = &shapes;
+	if (st) {
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}

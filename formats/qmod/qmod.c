@@ -973,9 +973,12 @@ static enum qt_status read_body(struct rd *r)
 				t->nbytes = qt_dtype_nbytes(t->dtype, numel);
 				if (t->nbytes != cnt)
 					return BAD("%s: attribute %s: tensor payload size mismatch", r->label, a->name);
+				/* The header is aligned, the body follows it at +72 (not a
+				 * multiple of 16): check header and body as one payload. */
 				const uint8_t *body = NULL;
-				if ((st = rd_data(r, pay + 8 + 8 * QT_MAX_RANK, cnt, a->name, &body)))
+				if ((st = rd_data(r, pay, 8 + 8 * QT_MAX_RANK + (uint64_t)cnt, a->name, &body)))
 					return st;
+				body += 8 + 8 * QT_MAX_RANK;
 				if (!(t->data = qt_graph_alloc(g, cnt + 1)))
 					return qt_error(QT_E_NOMEM, "out of memory");
 				memcpy(t->data, body, cnt);

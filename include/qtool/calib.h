@@ -147,6 +147,10 @@ struct qt_calib_table {
 	double percentile;       /* parameter of the stored percentile ranges */
 	int n_tensors;
 	struct qt_calib_entry *tensors;
+	/* The shape of the first batch seen per graph input, with a symbolic
+	 * batch dim recorded as 1: the dry-run shapes of quantize and inspect
+	 * (file member "input_shapes"; absent in older files: n = 0). */
+	struct qt_input_shapes input_shapes;
 };
 
 /* What qt_calib_finish records besides the statistics. Strings are borrowed (copied). */

@@ -198,6 +198,48 @@ QT_API const char *qt_node_attr_str(const struct qt_node *n, const char *name, c
 QT_API int qt_node_attr_ints(const struct qt_node *n, const char *name, const int64_t **vals_out);
 QT_API int qt_node_attr_floats(const struct qt_node *n, const char *name, const float **vals_out);
 
+/*
+ * Concrete input shapes for a dry run (quantize's dtype inference, inspect's
+ * MACs): from the calibration file (the shapes calibration saw) or from
+ * `--input-shape NAME=1,3,224,224`. A graph whose inputs have symbolic dims
+ * is run at these shapes; nothing is made up except a batch of 1 for a
+ * symbolic first dim.
+ */
+#define QT_MAX_INPUT_SHAPES 16
+struct qt_input_shape {
+	char name[256];
+	int rank;
+	int64_t dims[QT_MAX_RANK]; /* each >= 1 */
+};
+struct qt_input_shapes {
+	int n;
+	struct qt_input_shape s[QT_MAX_INPUT_SHAPES];
+};
+
+/*
+ * Parse "NAME=D0,D1,..." (each D an integer >= 1; the '=' is found from the
+ * right, so a name may hold '=') and add it to l, replacing an earlier shape
+ * of the same name. QT_E_INVALID_ARG with a message saying what is wrong.
+ */
+QT_API enum qt_status qt_input_shapes_parse(struct qt_input_shapes *l, const char *arg);
+/* Add or replace one shape (name copied, at most 255 bytes). QT_E_INVALID_ARG when full or bad. */
+QT_API enum qt_status qt_input_shapes_set(struct qt_input_shapes *l, const char *name, int rank,
+					  const int64_t *dims);
+
+/* QT_E_INVALID_ARG naming the first shape in l whose name is not an input of g. */
+QT_API enum qt_status qt_input_shapes_check(const struct qt_graph *g, const struct qt_input_shapes *l);
+
+/*
+ * Concrete dims of graph input i for a dry run: the declared shape with each
+ * symbolic dim taken from `given` (may be NULL) or, for a symbolic first dim
+ * only, 1. A given shape must match the declared rank and every static dim.
+ * Returns the rank in *rank_out. QT_E_INVALID_ARG when a dim stays unknown
+ * (the message says to pass --input-shape) or the given shape conflicts;
+ * QT_E_UNSUPPORTED when the input declares no shape and none is given.
+ */
+QT_API enum qt_status qt_graph_dry_run_dims(const struct qt_graph *g, int i, const struct qt_input_shapes *given,
+					    int64_t *dims_out, int *rank_out);
+
 /* Node label for messages: `node "conv1" (Conv)`, or `node #3 (Conv)` when unnamed. */
 QT_API const char *qt_node_label(const struct qt_graph *g, const struct qt_node *n, char *buf, size_t cap);
 

@@ -43,5 +43,13 @@ QT_API int64_t qt_qmod_qparams_bytes(const struct qt_qparams *q, int64_t channel
 QT_API void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s);
 /* 1 if op_type has an integer kernel in the integer runtime given its operands. */
 QT_API int qt_qrt_node_is_integer(const struct qt_graph *g, int node);
+/*
+ * Why node `node` of quantized graph g runs as dequantize -> FP32 -> quantize
+ * (lib/rt/explain.c): a weighted op's qt_quant_skip_reason ("weight not
+ * constant", "weight shared with another node", "bias not foldable", ...),
+ * "no integer kernel for OP ...", or non-float outputs. NULL when it runs on
+ * integers; otherwise buf (cap bytes), NUL-terminated.
+ */
+QT_API const char *qt_node_float_reason(const struct qt_graph *g, int node, char *buf, size_t cap);
 
 #endif

@@ -27,6 +27,27 @@
 QT_API enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out);
 
 /*
+ * Give every weighted op (qt_is_weighted_op) whose constant weight or bias is
+ * read by other nodes too a value of its own holding the same tensor (shared
+ * read-only: passes and the quantizer replace a value's tensor, never write
+ * into it), so BN folding and quantization treat each layer alone. Returns
+ * the number of values made in *n_out (may be NULL).
+ */
+QT_API enum qt_status qt_pass_unshare_weights(struct qt_graph *g, int *n_out);
+
+/*
+ * Fold y = Conv/Gemm(x) followed by Mul, Div, Add or Sub of y by a constant
+ * that is a scalar or one value per output channel (broadcast along the
+ * channel axis only) into the layer: W'[c] = W[c] * k[c], b'[c] = b[c] * k[c]
+ * for Mul (k = 1/d for Div), b'[c] = b[c] + a[c] for Add (- for Sub(y, a)).
+ * Exact in real arithmetic; in float the layer's sums round differently
+ * (products computed in double, stored as float). Only when y feeds just that
+ * node, the weight and bias are constants of this layer alone, and the Gemm is
+ * plain (alpha = beta = 1, no transA). Returns the number folded in *n_out.
+ */
+QT_API enum qt_status qt_pass_fold_affine(struct qt_graph *g, int *n_out);
+
+/*
  * qtool's own op for a linear layer on an activation of any rank:
  * ai.qtool MatMulBias(A, B, bias) = MatMul(A, B) + bias, with B a constant
  * [K, N] and bias a constant [N] added to every row. ONNX exporters write a
@@ -42,6 +63,14 @@ QT_API enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out);
  * (ai.qtool).
  * The one list the quantizer, the .qmod reader and the integer runtime use. */
 QT_API int qt_is_weighted_op(const struct qt_node *n);
+
+/*
+ * Why weighted node n of a prepared or quantized graph g does not get (or
+ * did not get) integer weights: "weight not constant", "weight shared with
+ * another node", "bias not foldable ...", "no integer kernel (...)", ...; NULL
+ * when the quantizer quantizes it. A static string.
+ */
+QT_API const char *qt_quant_skip_reason(const struct qt_graph *g, const struct qt_node *n);
 
 /* Fuse MatMul(A, const [K, N]) followed by Add(., const [N]) (either input
  * order) into MatMulBias. Returns the number fused in *n_out. */
@@ -156,6 +185,9 @@ struct qt_quant_opts {
 	unsigned methods; /* QT_METHOD_* for every layer */
 	const char *calib_method; /* NULL: the calibration file's default */
 	const char *command_line; /* provenance */
+	/* Shapes for the dry run that learns every value's dtype (borrowed, may
+	 * be NULL): the calibration file's, overridden by --input-shape. */
+	const struct qt_input_shapes *input_shapes;
 	/* Per-layer edits applied in order after the defaults: "PATTERN=wXaY"
 	 * (fnmatch glob on the node name, or its output's name) and keep-float patterns. */
 	int n_overrides;
@@ -193,7 +225,7 @@ QT_API enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan 
 
 /* Stage 1: fold BatchNormalization, fuse MatMul+Add and Relu/Clip into their
  * producers, and learn every value's dtype by a dry run. */
-QT_API enum qt_status qt_quant_prepare(struct qt_graph *g);
+QT_API enum qt_status qt_quant_prepare(struct qt_graph *g, const struct qt_input_shapes *shapes);
 
 /*
  * Stages 3-5 on a prepared graph: activation ranges from `calib`, each

@@ -74,6 +74,24 @@ QT_API const struct qt_tensor *qt_rt_value(const struct qt_rt *rt, int v);
  */
 QT_API int qt_graph_input_dims(const struct qt_graph *g, int i, int64_t batch, int64_t *dims_out);
 
+/*
+ * Constant folding (lib/rt/fold.c; here because it runs the FP32 kernels):
+ * every node whose present inputs are all constants, or a Shape/Size of a
+ * value whose declared shape is fully static (never a graph input, whose
+ * symbolic dims vary), is run once and its outputs become initializers;
+ * values only they read are dropped. Nodes producing graph outputs, random
+ * ops and outputs over 64 MiB stay. A kernel that refuses its inputs leaves
+ * the node in place. *n_out (may be NULL) gets the number folded.
+ */
+QT_API enum qt_status qt_pass_fold_constants(struct qt_graph *g, int *n_out);
+
+/*
+ * The preparation that makes exported graphs quantizable, before BN folding:
+ * qt_pass_fold_constants, qt_pass_unshare_weights, qt_pass_fold_affine
+ * (qtool/quant.h). The FP32 function of g is unchanged up to float rounding.
+ */
+QT_API enum qt_status qt_pass_prepare_import(struct qt_graph *g);
+
 /* 1 when (domain, op_type) has a kernel at this opset. */
 QT_API int qt_rt_op_supported(const char *domain, const char *op_type, int opset);
 /*

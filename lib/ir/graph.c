@@ -386,3 +386,117 @@ enum qt_status qt_graph_prune(struct qt_graph *g, int *n_out)
 		*n_out = removed;
 	return qt_graph_finalize(g);
 }
+
+enum qt_status qt_input_shapes_set(struct qt_input_shapes *l, const char *name, int rank, const int64_t *dims)
+{
+	size_t nl = strlen(name);
+	if (nl >= sizeof l->s[0].name)
+		return qt_error(QT_E_INVALID_ARG, "input shape: the name \"%.40s...\" is too long", name);
+	if (rank < 0 || rank > QT_MAX_RANK)
+		return qt_error(QT_E_INVALID_ARG, "input shape \"%s\": rank %d is outside 0..%d", name, rank, QT_MAX_RANK);
+	for (int d = 0; d < rank; d++)
+		if (dims[d] < 1 || dims[d] > (1LL << 31))
+			return qt_error(QT_E_INVALID_ARG, "input shape \"%s\": dim %lld is outside 1..2^31", name,
+					(long long)dims[d]);
+	int k;
+	for (k = 0; k < l->n; k++)
+		if (!strcmp(l->s[k].name, name))
+			break;
+	if (k == l->n) {
+		if (l->n == QT_MAX_INPUT_SHAPES)
+			return qt_error(QT_E_INVALID_ARG, "more than %d input shapes", QT_MAX_INPUT_SHAPES);
+		l->n++;
+	}
+	memcpy(l->s[k].name, name, nl + 1);
+	l->s[k].rank = rank;
+	for (int d = 0; d < rank; d++)
+		l->s[k].dims[d] = dims[d];
+	return QT_OK;
+}
+
+enum qt_status qt_input_shapes_parse(struct qt_input_shapes *l, const char *arg)
+{
+	const char *eq = strrchr(arg, '=');
+	if (!eq || eq == arg || !eq[1])
+		return qt_error(QT_E_INVALID_ARG, "input shape '%s' must be NAME=D0,D1,... (e.g. input=1,3,224,224)", arg);
+	char name[256];
+	size_t nl = (size_t)(eq - arg);
+	if (nl >= sizeof name)
+		return qt_error(QT_E_INVALID_ARG, "input shape '%.40s...': the name is too long", arg);
+	memcpy(name, arg, nl);
+	name[nl] = 0;
+	int64_t dims[QT_MAX_RANK];
+	int rank = 0;
+	for (const char *p = eq + 1;;) {
+		char *end;
+		if (*p < '0' || *p > '9')
+			return qt_error(QT_E_INVALID_ARG, "input shape '%s': dims must be integers >= 1", arg);
+		long long v = strtoll(p, &end, 10);
+		if (rank == QT_MAX_RANK)
+			return qt_error(QT_E_INVALID_ARG, "input shape '%s': more than %d dims", arg, QT_MAX_RANK);
+		if (v < 1 || v > (1LL << 31))
+			return qt_error(QT_E_INVALID_ARG, "input shape '%s': dim %lld is outside 1..2^31", arg, v);
+		dims[rank++] = v;
+		if (!*end)
+			break;
+		if (*end != ',')
+			return qt_error(QT_E_INVALID_ARG, "input shape '%s': dims must be separated by ','", arg);
+		p = end + 1;
+	}
+	return qt_input_shapes_set(l, name, rank, dims);
+}
+
+enum qt_status qt_graph_dry_run_dims(const struct qt_graph *g, int i, const struct qt_input_shapes *given,
+				     int64_t *dims_out, int *rank_out)
+{
+	const struct qt_value *v = &g->values[g->inputs[i]];
+	const struct qt_input_shape *s = NULL;
+	for (int k = 0; given && k < given->n; k++)
+		if (!strcmp(given->s[k].name, v->name))
+			s = &given->s[k];
+	if (v->rank < 0) {
+		if (!s)
+			return qt_error(QT_E_UNSUPPORTED, "input \"%s\" declares no shape; pass --input-shape %s=D0,D1,...",
+					v->name, v->name);
+		memcpy(dims_out, s->dims, (size_t)s->rank * sizeof *dims_out);
+		*rank_out = s->rank;
+		return QT_OK;
+	}
+	char a[128], b[128];
+	if (s && s->rank != v->rank)
+		return qt_error(QT_E_INVALID_ARG, "input \"%s\": the shape %s has rank %d, the model declares %s", v->name,
+				qt_shape_str(a, sizeof a, s->rank, s->dims), s->rank, qt_shape_str(b, sizeof b, v->rank, v->dims));
+	for (int d = 0; d < v->rank; d++) {
+		if (v->dims[d] >= 0) {
+			if (s && s->dims[d] != v->dims[d])
+				return qt_error(QT_E_INVALID_ARG, "input \"%s\": the shape %s does not match the declared %s",
+						v->name, qt_shape_str(a, sizeof a, s->rank, s->dims),
+						qt_shape_str(b, sizeof b, v->rank, v->dims));
+			dims_out[d] = v->dims[d];
+		} else if (s) {
+			dims_out[d] = s->dims[d];
+		} else if (d == 0) {
+			dims_out[d] = 1; /* a symbolic batch: one sample shows every per-sample shape */
+		} else {
+			return qt_error(QT_E_INVALID_ARG,
+					"input \"%s\": dim %d (%s) is symbolic and no shape was seen for it; pass "
+					"--input-shape %s=D0,D1,...",
+					v->name, d, v->dim_params[d] ? v->dim_params[d] : "?", v->name);
+		}
+	}
+	*rank_out = v->rank;
+	return QT_OK;
+}
+
+enum qt_status qt_input_shapes_check(const struct qt_graph *g, const struct qt_input_shapes *l)
+{
+	for (int k = 0; k < l->n; k++) {
+		int found = 0;
+		for (int i = 0; i < g->n_inputs && !found; i++)
+			found = !strcmp(g->values[g->inputs[i]].name, l->s[k].name);
+		if (!found)
+			return qt_error(QT_E_INVALID_ARG, "%s: --input-shape names \"%s\", which is not an input of the model",
+					g->path, l->s[k].name);
+	}
+	return QT_OK;
+}

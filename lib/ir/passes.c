@@ -48,6 +48,19 @@ static float *writable_f32(struct qt_graph *g, int v, const struct qt_tensor *sr
 	return d;
 }
 
+/* Make value bv layer p's bias (input 2); `ins` is p->inputs, or a fresh
+ * array of 3 (graph arena) when p had only x and W. */
+static void set_bias(struct qt_node *p, int *ins, int bv)
+{
+	if (ins != p->inputs) {
+		ins[0] = p->inputs[0];
+		ins[1] = p->inputs[1];
+		p->inputs = ins;
+		p->n_inputs = 3;
+	}
+	p->inputs[2] = bv;
+}
+
 /*
  * y = gamma * (x - mean) / sqrt(var + eps) + beta after x = W * in + b folds to
  * W' = W * k, b' = (b - mean) * k + beta with k = gamma / sqrt(var + eps), per
@@ -134,13 +147,7 @@ enum qt_status qt_pass_fold_bn(struct qt_graph *g, int *n_out)
 		for (int64_t c = 0; c < C; c++)
 			bd[c] = (float)(((b0 ? (double)b0[c] : 0.0) - m[c]) * k[c] + be[c]);
 		free(k);
-		if (ins != p->inputs) {
-			ins[0] = p->inputs[0];
-			ins[1] = p->inputs[1];
-			p->inputs = ins;
-			p->n_inputs = 3;
-		}
-		p->inputs[2] = bv;
+		set_bias(p, ins, bv);
 		/* The conv now produces the BN's output value directly. */
 		p->outputs[0] = bn->outputs[0];
 		dead[bi] = 1;
@@ -217,4 +224,192 @@ enum qt_status qt_pass_fuse_matmul_bias(struct qt_graph *g, int *n_out)
 	if (n_out)
 		*n_out = fused;
 	return qt_graph_finalize(g);
+}
+
+/* A fresh value named after `base` and `tag` holding tensor t (shared). -1 on out-of-memory. */
+static int own_value(struct qt_graph *g, int base, const char *tag, struct qt_tensor *t)
+{
+	char name[512];
+	snprintf(name, sizeof name, "%s.%s", g->values[base].name, tag);
+	for (int k = 1; qt_graph_find_value(g, name) >= 0; k++)
+		snprintf(name, sizeof name, "%s.%s%d", g->values[base].name, tag, k);
+	int v = qt_graph_value(g, name);
+	if (v < 0)
+		return -1;
+	struct qt_value *val = &g->values[v], *src = &g->values[base];
+	val->init = t;
+	val->dtype = src->dtype;
+	val->rank = src->rank;
+	memcpy(val->dims, src->dims, sizeof val->dims);
+	return v;
+}
+
+enum qt_status qt_pass_unshare_weights(struct qt_graph *g, int *n_out)
+{
+	int made = 0;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		struct qt_node *n = &g->nodes[ni];
+		if (!qt_is_weighted_op(n))
+			continue;
+		for (int k = 1; k < 3 && k < n->n_inputs; k++) {
+			int v = n->inputs[k];
+			if (v < 0 || !g->values[v].init || (g->values[v].n_consumers < 2 && !g->values[v].is_output))
+				continue;
+			char tag[64];
+			snprintf(tag, sizeof tag, "%s%d", k == 1 ? "w" : "b", ni);
+			int nv = own_value(g, v, tag, g->values[v].init);
+			if (nv < 0)
+				return qt_error(QT_E_NOMEM, "out of memory");
+			g->nodes[ni].inputs[k] = nv;
+			g->values[v].n_consumers--; /* keeps the count right for the next reader */
+			g->values[nv].n_consumers = 1;
+			made++;
+		}
+	}
+	if (n_out)
+		*n_out = made;
+	return made ? qt_graph_prune(g, NULL) : QT_OK;
+}
+
+/* Per-channel values of constant c for a layer output of rank `yr` with
+ * channel axis `ax` and C channels: k[ch] for every channel, or 0 when c does
+ * not broadcast along the channel axis only. */
+static int per_channel(const struct qt_tensor *c, int yr, int ax, int64_t C, double *k)
+{
+	if (!c || c->dtype != QT_DTYPE_F32 || c->rank > yr)
+		return 0;
+	int64_t n = qt_tensor_numel(c);
+	const float *d = c->data;
+	if (n == 1) {
+		for (int64_t i = 0; i < C; i++)
+			k[i] = d[0];
+		return 1;
+	}
+	if (n != C)
+		return 0;
+	/* Right-aligned broadcast: c's dim at the channel axis must be C, the others 1. */
+	int off = yr - c->rank;
+	if (ax < off || c->dims[ax - off] != C)
+		return 0;
+	for (int i = 0; i < C; i++)
+		k[i] = d[i];
+	return 1;
+}
+
+/* One sweep: a chain Conv -> Mul -> Add folds one op per sweep, since the
+ * producers recorded by qt_graph_finalize are stale after the first. */
+static enum qt_status fold_affine_once(struct qt_graph *g, int *n_out)
+{
+	char *dead = calloc((size_t)g->n_nodes + 1, 1);
+	if (!dead)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	int folded = 0;
+	for (int ei = 0; ei < g->n_nodes; ei++) {
+		struct qt_node *e = &g->nodes[ei];
+		const char *op = e->op_type;
+		int is_mul = !strcmp(op, "Mul"), is_div = !strcmp(op, "Div"), is_add = !strcmp(op, "Add"),
+		    is_sub = !strcmp(op, "Sub");
+		if (e->domain[0] || !(is_mul || is_div || is_add || is_sub) || e->n_inputs != 2 || e->n_outputs != 1 ||
+		    e->inputs[0] < 0 || e->inputs[1] < 0)
+			continue;
+		/* Which side is the layer output: Div and Sub only as y op c. */
+		for (int side = 0; side < ((is_div || is_sub) ? 1 : 2); side++) {
+			int y = e->inputs[side], cv = e->inputs[1 - side];
+			const struct qt_value *yv = &g->values[y];
+			if (yv->producer < 0 || yv->n_consumers != 1 || yv->is_output || dead[yv->producer] || yv->init)
+				continue;
+			int pi = yv->producer;
+			struct qt_node *p = &g->nodes[pi];
+			int conv = !strcmp(p->op_type, "Conv") && !p->domain[0];
+			int gemm = !strcmp(p->op_type, "Gemm") && !p->domain[0];
+			if (!(conv || gemm) || p->n_inputs < 2 || p->n_outputs != 1 || p->inputs[1] < 0)
+				continue;
+			if (gemm && (qt_node_attr_int(p, "transA", 0) || qt_node_attr_float(p, "alpha", 1) != 1.0f ||
+				     qt_node_attr_float(p, "beta", 1) != 1.0f))
+				continue;
+			int wv = p->inputs[1], bv = p->n_inputs > 2 ? p->inputs[2] : -1;
+			const struct qt_tensor *w = g->values[wv].init;
+			if (!w || w->dtype != QT_DTYPE_F32 || g->values[wv].n_consumers != 1 || w->rank < 2)
+				continue;
+			int axis = conv ? 0 : qt_node_attr_int(p, "transB", 0) ? 0 : 1;
+			int64_t C = w->dims[axis];
+			const struct qt_tensor *b = bv >= 0 ? g->values[bv].init : NULL;
+			if (bv >= 0 && (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C || g->values[bv].n_consumers != 1))
+				continue;
+			int yr = conv ? w->rank : 2; /* Conv: [N, C, spatial...] as the weight's rank; Gemm: [N, C] */
+			double *k = malloc((size_t)C * sizeof *k);
+			if (!k) {
+				free(dead);
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+			int ok = per_channel(g->values[cv].init, yr, 1, C, k);
+			for (int64_t c = 0; ok && is_div && c < C; c++)
+				ok = k[c] != 0;
+			if (!ok) {
+				free(k);
+				continue;
+			}
+			/* New tensors for W (Mul, Div) and b: the old ones may be shared views. */
+			int64_t n = qt_tensor_numel(w);
+			int64_t bdims[1] = {C};
+			int nb = bv;
+			if (nb < 0) {
+				char name[512];
+				snprintf(name, sizeof name, "%s.affine_bias", g->values[y].name);
+				for (int j = 1; qt_graph_find_value(g, name) >= 0; j++)
+					snprintf(name, sizeof name, "%s.affine_bias%d", g->values[y].name, j);
+				nb = qt_graph_value(g, name);
+				p = &g->nodes[pi];
+			}
+			float *bd = nb >= 0 ? writable_f32(g, nb, b, C, 1, bdims) : NULL;
+			float *wd = (is_mul || is_div) ? writable_f32(g, wv, w, n, w->rank, w->dims) : (float *)w->data;
+			int *ins = p->n_inputs < 3 ? qt_graph_alloc(g, 3 * sizeof *ins) : p->inputs;
+			if (!bd || !wd || !ins) {
+				free(k);
+				free(dead);
+				return qt_error(QT_E_NOMEM, "out of memory folding a constant into a layer");
+			}
+			if (!b)
+				memset(bd, 0, (size_t)C * sizeof *bd);
+			int64_t per = n / C;
+			for (int64_t c = 0; c < C; c++) {
+				double f = is_div ? 1.0 / k[c] : k[c];
+				if (is_mul || is_div) {
+					for (int64_t j = 0; j < per; j++) {
+						/* Conv and transB Gemm: channel-major rows; plain Gemm [K, C]: columns. */
+						int64_t idx = axis == 0 ? c * per + j : j * C + c;
+						wd[idx] = (float)((double)wd[idx] * f);
+					}
+					bd[c] = (float)((double)bd[c] * f);
+				} else {
+					bd[c] = (float)((double)bd[c] + (is_sub ? -k[c] : k[c]));
+				}
+			}
+			free(k);
+			set_bias(p, ins, nb);
+			p->outputs[0] = e->outputs[0];
+			dead[ei] = 1;
+			folded++;
+			break;
+		}
+	}
+	qt_graph_remove_nodes(g, dead);
+	free(dead);
+	if (n_out)
+		*n_out = folded;
+	return qt_graph_finalize(g);
+}
+
+enum qt_status qt_pass_fold_affine(struct qt_graph *g, int *n_out)
+{
+	int total = 0, n;
+	enum qt_status st;
+	do {
+		if ((st = fold_affine_once(g, &n)) != QT_OK)
+			return st;
+		total += n;
+	} while (n > 0);
+	if (n_out)
+		*n_out = total;
+	return QT_OK;
 }

@@ -134,7 +134,7 @@ static enum qt_status fuse_activations(struct qt_graph *g, int *n_out)
  * Learn every value's dtype by running the graph once at batch 1 on zeros
  * (ONNX files rarely declare intermediate types; calibration saw the same).
  */
-static enum qt_status infer_dtypes(struct qt_graph *g)
+static enum qt_status infer_dtypes(struct qt_graph *g, const struct qt_input_shapes *shapes)
 {
 	struct qt_rt *rt;
 	enum qt_status st = qt_rt_new(g, &rt);
@@ -149,10 +149,9 @@ static enum qt_status infer_dtypes(struct qt_graph *g)
 	}
 	for (int i = 0; i < g->n_inputs && !st; i++) {
 		int64_t d[QT_MAX_RANK];
-		int r = qt_graph_input_dims(g, i, 1, d);
-		if (r < 0)
-			st = qt_error(QT_E_UNSUPPORTED, "input \"%s\" declares no shape", g->values[g->inputs[i]].name);
-		else
+		int r;
+		st = qt_graph_dry_run_dims(g, i, shapes, d, &r);
+		if (!st)
 			st = qt_tensor_alloc(&ins[i], g->values[g->inputs[i]].dtype, r, d);
 	}
 	if (!st) {
@@ -238,12 +237,13 @@ int qt_quant_weight_ok(const struct qt_graph *g, const struct qt_node *n)
 	return 0;
 }
 
-enum qt_status qt_quant_prepare(struct qt_graph *g)
+enum qt_status qt_quant_prepare(struct qt_graph *g, const struct qt_input_shapes *shapes)
 {
 	int n_bn, n_mmb, n_act;
 	enum qt_status st;
-	if ((st = qt_pass_fold_bn(g, &n_bn)) != QT_OK || (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK ||
-	    (st = fuse_activations(g, &n_act)) != QT_OK || (st = infer_dtypes(g)) != QT_OK)
+	if ((st = qt_pass_prepare_import(g)) != QT_OK || (st = qt_pass_fold_bn(g, &n_bn)) != QT_OK ||
+	    (st = qt_pass_fuse_matmul_bias(g, &n_mmb)) != QT_OK || (st = fuse_activations(g, &n_act)) != QT_OK ||
+	    (st = infer_dtypes(g, shapes)) != QT_OK)
 		return st;
 	return QT_OK;
 }
@@ -333,11 +333,56 @@ static float act_scale(const struct qt_value *v)
 	return v->q->scale[0];
 }
 
+/* Which nodes get integer weights: Conv, ConvTranspose (2-D, group 1), Gemm
+ * (plain), MatMul and MatMulBias with a 2-D constant. NULL when n does, else
+ * why not (qtool/quant.h). */
+const char *qt_quant_skip_reason(const struct qt_graph *g, const struct qt_node *n)
+{
+	if (!qt_is_weighted_op(n))
+		return "not a weighted op";
+	if (n->n_inputs < 2 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->n_outputs != 1 || n->outputs[0] < 0)
+		return "unusual inputs or outputs";
+	const struct qt_value *x = &g->values[n->inputs[0]], *y = &g->values[n->outputs[0]];
+	const struct qt_tensor *w = g->values[n->inputs[1]].init;
+	if (!x->q || !y->q)
+		return "input or output is not a float32 activation";
+	if (!w)
+		return "weight not constant";
+	if (w->dtype != QT_DTYPE_F32)
+		return "weight is not float32";
+	if (g->values[n->inputs[1]].n_consumers != 1)
+		return "weight shared with another node";
+	if (n->n_inputs > 2 && n->inputs[2] >= 0) {
+		const struct qt_tensor *b = g->values[n->inputs[2]].init;
+		if (qt_weight_axis(n) >= w->rank)
+			return "weight rank too small";
+		int64_t C = w->dims[qt_weight_axis(n)];
+		if (!b || b->dtype != QT_DTYPE_F32 || qt_tensor_numel(b) != C)
+			return "bias not foldable (not a float32 constant per output channel)";
+	}
+	if (!strcmp(n->op_type, "Conv"))
+		return w->rank == 4 ? NULL : "no integer kernel (only 2-D Conv)";
+	if (!strcmp(n->op_type, "ConvTranspose"))
+		return w->rank == 4 && qt_node_attr_int(n, "group", 1) == 1
+			       ? NULL
+			       : "no integer kernel (only 2-D ungrouped ConvTranspose)";
+	if (!strcmp(n->op_type, "Gemm"))
+		return w->rank == 2 && !qt_node_attr_int(n, "transA", 0) && qt_node_attr_float(n, "alpha", 1) == 1.0f &&
+				       (n->n_inputs < 3 || qt_node_attr_float(n, "beta", 1) == 1.0f)
+			       ? NULL
+			       : "no integer kernel (Gemm with transA, alpha or beta)";
+	if (!strcmp(n->op_type, "MatMul"))
+		return w->rank == 2 && n->n_inputs == 2 ? NULL : "no integer kernel (MatMul weight not 2-D)";
+	if (!strcmp(n->op_type, QT_OP_MATMUL_BIAS) && !strcmp(n->domain, QT_DOMAIN_QTOOL))
+		return w->rank == 2 && n->n_inputs == 3 ? NULL : "no integer kernel (MatMulBias weight not 2-D)";
+	return "not a weighted op";
+}
+
 /* Which layers get integer weights: planned, not kept float, weight and
  * activations quantizable. */
 static int quantizable(const struct qt_graph *g, const struct qt_node *n)
 {
-	return qt_quant_weight_ok(g, n) && g->values[n->inputs[0]].q && g->values[n->outputs[0]].q;
+	return qt_quant_skip_reason(g, n) == NULL;
 }
 
 /* Element index in the weight tensor of matrix entry (c, k): c along `axis`,
@@ -977,7 +1022,7 @@ enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table
 {
 	enum qt_status st;
 	struct qt_plan plan = {0};
-	if ((st = qt_quant_prepare(g)) != QT_OK || (st = qt_plan_build(g, o, &plan)) != QT_OK)
+	if ((st = qt_quant_prepare(g, o->input_shapes)) != QT_OK || (st = qt_plan_build(g, o, &plan)) != QT_OK)
 		return st;
 	st = qt_quantize_planned(g, calib, &plan, o);
 	qt_plan_free(&plan);

@@ -99,7 +99,7 @@ static void expect_close(const double *got, const double *want, size_t n, const 
 Test(methods, layerdata_matches_direct_im2col)
 {
 	struct qt_graph *g = small_cnn(21);
-	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 	char dir[64];
 	struct qt_tensor x = {0};
 	const char *spec = write_samples(dir, sizeof dir, 23, 5, &x);
@@ -178,7 +178,7 @@ Test(methods, layerdata_matches_direct_im2col)
 Test(methods, plan_overrides)
 {
 	struct qt_graph *g = small_cnn(3);
-	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 	const char *ov[] = {"fc=w8a4"}, *kf[] = {"con*"};
 	struct qt_quant_opts o = {.wbits = 4, .abits = 8, .overrides = ov, .n_overrides = 1, .keep_float = kf,
 				  .n_keep_float = 1};
@@ -249,7 +249,7 @@ Test(methods, bias_correction_zeroes_mean_output_error)
 	char dir[64];
 	struct qt_tensor x = {0};
 	const char *spec = write_samples(dir, sizeof dir, 64, 77, &x);
-	cr_assert_eq(qt_quant_prepare(fp), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(fp, NULL), QT_OK, "%s", qt_error_msg());
 	struct qt_dataset *ds = open_samples(spec);
 	int targets[2] = {node_index(fp, "Conv"), node_index(fp, "Gemm")};
 	struct seen means = {0};

@@ -946,3 +946,375 @@ Test(regress, crafted_qmod_two_level_row_without_top_byte)
 	free(b);
 	qt_graph_free(g);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Import preparation: constant folding, unsharing, affine folding (issue 8). */
+
+/* A TENSOR attribute survives a .qmod round trip (its body sits 72 bytes
+ * after an aligned header, which the reader once refused as misaligned). */
+Test(regress, qmod_tensor_attribute_roundtrip)
+{
+	struct qt_graph *g = quantized_cnn("w8a8", QT_GRAN_CHANNEL, 0);
+	struct qt_node *n = &g->nodes[g->n_nodes - 1];
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a * (size_t)(n->n_attrs + 1));
+	memcpy(a, n->attrs, sizeof *a * (size_t)n->n_attrs);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	float vals[3] = {1.5f, -2.0f, 0.25f};
+	t->dtype = QT_DTYPE_F32;
+	t->rank = 1;
+	t->dims[0] = 3;
+	t->data = vals;
+	t->nbytes = sizeof vals;
+	a[n->n_attrs].name = "value";
+	a[n->n_attrs].type = QT_ATTR_TENSOR;
+	a[n->n_attrs].t = t;
+	n->attrs = a;
+	n->n_attrs++;
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK, "%s", qt_error_msg());
+	struct qt_graph *r;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "mem.qmod", &r), QT_OK, "%s", qt_error_msg());
+	const struct qt_attr *ra = qt_node_attr(&r->nodes[r->n_nodes - 1], "value");
+	cr_assert(ra && ra->type == QT_ATTR_TENSOR && ra->t->nbytes == sizeof vals);
+	cr_assert(!memcmp(ra->t->data, vals, sizeof vals));
+	free(b);
+	qt_graph_free(r);
+	qt_graph_free(g);
+}
+
+static int add_value(struct qt_graph *g, const char *name)
+{
+	return qt_graph_value(g, name);
+}
+
+/*
+ * x[N,4,8,8] -> Conv(Identity(w0), b0) -> Relu -> Conv(w0 shared, Identity(b1))
+ * -> Mul(., k[1,4,1,1]) -> Div(., 2) -> Add(., a[4,1,1]) -> Sub(., s) ->
+ * Reshape(., Concat(Unsqueeze(Gather(Shape(static value), 0)), [-1]))... the
+ * shapes of exporters, built by hand.
+ */
+static struct qt_graph *exporter_idioms(uint64_t seed)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	int x = add_input_nchw(g, 4, 8, 8);
+	int64_t wd[4] = {4, 4, 3, 3}, cd[1] = {4}, kd[4] = {1, 4, 1, 1}, ad[3] = {4, 1, 1}, sd[1] = {1};
+	int w0 = add_random(g, "w0", 4, wd, 0.3f), b0 = add_random(g, "b0", 1, cd, 0.1f);
+	int b1 = add_random(g, "b1", 1, cd, 0.1f), k = add_random(g, "k", 4, kd, 1.0f);
+	int a = add_random(g, "a", 3, ad, 0.5f);
+	int two = add_const(g, "two", 1, sd, (float[]){2.0f}), s = add_const(g, "s", 1, sd, (float[]){0.75f});
+	int wa = add_value(g, "w0_alias"), b1a = add_value(g, "b1_alias");
+	int c1 = add_value(g, "c1"), r1 = add_value(g, "r1"), c2 = add_value(g, "c2"), m = add_value(g, "m");
+	int d = add_value(g, "d"), ad_ = add_value(g, "ad"), y = add_value(g, "y");
+	g->values[y].is_output = 1;
+	int n = qt_graph_add_node(g, "Identity", "", "alias_w");
+	node_io(g, n, 1, &w0, 1, &wa);
+	n = qt_graph_add_node(g, "Identity", "", "alias_b");
+	node_io(g, n, 1, &b1, 1, &b1a);
+	n = qt_graph_add_node(g, "Conv", "", "conv1");
+	node_io(g, n, 3, (int[]){x, wa, b0}, 1, &c1);
+	node_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	n = qt_graph_add_node(g, "Relu", "", "relu1");
+	node_io(g, n, 1, &c1, 1, &r1);
+	n = qt_graph_add_node(g, "Conv", "", "conv2");
+	node_io(g, n, 3, (int[]){r1, w0, b1a}, 1, &c2);
+	node_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+	n = qt_graph_add_node(g, "Mul", "", "mul");
+	node_io(g, n, 2, (int[]){k, c2}, 1, &m); /* constant first: either order folds */
+	n = qt_graph_add_node(g, "Div", "", "div");
+	node_io(g, n, 2, (int[]){m, two}, 1, &d);
+	n = qt_graph_add_node(g, "Add", "", "add");
+	node_io(g, n, 2, (int[]){d, a}, 1, &ad_);
+	n = qt_graph_add_node(g, "Sub", "", "sub");
+	node_io(g, n, 2, (int[]){ad_, s}, 1, &y);
+	return finish_graph(g, x, y);
+}
+
+static void nchw_input(struct qt_tensor *x, int n, int c, int h, int w, uint64_t seed)
+{
+	rng_seed(seed);
+	int64_t d[4] = {n, c, h, w};
+	cr_assert_eq(qt_tensor_alloc(x, QT_DTYPE_F32, 4, d), QT_OK);
+	for (int64_t i = 0; i < qt_tensor_numel(x); i++)
+		((float *)x->data)[i] = (float)nrand();
+}
+
+/* |a - b| <= rel * max|a| + 1e-6 elementwise. */
+static void assert_close(const struct qt_tensor *a, const struct qt_tensor *b, float rel, const char *what)
+{
+	cr_assert_eq(qt_tensor_numel(a), qt_tensor_numel(b), "%s: sizes differ", what);
+	const float *p = a->data, *q = b->data;
+	float amax = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(a); i++)
+		amax = fmaxf(amax, fabsf(p[i]));
+	for (int64_t i = 0; i < qt_tensor_numel(a); i++)
+		cr_assert(fabsf(p[i] - q[i]) <= rel * amax + 1e-6f, "%s: element %lld: %g vs %g", what, (long long)i, p[i],
+			  q[i]);
+}
+
+static int count_op(const struct qt_graph *g, const char *op)
+{
+	int c = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		c += !strcmp(g->nodes[i].op_type, op);
+	return c;
+}
+
+Test(prepare, identity_shared_and_affine_fold_preserve_outputs)
+{
+	const uint64_t seed = 21;
+	struct qt_graph *g = exporter_idioms(seed);
+	/* Before: the shared weight is what the quantizer refuses. */
+	int conv2 = -1;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].name, "conv2"))
+			conv2 = i;
+	cr_assert_geq(conv2, 0);
+	struct qt_tensor x = {0}, y0 = {0}, y1 = {0};
+	nchw_input(&x, 3, 4, 8, 8, seed + 1);
+	run_fp32(g, &x, &y0);
+	cr_assert_eq(qt_pass_prepare_import(g), QT_OK, "%s", qt_error_msg());
+	run_fp32(g, &x, &y1);
+	/* Identity and unsharing are exact; the affine folds reassociate float
+	 * products (W*k/2 in double, rounded once): relative 1e-5 of the output
+	 * scale, seed printed on failure. */
+	assert_close(&y0, &y1, 1e-5f, "prepared graph (seed 21)");
+	cr_assert_eq(count_op(g, "Identity"), 0);
+	cr_assert_eq(count_op(g, "Mul") + count_op(g, "Div") + count_op(g, "Add") + count_op(g, "Sub"), 0,
+		     "every constant affine op folded into conv2");
+	cr_assert_eq(count_op(g, "Conv"), 2);
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		if (strcmp(n->op_type, "Conv"))
+			continue;
+		cr_assert(g->values[n->inputs[1]].init, "%s: weight is a constant", n->name);
+		cr_assert_eq(g->values[n->inputs[1]].n_consumers, 1, "%s: weight is its own", n->name);
+	}
+	/* And the quantizer takes both convolutions. */
+	qt_graph_free(g);
+	g = exporter_idioms(seed);
+	struct qt_calib *c;
+	cr_assert_eq(qt_calib_new(g, NULL, &c), QT_OK);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_calib_observer, c);
+	struct qt_tensor yy = {0};
+	cr_assert_eq(qt_rt_run(rt, &x, &yy), QT_OK, "%s", qt_error_msg());
+	qt_tensor_free(&yy);
+	qt_rt_free(rt);
+	struct qt_calib_table *t;
+	struct qt_calib_meta meta = {0};
+	cr_assert_eq(qt_calib_finish(c, &meta, &t), QT_OK);
+	qt_calib_free(c);
+	cr_assert_eq(t->input_shapes.n, 1, "calibration records the input shape");
+	cr_assert_eq(t->input_shapes.s[0].rank, 4);
+	cr_assert(t->input_shapes.s[0].dims[0] == 1 && t->input_shapes.s[0].dims[1] == 4 &&
+		  t->input_shapes.s[0].dims[3] == 8, "symbolic batch recorded as 1");
+	struct qt_quant_opts o = {.wbits = 8, .abits = 8, .command_line = "test", .input_shapes = &t->input_shapes};
+	cr_assert_eq(qt_quantize_graph(g, t, &o), QT_OK, "%s", qt_error_msg());
+	int quantized = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		quantized += g->nodes[i].rq != NULL;
+	cr_assert_eq(quantized, 2, "both convolutions quantized, the shared weight included");
+	qt_calib_table_free(t);
+	qt_graph_free(g);
+	qt_tensor_free(&x);
+	qt_tensor_free(&y0);
+	qt_tensor_free(&y1);
+}
+
+/* Set node ni's only attribute to the int `name` = v. */
+static void node_int(struct qt_graph *g, int ni, const char *name, int64_t v)
+{
+	struct qt_attr *a = qt_graph_alloc(g, sizeof *a);
+	a->name = name;
+	a->type = QT_ATTR_INT;
+	a->i = v;
+	g->nodes[ni].attrs = a;
+	g->nodes[ni].n_attrs = 1;
+}
+
+static int add_i64(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const int64_t *vals)
+{
+	return add_tensor(g, name, QT_DTYPE_I64, rank, dims, vals);
+}
+
+/* An opset-13 graph whose input x is a static [2,3,4,4] (inputs[0] set, not finalized). */
+static struct qt_graph *graph_with_x2344(void)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	int x = add_input_nchw(g, 3, 4, 4);
+	g->values[x].dims[0] = 2;
+	g->inputs = qt_graph_alloc(g, sizeof(int));
+	g->inputs[0] = x;
+	return g;
+}
+
+/*
+ * x[2,3,4,4] -> Relu -> r (declared [2,3,4,4]) -> Reshape(r, shape) where
+ * shape = Concat(Unsqueeze(Gather(Shape(r), 0)), Cast(Mul(c, c2)) as int64)
+ * and the Relu's second consumer is Add(r, Cast(int constant) as float).
+ */
+Test(prepare, fold_constants_shape_chain_and_arithmetic)
+{
+	struct qt_graph *g = graph_with_x2344();
+	int x = g->inputs[0];
+	int r = add_value(g, "r");
+	g->values[r].rank = 4;
+	memcpy(g->values[r].dims, (int64_t[]){2, 3, 4, 4}, sizeof(int64_t) * 4);
+	int64_t one[1] = {1};
+	int zero = add_i64(g, "zero", 0, one, (int64_t[]){0}), axes = add_i64(g, "axes", 1, one, (int64_t[]){0});
+	int c = add_const(g, "c", 1, one, (float[]){6.0f}), c2 = add_const(g, "c2", 1, one, (float[]){8.0f});
+	int ci = add_i64(g, "ci", 1, one, (int64_t[]){3});
+	int sh = add_value(g, "sh"), g0 = add_value(g, "g0"), u0 = add_value(g, "u0"), mc = add_value(g, "mc");
+	int mci = add_value(g, "mci"), shape = add_value(g, "shape"), rs = add_value(g, "rs"), cf = add_value(g, "cf");
+	int y = add_value(g, "y");
+	g->values[y].is_output = 1;
+	int n = qt_graph_add_node(g, "Relu", "", "relu");
+	node_io(g, n, 1, &x, 1, &r);
+	n = qt_graph_add_node(g, "Shape", "", "shape");
+	node_io(g, n, 1, &r, 1, &sh);
+	n = qt_graph_add_node(g, "Gather", "", "gather");
+	node_io(g, n, 2, (int[]){sh, zero}, 1, &g0);
+	n = qt_graph_add_node(g, "Unsqueeze", "", "unsq");
+	node_io(g, n, 2, (int[]){g0, axes}, 1, &u0);
+	n = qt_graph_add_node(g, "Mul", "", "mul");
+	node_io(g, n, 2, (int[]){c, c2}, 1, &mc);
+	n = qt_graph_add_node(g, "Cast", "", "cast_i");
+	node_io(g, n, 1, &mc, 1, &mci);
+	node_int(g, n, "to", 7); /* INT64 */
+	n = qt_graph_add_node(g, "Concat", "", "concat");
+	node_io(g, n, 2, (int[]){u0, mci}, 1, &shape);
+	node_int(g, n, "axis", 0);
+	n = qt_graph_add_node(g, "Reshape", "", "reshape");
+	node_io(g, n, 2, (int[]){r, shape}, 1, &rs);
+	n = qt_graph_add_node(g, "Cast", "", "cast_f");
+	node_io(g, n, 1, &ci, 1, &cf);
+	node_int(g, n, "to", 1); /* FLOAT */
+	n = qt_graph_add_node(g, "Add", "", "add");
+	node_io(g, n, 2, (int[]){rs, cf}, 1, &y);
+	finish_graph(g, x, y);
+
+	struct qt_tensor in = {0}, y0 = {0}, y1 = {0};
+	nchw_input(&in, 2, 3, 4, 4, 5);
+	run_fp32(g, &in, &y0);
+	int folded;
+	cr_assert_eq(qt_pass_fold_constants(g, &folded), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(folded, 7, "Shape, Gather, Unsqueeze, Mul, Cast, Concat, Cast folded (got %d)", folded);
+	cr_assert_eq(g->n_nodes, 3, "Relu, Reshape and Add remain");
+	int si = qt_graph_find_value(g, "shape");
+	cr_assert(si >= 0 && g->values[si].init && g->values[si].init->dtype == QT_DTYPE_I64);
+	const int64_t *sv = g->values[si].init->data;
+	cr_assert(sv[0] == 2 && sv[1] == 48, "shape folded to [2, 48], got [%lld, %lld]", (long long)sv[0],
+		  (long long)sv[1]);
+	run_fp32(g, &in, &y1);
+	/* Folding runs the same kernels on the same constants: bit-exact. */
+	cr_assert(y0.nbytes == y1.nbytes && !memcmp(y0.data, y1.data, y0.nbytes));
+	qt_tensor_free(&in);
+	qt_tensor_free(&y0);
+	qt_tensor_free(&y1);
+	qt_graph_free(g);
+}
+
+Test(prepare, graph_input_shape_is_never_folded)
+{
+	/* Shape(x) of a graph input stays: the declared dims are what a run may override. */
+	struct qt_graph *g = graph_with_x2344();
+	int x = g->inputs[0];
+	int s = add_value(g, "s");
+	g->values[s].is_output = 1;
+	int n = qt_graph_add_node(g, "Shape", "", "shape");
+	node_io(g, n, 1, &x, 1, &s);
+	finish_graph(g, x, s);
+	int folded;
+	cr_assert_eq(qt_pass_fold_constants(g, &folded), QT_OK);
+	cr_assert_eq(folded, 0);
+	qt_graph_free(g);
+}
+
+Test(prepare, skip_reasons)
+{
+	struct qt_graph *g = exporter_idioms(3);
+	/* conv2 reads w0, which conv1 reads through an Identity: before any
+	 * preparation the weight of conv1 is not a constant, conv2's is shared. */
+	const struct qt_node *c1 = NULL, *c2 = NULL;
+	for (int i = 0; i < g->n_nodes; i++) {
+		if (!strcmp(g->nodes[i].name, "conv1"))
+			c1 = &g->nodes[i];
+		if (!strcmp(g->nodes[i].name, "conv2"))
+			c2 = &g->nodes[i];
+	}
+	/* The quantizer asks for activation qparams first: give x and outputs dummy ones. */
+	struct qt_qparams q = {0};
+	for (int v = 0; v < g->n_values; v++)
+		if (!g->values[v].init)
+			g->values[v].q = &q;
+	cr_assert_str_eq(qt_quant_skip_reason(g, c1), "weight not constant");
+	cr_assert_str_eq(qt_quant_skip_reason(g, c2), "weight shared with another node");
+	for (int v = 0; v < g->n_values; v++)
+		g->values[v].q = NULL;
+	cr_assert_str_eq(qt_quant_skip_reason(g, c2), "input or output is not a float32 activation");
+	qt_graph_free(g);
+}
+
+Test(prepare, dry_run_dims)
+{
+	struct qt_graph *g = small_cnn(1);
+	int64_t d[QT_MAX_RANK];
+	int r;
+	cr_assert_eq(qt_graph_dry_run_dims(g, 0, NULL, d, &r), QT_OK);
+	cr_assert(r == 4 && d[0] == 1 && d[1] == 3 && d[2] == 8, "a symbolic batch runs at 1");
+	g->values[g->inputs[0]].dims[2] = -1;
+	g->values[g->inputs[0]].dim_params[2] = "H";
+	cr_assert_eq(qt_graph_dry_run_dims(g, 0, NULL, d, &r), QT_E_INVALID_ARG);
+	cr_assert(strstr(qt_error_msg(), "--input-shape x=") && strstr(qt_error_msg(), "(H)"), "%s", qt_error_msg());
+	struct qt_input_shapes s = {0};
+	cr_assert_eq(qt_input_shapes_parse(&s, "x=2,3,12,8"), QT_OK);
+	cr_assert_eq(qt_graph_dry_run_dims(g, 0, &s, d, &r), QT_OK, "%s", qt_error_msg());
+	cr_assert(d[0] == 2 && d[2] == 12);
+	cr_assert_eq(qt_input_shapes_parse(&s, "x=2,4,12,8"), QT_OK); /* replaces, conflicts with C = 3 */
+	cr_assert_eq(s.n, 1);
+	cr_assert_eq(qt_graph_dry_run_dims(g, 0, &s, d, &r), QT_E_INVALID_ARG);
+	cr_assert_eq(qt_input_shapes_parse(&s, "x=2,3,12"), QT_OK);
+	cr_assert_eq(qt_graph_dry_run_dims(g, 0, &s, d, &r), QT_E_INVALID_ARG, "rank mismatch");
+	const char *bad[] = {"x", "=1,2", "x=", "x=1,,2", "x=0", "x=-1", "x=1,2a", "x=1,2,3,4,5,6,7,8,9", NULL};
+	for (int i = 0; bad[i]; i++)
+		cr_assert_eq(qt_input_shapes_parse(&s, bad[i]), QT_E_INVALID_ARG, "'%s' accepted", bad[i]);
+	qt_graph_free(g);
+}
+
+Test(prepare, calib_file_keeps_input_shapes)
+{
+	struct qt_graph *g = small_cnn(2);
+	struct qt_calib_table *t = calibrate(g);
+	cr_assert_eq(t->input_shapes.n, 1);
+	char *json;
+	cr_assert_eq(qt_calib_to_json(t, &json), QT_OK);
+	cr_assert(strstr(json, "\"input_shapes\""));
+	struct qt_calib_table *r;
+	cr_assert_eq(qt_calib_read_mem(json, strlen(json), "mem.json", g, &r), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(r->input_shapes.n, 1);
+	cr_assert_str_eq(r->input_shapes.s[0].name, "x");
+	cr_assert(r->input_shapes.s[0].rank == 4 && r->input_shapes.s[0].dims[0] == 1 &&
+		  r->input_shapes.s[0].dims[1] == 3 && r->input_shapes.s[0].dims[2] == 8);
+	/* A shape for a name that is not an input, or a zero dim, is refused. */
+	char *p = strstr(json, "\"input_shapes\"");
+	char *bad = malloc(strlen(json) + 16);
+	size_t pre = (size_t)(p - json);
+	memcpy(bad, json, pre);
+	strcpy(bad + pre, "\"input_shapes\": {\"nope\": [1]},");
+	strcat(bad, strchr(p, '}') + 2);
+	struct qt_calib_table *r2 = NULL;
+	cr_assert_eq(qt_calib_read_mem(bad, strlen(bad), "bad.json", g, &r2), QT_E_FORMAT, "%s", bad);
+	cr_assert(strstr(qt_error_msg(), "nope"), "%s", qt_error_msg());
+	free(bad);
+	free(json);
+	qt_calib_table_free(r);
+	qt_calib_table_free(t);
+	qt_graph_free(g);
+}

@@ -15,6 +15,7 @@ void rng_seed(uint64_t s);
 double urand(void);
 double nrand(void);
 int cmp_d(const void *a, const void *b);
+int add_tensor(struct qt_graph *g, const char *name, enum qt_dtype dt, int rank, const int64_t *dims, const void *vals);
 int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals);
 void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs);
 void node_ints(struct qt_graph *g, int ni, const char *name, int n, const int64_t *v);
