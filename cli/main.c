@@ -16,6 +16,7 @@ static const struct {
 	{"compare", cmd_compare, "gate a new eval report against a baseline (CI)"},
 	{"calibrate", cmd_calibrate, "record activation statistics over a dataset"},
 	{"quantize", cmd_quantize, "quantize a model with a calibration file into .qmod"},
+	{"bench", cmd_bench, "time a model's runtime on random inputs (ms per batch)"},
 };
 
 static void usage(FILE *f)

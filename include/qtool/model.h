@@ -39,6 +39,11 @@ QT_API const char *qt_model_sha256_hex(const struct qt_model *m);
  */
 QT_API enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x, struct qt_tensor *y_out);
 
+/* What executes m: "fp32 (OpenBLAS)" for ONNX models and the float
+ * simulation, else the integer kernels' instruction set ("avx512vnni",
+ * "avx2", "ref"; see QT_ISA). Static string. */
+QT_API const char *qt_model_engine(const struct qt_model *m);
+
 /* Lower-case hex of 32 bytes into out (65 bytes). */
 QT_API void qt_hex32(const uint8_t *bytes, char *out);
 
