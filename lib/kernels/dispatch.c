@@ -39,6 +39,18 @@ static const struct qt_qgemm_kernel manifest[] = {
 	{.name = NULL},
 };
 
+/* The manifest's quantized Adds. */
+static const struct {
+	const char *name;
+	int isa;
+	qt_qadd_fn fn;
+} qadd_manifest[] = {
+#define QT_QADD_KERNEL(name_, isa_, fn_) {name_, isa_, fn_},
+#include "kernels/kernels.def"
+#undef QT_QADD_KERNEL
+	{NULL, 0, NULL},
+};
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int avail[QT_ISA_COUNT];
 static char missing[QT_ISA_COUNT][160]; /* what the CPU/OS lacks, per ISA */
@@ -127,7 +139,15 @@ static void detect(void)
 			}
 		}
 		t->qgemm_group_requant = qt_qgemm_group_requant__ref;
-		t->qadd = qt_qadd_u8__ref;
+		t->qadd = i ? tables[i - 1].qadd : qt_qadd_u8__ref;
+		t->qadd_name = i ? tables[i - 1].qadd_name : "qadd_u8__ref";
+		for (int k = 0; qadd_manifest[k].name; k++) {
+			if (qadd_manifest[k].isa == i) {
+				t->qadd = qadd_manifest[k].fn;
+				t->qadd_name = qadd_manifest[k].name;
+				break;
+			}
+		}
 		t->qmul = qt_qmul_u8__ref;
 	}
 }

@@ -53,7 +53,10 @@
  *   int32 acc this is the same rule as above.
  *
  * Threads: kernels keep no state; split work by rows (A + m0 * lda,
- * Y + m0 * ldy) to run them in parallel on one packed B.
+ * Y + m0 * ldy) to run them in parallel on one packed B, or by columns:
+ * every packing stores its column blocks of nr consecutively, so for n0 a
+ * multiple of nr the packed columns [n0, N) start at packed_size(n0, K) and
+ * the GEMM of those columns takes colsum + n0, bias + n0, Y + n0.
  */
 #ifndef QT_KERNELS_KERNELS_H
 #define QT_KERNELS_KERNELS_H
@@ -347,8 +350,12 @@ enum qt_isa {
 			  const void *packed_B, int32_t za, const int32_t *colsum,   \
 			  const int32_t *bias, const struct qt_rq *rq, uint8_t *Y,   \
 			  size_t ldy);
+#define QT_QADD_KERNEL(name, isa, fn)                                               \
+	void fn(size_t n, const uint8_t *a, size_t a_stride, const uint8_t *b,      \
+		size_t b_stride, uint8_t *y, const struct qt_qadd_params *p);
 #include "kernels/kernels.def"
 #undef QT_QGEMM_KERNEL
+#undef QT_QADD_KERNEL
 void qt_qgemm_group_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, int G, const uint8_t *A,
 						    size_t lda, int32_t za, const void *packed_B,
 						    const int32_t *colsum_g, const int32_t *ratio,
@@ -366,7 +373,8 @@ struct qt_kernels {
 						      of this ISA (or below) with a
 						      gemm_group_requant; pack grouped
 						      weights with its pack */
-	qt_qadd_fn qadd;                      /* ref for now */
+	qt_qadd_fn qadd;                      /* first manifest Add of this ISA, or the ISA below's */
+	const char *qadd_name;
 	qt_qmul_fn qmul;                      /* ref for now */
 };
 
