@@ -39,12 +39,9 @@ static const struct qt_qgemm_kernel manifest[] = {
 	{.name = NULL},
 };
 
-/* The manifest's quantized Adds. */
-static const struct {
-	const char *name;
-	int isa;
-	qt_qadd_fn fn;
-} qadd_manifest[] = {
+/* The reference Add, then the manifest's. */
+const struct qt_qadd_kernel qt_qadd_kernels[] = {
+	{"qadd_u8__ref", QT_ISA_REF, qt_qadd_u8__ref},
 #define QT_QADD_KERNEL(name_, isa_, fn_) {name_, isa_, fn_},
 #include "kernels/kernels.def"
 #undef QT_QADD_KERNEL
@@ -141,10 +138,10 @@ static void detect(void)
 		t->qgemm_group_requant = qt_qgemm_group_requant__ref;
 		t->qadd = i ? tables[i - 1].qadd : qt_qadd_u8__ref;
 		t->qadd_name = i ? tables[i - 1].qadd_name : "qadd_u8__ref";
-		for (int k = 0; qadd_manifest[k].name; k++) {
-			if (qadd_manifest[k].isa == i) {
-				t->qadd = qadd_manifest[k].fn;
-				t->qadd_name = qadd_manifest[k].name;
+		for (int k = 0; qt_qadd_kernels[k].name; k++) {
+			if (qt_qadd_kernels[k].isa == i) {
+				t->qadd = qt_qadd_kernels[k].fn;
+				t->qadd_name = qt_qadd_kernels[k].name;
 				break;
 			}
 		}

@@ -362,6 +362,16 @@ void qt_qgemm_group_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, int G, 
 						    const int64_t *bias64, const struct qt_rq *rq,
 						    uint8_t *Y, size_t ldy);
 
+/* A quantized Add kernel: the reference first, then the manifest's
+ * (kernels.def), terminated by a NULL name. The dispatcher, the tests and the
+ * benchmark all read this one list. */
+struct qt_qadd_kernel {
+	const char *name;
+	int isa; /* enum qt_isa */
+	qt_qadd_fn fn;
+};
+extern const struct qt_qadd_kernel qt_qadd_kernels[];
+
 /* The kernel set used for one ISA. Static storage; never freed. */
 struct qt_kernels {
 	int isa;                              /* enum qt_isa */

@@ -35,17 +35,6 @@ static const struct qt_qgemm_kernel manifest[] = {
 	{.name = NULL},
 };
 
-static const struct {
-	const char *name;
-	int isa;
-	qt_qadd_fn fn;
-} qadd_manifest[] = {
-	{"qadd_u8__ref", QT_ISA_REF, qt_qadd_u8__ref},
-#define QT_QADD_KERNEL(name_, isa_, fn_) {name_, isa_, fn_},
-#include "kernels/kernels.def"
-#undef QT_QADD_KERNEL
-	{NULL, 0, NULL},
-};
 
 struct shape {
 	int M, N, K;
@@ -135,10 +124,10 @@ static int bench_qadd(double min_s)
 	if (qt_qadd_prepare(0.031, 117, 0.047, 131, 0.06, 3, 3, 255, &p) != QT_OK)
 		return 1;
 	printf("\n%-26s %-32s %10s\n", "kernel", "shape", "Gelem/s");
-	for (int k = 0; qadd_manifest[k].name; k++) {
-		if (!qt_isa_available(qadd_manifest[k].isa)) {
-			printf("%-26s (skipped: %s not available)\n", qadd_manifest[k].name,
-			       qt_isa_name(qadd_manifest[k].isa));
+	for (int k = 0; qt_qadd_kernels[k].name; k++) {
+		if (!qt_isa_available(qt_qadd_kernels[k].isa)) {
+			printf("%-26s (skipped: %s not available)\n", qt_qadd_kernels[k].name,
+			       qt_isa_name(qt_qadd_kernels[k].isa));
 			continue;
 		}
 		double best = 0;
@@ -146,7 +135,7 @@ static int bench_qadd(double min_s)
 			long iters = 0;
 			double t0 = now(), t;
 			do {
-				qadd_manifest[k].fn(NE, a, 1, b, 1, y, &p);
+				qt_qadd_kernels[k].fn(NE, a, 1, b, 1, y, &p);
 				iters++;
 				t = now() - t0;
 			} while (t < min_s / 5);
@@ -156,10 +145,10 @@ static int bench_qadd(double min_s)
 		if (k == 0) {
 			memcpy(yref, y, NE);
 		} else if (memcmp(y, yref, NE)) {
-			printf("MISMATCH vs reference: %s\n", qadd_manifest[k].name);
+			printf("MISMATCH vs reference: %s\n", qt_qadd_kernels[k].name);
 			bad = 1;
 		}
-		printf("%-26s %-32s %10.2f\n", qadd_manifest[k].name, "residual Add 64x56x56", best);
+		printf("%-26s %-32s %10.2f\n", qt_qadd_kernels[k].name, "residual Add 64x56x56", best);
 	}
 	return bad;
 }

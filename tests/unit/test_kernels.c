@@ -738,18 +738,6 @@ Test(qelementwise, add_close_to_real_and_unbiased)
 	}
 }
 
-/* The manifest's quantized Adds. */
-static const struct {
-	const char *name;
-	int isa;
-	qt_qadd_fn fn;
-} qadd_manifest[] = {
-#define QT_QADD_KERNEL(name_, isa_, fn_) {name_, isa_, fn_},
-#include "kernels/kernels.def"
-#undef QT_QADD_KERNEL
-	{NULL, 0, NULL},
-};
-
 /*
  * Every optimized Add equals the reference bit for bit: lengths around its
  * 16-lane vector (1, 15, 16, 17, 33) and every (a, b) pair (65536, each
@@ -764,9 +752,9 @@ Test(qelementwise, add_kernels_match_ref)
 	static const int32_t zps[] = {0, 255, 128, 3};
 	for (int i = 0; i < 65536; i++)
 		a[i + 1] = (uint8_t)(i & 255), b[i + 1] = (uint8_t)(i >> 8);
-	for (int k = 0; qadd_manifest[k].name; k++) {
-		if (!qt_isa_available(qadd_manifest[k].isa)) {
-			cr_log_warn("skipping %s: not available on this CPU", qadd_manifest[k].name);
+	for (int k = 1; qt_qadd_kernels[k].name; k++) { /* [0] is the reference */
+		if (!qt_isa_available(qt_qadd_kernels[k].isa)) {
+			cr_log_warn("skipping %s: not available on this CPU", qt_qadd_kernels[k].name);
 			continue;
 		}
 		struct rng r = {4242};
@@ -785,18 +773,18 @@ Test(qelementwise, add_kernels_match_ref)
 				size_t n = lens[l], off = (size_t)(it * 977) % (65536 - n + 1);
 				memset(yk, 0xa5, sizeof yk);
 				memset(yr, 0xa5, sizeof yr);
-				qadd_manifest[k].fn(n, a + 1 + off, 1, b + 1 + off, 1, yk + 1, &p);
+				qt_qadd_kernels[k].fn(n, a + 1 + off, 1, b + 1 + off, 1, yk + 1, &p);
 				qt_qadd_u8__ref(n, a + 1 + off, 1, b + 1 + off, 1, yr + 1, &p);
 				for (size_t i = 0; i < n + 2; i++)
 					cr_assert_eq(yk[i], yr[i], "%s seed 4242 it %d n %zu: y[%zd] = %d, ref %d (a=%d b=%d)",
-						     qadd_manifest[k].name, it, n, (ssize_t)i - 1, yk[i], yr[i],
+						     qt_qadd_kernels[k].name, it, n, (ssize_t)i - 1, yk[i], yr[i],
 						     i && i <= n ? a[off + i] : -1, i && i <= n ? b[off + i] : -1);
 			}
 			/* Strided (broadcast) operands. */
-			qadd_manifest[k].fn(37, a + 1, 3, b + 1, 0, yk, &p);
+			qt_qadd_kernels[k].fn(37, a + 1, 3, b + 1, 0, yk, &p);
 			qt_qadd_u8__ref(37, a + 1, 3, b + 1, 0, yr, &p);
 			cr_assert_eq(memcmp(yk, yr, 37), 0, "%s seed 4242 it %d: strided Add differs",
-				     qadd_manifest[k].name, it);
+				     qt_qadd_kernels[k].name, it);
 		}
 	}
 }
