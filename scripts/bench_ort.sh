@@ -66,6 +66,10 @@ trap 'rm -f "$table"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $THREADS threads"
 echo "qtool integer kernels: $isa; ONNX Runtime: onnxruntime-node $(sed -n 's/.*"version": "\(.*\)".*/\1/p' build/ort/node_modules/onnxruntime-node/package.json | head -1)"
 echo "times: ms per batch, the fastest of $ROUNDS interleaved rounds x $ITERS runs; ratios: throughput, > 1 = qtool faster"
+# Other processes skew the ratios: ONNX Runtime's intra-op threads spin while
+# they wait (its default), qtool's sleep, so on a loaded machine ORT loses
+# more. The load is printed so a reader can judge the run.
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (on $(nproc) cores; an idle machine is ~0)"
 echo
 echo "| model | batch | ORT FP32 | ORT int8 | qtool FP32 | qtool int8 | qtool FP32 / ORT FP32 | qtool int8 / ORT int8 | qtool int8 / ORT FP32 | qtool int8 / qtool FP32 |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -53,10 +53,7 @@
  *   int32 acc this is the same rule as above.
  *
  * Threads: kernels keep no state; split work by rows (A + m0 * lda,
- * Y + m0 * ldy) to run them in parallel on one packed B, or by columns:
- * every packing stores its column blocks of nr consecutively, so for n0 a
- * multiple of nr the packed columns [n0, N) start at packed_size(n0, K) and
- * the GEMM of those columns takes colsum + n0, bias + n0, Y + n0.
+ * Y + m0 * ldy) to run them in parallel on one packed B.
  */
 #ifndef QT_KERNELS_KERNELS_H
 #define QT_KERNELS_KERNELS_H

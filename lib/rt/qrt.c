@@ -750,20 +750,14 @@ static enum qt_status conv_geom(const struct qt_node *n, const struct qt_tensor 
 /* Threads: the kernels keep no state, so work splits into independent      */
 /* items run on the runtimes' persistent pool (pool.h).                    */
 
-/*
- * Rows [A, Y) and output channels [n0, n1) of one GEMM + requantization with
- * p's weights (conv group gi). A column range other than [0, N) needs plain
- * (ungrouped) weights and n0 a multiple of the kernel's nr: the packed
- * layouts store column blocks of nr consecutively, so the block of n0 starts
- * at packed_size(n0, K) (kernels.h). Y points at column n0.
- */
-static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int n0, int n1, int M,
-		      const uint8_t *A, size_t lda, int32_t za, uint8_t *Y, size_t ldy)
+/* Rows [A, Y) of one GEMM + requantization with p's weights (conv group gi). */
+static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int M, const uint8_t *A, size_t lda,
+		      int32_t za, uint8_t *Y, size_t ldy)
 {
 	struct qt_rq rq = p->rq;
 	if (rq.per_channel) {
-		rq.mult += gi * p->N + n0;
-		rq.shift += gi * p->N + n0;
+		rq.mult += gi * p->N;
+		rq.shift += gi * p->N;
 	}
 	if (p->wgroup && q->k->qgemm_group)
 		q->k->qgemm_group->gemm_group_requant(M, p->N, p->K, p->wgroup, A, lda, za, p->packed, p->colsum,
@@ -772,19 +766,15 @@ static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int
 		q->k->qgemm_group_requant(M, p->N, p->K, p->wgroup, A, lda, za, p->w, (size_t)p->K, p->colsum, p->ratio,
 					  p->bias64, &rq, Y, ldy);
 	else
-		q->k->qgemm->gemm_requant(M, n1 - n0, p->K, A, lda,
-					  (const char *)p->packed + p->packed_group_bytes * (size_t)gi +
-						  q->k->qgemm->packed_size(n0, p->K),
-					  za, p->colsum + gi * p->N + n0, p->bias ? p->bias + gi * p->N + n0 : NULL,
-					  &rq, Y, ldy);
+		q->k->qgemm->gemm_requant(M, p->N, p->K, A, lda, (const char *)p->packed + p->packed_group_bytes * (size_t)gi,
+					  za, p->colsum + gi * p->N, p->bias ? p->bias + gi * p->N : NULL, &rq, Y, ldy);
 }
 
 /*
  * A conv runs as independent work items split over the threads: (image,
- * group, chunk of output pixels, part of the output channels). Chunks are
- * sized for the cache and, at small batches, so that every thread gets
- * items; layers with few pixels and many channels (the last stages of a
- * ResNet at batch 1) split their output channels instead.
+ * group, chunk of output pixels). Chunks are sized for the cache and, at
+ * small batches, so that every thread gets items (a ResNet's last stage at
+ * batch 1 has 49 pixels: two chunks of 25 and 24).
  */
 struct conv_job {
 	const struct qt_qrt *q;
@@ -796,7 +786,6 @@ struct conv_job {
 	uint8_t *xt;            /* tap-major: the input channels-last, [N * groups][H * W][Cg] */
 	uint8_t *col[QT_POOL_MAX], *tmp[QT_POOL_MAX]; /* per thread */
 	int64_t chunk, nchunks; /* output pixels per item; chunks per (image, group) */
-	int nparts, part_cols;  /* output-channel parts per chunk; columns per part */
 	int64_t slices;         /* tap-major transpose: pixel ranges per (image, group) */
 };
 
@@ -979,11 +968,9 @@ static void conv_items(void *ctx, int t, int64_t lo, int64_t hi)
 			  !G->pb && !G->pr;
 	uint8_t *col = j->col[t], *tmp = j->tmp[t];
 	for (int64_t it = lo; it < hi; it++) {
-		int part = (int)(it % j->nparts);
-		int64_t rest = it / j->nparts, c = rest % j->nchunks, bg = rest / j->nchunks;
+		int64_t c = it % j->nchunks, bg = it / j->nchunks;
 		int64_t b = bg / p->groups, gi = bg % p->groups;
 		int64_t p0 = c * j->chunk, p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
-		int n0 = part * j->part_cols, n1 = n0 + j->part_cols < p->N ? n0 + j->part_cols : p->N;
 		const uint8_t *A = col;
 		if (isone)
 			A = j->xt + (bg * G->H * G->W + p0) * Cg;
@@ -991,9 +978,9 @@ static void conv_items(void *ctx, int t, int64_t lo, int64_t hi)
 			im2col_tap_major(j, bg, p0, p1, col);
 		else
 			im2col_chw(j, bg, p0, p1, col);
-		gemm_rows(j->q, p, (int)gi, n0, n1, (int)(p1 - p0), A, (size_t)K, j->zi, tmp, (size_t)(n1 - n0));
-		transpose_u8(tmp, (size_t)(p1 - p0), (size_t)(n1 - n0), (size_t)(n1 - n0),
-			     j->y + (b * G->M + gi * p->N + n0) * P + p0, (size_t)P);
+		gemm_rows(j->q, p, (int)gi, (int)(p1 - p0), A, (size_t)K, j->zi, tmp, (size_t)p->N);
+		transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N, j->y + (b * G->M + gi * p->N) * P + p0,
+			     (size_t)P);
 	}
 }
 
@@ -1049,17 +1036,6 @@ static void plan_items(struct conv_job *j, int nt)
 	chunk = chunk < 1 ? 1 : chunk > P ? P : chunk;
 	j->chunk = chunk;
 	j->nchunks = (P + chunk - 1) / chunk;
-	/* Still fewer items than threads: split the output channels in whole
-	 * column blocks of the kernel (plain weights only). */
-	int nr = j->q->k->qgemm->nr;
-	j->nparts = 1;
-	j->part_cols = p->N;
-	if (bg * j->nchunks < nt && !p->wgroup && p->N >= 2 * nr) {
-		int64_t parts = nt / (bg * j->nchunks);
-		int64_t cols = ((p->N + parts - 1) / parts + nr - 1) / nr * nr;
-		j->part_cols = (int)cols;
-		j->nparts = (int)((p->N + cols - 1) / cols);
-	}
 	j->slices = bg < nt ? (nt + bg - 1) / bg : 1;
 }
 
@@ -1092,7 +1068,7 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 		return QT_OK;
 	}
 	plan_items(&j, nt);
-	if ((st = alloc_bufs(&j, nt, (size_t)(j.chunk * p->K), (size_t)(j.chunk * j.part_cols))))
+	if ((st = alloc_bufs(&j, nt, (size_t)(j.chunk * p->K), (size_t)(j.chunk * p->N))))
 		return st;
 	if (p->tap_major) {
 		j.xt = malloc((size_t)qt_tensor_numel(x) + 1);
@@ -1102,7 +1078,7 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 		}
 		qt_pool_for(j.G.N * p->groups * j.slices, nt, conv_to_nhwc, &j);
 	}
-	qt_pool_for(j.G.N * p->groups * j.nchunks * j.nparts, nt, conv_items, &j);
+	qt_pool_for(j.G.N * p->groups * j.nchunks, nt, conv_items, &j);
 	free_bufs(&j, nt);
 	return QT_OK;
 }
@@ -1207,8 +1183,8 @@ static void gemm_part(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct gemm_job *j = ctx;
 	(void)t;
-	gemm_rows(j->q, j->p, 0, 0, j->p->N, (int)(hi - lo), j->A + lo * j->p->K, (size_t)j->p->K, j->za,
-		  j->Y + lo * j->p->N, (size_t)j->p->N);
+	gemm_rows(j->q, j->p, 0, (int)(hi - lo), j->A + lo * j->p->K, (size_t)j->p->K, j->za, j->Y + lo * j->p->N,
+		  (size_t)j->p->N);
 }
 
 static enum qt_status run_gemm(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)

@@ -747,7 +747,7 @@ Test(qelementwise, add_close_to_real_and_unbiased)
  */
 Test(qelementwise, add_kernels_match_ref)
 {
-	static uint8_t a[65536 + 1], b[65536 + 1], yk[65536 + 1], yr[65536 + 1];
+	static uint8_t a[65536 + 1], b[65536 + 1], yk[65536 + 2], yr[65536 + 2]; /* y: a guard byte each side */
 	static const size_t lens[] = {1, 15, 16, 17, 33, 65536};
 	static const int32_t zps[] = {0, 255, 128, 3};
 	for (int i = 0; i < 65536; i++)
