@@ -7,6 +7,7 @@
 #   make demo       quantize and evaluate the bundled default model
 #   make bench      throughput of the FP32 and integer runtimes, time of GPTQ
 #   make results-ort  ONNX Runtime on qtool's QDQ export vs the integer runtime (npm)
+#   make bench-ort  qtool against ONNX Runtime at 224x224 (scripts/bench_ort.sh)
 #   make fuzz       libFuzzer targets (clang), 60 s each
 #   make deps       install the Debian packages qtool needs
 #   make models     retrain the bundled models (needs python3-torch)
@@ -138,6 +139,12 @@ fuzz: $(GEN)/onnx.pb-c.h
 
 bench: deps-check all $(B)/bench_kernels $(B)/bench_gptq
 	bash scripts/bench.sh
+
+# qtool against ONNX Runtime (npm onnxruntime-node into build/ort) on
+# torchvision models at 224x224; BENCH_ORT_WRITE=1 updates docs/RESULTS.md.
+.PHONY: bench-ort
+bench-ort: all
+	bash scripts/bench_ort.sh $(B)/qtool
 
 # GOPS of the reference and of each kernel in lib/kernels/kernels.def.
 .PHONY: bench-kernels

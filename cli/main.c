@@ -17,6 +17,7 @@ static const struct {
 	{"calibrate", cmd_calibrate, "record activation statistics over a dataset"},
 	{"quantize", cmd_quantize, "quantize a model with a calibration file into .qmod"},
 	{"export", cmd_export, "write a .qmod as a standard ONNX QDQ model (ONNX Runtime)"},
+	{"bench", cmd_bench, "time a model's runtime on random inputs (ms per batch)"},
 };
 
 static void usage(FILE *f)

@@ -51,6 +51,11 @@ QT_API enum qt_status qt_model_run_all(struct qt_model *m, const struct qt_tenso
  * the integer runtime. Borrowed; lives as long as m. */
 QT_API const struct qt_rt_stats *qt_model_stats(const struct qt_model *m);
 
+/* What executes m: "fp32 (OpenBLAS)" for ONNX models and the float
+ * simulation, else the integer kernels' instruction set ("avx512vnni",
+ * "avx2", "ref"; see QT_ISA). Static string. */
+QT_API const char *qt_model_engine(const struct qt_model *m);
+
 /* Lower-case hex of 32 bytes into out (65 bytes). */
 QT_API void qt_hex32(const uint8_t *bytes, char *out);
 

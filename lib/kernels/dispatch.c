@@ -39,6 +39,15 @@ static const struct qt_qgemm_kernel manifest[] = {
 	{.name = NULL},
 };
 
+/* The reference Add, then the manifest's. */
+const struct qt_qadd_kernel qt_qadd_kernels[] = {
+	{"qadd_u8__ref", QT_ISA_REF, qt_qadd_u8__ref},
+#define QT_QADD_KERNEL(name_, isa_, fn_) {name_, isa_, fn_},
+#include "kernels/kernels.def"
+#undef QT_QADD_KERNEL
+	{NULL, 0, NULL},
+};
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int avail[QT_ISA_COUNT];
 static char missing[QT_ISA_COUNT][160]; /* what the CPU/OS lacks, per ISA */
@@ -127,7 +136,15 @@ static void detect(void)
 			}
 		}
 		t->qgemm_group_requant = qt_qgemm_group_requant__ref;
-		t->qadd = qt_qadd_u8__ref;
+		t->qadd = i ? tables[i - 1].qadd : qt_qadd_u8__ref;
+		t->qadd_name = i ? tables[i - 1].qadd_name : "qadd_u8__ref";
+		for (int k = 0; qt_qadd_kernels[k].name; k++) {
+			if (qt_qadd_kernels[k].isa == i) {
+				t->qadd = qt_qadd_kernels[k].fn;
+				t->qadd_name = qt_qadd_kernels[k].name;
+				break;
+			}
+		}
 		t->qmul = qt_qmul_u8__ref;
 	}
 }

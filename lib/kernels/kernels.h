@@ -355,13 +355,27 @@ enum qt_isa {
 			  const void *packed_B, int32_t za, const int32_t *colsum,   \
 			  const int32_t *bias, const struct qt_rq *rq, uint8_t *Y,   \
 			  size_t ldy);
+#define QT_QADD_KERNEL(name, isa, fn)                                               \
+	void fn(size_t n, const uint8_t *a, size_t a_stride, const uint8_t *b,      \
+		size_t b_stride, uint8_t *y, const struct qt_qadd_params *p);
 #include "kernels/kernels.def"
 #undef QT_QGEMM_KERNEL
+#undef QT_QADD_KERNEL
 void qt_qgemm_group_requant_u8s8_8x32c4__avx512vnni(int M, int N, int K, int G, const uint8_t *A,
 						    size_t lda, int32_t za, const void *packed_B,
 						    const int32_t *colsum_g, const int32_t *ratio,
 						    const int64_t *bias64, const struct qt_rq *rq,
 						    uint8_t *Y, size_t ldy);
+
+/* A quantized Add kernel: the reference first, then the manifest's
+ * (kernels.def), terminated by a NULL name. The dispatcher, the tests and the
+ * benchmark all read this one list. */
+struct qt_qadd_kernel {
+	const char *name;
+	int isa; /* enum qt_isa */
+	qt_qadd_fn fn;
+};
+extern const struct qt_qadd_kernel qt_qadd_kernels[];
 
 /* The kernel set used for one ISA. Static storage; never freed. */
 struct qt_kernels {
@@ -374,7 +388,8 @@ struct qt_kernels {
 						      of this ISA (or below) with a
 						      gemm_group_requant; pack grouped
 						      weights with its pack */
-	qt_qadd_fn qadd;                      /* ref for now */
+	qt_qadd_fn qadd;                      /* first manifest Add of this ISA, or the ISA below's */
+	const char *qadd_name;
 	qt_qmul_fn qmul;                      /* ref for now */
 };
 

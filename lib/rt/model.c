@@ -8,6 +8,7 @@
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "qmodel_int.h"
+#include "kernels/kernels.h"
 
 struct qt_model {
 	enum qt_model_kind kind;
@@ -129,6 +130,15 @@ enum qt_model_kind qt_model_kind(const struct qt_model *m)
 const struct qt_graph *qt_model_graph(const struct qt_model *m)
 {
 	return m->g;
+}
+
+const char *qt_model_engine(const struct qt_model *m)
+{
+	const struct qt_kernels *k;
+	if (!m->qrt)
+		return "fp32 (OpenBLAS)";
+	k = qt_kernels_active();
+	return k ? k->isa_name : "?";
 }
 
 uint64_t qt_model_file_bytes(const struct qt_model *m)

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "pool.h"
 
 #define SP         3                  /* spatial dims after lifting */
 #define ATTR_MAX   ((int64_t)1 << 30) /* bound on kernel, stride, dilation, pad values */
@@ -227,13 +228,13 @@ static void fill_bias(float *y, const float *bias, int64_t N, int64_t M, int64_t
 /*
  * Gather the receptive fields of output lines [l0, l1) of a cg-channel input
  * plane stack into col, row-major (cg * K) x ((l1 - l0) * out[2]); padding
- * reads as 0.
+ * reads as 0. This call fills the rows of channels [c0, c1).
  */
-static void im2col(const float *x, int64_t cg, const struct geom *g, int64_t l0, int64_t l1, float *col)
+static void im2col(const float *x, int64_t c0, int64_t c1, const struct geom *g, int64_t l0, int64_t l1, float *col)
 {
 	const int64_t W = g->out[2], np = (l1 - l0) * W, s2 = g->s[2];
-	float *row = col;
-	for (int64_t c = 0; c < cg; c++)
+	float *row = col + c0 * prod3(g->k) * np;
+	for (int64_t c = c0; c < c1; c++)
 		for (int64_t kd = 0; kd < g->k[0]; kd++)
 			for (int64_t kh = 0; kh < g->k[1]; kh++)
 				for (int64_t kw = 0; kw < g->k[2]; kw++, row += np) {
@@ -287,45 +288,73 @@ static void axpy_line(float *restrict dst, const float *restrict src, float w, i
 		dst[i] += w * src[i * step];
 }
 
+struct im2col_job {
+	const float *x;
+	const struct geom *g;
+	int64_t l0, l1;
+	float *col;
+};
+
+static void im2col_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct im2col_job *j = ctx;
+	(void)t;
+	im2col(j->x, lo, hi, j->g, j->l0, j->l1, j->col);
+}
+
+struct dw_job {
+	const float *x, *w;
+	float *y;
+	const struct geom *g;
+	int64_t C, M;
+};
+
 /*
  * Depthwise convolution (one input channel per group, any channel
  * multiplier): a direct loop, since one small sgemm per channel is slow.
  * y holds the bias on entry; for each output line, every kernel tap adds
  * w * x over the line while it is in cache (float accumulation, tap order).
+ * This call computes the (image, channel) planes [lo, hi); planes are
+ * independent, so the pool's split does not change any sum.
  */
-static void conv_depthwise(const float *x, const float *w, float *y, const struct geom *g, int64_t N, int64_t C,
-			   int64_t M)
+static void conv_depthwise(void *ctx, int t, int64_t lo, int64_t hi)
 {
+	const struct dw_job *j = ctx;
+	const float *x = j->x, *w = j->w;
+	float *y = j->y;
+	const struct geom *g = j->g;
+	const int64_t C = j->C, M = j->M;
 	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out);
 	const int64_t s2 = g->s[2], K = prod3(g->k);
-	for (int64_t n = 0; n < N; n++)
-		for (int64_t m = 0; m < M; m++) {
-			const float *xc = x + (n * C + m / mult) * Pin, *wm = w + m * K;
-			float *yc = y + (n * M + m) * P;
-			for (int64_t od = 0; od < g->out[0]; od++)
-				for (int64_t oh = 0; oh < g->out[1]; oh++) {
-					float *dst = yc + (od * g->out[1] + oh) * g->out[2];
-					for (int64_t kd = 0; kd < g->k[0]; kd++) {
-						int64_t id = od * g->s[0] - g->pb[0] + kd * g->d[0];
-						if (id < 0 || id >= g->in[0])
+	(void)t;
+	for (int64_t nm = lo; nm < hi; nm++) {
+		const int64_t n = nm / M, m = nm % M;
+		const float *xc = x + (n * C + m / mult) * Pin, *wm = w + m * K;
+		float *yc = y + (n * M + m) * P;
+		for (int64_t od = 0; od < g->out[0]; od++)
+			for (int64_t oh = 0; oh < g->out[1]; oh++) {
+				float *dst = yc + (od * g->out[1] + oh) * g->out[2];
+				for (int64_t kd = 0; kd < g->k[0]; kd++) {
+					int64_t id = od * g->s[0] - g->pb[0] + kd * g->d[0];
+					if (id < 0 || id >= g->in[0])
+						continue;
+					for (int64_t kh = 0; kh < g->k[1]; kh++) {
+						int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->d[1];
+						if (ih < 0 || ih >= g->in[1])
 							continue;
-						for (int64_t kh = 0; kh < g->k[1]; kh++) {
-							int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->d[1];
-							if (ih < 0 || ih >= g->in[1])
-								continue;
-							const float *src = xc + (id * g->in[1] + ih) * g->in[2];
-							const float *wt = wm + (kd * g->k[1] + kh) * g->k[2];
-							for (int64_t kw = 0; kw < g->k[2]; kw++) {
-								int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
-								valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
-								if (hi > lo)
-									axpy_line(dst + lo, src + lo * s2 + off, wt[kw],
-										  hi - lo, s2);
-							}
+						const float *src = xc + (id * g->in[1] + ih) * g->in[2];
+						const float *wt = wm + (kd * g->k[1] + kh) * g->k[2];
+						for (int64_t kw = 0; kw < g->k[2]; kw++) {
+							int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
+							valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
+							if (hi > lo)
+								axpy_line(dst + lo, src + lo * s2 + off, wt[kw],
+									  hi - lo, s2);
 						}
 					}
 				}
-		}
+			}
+	}
 }
 
 /* Kernel dims taken from W: at least 1 (an empty kernel has no output), at most ATTR_MAX. */
@@ -425,7 +454,8 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 	if (N == 0 || M == 0 || P == 0 || cg == 0 || K == 0)
 		return QT_OK;
 	if (cg == 1 && group > 1) {
-		conv_depthwise(xp, wp, y, &g, N, C, M);
+		struct dw_job dj = {xp, wp, y, &g, C, M};
+		qt_pool_for(N * M, qt_pool_threads(), conv_depthwise, &dj);
 		return QT_OK;
 	}
 	const float beta = b ? 1.0f : 0.0f;
@@ -454,7 +484,8 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 			float *yg = y + (n * M + gi * mg) * P;
 			for (int64_t l0 = 0; l0 < lines; l0 += per) {
 				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.out[2];
-				im2col(xg, cg, &g, l0, l1, col);
+				struct im2col_job ij = {xg, &g, l0, l1, col};
+				qt_pool_for(cg, qt_pool_threads(), im2col_part, &ij);
 				/* Y_g[:, lines l0..l1) (mg x np) = W_g (mg x rows) * col (rows x np). */
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows,
 					    1.0f, wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
@@ -685,11 +716,13 @@ static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_ten
  * order; a window with no tap inside (degenerate pads) gives -inf. idx
  * (optional) receives the flat input index of the maximum: row-major over
  * the whole tensor, or with the spatial part column-major when col_major.
+ * Computes planes [p0, p1).
  */
-static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geom *g, int64_t planes, int col_major)
+static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geom *g, int64_t p0, int64_t p1,
+			int col_major)
 {
 	const int64_t Pin = prod3(g->in), P = prod3(g->out);
-	for (int64_t pl = 0; pl < planes; pl++) {
+	for (int64_t pl = p0; pl < p1; pl++) {
 		const float *xp = x + pl * Pin;
 		int64_t o = pl * P;
 		for (int64_t od = 0; od < g->out[0]; od++) {
@@ -729,6 +762,21 @@ static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geo
 	}
 }
 
+struct maxpool_job {
+	const float *x;
+	float *y;
+	int64_t *idx;
+	const struct geom *g;
+	int col_major;
+};
+
+static void maxpool_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct maxpool_job *j = ctx;
+	(void)t;
+	maxpool_f32(j->x, j->y, j->idx, j->g, lo, hi, j->col_major);
+}
+
 /*
  * MaxPool: float32, and int8/uint8 (opset 12), which are pooled as float
  * (exact: every 8-bit value is a float) through a temporary copy. The
@@ -756,7 +804,8 @@ static enum qt_status op_maxpool(const struct qt_op_args *a)
 		return st;
 	int64_t planes = x->dims[0] * x->dims[1], *idx = want_idx ? a->out[1].data : NULL;
 	if (x->dtype == QT_DTYPE_F32) {
-		maxpool_f32(x->data, a->out[0].data, idx, &g, planes, (int)so);
+		struct maxpool_job mj = {x->data, a->out[0].data, idx, &g, (int)so};
+		qt_pool_for(planes, qt_pool_threads(), maxpool_part, &mj);
 		return QT_OK;
 	}
 	int64_t nx = qt_tensor_numel(x), ny = qt_tensor_numel(&a->out[0]);
@@ -766,7 +815,7 @@ static enum qt_status op_maxpool(const struct qt_op_args *a)
 				   qt_dtype_name(x->dtype));
 	for (int64_t i = 0; i < nx; i++)
 		xf[i] = (float)qt_tensor_get_f64(x, i);
-	maxpool_f32(xf, yf, idx, &g, planes, (int)so);
+	maxpool_f32(xf, yf, idx, &g, 0, planes, (int)so);
 	double lo = x->dtype == QT_DTYPE_U8 ? 0 : INT8_MIN;
 	for (int64_t i = 0; i < ny; i++)
 		qt_tensor_set_f64(&a->out[0], i, yf[i] < lo ? lo : yf[i]); /* -inf: empty window */

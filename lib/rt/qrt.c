@@ -16,7 +16,6 @@
  * and around fallback ops.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include "qmodel_int.h"
 #include "qtool/qmod.h"
 #include "ops.h"
+#include "pool.h"
 
 enum qkind {
 	QK_FALLBACK = 0, /* dequantize, FP32, quantize */
@@ -762,60 +762,8 @@ static enum qt_status conv_geom(const struct qt_node *n, const struct qt_tensor 
 }
 
 /* ---------------------------------------------------------------------- */
-/* Threads: the kernels keep no state, so work splits by images or rows.   */
-
-static int n_threads(void)
-{
-	static int cached;
-	if (!cached) {
-		const char *e = getenv("QT_THREADS");
-		long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-		cached = n < 1 ? 1 : n > 16 ? 16 : (int)n;
-	}
-	return cached;
-}
-
-typedef void (*par_fn)(void *ctx, int thread, int64_t lo, int64_t hi);
-struct par_job {
-	par_fn fn;
-	void *ctx;
-	int thread;
-	int64_t lo, hi;
-};
-
-static void *par_main(void *arg)
-{
-	struct par_job *j = arg;
-	j->fn(j->ctx, j->thread, j->lo, j->hi);
-	return NULL;
-}
-
-/* Run fn over [0, n) split into at most nt contiguous ranges; the caller's
- * thread takes the first. Falls back to one thread if a thread cannot start. */
-static void par_for(int64_t n, int nt, par_fn fn, void *ctx)
-{
-	if (nt > n)
-		nt = (int)n;
-	if (nt <= 1) {
-		if (n > 0)
-			fn(ctx, 0, 0, n);
-		return;
-	}
-	pthread_t th[16];
-	struct par_job jobs[16];
-	int started[16] = {0};
-	for (int t = 0; t < nt; t++)
-		jobs[t] = (struct par_job){fn, ctx, t, n * t / nt, n * (t + 1) / nt};
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&th[t], NULL, par_main, &jobs[t]) == 0;
-	fn(ctx, 0, jobs[0].lo, jobs[0].hi);
-	for (int t = 1; t < nt; t++) {
-		if (started[t])
-			pthread_join(th[t], NULL);
-		else
-			fn(ctx, t, jobs[t].lo, jobs[t].hi);
-	}
-}
+/* Threads: the kernels keep no state, so work splits into independent      */
+/* items run on the runtimes' persistent pool (pool.h).                    */
 
 /* Rows [A, Y) of one GEMM + requantization with p's weights (conv group gi). */
 static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int M, const uint8_t *A, size_t lda,
@@ -837,6 +785,12 @@ static void gemm_rows(const struct qt_qrt *q, const struct qnode *p, int gi, int
 					  za, p->colsum + gi * p->N, p->bias ? p->bias + gi * p->N : NULL, &rq, Y, ldy);
 }
 
+/*
+ * A conv runs as independent work items split over the threads: (image,
+ * group, chunk of output pixels). Chunks are sized for the cache and, at
+ * small batches, so that every thread gets items (a ResNet's last stage at
+ * batch 1 has 49 pixels: two chunks of 25 and 24).
+ */
 struct conv_job {
 	const struct qt_qrt *q;
 	const struct qnode *p;
@@ -844,13 +798,18 @@ struct conv_job {
 	int32_t zi;
 	const uint8_t *x;
 	uint8_t *y;
-	uint8_t *col[16], *tmp[16], *xt[16]; /* per thread */
-	int64_t chunk; /* output pixels per im2col chunk */
+	uint8_t *xt;            /* tap-major: the input channels-last, [N * groups][H * W][Cg] */
+	uint8_t *col[QT_POOL_MAX], *tmp[QT_POOL_MAX]; /* per thread */
+	int64_t chunk, nchunks; /* output pixels per item; chunks per (image, group) */
+	int64_t slices;         /* tap-major transpose: pixel ranges per (image, group) */
 };
 
 /* Bytes of im2col per thread and chunk: 16 MiB bounds the buffer whatever
  * the geometry (a damaged file's pads or dilations cannot ask for gigabytes). */
 int64_t qt_qrt_col_budget = (int64_t)16 << 20;
+/* Bytes of im2col a chunk aims at, so its rows stay in L2 while the GEMM
+ * reads them. */
+#define COL_CACHE_BYTES ((int64_t)192 << 10)
 
 /*
  * dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
@@ -874,16 +833,16 @@ static void transpose_u8(const uint8_t *src, size_t rows, size_t cols, size_t sr
 }
 
 /*
- * Depthwise images [lo, hi): each channel's plane is copied once into a
- * buffer padded with the input zero point to the extent the taps reach, so
- * every tap is a plain multiply-add over all OH x OW outputs (vectorizable
- * rows, no bounds checks). Padding holds zi, so subtracting zi * sum(w)
- * afterwards gives exactly sum over in-image taps of (x - zi) * w.
+ * Depthwise (image, channel) planes [lo, hi): each channel's plane is copied
+ * once into a buffer padded with the input zero point to the extent the taps
+ * reach, so every tap is a plain multiply-add over all OH x OW outputs
+ * (vectorizable rows, no bounds checks). Padding holds zi, so subtracting
+ * zi * sum(w) afterwards gives exactly sum over in-image taps of (x - zi) * w.
  * Accumulator: |sum x*w| and |zi * sum w| are each <= KH*KW*255*128, far
  * inside int32 for the kernels the runtime accepts; the bias is added in
  * int64 and the total saturated to int32 as the rule says.
  */
-static void dw_images(void *ctx, int t, int64_t lo, int64_t hi)
+static void dw_planes(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct conv_job *j = ctx;
 	const struct qnode *p = j->p;
@@ -893,141 +852,151 @@ static void dw_images(void *ctx, int t, int64_t lo, int64_t hi)
 	int32_t *restrict acc = (int32_t *)j->col[t];
 	uint8_t *restrict xp = j->tmp[t];
 	const int32_t zi = j->zi;
-	for (int64_t b = lo; b < hi; b++)
-		for (int64_t c = 0; c < G->M; c++) {
-			const uint8_t *xc = j->x + (b * G->C + c) * G->H * G->W;
-			const int8_t *wc = p->w + c * p->K;
-			memset(xp, zi, (size_t)(Hp * Wp));
-			for (int64_t r = 0; r < Hp; r++) {
-				int64_t ih = r - G->pt;
-				if (ih < 0 || ih >= G->H)
+	for (int64_t bc = lo; bc < hi; bc++) {
+		const int64_t b = bc / G->M, c = bc % G->M;
+		const uint8_t *xc = j->x + (b * G->C + c) * G->H * G->W;
+		const int8_t *wc = p->w + c * p->K;
+		memset(xp, zi, (size_t)(Hp * Wp));
+		for (int64_t r = 0; r < Hp; r++) {
+			int64_t ih = r - G->pt;
+			if (ih < 0 || ih >= G->H)
+				continue;
+			int64_t c0 = G->pl, w0 = 0, n = G->W; /* input columns [w0, w0 + n) at xp column c0 + w0 */
+			if (c0 < 0)
+				w0 = -c0, n -= w0;
+			if (c0 + w0 + n > Wp)
+				n = Wp - c0 - w0;
+			if (n > 0)
+				memcpy(xp + r * Wp + c0 + w0, xc + ih * G->W + w0, (size_t)n);
+		}
+		memset(acc, 0, (size_t)P * sizeof *acc);
+		int32_t wsum = 0;
+		for (int64_t i = 0; i < G->KH; i++)
+			for (int64_t k = 0; k < G->KW; k++) {
+				int32_t wv = wc[i * G->KW + k];
+				wsum += wv;
+				if (!wv)
 					continue;
-				int64_t c0 = G->pl, w0 = 0, n = G->W; /* input columns [w0, w0 + n) at xp column c0 + w0 */
-				if (c0 < 0)
-					w0 = -c0, n -= w0;
-				if (c0 + w0 + n > Wp)
-					n = Wp - c0 - w0;
-				if (n > 0)
-					memcpy(xp + r * Wp + c0 + w0, xc + ih * G->W + w0, (size_t)n);
-			}
-			memset(acc, 0, (size_t)P * sizeof *acc);
-			int32_t wsum = 0;
-			for (int64_t i = 0; i < G->KH; i++)
-				for (int64_t k = 0; k < G->KW; k++) {
-					int32_t wv = wc[i * G->KW + k];
-					wsum += wv;
-					if (!wv)
-						continue;
-					for (int64_t oh = 0; oh < G->OH; oh++) {
-						const uint8_t *restrict src = xp + (oh * G->sh + i * G->dh) * Wp + k * G->dw;
-						int32_t *restrict a = acc + oh * G->OW;
-						if (G->sw == 1)
-							for (int64_t ow = 0; ow < G->OW; ow++)
-								a[ow] += (int32_t)src[ow] * wv;
-						else
-							for (int64_t ow = 0; ow < G->OW; ow++)
-								a[ow] += (int32_t)src[ow * G->sw] * wv;
-					}
-				}
-			int ci = p->rq.per_channel ? (int)c : 0;
-			const int64_t base = (p->bias ? p->bias[c] : 0) - (int64_t)zi * wsum;
-			const int32_t m = p->rq.mult[ci], sh = p->rq.shift[ci], zo = p->rq.zo;
-			const int32_t qmin = p->rq.qmin, qmax = p->rq.qmax;
-			uint8_t *restrict yc = j->y + (b * G->M + c) * P;
-			for (int64_t i = 0; i < P; i++)
-				yc[i] = qt_rq_clamp(qt_rq_mulshift(qt_sat32(acc[i] + base), m, sh), zo, qmin, qmax);
-		}
-}
-
-/*
- * One image and conv group with tap-major weights: transpose the group's
- * input planes to channels-last, im2col by copying each tap's Cg channels
- * (the input zero point where the tap falls in the padding, so it
- * contributes a real 0), GEMM + requant into [P, N] (channels-last), and
- * transpose that into the NCHW output. A 1x1 stride-1 unpadded conv needs no
- * im2col: the channels-last input is the GEMM's A.
- */
-static void conv_tap_major(const struct conv_job *j, int t, int64_t b, int gi)
-{
-	const struct qnode *p = j->p;
-	const struct geom *G = &j->G;
-	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups, HW = G->H * G->W;
-	uint8_t *col = j->col[t], *tmp = j->tmp[t], *xt = j->xt[t];
-	uint8_t *yg = j->y + (b * G->M + gi * p->N) * P;
-	transpose_u8(j->x + (b * G->C + gi * Cg) * HW, (size_t)Cg, (size_t)HW, (size_t)HW, xt, (size_t)Cg);
-	int isone = G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl && !G->pb && !G->pr;
-	for (int64_t p0 = 0; p0 < P; p0 += j->chunk) {
-		int64_t p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
-		const uint8_t *A = xt + p0 * Cg; /* 1x1: output pixel = input pixel */
-		if (!isone) {
-			for (int64_t pos = p0; pos < p1; pos++) {
-				int64_t oh = pos / G->OW, ow = pos % G->OW;
-				uint8_t *row = col + (pos - p0) * K;
-				for (int64_t i = 0; i < G->KH; i++) {
-					int64_t ih = oh * G->sh - G->pt + i * G->dh;
-					for (int64_t k = 0; k < G->KW; k++) {
-						int64_t iw = ow * G->sw - G->pl + k * G->dw;
-						uint8_t *dst = row + (i * G->KW + k) * Cg;
-						if (ih < 0 || ih >= G->H || iw < 0 || iw >= G->W) {
-							memset(dst, j->zi, (size_t)Cg);
-						} else {
-							/* Runs are short (a few to a few hundred
-							 * bytes): an inline loop beats a call. */
-							const uint8_t *src = xt + (ih * G->W + iw) * Cg;
-							for (int64_t c = 0; c < Cg; c++)
-								dst[c] = src[c];
-						}
-					}
+				for (int64_t oh = 0; oh < G->OH; oh++) {
+					const uint8_t *restrict src = xp + (oh * G->sh + i * G->dh) * Wp + k * G->dw;
+					int32_t *restrict a = acc + oh * G->OW;
+					if (G->sw == 1)
+						for (int64_t ow = 0; ow < G->OW; ow++)
+							a[ow] += (int32_t)src[ow] * wv;
+					else
+						for (int64_t ow = 0; ow < G->OW; ow++)
+							a[ow] += (int32_t)src[ow * G->sw] * wv;
 				}
 			}
-			A = col;
-		}
-		gemm_rows(j->q, p, gi, (int)(p1 - p0), A, (size_t)K, j->zi, tmp, (size_t)p->N);
-		transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N, yg + p0, (size_t)P);
+		int ci = p->rq.per_channel ? (int)c : 0;
+		const int64_t base = (p->bias ? p->bias[c] : 0) - (int64_t)zi * wsum;
+		const int32_t m = p->rq.mult[ci], sh = p->rq.shift[ci], zo = p->rq.zo;
+		const int32_t qmin = p->rq.qmin, qmax = p->rq.qmax;
+		uint8_t *restrict yc = j->y + (b * G->M + c) * P;
+		for (int64_t i = 0; i < P; i++)
+			yc[i] = qt_rq_clamp(qt_rq_mulshift(qt_sat32(acc[i] + base), m, sh), zo, qmin, qmax);
 	}
 }
 
-/* General images [lo, hi): im2col per image, group and chunk of output
- * pixels (padding with the input zero point, so it contributes real 0), GEMM
- * + requant into [pixels, N], then transpose into NCHW. */
-static void conv_images(void *ctx, int t, int64_t lo, int64_t hi)
+/* Tap-major items [lo, hi) of (image * group, pixel slice): the group's input
+ * planes transposed to channels-last, once per conv. */
+static void conv_to_nhwc(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct conv_job *j = ctx;
+	const struct geom *G = &j->G;
+	const int64_t Cg = G->C / j->p->groups, HW = G->H * G->W;
+	(void)t;
+	for (int64_t it = lo; it < hi; it++) {
+		int64_t bg = it / j->slices, s = it % j->slices;
+		int64_t h0 = HW * s / j->slices, h1 = HW * (s + 1) / j->slices;
+		if (h1 > h0)
+			transpose_u8(j->x + bg * Cg * HW + h0, (size_t)Cg, (size_t)(h1 - h0), (size_t)HW,
+				     j->xt + bg * HW * Cg + h0 * Cg, (size_t)Cg);
+	}
+}
+
+/* im2col of output pixels [p0, p1) of image-group bg, tap-major (K ordered
+ * (kh, kw, c)): each tap copies Cg channels of the channels-last input, or
+ * the input zero point where it falls in the padding (a real 0). */
+static void im2col_tap_major(const struct conv_job *j, int64_t bg, int64_t p0, int64_t p1, uint8_t *col)
+{
+	const struct geom *G = &j->G;
+	const int64_t K = j->p->K, Cg = G->C / j->p->groups;
+	const uint8_t *xt = j->xt + bg * G->H * G->W * Cg;
+	for (int64_t pos = p0; pos < p1; pos++) {
+		int64_t oh = pos / G->OW, ow = pos % G->OW;
+		uint8_t *row = col + (pos - p0) * K;
+		for (int64_t i = 0; i < G->KH; i++) {
+			int64_t ih = oh * G->sh - G->pt + i * G->dh;
+			for (int64_t k = 0; k < G->KW; k++) {
+				int64_t iw = ow * G->sw - G->pl + k * G->dw;
+				uint8_t *dst = row + (i * G->KW + k) * Cg;
+				if (ih < 0 || ih >= G->H || iw < 0 || iw >= G->W) {
+					memset(dst, j->zi, (size_t)Cg);
+				} else {
+					/* Runs are short (a few to a few hundred bytes):
+					 * an inline loop beats a call. */
+					const uint8_t *src = xt + (ih * G->W + iw) * Cg;
+					for (int64_t c = 0; c < Cg; c++)
+						dst[c] = src[c];
+				}
+			}
+		}
+	}
+}
+
+/* im2col of output pixels [p0, p1) of image-group bg, channel-major (K
+ * ordered (c, kh, kw)), from the NCHW input. */
+static void im2col_chw(const struct conv_job *j, int64_t bg, int64_t p0, int64_t p1, uint8_t *col)
+{
+	const struct geom *G = &j->G;
+	const int64_t K = j->p->K, Cg = G->C / j->p->groups;
+	const uint8_t *xg = j->x + bg * Cg * G->H * G->W;
+	for (int64_t pos = p0; pos < p1; pos++) {
+		int64_t oh = pos / G->OW, ow = pos % G->OW;
+		uint8_t *row = col + (pos - p0) * K;
+		for (int64_t c = 0; c < Cg; c++)
+			for (int64_t i = 0; i < G->KH; i++) {
+				int64_t ih = oh * G->sh - G->pt + i * G->dh;
+				for (int64_t k = 0; k < G->KW; k++) {
+					int64_t iw = ow * G->sw - G->pl + k * G->dw;
+					row[(c * G->KH + i) * G->KW + k] =
+						(ih < 0 || ih >= G->H || iw < 0 || iw >= G->W)
+							? (uint8_t)j->zi
+							: xg[c * G->H * G->W + ih * G->W + iw];
+				}
+			}
+	}
+}
+
+/* Conv items [lo, hi): im2col of the item's pixels (none for a 1x1 stride-1
+ * unpadded tap-major conv: the channels-last input is the GEMM's A), GEMM +
+ * requant of its output channels into [pixels, channels], then transposed
+ * into the NCHW output. */
+static void conv_items(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct conv_job *j = ctx;
 	const struct qnode *p = j->p;
 	const struct geom *G = &j->G;
-	int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups;
+	const int64_t P = G->OH * G->OW, K = p->K, Cg = G->C / p->groups;
+	const int isone = p->tap_major && G->KH == 1 && G->KW == 1 && G->sh == 1 && G->sw == 1 && !G->pt && !G->pl &&
+			  !G->pb && !G->pr;
 	uint8_t *col = j->col[t], *tmp = j->tmp[t];
-	if (p->tap_major) {
-		for (int64_t b = lo; b < hi; b++)
-			for (int gi = 0; gi < p->groups; gi++)
-				conv_tap_major(j, t, b, gi);
-		return;
+	for (int64_t it = lo; it < hi; it++) {
+		int64_t c = it % j->nchunks, bg = it / j->nchunks;
+		int64_t b = bg / p->groups, gi = bg % p->groups;
+		int64_t p0 = c * j->chunk, p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
+		const uint8_t *A = col;
+		if (isone)
+			A = j->xt + (bg * G->H * G->W + p0) * Cg;
+		else if (p->tap_major)
+			im2col_tap_major(j, bg, p0, p1, col);
+		else
+			im2col_chw(j, bg, p0, p1, col);
+		gemm_rows(j->q, p, (int)gi, (int)(p1 - p0), A, (size_t)K, j->zi, tmp, (size_t)p->N);
+		transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N, j->y + (b * G->M + gi * p->N) * P + p0,
+			     (size_t)P);
 	}
-	for (int64_t b = lo; b < hi; b++)
-		for (int gi = 0; gi < p->groups; gi++) {
-			const uint8_t *xg = j->x + (b * G->C + gi * Cg) * G->H * G->W;
-			for (int64_t p0 = 0; p0 < P; p0 += j->chunk) {
-				int64_t p1 = p0 + j->chunk < P ? p0 + j->chunk : P;
-				for (int64_t pos = p0; pos < p1; pos++) {
-					int64_t oh = pos / G->OW, ow = pos % G->OW;
-					uint8_t *row = col + (pos - p0) * K;
-					for (int64_t c = 0; c < Cg; c++)
-						for (int64_t i = 0; i < G->KH; i++) {
-							int64_t ih = oh * G->sh - G->pt + i * G->dh;
-							for (int64_t k = 0; k < G->KW; k++) {
-								int64_t iw = ow * G->sw - G->pl + k * G->dw;
-								row[(c * G->KH + i) * G->KW + k] =
-									(ih < 0 || ih >= G->H || iw < 0 || iw >= G->W)
-										? (uint8_t)j->zi
-										: xg[c * G->H * G->W + ih * G->W + iw];
-							}
-						}
-				}
-				gemm_rows(j->q, p, gi, (int)(p1 - p0), col, (size_t)K, j->zi, tmp, (size_t)p->N);
-				transpose_u8(tmp, (size_t)(p1 - p0), (size_t)p->N, (size_t)p->N,
-					     j->y + (b * G->M + gi * p->N) * P + p0, (size_t)P);
-			}
-		}
 }
 
 /* Node n's output codes [N, M, OH, OW]. */
@@ -1038,6 +1007,51 @@ static enum qt_status alloc_nchw(struct qt_qrt *q, const struct qt_node *n, int6
 	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, 4, (int64_t[]){N, M, OH, OW});
 	*data = st ? NULL : y->data;
 	return st;
+}
+
+static void free_bufs(struct conv_job *j, int nt)
+{
+	for (int t = 0; t < nt; t++) {
+		free(j->col[t]);
+		free(j->tmp[t]);
+	}
+	free(j->xt);
+}
+
+/* Per-thread buffers of col_bytes and tmp_bytes (+1: never malloc(0)). */
+static enum qt_status alloc_bufs(struct conv_job *j, int nt, size_t col_bytes, size_t tmp_bytes)
+{
+	for (int t = 0; t < nt; t++) {
+		j->col[t] = malloc(col_bytes + 1);
+		j->tmp[t] = malloc(tmp_bytes + 1);
+		if (!j->col[t] || !j->tmp[t]) {
+			free_bufs(j, t + 1);
+			return qt_error(QT_E_NOMEM, "out of memory");
+		}
+	}
+	return QT_OK;
+}
+
+/* Split a conv into work items (see struct conv_job) for nt threads. */
+static void plan_items(struct conv_job *j, int nt)
+{
+	const struct qnode *p = j->p;
+	const int64_t P = j->G.OH * j->G.OW, bg = j->G.N * p->groups;
+	int64_t chunk = qt_qrt_col_budget / p->K, cache = COL_CACHE_BYTES / p->K;
+	if (cache < 64)
+		cache = 64;
+	if (chunk > cache)
+		chunk = cache;
+	/* Enough items for every thread: a whole image's pixels per thread at most. */
+	if (bg < nt) {
+		int64_t per = (P + nt / bg - 1) / (nt / bg);
+		if (chunk > per)
+			chunk = per;
+	}
+	chunk = chunk < 1 ? 1 : chunk > P ? P : chunk;
+	j->chunk = chunk;
+	j->nchunks = (P + chunk - 1) / chunk;
+	j->slices = bg < nt ? (nt + bg - 1) / bg : 1;
 }
 
 static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct qnode *p)
@@ -1056,50 +1070,31 @@ static enum qt_status run_conv(struct qt_qrt *q, const struct qt_node *n, struct
 		return st;
 	j.zi = vzp(g, n->inputs[0]);
 	j.x = x->data;
-	int nt = n_threads() < j.G.N ? n_threads() : (int)j.G.N;
+	int nt = qt_pool_threads();
 	if (p->depthwise) {
 		int64_t Hp = (j.G.OH - 1) * j.G.sh + (j.G.KH - 1) * j.G.dh + 1;
 		int64_t Wp = (j.G.OW - 1) * j.G.sw + (j.G.KW - 1) * j.G.dw + 1;
-		for (int t = 0; t < nt; t++) {
-			j.col[t] = malloc((size_t)(j.G.OH * j.G.OW) * sizeof(int32_t) + 1);
-			j.tmp[t] = malloc((size_t)(Hp * Wp) + 1);
-			if (!j.col[t] || !j.tmp[t]) {
-				for (int u = 0; u <= t; u++) {
-					free(j.col[u]);
-					free(j.tmp[u]);
-				}
-				return qt_error(QT_E_NOMEM, "out of memory");
-			}
-		}
-		par_for(j.G.N, nt, dw_images, &j);
-		for (int t = 0; t < nt; t++) {
-			free(j.col[t]);
-			free(j.tmp[t]);
-		}
+		if (nt > j.G.N * j.G.M)
+			nt = (int)(j.G.N * j.G.M);
+		if ((st = alloc_bufs(&j, nt, (size_t)(j.G.OH * j.G.OW) * sizeof(int32_t), (size_t)(Hp * Wp))))
+			return st;
+		qt_pool_for(j.G.N * j.G.M, nt, dw_planes, &j);
+		free_bufs(&j, nt);
 		return QT_OK;
 	}
-	int64_t P = j.G.OH * j.G.OW;
-	j.chunk = qt_qrt_col_budget / p->K;
-	j.chunk = j.chunk < 1 ? 1 : j.chunk > P ? P : j.chunk;
-	for (int t = 0; t < nt; t++) {
-		j.col[t] = malloc((size_t)(j.chunk * p->K) + 1);
-		j.tmp[t] = malloc((size_t)(j.chunk * p->N) + 1);
-		j.xt[t] = p->tap_major ? malloc((size_t)(j.G.H * j.G.W * (j.G.C / p->groups)) + 1) : NULL;
-		if (!j.col[t] || !j.tmp[t] || (p->tap_major && !j.xt[t])) {
-			for (int u = 0; u <= t; u++) {
-				free(j.col[u]);
-				free(j.tmp[u]);
-				free(j.xt[u]);
-			}
+	plan_items(&j, nt);
+	if ((st = alloc_bufs(&j, nt, (size_t)(j.chunk * p->K), (size_t)(j.chunk * p->N))))
+		return st;
+	if (p->tap_major) {
+		j.xt = malloc((size_t)qt_tensor_numel(x) + 1);
+		if (!j.xt) {
+			free_bufs(&j, nt);
 			return qt_error(QT_E_NOMEM, "out of memory");
 		}
+		qt_pool_for(j.G.N * p->groups * j.slices, nt, conv_to_nhwc, &j);
 	}
-	par_for(j.G.N, nt, conv_images, &j);
-	for (int t = 0; t < nt; t++) {
-		free(j.col[t]);
-		free(j.tmp[t]);
-		free(j.xt[t]);
-	}
+	qt_pool_for(j.G.N * p->groups * j.nchunks, nt, conv_items, &j);
+	free_bufs(&j, nt);
 	return QT_OK;
 }
 
@@ -1109,7 +1104,7 @@ struct convt_job {
 	int32_t zi;
 	const uint8_t *x;
 	uint8_t *y;
-	int32_t *acc[16]; /* per thread, [M, OH, OW] */
+	int32_t *acc[QT_POOL_MAX]; /* per thread, [M, OH, OW] */
 };
 
 /* ConvTranspose images [lo, hi): every input pixel scatters (x - zi) * w
@@ -1177,7 +1172,7 @@ static enum qt_status run_convt(struct qt_qrt *q, const struct qt_node *n, struc
 		return st;
 	j.zi = vzp(g, n->inputs[0]);
 	j.x = x->data;
-	int nt = n_threads() < j.G.N ? n_threads() : (int)(j.G.N > 0 ? j.G.N : 1);
+	int nt = qt_pool_threads() < j.G.N ? qt_pool_threads() : (int)(j.G.N > 0 ? j.G.N : 1);
 	size_t accn = (size_t)(j.G.M * j.G.OH * j.G.OW) + 1;
 	for (int t = 0; t < nt; t++)
 		if (!(j.acc[t] = malloc(accn * sizeof(int32_t)))) {
@@ -1185,7 +1180,7 @@ static enum qt_status run_convt(struct qt_qrt *q, const struct qt_node *n, struc
 				free(j.acc[u]);
 			return qt_error(QT_E_NOMEM, "out of memory");
 		}
-	par_for(j.G.N, nt, convt_images, &j);
+	qt_pool_for(j.G.N, nt, convt_images, &j);
 	for (int t = 0; t < nt; t++)
 		free(j.acc[t]);
 	return QT_OK;
@@ -1225,9 +1220,27 @@ static enum qt_status run_gemm(struct qt_qrt *q, const struct qt_node *n, struct
 		return st;
 	struct gemm_job j = {q, p, x->data, y->data, vzp(g, n->inputs[0])};
 	/* Threads pay off only for enough rows: below ~16 rows a thread start costs more. */
-	int nt = M >= 32 ? n_threads() : 1;
-	par_for(M, nt, gemm_part, &j);
+	int nt = M >= 32 ? qt_pool_threads() : 1;
+	qt_pool_for(M, nt, gemm_part, &j);
 	return QT_OK;
+}
+
+struct binary_job {
+	const struct qt_qrt *q;
+	const struct qnode *p;
+	const uint8_t *a, *b;
+	uint8_t *y;
+};
+
+/* Elements [lo, hi) of a same-shape Add or Mul (one kernel call per thread). */
+static void binary_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct binary_job *j = ctx;
+	(void)t;
+	if (j->p->kind == QK_ADD)
+		j->q->k->qadd((size_t)(hi - lo), j->a + lo, 1, j->b + lo, 1, j->y + lo, &j->p->add);
+	else
+		j->q->k->qmul((size_t)(hi - lo), j->a + lo, 1, j->b + lo, 1, j->y + lo, &j->p->mul);
 }
 
 /* Numpy broadcasting of two code tensors through a per-element kernel. */
@@ -1242,6 +1255,15 @@ static enum qt_status run_binary(struct qt_qrt *q, const struct qt_node *n, stru
 	enum qt_status st = qt_tensor_alloc(y, QT_DTYPE_U8, r, d);
 	if (st)
 		return st;
+	int same = a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
+	if (same) {
+		/* The residual Add of a ResNet: one flat run, split over the threads
+		 * when it is large enough to pay for the wake-up. */
+		struct binary_job j = {q, p, a->data, b->data, y->data};
+		int64_t e = qt_tensor_numel(y);
+		qt_pool_for(e, e >= 16384 ? qt_pool_threads() : 1, binary_part, &j);
+		return QT_OK;
+	}
 	qt_broadcast_strides(a->rank, a->dims, r, d, sa);
 	qt_broadcast_strides(b->rank, b->dims, r, d, sb);
 	/* Run the innermost dimension as one kernel call. */

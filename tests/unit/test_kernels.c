@@ -738,6 +738,57 @@ Test(qelementwise, add_close_to_real_and_unbiased)
 	}
 }
 
+/*
+ * Every optimized Add equals the reference bit for bit: lengths around its
+ * 16-lane vector (1, 15, 16, 17, 33) and every (a, b) pair (65536, each
+ * offset by 1 so the loads are unaligned), random scales (ratios up to 2^12,
+ * outputs that saturate), zero points including 0 and 255, and narrow
+ * clamps (a fused ReLU).
+ */
+Test(qelementwise, add_kernels_match_ref)
+{
+	static uint8_t a[65536 + 1], b[65536 + 1], yk[65536 + 2], yr[65536 + 2]; /* y: a guard byte each side */
+	static const size_t lens[] = {1, 15, 16, 17, 33, 65536};
+	static const int32_t zps[] = {0, 255, 128, 3};
+	for (int i = 0; i < 65536; i++)
+		a[i + 1] = (uint8_t)(i & 255), b[i + 1] = (uint8_t)(i >> 8);
+	for (int k = 1; qt_qadd_kernels[k].name; k++) { /* [0] is the reference */
+		if (!qt_isa_available(qt_qadd_kernels[k].isa)) {
+			cr_log_warn("skipping %s: not available on this CPU", qt_qadd_kernels[k].name);
+			continue;
+		}
+		struct rng r = {4242};
+		for (int it = 0; it < 48; it++) {
+			double sa = exp2((double)rrange(&r, -12000, 0) / 1000.0);
+			double sb = exp2((double)rrange(&r, -12000, 0) / 1000.0);
+			double sy = (sa + sb) * exp2((double)rrange(&r, -3000, 1000) / 1000.0);
+			int32_t za = zps[it % 4], zb = zps[(it / 4) % 4], zo = (int32_t)rrange(&r, 0, 255);
+			int32_t qmin = it % 3 == 0 ? zo : 0, qmax = it % 5 == 0 ? 200 : 255;
+			if (qmin > qmax)
+				qmin = qmax;
+			struct qt_qadd_params p;
+			cr_assert_eq(qt_qadd_prepare(sa, za, sb, zb, sy, zo, qmin, qmax, &p), QT_OK, "%s",
+				     qt_error_msg());
+			for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+				size_t n = lens[l], off = (size_t)(it * 977) % (65536 - n + 1);
+				memset(yk, 0xa5, sizeof yk);
+				memset(yr, 0xa5, sizeof yr);
+				qt_qadd_kernels[k].fn(n, a + 1 + off, 1, b + 1 + off, 1, yk + 1, &p);
+				qt_qadd_u8__ref(n, a + 1 + off, 1, b + 1 + off, 1, yr + 1, &p);
+				for (size_t i = 0; i < n + 2; i++)
+					cr_assert_eq(yk[i], yr[i], "%s seed 4242 it %d n %zu: y[%zd] = %d, ref %d (a=%d b=%d)",
+						     qt_qadd_kernels[k].name, it, n, (ssize_t)i - 1, yk[i], yr[i],
+						     i && i <= n ? a[off + i] : -1, i && i <= n ? b[off + i] : -1);
+			}
+			/* Strided (broadcast) operands. */
+			qt_qadd_kernels[k].fn(37, a + 1, 3, b + 1, 0, yk, &p);
+			qt_qadd_u8__ref(37, a + 1, 3, b + 1, 0, yr, &p);
+			cr_assert_eq(memcmp(yk, yr, 37), 0, "%s seed 4242 it %d: strided Add differs",
+				     qt_qadd_kernels[k].name, it);
+		}
+	}
+}
+
 Test(qelementwise, add_exact_when_scales_match)
 {
 	struct qt_qadd_params p;
