@@ -279,4 +279,45 @@ QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
  * other elements' bits as they are. Same dtypes as qt_code_get. */
 QT_API void qt_code_put(struct qt_tensor *t, int64_t i, int32_t c);
 
+/* ---- Cross-layer equalization and SmoothQuant (lib/quant/equalize.c,
+ * lib/quant/smoothquant.c): float graph rewrites that keep the FP32
+ * function and reshape per-channel ranges for quantization. ---- */
+
+struct qt_equalize_opts {
+	int max_iter;   /* sweeps over all pairs; 0: 20 */
+	double tol;     /* stop when every |log s_i| of a sweep is below; 0: 1e-4 */
+};
+
+struct qt_equalize_stats {
+	int pairs;          /* (first, second) layer pairs equalized */
+	int skipped_clip;   /* pairs skipped: the first has a fused Clip(0, hi) with
+			       finite hi (ReLU6), which a per-channel scale would change */
+	int skipped_shape;  /* pairs skipped: shared weights, non-constant or
+			       unsupported layouts, a path through an op that does not
+			       commute with positive per-channel scaling */
+	int iterations;     /* sweeps run */
+	double last_max_log_s; /* max |log s_i| of the last sweep */
+};
+
+/*
+ * Cross-layer equalization on a prepared graph (qt_quant_prepare): for each
+ * weighted layer A (Conv, Gemm, MatMul, MatMulBias) whose output reaches only
+ * one weighted layer B through ops that commute with positive per-channel
+ * scaling (Relu, MaxPool, AveragePool, GlobalAveragePool, Identity, Dropout,
+ * Flatten(axis 1)), and whose fused activation, if any, is a plain Relu,
+ * scale A's output channel i (weights and bias) by 1/s_i and B's input
+ * channel i by s_i with s_i = sqrt(r1_i / r2_i), r = per-channel max |w|.
+ * Pairs are swept in topological order until the scales settle, so a
+ * depthwise conv between two layers is balanced against both. Weights are
+ * edited in place. o and stats_out may be NULL. QT_E_NUMERIC for a non-finite
+ * weight (the message names the node).
+ */
+QT_API enum qt_status qt_pass_equalize(struct qt_graph *g, const struct qt_equalize_opts *o,
+				       struct qt_equalize_stats *stats_out);
+
+/* Per-output-channel weight range spread of weighted node `node`: max_i r_i /
+ * min_i r_i over output channels with r_i = max |w| of channel i (all-zero
+ * channels ignored); -1 when the node has no constant float weight. */
+QT_API double qt_weight_range_spread(const struct qt_graph *g, int node);
+
 #endif

@@ -232,3 +232,93 @@ struct qt_calib_table *calibrate(struct qt_graph *g)
 	return t;
 }
 
+
+/* Conv weight [M, Cg, k, k] whose output channel m is scaled by 4^u, u
+ * uniform in [-1, 1]: the channel ranges spread over a factor of up to 16, as
+ * in trained depthwise nets. */
+static int add_spread_conv(struct qt_graph *g, const char *name, int64_t M, int64_t Cg, int64_t k)
+{
+	int64_t n = M * Cg * k * k, d[4] = {M, Cg, k, k};
+	float *w = malloc(sizeof(float) * (size_t)n);
+	for (int64_t m = 0; m < M; m++) {
+		double f = pow(4.0, 2 * urand() - 1);
+		for (int64_t i = 0; i < Cg * k * k; i++)
+			w[m * Cg * k * k + i] = (float)(nrand() * 0.3 * f);
+	}
+	int v = add_const(g, name, 4, d, w);
+	free(w);
+	return v;
+}
+
+/* Conv, Relu (or Clip(0, 6) with relu6) and optional MaxPool after it. */
+static int add_conv_act(struct qt_graph *g, const char *name, int in, int64_t M, int64_t Cg, int64_t k, int group,
+			int relu6, int pool)
+{
+	char buf[64];
+	snprintf(buf, sizeof buf, "%s_w", name);
+	int w = add_spread_conv(g, buf, M, Cg, k);
+	snprintf(buf, sizeof buf, "%s_b", name);
+	int b = add_random(g, buf, 1, (int64_t[]){M}, 0.1f);
+	int c = qt_graph_value(g, name);
+	int n = qt_graph_add_node(g, "Conv", "", name);
+	node_io(g, n, 3, (int[]){in, w, b}, 1, &c);
+	int64_t p = k / 2;
+	node_ints(g, n, "pads", 4, (int64_t[]){p, p, p, p});
+	if (group > 1) {
+		struct qt_node *nd = &g->nodes[n];
+		struct qt_attr *a = qt_graph_alloc(g, sizeof *a * (size_t)(nd->n_attrs + 1));
+		memcpy(a, nd->attrs, sizeof *a * (size_t)nd->n_attrs);
+		a[nd->n_attrs] = (struct qt_attr){.name = "group", .type = QT_ATTR_INT, .i = group};
+		nd->attrs = a;
+		nd->n_attrs++;
+	}
+	snprintf(buf, sizeof buf, "%s_act", name);
+	int r = qt_graph_value(g, buf);
+	if (relu6) {
+		int lo = add_const(g, "zero_c", 0, NULL, (float[]){0}), hi = add_const(g, "six_c", 0, NULL, (float[]){6});
+		int na = qt_graph_add_node(g, "Clip", "", buf);
+		node_io(g, na, 3, (int[]){c, lo, hi}, 1, &r);
+	} else {
+		int na = qt_graph_add_node(g, "Relu", "", buf);
+		node_io(g, na, 1, &c, 1, &r);
+	}
+	if (!pool)
+		return r;
+	snprintf(buf, sizeof buf, "%s_pool", name);
+	int mp = qt_graph_value(g, buf);
+	int np = qt_graph_add_node(g, "MaxPool", "", buf);
+	node_io(g, np, 1, &r, 1, &mp);
+	node_ints(g, np, "kernel_shape", 2, (int64_t[]){2, 2});
+	node_ints(g, np, "strides", 2, (int64_t[]){2, 2});
+	return mp;
+}
+
+/*
+ * A depthwise-separable net with spread channel ranges:
+ * x[N,3,8,8] -> Conv 8x3x3x3 -> act -> Conv depthwise 8 (3x3, group 8) -> act
+ * -> Conv pointwise 6x8x1x1 -> act -> MaxPool 2x2 -> Flatten -> Gemm(96 -> 5,
+ * transB) -> y. act: Relu, or Clip(0, 6) everywhere with relu6.
+ */
+struct qt_graph *dwsep_cnn(uint64_t seed, int relu6)
+{
+	struct qt_graph *g;
+	cr_assert_eq(qt_graph_new(&g), QT_OK);
+	g->opset = 13;
+	rng_seed(seed);
+	int x = add_input_nchw(g, 3, 8, 8);
+	int a = add_conv_act(g, "conv1", x, 8, 3, 3, 1, relu6, 0);
+	a = add_conv_act(g, "dw", a, 8, 1, 3, 8, relu6, 0);
+	a = add_conv_act(g, "pw", a, 6, 8, 1, 1, relu6, 1);
+	int fl = qt_graph_value(g, "flat"), y = qt_graph_value(g, "y");
+	g->values[y].is_output = 1;
+	int nf = qt_graph_add_node(g, "Flatten", "", "flat");
+	node_io(g, nf, 1, &a, 1, &fl);
+	int gw = add_random(g, "fc_w", 2, (int64_t[]){5, 96}, 0.2f), gb = add_random(g, "fc_b", 1, (int64_t[]){5}, 0.1f);
+	int n5 = qt_graph_add_node(g, "Gemm", "", "fc");
+	node_io(g, n5, 3, (int[]){fl, gw, gb}, 1, &y);
+	struct qt_attr *at = qt_graph_alloc(g, sizeof *at);
+	*at = (struct qt_attr){.name = "transB", .type = QT_ATTR_INT, .i = 1};
+	g->nodes[n5].attrs = at;
+	g->nodes[n5].n_attrs = 1;
+	return finish_graph(g, x, y);
+}

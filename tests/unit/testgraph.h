@@ -23,6 +23,7 @@ int add_random(struct qt_graph *g, const char *name, int rank, const int64_t *di
 int add_input_nchw(struct qt_graph *g, int64_t C, int64_t H, int64_t W);
 struct qt_graph *finish_graph(struct qt_graph *g, int x, int y);
 struct qt_graph *small_cnn(uint64_t seed);
+struct qt_graph *dwsep_cnn(uint64_t seed, int relu6);
 void random_input(struct qt_tensor *x, int n, uint64_t seed);
 void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y);
 struct qt_calib_table *calibrate(struct qt_graph *g);
