@@ -58,7 +58,7 @@ Test(equalize, dwsep_function_kept_spread_narrows)
 {
 	for (uint64_t seed = 1; seed <= 3; seed++) {
 		struct qt_graph *g = dwsep_cnn(seed, 0);
-		cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+		cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 		const char *names[] = {"conv1", "dw", "pw"};
 		double before[3], after[3];
 		for (int k = 0; k < 3; k++)
@@ -95,7 +95,7 @@ Test(equalize, dwsep_function_kept_spread_narrows)
 Test(equalize, small_cnn_through_flatten)
 {
 	struct qt_graph *g = small_cnn(7);
-	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 	struct qt_tensor x = {0}, y0 = {0}, y1 = {0};
 	random_input(&x, 8, 77);
 	run_prepared(g, &x, &y0);
@@ -121,7 +121,7 @@ Test(equalize, small_cnn_through_flatten)
 Test(equalize, relu6_pairs_skipped)
 {
 	struct qt_graph *g = dwsep_cnn(4, 1);
-	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 	int dw = node_by_name(g, "dw");
 	double before = qt_weight_range_spread(g, dw);
 	struct qt_equalize_stats st;
@@ -138,7 +138,7 @@ Test(equalize, fmnist_mobilenet_function_kept)
 {
 	struct qt_graph *g;
 	cr_assert_eq(qt_graph_load_onnx("models/fmnist_mobilenet.onnx", &g), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_quant_prepare(g), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
 	int64_t d[QT_MAX_RANK];
 	int r = qt_graph_input_dims(g, 0, 4, d);
 	cr_assert_gt(r, 0);
