@@ -30,7 +30,7 @@ sim_vs_export() {
 		--data fashion-mnist:test --limit 1000 --reference "$3"
 	local agree sqnr codes
 	agree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' <<<"$OUT")
-	codes=$(sed -n 's/^max output difference: \([0-9.]*\) codes.*/\1/p' <<<"$OUT")
+	codes=$(sed -n 's/^max abs difference: .*(\([0-9.]*\) codes.*/\1/p' <<<"$OUT")
 	check "$1: output codes at most 1 apart (got ${codes:-none})" awk -v v="$codes" 'BEGIN { exit !(v != "" && v <= 1) }'
 	sqnr=$(sed -n 's/^SQNR: *\([0-9.inf]*\) dB/\1/p' <<<"$OUT")
 	check "$1: same top-1 on 100% (got ${agree:-none})" awk -v v="$agree" 'BEGIN { exit !(v != "" && v >= 100) }'
