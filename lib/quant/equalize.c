@@ -253,9 +253,10 @@ enum qt_status qt_pass_equalize(struct qt_graph *g, const struct qt_equalize_opt
 		for (int64_t i = 0; i < n; i++)
 			if (!isfinite(L->w[i])) {
 				char lb[160];
+				int node = L->node;
 				free(pairs);
 				return qt_error(QT_E_NUMERIC, "%s: weight %lld is not finite; cannot equalize",
-						qt_node_label(g, &g->nodes[L->node], lb, sizeof lb), (long long)i);
+						qt_node_label(g, &g->nodes[node], lb, sizeof lb), (long long)i);
 			}
 	}
 	st.pairs = np;

@@ -40,35 +40,22 @@ int add_tensor(struct qt_graph *g, const char *name, enum qt_dtype dt, int rank,
 	size_t esz = dt == QT_DTYPE_I64 ? 8 : 4;
 	t->dtype = dt;
 	t->rank = rank;
-	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+	if (rank)
+		memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
 	t->data = qt_graph_alloc(g, (size_t)n * esz + 1);
 	t->nbytes = (size_t)n * esz;
 	memcpy(t->data, vals, t->nbytes);
 	g->values[v].init = t;
 	g->values[v].dtype = dt;
 	g->values[v].rank = rank;
-	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
+	if (rank)
+		memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
 	return v;
 }
 
 int add_const(struct qt_graph *g, const char *name, int rank, const int64_t *dims, const float *vals)
 {
-	int v = qt_graph_value(g, name);
-	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
-	int64_t n = 1;
-	for (int i = 0; i < rank; i++)
-		n *= dims[i];
-	t->dtype = QT_DTYPE_F32;
-	t->rank = rank;
-	memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-	t->data = qt_graph_alloc(g, (size_t)n * 4);
-	t->nbytes = (size_t)n * 4;
-	memcpy(t->data, vals, t->nbytes);
-	g->values[v].init = t;
-	g->values[v].dtype = QT_DTYPE_F32;
-	g->values[v].rank = rank;
-	memcpy(g->values[v].dims, dims, sizeof(int64_t) * (size_t)rank);
-	return v;
+	return add_tensor(g, name, QT_DTYPE_F32, rank, dims, vals);
 }
 
 void node_io(struct qt_graph *g, int ni, int nin, const int *ins, int nout, const int *outs)
