@@ -57,6 +57,7 @@ int cmd_inspect_qmod(const char *path, int json)
 		cJSON_AddStringToObject(root, "calib_method", g->calib_method ? g->calib_method : "");
 		cJSON_AddStringToObject(root, "qtool_version", g->qtool_version ? g->qtool_version : "");
 		cJSON_AddStringToObject(root, "command_line", g->command_line ? g->command_line : "");
+		cJSON_AddStringToObject(root, "methods", g->quant_methods ? g->quant_methods : "");
 		cJSON_AddNumberToObject(root, "weight_bits", (double)s.weight_bits);
 		cJSON_AddNumberToObject(root, "qparam_bytes", (double)s.qparam_bytes);
 		cJSON_AddNumberToObject(root, "size_bound_bytes", bound);
@@ -76,6 +77,7 @@ int cmd_inspect_qmod(const char *path, int json)
 		printf("source sha256: %s\ncalibration: %s\nmade by: qtool %s: %s\n",
 		       g->src_sha256_hex ? g->src_sha256_hex : "?", g->calib_method ? g->calib_method : "?",
 		       g->qtool_version ? g->qtool_version : "?", g->command_line ? g->command_line : "");
+		printf("methods: %s\n", g->quant_methods && g->quant_methods[0] ? g->quant_methods : "(not recorded)");
 		printf("size: %zu bytes; bound 1.10 x (weights %.0f + qparams %lld) + 8192 = %.0f\n", len,
 		       (double)s.weight_bits / 8, (long long)s.qparam_bytes, bound);
 		printf("layout:\n");
@@ -83,8 +85,8 @@ int cmd_inspect_qmod(const char *path, int json)
 			printf("  %-8s offset %8llu  %8llu bytes\n", secs[i].name, (unsigned long long)secs[i].offset,
 			       (unsigned long long)secs[i].length);
 		printf("quantized layers (bits/weight: codes plus their scales and zero points as stored):\n"
-		       "  %-28s %-8s %5s %-8s %5s %-5s %8s %10s %11s\n",
-		       "node", "op", "bits", "scales", "group", "codes", "params", "bytes", "bits/weight");
+		       "  %-28s %-8s %5s %4s %-8s %5s %-5s %8s %10s %11s\n",
+		       "node", "op", "bits", "act", "scales", "group", "codes", "params", "bytes", "bits/weight");
 	}
 	int64_t all_params = 0, all_bits = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
@@ -93,6 +95,8 @@ int cmd_inspect_qmod(const char *path, int json)
 			continue;
 		const struct qt_value *w = &g->values[n->inputs[1]];
 		int bits = qt_dtype_bits(w->init->dtype);
+		/* The plan's activation bits: those of the input this layer reads. */
+		int abits = qt_dtype_bits(g->values[n->inputs[0]].q->qtype);
 		int64_t np = qt_tensor_numel(w->init);
 		int64_t C = w->q->axis < w->init->rank ? w->init->dims[w->q->axis] : 1;
 		int64_t lbits = (int64_t)w->init->nbytes * 8 + qt_qmod_qparams_bytes(w->q, C) * 8;
@@ -104,6 +108,7 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddStringToObject(o, "node", n->name);
 			cJSON_AddStringToObject(o, "op", n->op_type);
 			cJSON_AddNumberToObject(o, "weight_bits", bits);
+			cJSON_AddNumberToObject(o, "act_bits", abits);
 			cJSON_AddStringToObject(o, "granularity", scheme_name(w->q->scheme));
 			cJSON_AddNumberToObject(o, "parameters", (double)np);
 			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
@@ -113,8 +118,8 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
 			cJSON_AddItemToArray(jl, o);
 		} else {
-			printf("  %-28s %-8s %5d %-8s %5d %-5s %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
-			       n->op_type, bits, scheme_name(w->q->scheme),
+			printf("  %-28s %-8s %5d %4d %-8s %5d %-5s %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
+			       n->op_type, bits, abits, scheme_name(w->q->scheme),
 			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, w->q->full_range ? "full" : "symm",
 			       (long long)np, w->init->nbytes, bpw);
 		}
@@ -123,7 +128,7 @@ int cmd_inspect_qmod(const char *path, int json)
 	if (json)
 		cJSON_AddNumberToObject(root, "bits_per_weight", all_bpw);
 	else
-		printf("  %-28s %-8s %5s %-8s %5s %-5s %8lld %10lld %11.3f\n", "total", "", "", "", "", "", (long long)all_params,
+		printf("  %-28s %-8s %5s %4s %-8s %5s %-5s %8lld %10lld %11.3f\n", "total", "", "", "", "", "", "", (long long)all_params,
 		       (long long)((all_bits + 7) / 8), all_bpw);
 	if (!json)
 		printf("nodes run as dequantize -> FP32 -> quantize (%d):\n", s.float_nodes);

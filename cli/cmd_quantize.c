@@ -234,6 +234,7 @@ int cmd_quantize(int argc, char **argv)
 		if ((rc = open_data(g, model, data, limit, &o, &ds)) != 0)
 			goto done;
 		o.data = ds;
+		o.data_spec = data;
 		o.progress = quant_progress;
 	}
 	st = qt_quantize_graph(g, t, &o);

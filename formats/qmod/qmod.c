@@ -448,6 +448,7 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 		{"calib_method", g->calib_method ? g->calib_method : ""},
 		{"qtool_version", g->qtool_version ? g->qtool_version : QT_VERSION_STRING},
 		{"command_line", g->command_line ? g->command_line : ""},
+		{"methods", g->quant_methods ? g->quant_methods : ""},
 	};
 	int nm = (int)(sizeof meta / sizeof meta[0]);
 	put_u32(&sec[S_META], (uint32_t)nm);
@@ -1055,6 +1056,8 @@ static enum qt_status read_body(struct rd *r)
 			g->qtool_version = val;
 		else if (!strcmp(key, "command_line"))
 			g->command_line = val;
+		else if (!strcmp(key, "methods"))
+			g->quant_methods = val;
 	}
 	if (g->opset < 1 || g->opset > 1000)
 		return BAD("%s: META: opset %d out of range", r->label, g->opset);

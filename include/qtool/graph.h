@@ -148,6 +148,7 @@ struct qt_graph {
 	const char *calib_method;
 	const char *qtool_version;
 	const char *command_line;
+	const char *quant_methods; /* methods and their settings, e.g. "gptq(...),bias-correction; sequential, 1000 samples of SPEC" */
 };
 
 /* Create an empty graph. *out is owned by the caller: free with qt_graph_free. */

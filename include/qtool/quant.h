@@ -185,6 +185,7 @@ struct qt_quant_opts {
 	unsigned methods; /* QT_METHOD_* for every layer */
 	const char *calib_method; /* NULL: the calibration file's default */
 	const char *command_line; /* provenance */
+	const char *data_spec;    /* provenance: how o->data was named (borrowed, may be NULL) */
 	/* Shapes for the dry run that learns every value's dtype (borrowed, may
 	 * be NULL): the calibration file's, overridden by --input-shape. */
 	const struct qt_input_shapes *input_shapes;

@@ -948,6 +948,31 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 	return QT_OK;
 }
 
+/* The provenance line of the methods and their settings (META "methods"),
+ * e.g. "gptq(damp 0.01, block 128, act-order, rounds 3),bias-correction;
+ * sequential, 1000 samples of fashion-mnist:train". */
+static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = 0;
+#define PUT(...) (n += (size_t)snprintf(buf + (n < cap ? n : cap - 1), n < cap ? cap - n : 1, __VA_ARGS__))
+	unsigned m = o->methods ? o->methods : 0;
+	if (!m)
+		PUT("rtn");
+	if (m & QT_METHOD_MSE)
+		PUT("%smse", n ? "," : "");
+	if (m & QT_METHOD_GPTQ)
+		PUT("%sgptq(damp %g, block %d, %s, rounds %d)", n ? "," : "", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
+		    o->gptq_block > 0 ? o->gptq_block : 128, o->gptq_no_act_order ? "no act-order" : "act-order",
+		    o->gptq_rounds > 0 ? o->gptq_rounds : 3);
+	if (m & QT_METHOD_BIASCORR)
+		PUT("%sbias-correction", n ? "," : "");
+	if (o->data && (m & QT_METHODS_DATA))
+		PUT("; %s, %lld samples of %s", o->fp32_inputs ? "FP32 inputs" : "sequential",
+		    (long long)qt_dataset_count(o->data), o->data_spec ? o->data_spec : "(unnamed data)");
+#undef PUT
+}
+
 enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_table *calib, const struct qt_plan *plan,
 				   const struct qt_quant_opts *o)
 {
@@ -1011,6 +1036,9 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 							     : qt_calib_method_name(calib->default_method));
 	g->qtool_version = qt_graph_strdup(g, QT_VERSION_STRING);
 	g->command_line = qt_graph_strdup(g, o->command_line ? o->command_line : "");
+	char prov[512];
+	methods_provenance(o, prov, sizeof prov);
+	g->quant_methods = qt_graph_strdup(g, prov);
 	char hex[65];
 	qt_sha256_hex(g->sha256, hex);
 	g->src_sha256_hex = qt_graph_strdup(g, hex);

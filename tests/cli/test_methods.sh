@@ -53,6 +53,22 @@ for th in 1 2; do
 done
 check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"
 
+# The plan and the methods travel with the .qmod: inspect shows each layer's
+# weight and activation bits (a --layer override included) and the methods
+# with their settings and data.
+expect_exit 0 "methods: inspect a gptq,bias-correction .qmod" "$QTOOL" inspect "$ME/t1.qmod"
+check "methods: inspect records the methods, their settings and the data" grep -Eq \
+	"^methods: gptq\(damp 0.01, block 128, act-order, rounds 3\),bias-correction; sequential, 200 samples of fashion-mnist:train$" <<<"$OUT"
+expect_exit 0 "methods: quantize with a per-layer override" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --bits w4a8 --layer '/fc/Gemm=w8a4' -o "$ME/plan.qmod"
+expect_exit 0 "methods: inspect the override" "$QTOOL" inspect "$ME/plan.qmod"
+# Columns: node op bits act scales ...
+check "methods: inspect shows the override's weight and activation bits" \
+	awk '$1 == "/fc/Gemm" { f = ($3 == 8 && $4 == 4) } END { exit !f }' <<<"$OUT"
+check "methods: inspect shows every other layer at w4a8" \
+	awk '$2 == "Conv" { n++; if ($3 != 4 || $4 != 8) bad = 1 } END { exit !(n > 0 && !bad) }' <<<"$OUT"
+check "methods: inspect says rtn when no data method ran" grep -q "^methods: rtn$" <<<"$OUT"
+
 # GPTQ's promise on every bundled model: on the held-out fifth of the
 # calibration samples, each layer's output error is below round-to-nearest's
 # (same scales to start from, same inputs). Under the sanitizers two models.
