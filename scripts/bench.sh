@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: samples per second of the FP32 and integer runtimes per model at
 # batch 1 and 64 on Fashion-MNIST test images, plus the integer GEMM kernels
-# and the GPTQ step for one 4096x4096 Gemm (tests/bench/bench_gptq.c).
+# the GPTQ step for one 4096x4096 Gemm (tests/bench/bench_gptq.c), and the whole
+# `quantize --method gptq` of fmnist_resnet and of the zoo's ResNet-18.
 # Prints a Markdown table; scripts/results.sh copies it into docs/RESULTS.md.
 #   scripts/bench.sh [QTOOL]      env: BENCH_MODELS="fmnist_cnn ..." to restrict, BENCH_N1 (samples at batch 1, default 1000),
 #                                      BENCH_N64 (samples at batch 64, default 5000)
@@ -31,6 +32,26 @@ for name in ${BENCH_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.o
 	ratio=$(awk -v a="$i64" -v b="$f64" 'BEGIN { printf "%.2fx", a / b }')
 	echo "| $name | $f1 | $i1 | $f64 | $i64 | $ratio |"
 done
+# Wall time of the whole `quantize --method gptq` (calibration done before, not
+# counted): fmnist_resnet on 1000 train samples, and the zoo's ResNet-18
+# (torchvision architecture, widths 8-64, 32x32 inputs) on its 64 samples.
+qtime() { # NAME MODEL CALIB-DATA LIMIT
+	"$Q" calibrate "$2" --data "$3" --limit "$4" -o "$OUT/$1.gcalib.json" >/dev/null
+	local t0
+	t0=$(date +%s.%N)
+	"$Q" quantize "$2" --calib "$OUT/$1.gcalib.json" --bits w4a8 --data "$3" --limit "$4" --method gptq \
+		-o "$OUT/$1.gptq.qmod" >/dev/null
+	awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$1" -v d="$3" -v l="$4" \
+		'BEGIN { printf "| %s | %s | %d | %.2f |\n", n, d, l, b - a }'
+}
+echo
+echo "Whole \`qtool quantize --bits w4a8 --method gptq\` (sequential), wall clock:"
+echo
+echo "| model | data | samples | seconds |"
+echo "|---|---|---:|---:|"
+qtime fmnist_resnet models/fmnist_resnet.onnx fashion-mnist:train 1000
+qtime zoo_resnet18 tests/zoo/resnet18.onnx npy:tests/zoo/data32 64
+echo
 if [ -x build/release/bench_kernels ]; then
 	echo
 	build/release/bench_kernels
