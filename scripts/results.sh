@@ -115,6 +115,16 @@ echo "Fashion-MNIST test images (W8A8 models), batch 1 and batch 64."
 echo
 bash scripts/bench.sh "$Q"
 } >>"$tmp"
+# Sections other scripts own (<!-- NAME begin --> ... <!-- NAME end -->, or
+# NAME:begin / NAME:end, e.g. make bench-ort's, scripts/ort_check.sh's) are
+# kept from the old file when this run did not write them.
+if [ -f docs/RESULTS.md ]; then
+	awk -v made="$tmp" '
+		BEGIN { while ((getline l < made) > 0) if (l ~ /^<!-- .*[: ]begin -->$/) have[l] = 1 }
+		/^<!-- .*[: ]begin -->$/ { keep = !($0 in have); if (keep) print ""; }
+		keep { print }
+		/^<!-- .*[: ]end -->$/ { keep = 0 }' docs/RESULTS.md >>"$tmp"
+fi
 mv "$tmp" docs/RESULTS.md
 trap - EXIT
 echo "wrote docs/RESULTS.md"
