@@ -108,6 +108,8 @@ echo "quantization parameters) + 8 KiB as \`qtool inspect\` computes it; over th
 echo
 bash scripts/results_methods.sh "$Q"
 echo
+bash scripts/results_kinds.sh "$Q"
+echo
 echo "## Speed"
 echo
 echo "Made by \`make bench\` (scripts/bench.sh): samples per second of each runtime over"
