@@ -99,14 +99,48 @@ static int open_data(const struct qt_graph *g, const char *model, const char *sp
 	return 0;
 }
 
+/* What the graph rewrites did, and why pairs or layers were left alone. */
+static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const struct qt_quant_opts *o)
+{
+	if (rw->cle_done) {
+		fprintf(f, "cle: %d layer pairs equalized (%d sweeps, last max |log s| %.1e)", rw->cle.pairs,
+			rw->cle.iterations, rw->cle.last_max_log_s);
+		if (rw->cle.skipped_clip)
+			fprintf(f, "; %d skipped: a fused Clip(0, hi) (ReLU6) would have to clip channel i at hi/s_i, "
+				   "and the integer runtime clamps a whole output tensor at one bound",
+				rw->cle.skipped_clip);
+		if (rw->cle.skipped_shape)
+			fprintf(f, "; %d skipped: shared or non-constant weights, or a path through an op that "
+				   "does not commute with per-channel scaling",
+				rw->cle.skipped_shape);
+		fprintf(f, "\n");
+	}
+	if (rw->sq_done) {
+		fprintf(f, "smoothquant: %d layers smoothed", rw->sq_layers);
+		if (rw->sq_layers && o->sq_alpha >= 0)
+			fprintf(f, " (alpha %.2f)", o->sq_alpha);
+		else if (rw->sq_layers)
+			fprintf(f, " (alpha searched per layer: %.2f .. %.2f)", rw->sq_alpha_min, rw->sq_alpha_max);
+		if (rw->sq_skipped)
+			fprintf(f, "; %d skipped: no LayerNormalization or constant Mul produces their input alone",
+				rw->sq_skipped);
+		fprintf(f, "\n");
+	}
+	if (rw->recalibrated)
+		fprintf(f, "activation ranges: measured again on the rewritten graph (%lld samples)\n",
+			(long long)rw->recalibrated);
+	else if (rw->cle_done || rw->sq_done)
+		fprintf(f, "activation ranges: the calibration file's (nothing was rewritten)\n");
+}
+
 int cmd_quantize(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
-	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL;
+	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL, *ar_s = NULL;
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
 	int n_shape_args = 0;
 	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
-	long group = 0, limit = 1000, batch = 32;
+	long group = 0, limit = 1000, batch = 32, adaround_iters = 0;
 	double holdout = 0;
 	const struct cli_opt opts[] = {
 		{.name = "--calib", .value = &calib},
@@ -122,6 +156,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--method", .value = &methods},
 		{.name = "--fp32-inputs", .flag = &fp32_inputs},
 		{.name = "--holdout", .value = &holdout_s},
+		{.name = "--adaround-iters", .value = &ar_s},
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
 		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
@@ -131,7 +166,8 @@ int cmd_quantize(int argc, char **argv)
 		return rc;
 	if ((rc = cli_opt_long("quantize", "--group-size", group_s, 1, 65535, &group)) >= 0 ||
 	    (rc = cli_opt_long("quantize", "--limit", limit_s, 0, 1L << 40, &limit)) >= 0 ||
-	    (rc = cli_opt_long("quantize", "--batch", batch_s, 1, 65536, &batch)) >= 0)
+	    (rc = cli_opt_long("quantize", "--batch", batch_s, 1, 65536, &batch)) >= 0 ||
+	    (rc = cli_opt_long("quantize", "--adaround-iters", ar_s, 1, 1000000, &adaround_iters)) >= 0)
 		return rc;
 	if (holdout_s) {
 		char *end = NULL;
@@ -184,20 +220,29 @@ int cmd_quantize(int argc, char **argv)
 	o.n_keep_float = n_keeps;
 	if (methods) {
 		const char *bad;
-		if (qt_parse_methods(methods, &o.methods, &bad))
+		if (qt_parse_method_list(methods, &o, &bad))
 			return cli_usage_error("quantize",
-					       "--method: unknown method '%s' (rtn, gptq, bias-correction, mse)", bad);
-		if ((o.methods & QT_METHODS_DATA) && !data)
+					       "--method: unknown method '%s' (rtn, gptq, adaround, bias-correction, mse, "
+					       "cle, smoothquant=ALPHA|auto)",
+					       bad);
+		if ((o.methods & QT_METHODS_NEED_DATA) && !data)
 			return cli_usage_error("quantize", "--method %s needs calibration samples: add --data SPEC",
-					       qt_methods_str(o.methods & QT_METHODS_DATA));
+					       qt_methods_str(o.methods & QT_METHODS_NEED_DATA));
+		if ((o.methods & QT_METHOD_GPTQ) && (o.methods & QT_METHOD_ADAROUND))
+			return cli_usage_error("quantize", "--method: gptq and adaround both choose the codes; pick one");
 	} else if (data) {
 		o.methods = QT_METHOD_GPTQ | QT_METHOD_BIASCORR;
 	}
 	o.holdout = holdout;
 	struct qt_layer_report *rep = NULL;
+	struct qt_rewrite_report rw = {0};
 	int n_rep = 0;
+	o.rewrite_out = &rw;
 	o.report_out = &rep;
 	o.n_report_out = &n_rep;
+	if (adaround_iters && !(o.methods & QT_METHOD_ADAROUND))
+		return cli_usage_error("quantize", "--adaround-iters goes with --method adaround");
+	o.adaround_iters = (int)adaround_iters;
 	if (holdout > 0 && !(o.methods & QT_METHODS_DATA))
 		return cli_usage_error("quantize", "--holdout measures the methods that use --data (e.g. --method gptq)");
 	if (fp32_inputs && !data)
@@ -230,7 +275,7 @@ int cmd_quantize(int argc, char **argv)
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if (data && (o.methods & QT_METHODS_DATA)) {
+	if (data && (o.methods & QT_METHODS_NEED_DATA)) {
 		if ((rc = open_data(g, model, data, limit, &o, &ds)) != 0)
 			goto done;
 		o.data = ds;
@@ -261,6 +306,7 @@ int cmd_quantize(int argc, char **argv)
 		fprintf(info, " (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
 			(long long)qt_dataset_count(ds), data);
 	fprintf(info, "\n");
+	print_rewrites(info, &rw, &o);
 	for (int i = 0; i < n_rep; i++)
 		if (rep[i].err >= 0)
 			fprintf(info, "layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",

@@ -133,7 +133,16 @@ enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
 #define QT_METHOD_GPTQ (1u << 0)     /* lib/quant/gptq.c: Hessian-aware rounding */
 #define QT_METHOD_BIASCORR (1u << 1) /* lib/quant/biascorr.c: empirical bias correction */
 #define QT_METHOD_MSE (1u << 2)      /* lib/quant/wscale.c: scales by MSE search */
-#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR) /* need calibration samples */
+#define QT_METHOD_ADAROUND (1u << 3) /* lib/quant/adaround.c: learned rounding */
+/* Graph rewrites before the plan (the FP32 function is kept; activation
+ * ranges are measured again on the rewritten graph, so they need data). */
+#define QT_METHOD_CLE (1u << 4)         /* lib/quant/equalize.c: cross-layer equalization */
+#define QT_METHOD_SMOOTHQUANT (1u << 5) /* lib/quant/smoothquant.c */
+/* Weight methods the data engine serves (layer by layer). */
+#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR | QT_METHOD_ADAROUND)
+#define QT_METHODS_REWRITE (QT_METHOD_CLE | QT_METHOD_SMOOTHQUANT)
+/* Every method that needs calibration samples (--data). */
+#define QT_METHODS_NEED_DATA (QT_METHODS_DATA | QT_METHODS_REWRITE)
 
 /*
  * The quantization plan: one record per weighted node of the prepared graph
@@ -204,6 +213,10 @@ struct qt_quant_opts {
 	int gptq_block;
 	int gptq_no_act_order;
 	int gptq_rounds;     /* GPTQ, then re-fit scales to its codes, this many times (0: 3) */
+	int adaround_iters;  /* AdaRound's Adam steps per layer (0: 1000) */
+	double sq_alpha;     /* SmoothQuant's migration strength in [0, 1]; < 0: searched per layer */
+	/* When set, receives what the graph rewrites (QT_METHODS_REWRITE) did. */
+	struct qt_rewrite_report *rewrite_out;
 	qt_quant_progress_fn progress;
 	void *progress_user;
 	/* Hold out this fraction of the data's samples (rounded to whole
@@ -247,6 +260,10 @@ QT_API enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_cali
 /* Parse a --method list ("gptq,bias-correction", "rtn", ...) into QT_METHOD_*
  * flags; 0 on success, else -1 with *bad_out pointing at the unknown name. */
 QT_API int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out);
+/* The same, with method arguments into o: "smoothquant=A" (A in [0, 1],
+ * or "auto": o->sq_alpha = -1; plain "smoothquant" is 0.5). Sets
+ * o->methods. */
+QT_API int qt_parse_method_list(const char *s, struct qt_quant_opts *o, const char **bad_out);
 /* "gptq,bias-correction" for flags (static buffer). */
 QT_API const char *qt_methods_str(unsigned methods);
 
@@ -297,6 +314,17 @@ struct qt_equalize_stats {
 			       commute with positive per-channel scaling */
 	int iterations;     /* sweeps run */
 	double last_max_log_s; /* max |log s_i| of the last sweep */
+};
+
+/* What the graph rewrites did (qt_quantize_graph). */
+struct qt_rewrite_report {
+	int cle_done;                      /* equalization ran */
+	struct qt_equalize_stats cle;      /* its statistics */
+	int sq_done;                       /* SmoothQuant ran */
+	int sq_layers;                     /* layers smoothed */
+	int sq_skipped;                    /* layers left alone (no producer to absorb 1/s) */
+	double sq_alpha_min, sq_alpha_max; /* alphas used (equal for a fixed alpha) */
+	int64_t recalibrated;              /* samples the ranges were measured on again, 0: the file's */
 };
 
 /*

@@ -1,0 +1,59 @@
+# PTQ methods, part 2 through the CLI: cross-layer equalization (and the
+# activation ranges it makes stale), AdaRound, SmoothQuant. Bad input is one
+# line and exit 2.
+M2=$TMP/methods2
+mkdir -p "$M2"
+case "$QTOOL" in
+*/san/*) M2_LIMIT=128 ;;
+*) M2_LIMIT=512 ;;
+esac
+for m in fmnist_cnn fmnist_mobilenet; do
+	expect_exit 0 "methods2: calibrate $m" "$QTOOL" calibrate "models/$m.onnx" --data fashion-mnist:train \
+		--limit "$M2_LIMIT" -o "$M2/$m.calib.json"
+done
+
+# Errors: one line, exit 2, no output file.
+expect_exit 2 "methods2: cle without --data" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$M2/fmnist_cnn.calib.json" --method cle -o "$M2/x.qmod"
+expect_err_line "methods2: cle without --data says to add --data" "cle needs calibration samples: add --data"
+expect_exit 2 "methods2: gptq and adaround together" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$M2/fmnist_cnn.calib.json" --data fashion-mnist:train --method gptq,adaround -o "$M2/x.qmod"
+expect_err_line "methods2: gptq and adaround together is refused" "gptq and adaround both choose the codes"
+for bad in smoothquant=1.5 smoothquant=x cle=1; do
+	expect_exit 2 "methods2: --method $bad" "$QTOOL" quantize models/fmnist_cnn.onnx \
+		--calib "$M2/fmnist_cnn.calib.json" --data fashion-mnist:train --method "$bad" -o "$M2/x.qmod"
+	expect_err_line "methods2: --method $bad is named" "unknown method '$bad'"
+done
+expect_exit 2 "methods2: --adaround-iters without adaround" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$M2/fmnist_cnn.calib.json" --data fashion-mnist:train --method gptq --adaround-iters 10 -o "$M2/x.qmod"
+expect_err_line "methods2: --adaround-iters without adaround is refused" "goes with --method adaround"
+check "methods2: no output after bad input" test ! -e "$M2/x.qmod"
+
+# CLE on a Relu CNN: pairs equalized, ranges measured again, per-tensor W8A8
+# at least as close to FP32 (SQNR) as without it (same bias correction).
+for me in bias-correction cle,bias-correction; do
+	expect_exit 0 "methods2: fmnist_cnn w8a8 per tensor $me" "$QTOOL" quantize models/fmnist_cnn.onnx \
+		--calib "$M2/fmnist_cnn.calib.json" --granularity tensor --data fashion-mnist:train --limit "$M2_LIMIT" \
+		--method "$me" -o "$M2/cnn.$me.qmod"
+	if [ "$me" != bias-correction ]; then
+		check "methods2: cle says how many pairs it equalized" grep -Eq "^cle: [1-9][0-9]* layer pairs equalized" <<<"$OUT"
+		check "methods2: cle measures the activation ranges again" \
+			grep -q "^activation ranges: measured again on the rewritten graph ($M2_LIMIT samples)" <<<"$OUT"
+		check "methods2: the summary lists cle first" grep -q "^methods: cle,bias-correction (sequential" <<<"$OUT"
+	fi
+	expect_exit 0 "methods2: eval cnn $me" "$QTOOL" eval "$M2/cnn.$me.qmod" --data fashion-mnist:test --limit 1000 \
+		--reference models/fmnist_cnn.onnx
+	sqnr=$(sed -n 's/^SQNR: *\([-0-9.]*\) dB.*/\1/p' <<<"$OUT")
+	eval "SQNR_${me//[-,]/_}=\$sqnr"
+done
+check "methods2: cle,bias-correction SQNR ${SQNR_cle_bias_correction:-none} >= bias-correction's ${SQNR_bias_correction:-none} dB" \
+	num_ok "${SQNR_cle_bias_correction:-}" "v >= ${SQNR_bias_correction:-1e9}"
+
+# MobileNet: every pair has a fused ReLU6; CLE says why it leaves them.
+expect_exit 0 "methods2: fmnist_mobilenet cle" "$QTOOL" quantize models/fmnist_mobilenet.onnx \
+	--calib "$M2/fmnist_mobilenet.calib.json" --granularity tensor --data fashion-mnist:train --limit "$M2_LIMIT" \
+	--method cle -o "$M2/mob.qmod"
+check "methods2: mobilenet: ReLU6 pairs skipped with the reason" \
+	grep -Eq "^cle: 0 layer pairs equalized.*[1-9][0-9]* skipped: a fused Clip\(0, hi\) \(ReLU6\)" <<<"$OUT"
+check "methods2: mobilenet: nothing rewritten, the file's ranges" \
+	grep -q "^activation ranges: the calibration file's" <<<"$OUT"
