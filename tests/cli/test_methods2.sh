@@ -57,3 +57,24 @@ check "methods2: mobilenet: ReLU6 pairs skipped with the reason" \
 	grep -Eq "^cle: 0 layer pairs equalized.*[1-9][0-9]* skipped: a fused Clip\(0, hi\) \(ReLU6\)" <<<"$OUT"
 check "methods2: mobilenet: nothing rewritten, the file's ranges" \
 	grep -q "^activation ranges: the calibration file's" <<<"$OUT"
+
+# AdaRound's promise: on the held-out quarter of the calibration samples each
+# layer's output error is below round-to-nearest's (same grid, same inputs).
+case "$QTOOL" in
+*/san/*) M2_AR_MODELS="fmnist_mlp" ;;
+*) M2_AR_MODELS="fmnist_mlp fmnist_cnn" ;;
+esac
+for m in $M2_AR_MODELS; do
+	[ -f "$M2/$m.calib.json" ] || "$QTOOL" calibrate "models/$m.onnx" --data fashion-mnist:train \
+		--limit "$M2_LIMIT" -o "$M2/$m.calib.json" >/dev/null
+	expect_exit 0 "methods2: $m w4a8 adaround with a held-out quarter" "$QTOOL" quantize "models/$m.onnx" \
+		--calib "$M2/$m.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$M2_LIMIT" \
+		--method adaround --adaround-iters 300 --holdout 0.25 -o "$M2/$m.ar.qmod"
+	layers=$(grep -c '^layer .* adaround .*held-out output error' <<<"$OUT" || true)
+	worse=$(awk '/^layer .* held-out output error/ {
+		e = $0; sub(/.*held-out output error /, "", e); sub(/%.*/, "", e)
+		r = $0; sub(/.*round to nearest /, "", r); sub(/%.*/, "", r)
+		if (!(e + 0 < r + 0)) print $2 }' <<<"$OUT")
+	check "methods2: $m: adaround below round to nearest on held-out data in all ${layers} layers${worse:+ (not: $worse)}" \
+		test "$layers" -gt 0 -a -z "$worse"
+done
