@@ -27,26 +27,20 @@ static enum qt_status chain_observer(void *user, int value, struct qt_tensor *t)
 	return st ? st : qt_calib_observer(ch->c, value, t);
 }
 
-enum qt_status qt_calib_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer pre,
-			    void *pre_user, const struct qt_calib_opts *copt, const struct qt_calib_meta *meta,
-			    struct qt_calib_table **out)
+enum qt_status qt_dataset_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer fn,
+			      void *user, int64_t *done_out)
 {
-	*out = NULL;
 	if (batch < 1 || g->n_inputs != 1)
-		return qt_error(QT_E_INVALID_ARG, "calibration run: needs batch >= 1 and one graph input (%d)",
-				g->n_inputs);
-	struct chain ch = {.pre = pre, .pre_user = pre_user};
+		return qt_error(QT_E_INVALID_ARG, "data run: needs batch >= 1 and one graph input (%d)", g->n_inputs);
 	struct qt_rt *rt = NULL;
 	struct qt_tensor x = {0};
 	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
 	if (!outs)
 		return qt_error(QT_E_NOMEM, "out of memory");
-	enum qt_status st = qt_calib_new(g, copt, &ch.c);
-	if (!st)
-		st = qt_rt_new(g, &rt);
+	enum qt_status st = qt_rt_new(g, &rt);
 	int64_t done = 0;
 	if (!st) {
-		qt_rt_set_observer(rt, chain_observer, &ch);
+		qt_rt_set_observer(rt, fn, user);
 		qt_dataset_reset(ds);
 	}
 	while (!st) {
@@ -57,18 +51,32 @@ enum qt_status qt_calib_run(const struct qt_graph *g, struct qt_dataset *ds, int
 		for (int k = 0; k < g->n_outputs; k++)
 			qt_tensor_free(&outs[k]);
 		if (st)
-			qt_error_prefix(st, "calibration run: samples %lld..%lld", (long long)done,
-					(long long)(done + n - 1));
+			qt_error_prefix(st, "samples %lld..%lld", (long long)done, (long long)(done + n - 1));
 		done += n;
 	}
+	qt_tensor_free(&x);
+	free(outs);
+	qt_rt_free(rt);
+	if (done_out)
+		*done_out = done;
+	return st;
+}
+
+enum qt_status qt_calib_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer pre,
+			    void *pre_user, const struct qt_calib_opts *copt, const struct qt_calib_meta *meta,
+			    struct qt_calib_table **out)
+{
+	*out = NULL;
+	struct chain ch = {.pre = pre, .pre_user = pre_user};
+	int64_t done = 0;
+	enum qt_status st = qt_calib_new(g, copt, &ch.c);
+	if (!st)
+		st = qt_dataset_run(g, ds, batch, chain_observer, &ch, &done);
 	if (!st) {
 		struct qt_calib_meta m = *meta;
 		m.samples = done;
 		st = qt_calib_finish(ch.c, &m, out);
 	}
-	qt_tensor_free(&x);
-	free(outs);
-	qt_rt_free(rt);
 	qt_calib_free(ch.c);
 	return st;
 }

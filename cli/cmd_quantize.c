@@ -116,14 +116,17 @@ static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const st
 		fprintf(f, "\n");
 	}
 	if (rw->sq_done) {
-		fprintf(f, "smoothquant: %d layers smoothed", rw->sq_layers);
-		if (rw->sq_layers && o->sq_alpha >= 0)
+		fprintf(f, "smoothquant: %d layers smoothed", rw->sq.layers);
+		if (rw->sq.layers && o->sq_alpha >= 0)
 			fprintf(f, " (alpha %.2f)", o->sq_alpha);
-		else if (rw->sq_layers)
-			fprintf(f, " (alpha searched per layer: %.2f .. %.2f)", rw->sq_alpha_min, rw->sq_alpha_max);
-		if (rw->sq_skipped)
-			fprintf(f, "; %d skipped: no LayerNormalization or constant Mul produces their input alone",
-				rw->sq_skipped);
+		else if (rw->sq.layers)
+			fprintf(f, " (alpha searched per input: %.1f .. %.1f)", rw->sq.alpha_min, rw->sq.alpha_max);
+		if (rw->sq.unchanged)
+			fprintf(f, "; %d left as they were: no alpha lowered their output error", rw->sq.unchanged);
+		if (rw->sq.skipped)
+			fprintf(f, "; %d skipped: their input's producer cannot absorb 1/s (only LayerNormalization "
+				   "and Mul by a constant can), or it also feeds a non-linear reader",
+				rw->sq.skipped);
 		fprintf(f, "\n");
 	}
 	if (rw->recalibrated)

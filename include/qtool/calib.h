@@ -222,6 +222,15 @@ QT_API enum qt_status qt_calib_range_p(const struct qt_calib_table *t, const cha
 struct qt_dataset;
 
 /*
+ * Run every sample of ds (rewound first; borrowed) through g (borrowed) in
+ * batches of `batch`, handing every value to fn (the qt_rt_observer hook;
+ * it may modify the tensor, e.g. apply fused activations). *done_out (may be
+ * NULL) gets the samples run. g must have one input. Errors name the samples.
+ */
+QT_API enum qt_status qt_dataset_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer fn,
+				     void *user, int64_t *done_out);
+
+/*
  * One calibration pass as a library call: run every sample of ds (rewound
  * first; borrowed) through g (borrowed) in batches of `batch`, each value
  * passed to `pre` (may be NULL; e.g. qt_fused_act_observer, which applies a

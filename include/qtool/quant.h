@@ -316,15 +316,47 @@ struct qt_equalize_stats {
 	double last_max_log_s; /* max |log s_i| of the last sweep */
 };
 
+struct qt_dataset;
+
+struct qt_smoothquant_opts {
+	double alpha;   /* migration strength in [0, 1]; < 0: searched per activation */
+	int wbits, abits; /* the bits the search's quantizer model uses (auto only) */
+	int per_tensor; /* the search models per-tensor weight scales (else per channel) */
+	int batch;      /* samples per run (0: 32) */
+};
+
+struct qt_smoothquant_stats {
+	int layers;     /* linear layers whose input was smoothed */
+	int unchanged;  /* auto: layers where no alpha beat leaving them alone */
+	int skipped;    /* weighted layers whose input no producer can absorb 1/s for,
+			   or that share it with a reader that is not a linear layer */
+	double alpha_min, alpha_max; /* alphas applied (0, 0 when none) */
+};
+
+/*
+ * SmoothQuant on a prepared graph (lib/quant/smoothquant.c states the rule,
+ * which producers absorb 1/s and why others are skipped): per-channel
+ * max |x| of each smoothed activation from ds (borrowed; rewound), then
+ * s_j = max|x_j|^alpha / max|W_j|^(1 - alpha), x_j / s_j folded into its
+ * producer and row j of every reader's weight multiplied by s_j. The FP32
+ * function is kept (up to float rounding); activation ranges change, so a
+ * calibration table of the old graph is stale. stats_out may be NULL.
+ */
+QT_API enum qt_status qt_pass_smoothquant(struct qt_graph *g, struct qt_dataset *ds,
+					  const struct qt_smoothquant_opts *o, struct qt_smoothquant_stats *stats_out);
+
+/* max |x_j| per channel j of the last axis (K channels) of value `value`
+ * of a prepared graph over ds (fused activations applied): amax_out[K]. */
+QT_API enum qt_status qt_channel_absmax(struct qt_graph *g, struct qt_dataset *ds, int batch, int value, int64_t K,
+					double *amax_out);
+
 /* What the graph rewrites did (qt_quantize_graph). */
 struct qt_rewrite_report {
-	int cle_done;                      /* equalization ran */
-	struct qt_equalize_stats cle;      /* its statistics */
-	int sq_done;                       /* SmoothQuant ran */
-	int sq_layers;                     /* layers smoothed */
-	int sq_skipped;                    /* layers left alone (no producer to absorb 1/s) */
-	double sq_alpha_min, sq_alpha_max; /* alphas used (equal for a fixed alpha) */
-	int64_t recalibrated;              /* samples the ranges were measured on again, 0: the file's */
+	int cle_done;                   /* equalization ran */
+	struct qt_equalize_stats cle;   /* its statistics */
+	int sq_done;                    /* SmoothQuant ran */
+	struct qt_smoothquant_stats sq; /* its statistics */
+	int64_t recalibrated;           /* samples the ranges were measured on again, 0: the file's */
 };
 
 /*

@@ -1054,6 +1054,18 @@ static enum qt_status rewrite_stage(struct qt_graph *g, const struct qt_calib_ta
 		rep.cle_done = 1;
 		changed |= rep.cle.pairs > 0;
 	}
+	if (o->methods & QT_METHOD_SMOOTHQUANT) {
+		struct qt_smoothquant_opts so = {.alpha = o->sq_alpha, .wbits = o->wbits, .abits = o->abits,
+						 .per_tensor = o->gran == QT_GRAN_TENSOR, .batch = o->batch};
+		int threads = openblas_get_num_threads();
+		openblas_set_num_threads(1); /* the search's sums the same on every machine */
+		st = qt_pass_smoothquant(g, o->data, &so, &rep.sq);
+		openblas_set_num_threads(threads);
+		if (st)
+			return st;
+		rep.sq_done = 1;
+		changed |= rep.sq.layers > 0;
+	}
 	if (changed) {
 		struct qt_calib_meta meta = {.model = calib->model, .dataset = qt_dataset_describe(o->data),
 					     .default_method = calib->default_method, .bits = calib->bits,

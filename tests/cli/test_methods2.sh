@@ -78,3 +78,22 @@ for m in $M2_AR_MODELS; do
 	check "methods2: $m: adaround below round to nearest on held-out data in all ${layers} layers${worse:+ (not: $worse)}" \
 		test "$layers" -gt 0 -a -z "$worse"
 done
+
+# SmoothQuant on the ViT: which layers it smooths and why it leaves others,
+# the ranges measured again; fixed and searched alpha.
+expect_exit 0 "methods2: calibrate fmnist_vit" "$QTOOL" calibrate models/fmnist_vit.onnx --data fashion-mnist:train \
+	--limit "$M2_LIMIT" -o "$M2/vit.calib.json"
+expect_exit 2 "methods2: smoothquant without --data" "$QTOOL" quantize models/fmnist_vit.onnx \
+	--calib "$M2/vit.calib.json" --method smoothquant=0.5 -o "$M2/x.qmod"
+expect_err_line "methods2: smoothquant without --data says to add --data" "smoothquant needs calibration samples"
+for a in 0.5 auto; do
+	expect_exit 0 "methods2: vit w4a8 smoothquant=$a,gptq" "$QTOOL" quantize models/fmnist_vit.onnx \
+		--calib "$M2/vit.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$M2_LIMIT" \
+		--method "smoothquant=$a,gptq" -o "$M2/vit.sq.qmod"
+	check "methods2: smoothquant=$a names the projections it cannot smooth" \
+		grep -Eq "^smoothquant: .*5 skipped: their input's producer cannot absorb" <<<"$OUT"
+	check "methods2: smoothquant=$a measures the ranges again" grep -q "^activation ranges: measured again" <<<"$OUT"
+done
+check "methods2: smoothquant=auto says which alphas it chose" \
+	grep -Eq "^smoothquant: [0-9]+ layers smoothed \(alpha searched per input: [0-9.]+ \.\. [0-9.]+\)" <<<"$OUT"
+expect_exit 0 "methods2: eval the smoothed vit" "$QTOOL" eval "$M2/vit.sq.qmod" --data fashion-mnist:test --limit 500

@@ -15,38 +15,6 @@
 #include "qtool/rt.h"
 #include "testgraph.h"
 
-/* The prepared graph's FP32 function: fused activations applied. */
-static void run_prepared(struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y)
-{
-	struct qt_rt *rt;
-	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
-	qt_rt_set_observer(rt, qt_fused_act_observer, g);
-	cr_assert_eq(qt_rt_run(rt, x, y), QT_OK, "%s", qt_error_msg());
-	qt_rt_free(rt);
-}
-
-/* max |a - b| / max |a| */
-static double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b)
-{
-	cr_assert_eq(qt_tensor_numel(a), qt_tensor_numel(b));
-	const float *p = a->data, *q = b->data;
-	double d = 0, m = 0;
-	for (int64_t i = 0; i < qt_tensor_numel(a); i++) {
-		d = fmax(d, fabs((double)p[i] - q[i]));
-		m = fmax(m, fabs((double)p[i]));
-	}
-	return d / m;
-}
-
-static int node_by_name(const struct qt_graph *g, const char *name)
-{
-	for (int i = 0; i < g->n_nodes; i++)
-		if (!strcmp(g->nodes[i].name, name))
-			return i;
-	cr_assert_fail("no node %s", name);
-	return -1;
-}
-
 /*
  * Tolerance: each rescale rounds a weight to float (relative error <= 2^-24),
  * a weight sees one rescale per sweep per pair it belongs to (at most 2 x 20
@@ -191,14 +159,6 @@ static enum qt_status minmax_observer(void *user, int value, struct qt_tensor *t
 	return QT_OK;
 }
 
-static struct qt_dataset *open_train(int64_t limit)
-{
-	struct qt_dataset *ds;
-	struct qt_dataset_opts o = {.limit = limit};
-	cr_assert_eq(qt_dataset_open("fashion-mnist:train", &o, &ds), QT_OK, "%s", qt_error_msg());
-	return ds;
-}
-
 /*
  * With the minmax method, every activation range the quantizer uses after
  * CLE is the [min, max] (widened to 0) of that tensor in the equalized FP32
@@ -207,7 +167,7 @@ static struct qt_dataset *open_train(int64_t limit)
  */
 Test(equalize, cle_stage_measures_ranges_again)
 {
-	struct qt_dataset *ds = open_train(96);
+	struct qt_dataset *ds = open_split("fashion-mnist:train", 96);
 	struct qt_graph *g0, *g1, *g2;
 	cr_assert_eq(qt_graph_load_onnx("models/fmnist_cnn.onnx", &g0), QT_OK, "%s", qt_error_msg());
 	struct qt_calib_meta meta = {.default_method = QT_CALIB_MINMAX};
