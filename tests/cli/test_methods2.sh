@@ -97,3 +97,22 @@ done
 check "methods2: smoothquant=auto says which alphas it chose" \
 	grep -Eq "^smoothquant: [0-9]+ layers smoothed \(alpha searched per input: [0-9.]+ \.\. [0-9.]+\)" <<<"$OUT"
 expect_exit 0 "methods2: eval the smoothed vit" "$QTOOL" eval "$M2/vit.sq.qmod" --data fashion-mnist:test --limit 500
+
+# --method auto: each candidate's held-out output error is printed, the one
+# picked has the least, and the summary then names it.
+expect_exit 2 "methods2: auto without --data" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$M2/fmnist_cnn.calib.json" --method auto -o "$M2/x.qmod"
+expect_err_line "methods2: auto without --data says to add --data" "auto tries methods on calibration samples: add --data"
+expect_exit 2 "methods2: auto combined with a method" "$QTOOL" quantize models/fmnist_cnn.onnx \
+	--calib "$M2/fmnist_cnn.calib.json" --data fashion-mnist:train --method auto,gptq -o "$M2/x.qmod"
+expect_err_line "methods2: auto is not a list item" "unknown method 'auto'"
+expect_exit 0 "methods2: fmnist_mlp w4a8 --method auto" "$QTOOL" quantize models/fmnist_mlp.onnx \
+	--calib "$M2/fmnist_mlp.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$M2_LIMIT" \
+	--method auto --adaround-iters 100 -o "$M2/mlp.auto.qmod"
+tried=$(grep -c '^auto: .* held-out output error' <<<"$OUT" || true)
+least=$(awk '/^auto: .* held-out output error/ { e = $0; sub(/.*held-out output error /, "", e); sub(/%.*/, "", e)
+	if (best == "" || e + 0 < best + 0) { best = e; m = $2 } } END { print m }' <<<"$OUT")
+check "methods2: auto tried ${tried} candidates" test "$tried" -ge 3
+check "methods2: auto picked the least held-out error (${least:-none})" grep -q "^auto: picked ${least:-none} " <<<"$OUT"
+check "methods2: auto's summary names what it picked" grep -q "^methods: .* (sequential, $M2_LIMIT samples" <<<"$OUT"
+expect_exit 0 "methods2: the auto .qmod runs" "$QTOOL" eval "$M2/mlp.auto.qmod" --data fashion-mnist:test --limit 200
