@@ -146,7 +146,7 @@ static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const st
 			fprintf(f, "; %d left as they were: no alpha lowered their output error", rw->sq.unchanged);
 		if (rw->sq.skipped)
 			fprintf(f, "; %d skipped: their input's producer cannot absorb 1/s (only LayerNormalization "
-				   "and Mul by a constant can), or it also feeds a non-linear reader",
+				   "and Mul by a constant can), or a reader of that input is not a MatMul or Gemm",
 				rw->sq.skipped);
 		fprintf(f, "\n");
 	}

@@ -249,8 +249,11 @@ QT_API enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_ca
 					  const struct qt_plan *plan, const struct qt_quant_opts *o);
 
 /*
- * Quantize g in place (see the header comment): qt_quant_prepare, then
- * qt_plan_build, then qt_quantize_planned. `calib` (borrowed) gives the
+ * Quantize g in place (see the header comment): qt_quant_prepare, then the
+ * graph rewrites o->methods asks for (QT_METHODS_REWRITE: CLE, SmoothQuant;
+ * they need o->data, on which the rewritten graph's activation ranges are
+ * measured again in place of calib's), then qt_plan_build, then
+ * qt_quantize_planned. `calib` (borrowed) gives the
  * activation ranges; every activation must have statistics. On error the
  * graph may be partly rewritten and must be freed.
  */
