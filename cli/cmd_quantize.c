@@ -1,4 +1,6 @@
 /* qtool quantize: FP32 ONNX + calibration file -> .qmod. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -6,6 +8,7 @@
 #include "cli.h"
 #include "qtool/calib.h"
 #include "qtool/dataset.h"
+#include "qtool/model.h"
 #include "qtool/qmod.h"
 #include "qtool/quant.h"
 
@@ -13,7 +16,8 @@ static const char quantize_help[] =
 	"usage: qtool quantize MODEL --calib FILE -o OUT.qmod [--bits wXaY]\n"
 	"                      [--granularity channel|tensor] [--group-size G] [--full-range]\n"
 	"                      [--calib-method minmax|percentile|entropy|mse]\n"
-	"                      [--data SPEC [--limit N] [--batch B] [--method LIST] [--fp32-inputs]]\n"
+	"                      [--data SPEC [--limit N] [--batch B] [--method LIST] [--fp32-inputs]\n"
+	"                       [--adaround-iters N] [--holdout F]]\n"
 	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
 	"                      [--input-shape NAME=D0,D1,...]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
@@ -37,12 +41,26 @@ static const char quantize_help[] =
 	"                      for calibrate, e.g. fashion-mnist:train)\n"
 	"  --limit N           use the first N samples of --data (default 1000; 0 = all)\n"
 	"  --batch B           samples per run in the layer-wise data engine (default 32)\n"
-	"  --method LIST       comma-separated weight methods:\n"
+	"  --method LIST       comma-separated methods:\n"
 	"                        rtn              round to nearest (the default without --data)\n"
 	"                        gptq             GPTQ: Hessian-aware rounding, layer by layer\n"
+	"                        adaround         AdaRound: learned up/down rounding, layer by\n"
+	"                                         layer (instead of gptq)\n"
 	"                        bias-correction  remove the mean output error of each layer\n"
 	"                        mse              weight scales by MSE search (no data needed)\n"
+	"                        cle              cross-layer equalization of Conv/Gemm pairs\n"
+	"                                         joined by Relu (ReLU6 pairs are skipped: the\n"
+	"                                         clip would differ per channel)\n"
+	"                        smoothquant=A    SmoothQuant with alpha A in [0, 1], or\n"
+	"                        smoothquant=auto alpha searched per layer input\n"
+	"                      cle and smoothquant rewrite the float graph (same function)\n"
+	"                      and measure the activation ranges again on --data\n"
+	"                        auto             try gptq,bias-correction alone and with mse,\n"
+	"                                         cle, smoothquant=auto, and adaround instead\n"
+	"                                         of gptq, each fitted on 80% of --data; keep\n"
+	"                                         the least output error on the other 20%\n"
 	"                      with --data and no --method: gptq,bias-correction\n"
+	"  --adaround-iters N  AdaRound's optimisation steps per layer (default 1000)\n"
 	"  --fp32-inputs       methods see each layer's FP32 inputs instead of the inputs\n"
 	"                      of the model quantized so far (the default, sequential)\n"
 	"  --layer P=wXaY      per-layer bits for layers whose node or output name matches\n"
@@ -58,6 +76,8 @@ static const char quantize_help[] =
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
 	"        --method gptq,bias-correction -o m.w4.qmod\n"
+	"  qtool quantize vit.onnx --calib vit.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
+	"        --method smoothquant=auto,gptq,bias-correction -o vit.w4.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --layer 'conv1*=w8a8' -o m.qmod\n";
 
 #define MAX_LAYER_ARGS 256
@@ -71,7 +91,7 @@ static void quant_progress(void *user, int done, int total, const char *layer, c
 
 /* Open the calibration samples for the data engine: the model's one float
  * input, a fixed batch dimension taken as the batch size. */
-static int open_data(const struct qt_graph *g, const char *model, const char *spec, long limit,
+static int open_data(const struct qt_graph *g, const char *model, const char *spec, long offset, long limit,
 		     struct qt_quant_opts *o, struct qt_dataset **ds)
 {
 	if (g->n_inputs != 1)
@@ -81,6 +101,7 @@ static int open_data(const struct qt_graph *g, const char *model, const char *sp
 		return cli_usage_error("quantize", "%s: input \"%s\" is %s; --data feeds float32 samples", model, in->name,
 				       qt_dtype_name(in->dtype));
 	struct qt_dataset_opts dopt = {0};
+	dopt.offset = offset;
 	dopt.limit = limit;
 	dopt.input_name = in->name;
 	dopt.input_rank = in->rank > 0 ? in->rank - 1 : 0;
@@ -99,14 +120,207 @@ static int open_data(const struct qt_graph *g, const char *model, const char *sp
 	return 0;
 }
 
+/* What the graph rewrites did, and why pairs or layers were left alone. */
+static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const struct qt_quant_opts *o)
+{
+	if (rw->cle_done) {
+		fprintf(f, "cle: %d layer pairs equalized (%d sweeps, last max |log s| %.1e)", rw->cle.pairs,
+			rw->cle.iterations, rw->cle.last_max_log_s);
+		if (rw->cle.skipped_clip)
+			fprintf(f, "; %d skipped: a fused Clip(0, hi) (ReLU6) would have to clip channel i at hi/s_i, "
+				   "and the integer runtime clamps a whole output tensor at one bound",
+				rw->cle.skipped_clip);
+		if (rw->cle.skipped_shape)
+			fprintf(f, "; %d skipped: shared or non-constant weights, or a path through an op that "
+				   "does not commute with per-channel scaling",
+				rw->cle.skipped_shape);
+		fprintf(f, "\n");
+	}
+	if (rw->sq_done) {
+		fprintf(f, "smoothquant: %d layers smoothed", rw->sq.layers);
+		if (rw->sq.layers && o->sq_alpha >= 0)
+			fprintf(f, " (alpha %.2f)", o->sq_alpha);
+		else if (rw->sq.layers)
+			fprintf(f, " (alpha searched per input: %.1f .. %.1f)", rw->sq.alpha_min, rw->sq.alpha_max);
+		if (rw->sq.unchanged)
+			fprintf(f, "; %d left as they were: no alpha lowered their output error", rw->sq.unchanged);
+		if (rw->sq.skipped)
+			fprintf(f, "; %d skipped: their input's producer cannot absorb 1/s (only LayerNormalization "
+				   "and Mul by a constant can), or a reader of that input is not a MatMul or Gemm",
+				rw->sq.skipped);
+		fprintf(f, "\n");
+	}
+	if (rw->recalibrated)
+		fprintf(f, "activation ranges: measured again on the rewritten graph (%lld samples)\n",
+			(long long)rw->recalibrated);
+	else if (rw->cle_done || rw->sq_done)
+		fprintf(f, "activation ranges: the calibration file's (nothing was rewritten)\n");
+}
+
+/* ---- --method auto ---- */
+
+/* What auto tries, in this order (a tie keeps the earlier). */
+static const char *const auto_candidates[] = {
+	"gptq,bias-correction",
+	"mse,gptq,bias-correction",
+	"cle,gptq,bias-correction",
+	"smoothquant=auto,gptq,bias-correction",
+	"adaround,bias-correction",
+	NULL,
+};
+
+/*
+ * Output error of quantized graph q against the FP32 model on every sample
+ * of ds: sum (y_q - y)^2 / sum y^2 over the first output. q runs in the
+ * integer runtime, as the .qmod will: it is written to a temporary file
+ * (removed at once) and opened like one.
+ */
+static enum qt_status heldout_output_error(const struct qt_graph *q, const char *model, struct qt_dataset *ds,
+					   int batch, double *err_out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct qt_model *mq = NULL, *mf = NULL;
+	struct qt_tensor x = {0}, yq = {0}, yf = {0};
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/qtool-auto-XXXXXX", dir && *dir ? dir : "/tmp");
+	enum qt_status st = qt_qmod_serialize(q, &buf, &len);
+	if (st)
+		return st;
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		free(buf);
+		return qt_error(QT_E_IO, "%s: cannot create a temporary file", path);
+	}
+	FILE *f = fdopen(fd, "wb");
+	int ok = f && fwrite(buf, 1, len, f) == len;
+	ok = f && fclose(f) == 0 && ok;
+	free(buf);
+	if (!ok) {
+		unlink(path);
+		return qt_error(QT_E_IO, "%s: cannot write the candidate model", path);
+	}
+	st = qt_model_open(path, &mq);
+	unlink(path);
+	if (!st)
+		st = qt_model_open(model, &mf);
+	double num = 0, den = 0;
+	qt_dataset_reset(ds);
+	while (!st) {
+		int n;
+		if ((st = qt_dataset_next(ds, batch, &x, NULL, &n)) != QT_OK || n == 0)
+			break;
+		if ((st = qt_model_run(mf, &x, &yf)) != QT_OK || (st = qt_model_run(mq, &x, &yq)) != QT_OK)
+			break;
+		if (yf.dtype != QT_DTYPE_F32 || yq.dtype != QT_DTYPE_F32 || qt_tensor_numel(&yf) != qt_tensor_numel(&yq)) {
+			st = qt_error(QT_E_UNSUPPORTED, "%s: --method auto compares float32 outputs", model);
+			break;
+		}
+		const float *a = yf.data, *b = yq.data;
+		for (int64_t i = 0; i < qt_tensor_numel(&yf); i++) {
+			num += ((double)b[i] - a[i]) * ((double)b[i] - a[i]);
+			den += (double)a[i] * a[i];
+		}
+		qt_tensor_free(&yf);
+		qt_tensor_free(&yq);
+	}
+	qt_tensor_free(&x);
+	qt_tensor_free(&yf);
+	qt_tensor_free(&yq);
+	qt_model_free(mq);
+	qt_model_free(mf);
+	*err_out = den > 0 ? num / den : num;
+	return st;
+}
+
+/*
+ * --method auto: quantize with each candidate on the first 80% of the
+ * --data samples (whole batches) and measure the output error of the result
+ * on the last 20%; set o's methods to the candidate with the least. A
+ * rewrite that finds nothing to rewrite is the candidate without it, and is
+ * skipped. Returns 0, or an exit code after a message.
+ */
+static int auto_pick(const char *model, const struct qt_calib_table *t, const char *spec, long limit,
+		     struct qt_quant_opts *o, FILE *info)
+{
+	struct qt_graph *g = NULL;
+	struct qt_dataset *all = NULL, *fit = NULL, *hold = NULL;
+	int rc = 0, best = -1;
+	double best_err = 0;
+	enum qt_status st = qt_graph_load_onnx(model, &g);
+	if (st)
+		return cli_status_error("quantize", st);
+	if ((rc = open_data(g, model, spec, 0, limit, o, &all)) != 0)
+		goto done;
+	int64_t n = qt_dataset_count(all), b = o->batch > 0 ? o->batch : 32, nh = n / 5 - (n / 5) % b;
+	if (nh < b || n - nh < b) {
+		rc = cli_usage_error("quantize", "--method auto holds out a fifth of the --data samples in whole batches "
+				     "of %lld: %lld samples are too few", (long long)b, (long long)n);
+		goto done;
+	}
+	if ((rc = open_data(g, model, spec, 0, (long)(n - nh), o, &fit)) != 0 ||
+	    (rc = open_data(g, model, spec, (long)(n - nh), (long)nh, o, &hold)) != 0)
+		goto done;
+	qt_graph_free(g);
+	g = NULL;
+	for (int i = 0; auto_candidates[i]; i++) {
+		struct qt_quant_opts c = *o;
+		struct qt_rewrite_report rw = {0};
+		const char *bad;
+		qt_parse_method_list(auto_candidates[i], &c, &bad);
+		c.data = fit;
+		c.report_out = NULL;
+		c.n_report_out = NULL;
+		c.holdout = 0;
+		c.progress = NULL;
+		c.rewrite_out = &rw;
+		double err = 0;
+		if ((st = qt_graph_load_onnx(model, &g)) == QT_OK && (st = qt_quantize_graph(g, t, &c)) == QT_OK) {
+			if (((c.methods & QT_METHOD_CLE) && rw.cle.pairs == 0) ||
+			    ((c.methods & QT_METHOD_SMOOTHQUANT) && rw.sq.layers == 0)) {
+				fprintf(info, "auto: %-40s nothing to rewrite: the same as without\n", auto_candidates[i]);
+				qt_graph_free(g);
+				g = NULL;
+				continue;
+			}
+			st = heldout_output_error(g, model, hold, (int)b, &err);
+		}
+		qt_graph_free(g);
+		g = NULL;
+		if (st) {
+			fprintf(info, "auto: %-40s failed: %s\n", auto_candidates[i], qt_error_msg());
+			continue;
+		}
+		fprintf(info, "auto: %-40s held-out output error %.4f%% (SQNR %.2f dB)\n", auto_candidates[i], 100 * err,
+			err > 0 ? -10 * log10(err) : INFINITY);
+		if (best < 0 || err < best_err)
+			best = i, best_err = err;
+	}
+	if (best < 0) {
+		rc = cli_usage_error("quantize", "--method auto: every candidate failed");
+		goto done;
+	}
+	const char *bad;
+	qt_parse_method_list(auto_candidates[best], o, &bad);
+	fprintf(info, "auto: picked %s (fitted on %lld samples, judged on the other %lld); quantizing with it on all %lld\n",
+		auto_candidates[best], (long long)(n - nh), (long long)nh, (long long)n);
+done:
+	qt_graph_free(g);
+	qt_dataset_close(all);
+	qt_dataset_close(fit);
+	qt_dataset_close(hold);
+	return rc;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
-	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL;
+	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL, *ar_s = NULL;
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
 	int n_shape_args = 0;
 	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
-	long group = 0, limit = 1000, batch = 32;
+	long group = 0, limit = 1000, batch = 32, adaround_iters = 0;
 	double holdout = 0;
 	const struct cli_opt opts[] = {
 		{.name = "--calib", .value = &calib},
@@ -122,6 +336,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--method", .value = &methods},
 		{.name = "--fp32-inputs", .flag = &fp32_inputs},
 		{.name = "--holdout", .value = &holdout_s},
+		{.name = "--adaround-iters", .value = &ar_s},
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
 		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
@@ -131,7 +346,8 @@ int cmd_quantize(int argc, char **argv)
 		return rc;
 	if ((rc = cli_opt_long("quantize", "--group-size", group_s, 1, 65535, &group)) >= 0 ||
 	    (rc = cli_opt_long("quantize", "--limit", limit_s, 0, 1L << 40, &limit)) >= 0 ||
-	    (rc = cli_opt_long("quantize", "--batch", batch_s, 1, 65536, &batch)) >= 0)
+	    (rc = cli_opt_long("quantize", "--batch", batch_s, 1, 65536, &batch)) >= 0 ||
+	    (rc = cli_opt_long("quantize", "--adaround-iters", ar_s, 1, 1000000, &adaround_iters)) >= 0)
 		return rc;
 	if (holdout_s) {
 		char *end = NULL;
@@ -182,22 +398,36 @@ int cmd_quantize(int argc, char **argv)
 	o.n_overrides = n_layers;
 	o.keep_float = keeps;
 	o.n_keep_float = n_keeps;
-	if (methods) {
+	int pick_auto = methods && !strcmp(methods, "auto");
+	if (pick_auto) {
+		if (!data)
+			return cli_usage_error("quantize", "--method auto tries methods on calibration samples: add --data SPEC");
+		o.methods = QT_METHOD_GPTQ | QT_METHOD_BIASCORR; /* checked below like any data method */
+	} else if (methods) {
 		const char *bad;
-		if (qt_parse_methods(methods, &o.methods, &bad))
+		if (qt_parse_method_list(methods, &o, &bad))
 			return cli_usage_error("quantize",
-					       "--method: unknown method '%s' (rtn, gptq, bias-correction, mse)", bad);
-		if ((o.methods & QT_METHODS_DATA) && !data)
+					       "--method: unknown method '%s' (rtn, gptq, adaround, bias-correction, mse, "
+					       "cle, smoothquant=ALPHA|auto)",
+					       bad);
+		if ((o.methods & QT_METHODS_NEED_DATA) && !data)
 			return cli_usage_error("quantize", "--method %s needs calibration samples: add --data SPEC",
-					       qt_methods_str(o.methods & QT_METHODS_DATA));
+					       qt_methods_str(o.methods & QT_METHODS_NEED_DATA));
+		if ((o.methods & QT_METHOD_GPTQ) && (o.methods & QT_METHOD_ADAROUND))
+			return cli_usage_error("quantize", "--method: gptq and adaround both choose the codes; pick one");
 	} else if (data) {
 		o.methods = QT_METHOD_GPTQ | QT_METHOD_BIASCORR;
 	}
 	o.holdout = holdout;
 	struct qt_layer_report *rep = NULL;
+	struct qt_rewrite_report rw = {0};
 	int n_rep = 0;
+	o.rewrite_out = &rw;
 	o.report_out = &rep;
 	o.n_report_out = &n_rep;
+	if (adaround_iters && !(o.methods & QT_METHOD_ADAROUND) && !pick_auto)
+		return cli_usage_error("quantize", "--adaround-iters goes with --method adaround (or auto)");
+	o.adaround_iters = (int)adaround_iters;
 	if (holdout > 0 && !(o.methods & QT_METHODS_DATA))
 		return cli_usage_error("quantize", "--holdout measures the methods that use --data (e.g. --method gptq)");
 	if (fp32_inputs && !data)
@@ -230,8 +460,11 @@ int cmd_quantize(int argc, char **argv)
 		rc = cli_status_error("quantize", st);
 		goto done;
 	}
-	if (data && (o.methods & QT_METHODS_DATA)) {
-		if ((rc = open_data(g, model, data, limit, &o, &ds)) != 0)
+	FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
+	if (pick_auto && (rc = auto_pick(model, t, data, limit, &o, info)) != 0)
+		goto done;
+	if (data && (o.methods & QT_METHODS_NEED_DATA)) {
+		if ((rc = open_data(g, model, data, 0, limit, &o, &ds)) != 0)
 			goto done;
 		o.data = ds;
 		o.data_spec = data;
@@ -254,7 +487,6 @@ int cmd_quantize(int argc, char **argv)
 	free(buf);
 	struct qt_qmod_summary s;
 	qt_qmod_summarize(g, &s);
-	FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
 	fprintf(info, "wrote %s: %d quantized layers, %lld weight bytes, %d nodes run in float\n", out,
 		s.quantized_nodes, (long long)s.weight_bytes, s.float_nodes);
 	fprintf(info, "methods: %s", qt_methods_str(o.methods));
@@ -262,6 +494,7 @@ int cmd_quantize(int argc, char **argv)
 		fprintf(info, " (%s, %lld samples of %s)", fp32_inputs ? "FP32 inputs" : "sequential",
 			(long long)qt_dataset_count(ds), data);
 	fprintf(info, "\n");
+	print_rewrites(info, &rw, &o);
 	for (int i = 0; i < n_rep; i++)
 		if (rep[i].err >= 0)
 			fprintf(info, "layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",

@@ -5,7 +5,9 @@
 # from the train split and evaluated on all 10,000 test images.
 #   scripts/results_methods.sh [QTOOL]          prints the section (markdown)
 #   scripts/results_methods.sh --update [QTOOL] replaces it inside docs/RESULTS.md
-#   env: RESULTS_MODELS="fmnist_cnn ..." to restrict, METHODS_CONFIGS to change the rows
+#   env: RESULTS_MODELS="fmnist_cnn ..." to restrict, METHODS_CONFIGS (bits:channel|tensor|groupG)
+#        and METHODS (--method lists, "rtn" for none) to change the rows, RESULTS_SECTION and
+#        RESULTS_TITLE for another section of docs/RESULTS.md (scripts/results_methods2.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 update=0
@@ -15,14 +17,15 @@ OUT=build/results/methods
 mkdir -p "$OUT"
 models=${RESULTS_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//')}
 configs=${METHODS_CONFIGS:-"w4a8:channel w3a8:group32 w2a8:group32 w2a8:group16"}
-methods="rtn gptq bias-correction gptq,bias-correction"
+methods=${METHODS:-"rtn gptq bias-correction gptq,bias-correction"}
+sec=${RESULTS_SECTION:-methods}
 num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
 
 section() {
-	echo "<!-- methods:begin -->"
-	echo "## PTQ methods"
+	echo "<!-- $sec:begin -->"
+	echo "## ${RESULTS_TITLE:-PTQ methods}"
 	echo
-	echo "Made by \`scripts/results_methods.sh\` (part of \`make results\`) on $(date -u +%Y-%m-%d)."
+	echo "Made by ${RESULTS_BY:-\`scripts/results_methods.sh\` (part of \`make results\`)} on $(date -u +%Y-%m-%d)."
 	echo "Every row: \`qtool calibrate MODEL --data fashion-mnist:train --limit 1000\`, then"
 	echo "\`qtool quantize MODEL --calib C --bits B [--group-size G] [--full-range] --data fashion-mnist:train --limit 1000 --method M\`"
 	echo "(rtn: no --data), then \`qtool eval Q.qmod --data fashion-mnist:test --reference MODEL\` on all"
@@ -44,6 +47,7 @@ section() {
 			gran=${cfg#*:}
 			case $gran in
 			channel) gflag=() ;;
+			tensor) gflag=(--granularity tensor) ;;
 			group*) gflag=(--group-size "${gran#group}") ;;
 			esac
 			case $bits in w2*) gflag+=(--full-range) ;; esac
@@ -68,23 +72,23 @@ section() {
 		done
 		echo "results_methods: $name done" >&2
 	done
-	echo "<!-- methods:end -->"
+	echo "<!-- $sec:end -->"
 }
 
 if [ "$update" = 1 ]; then
-	section >"$OUT/section.md"
-	if grep -q '<!-- methods:begin -->' docs/RESULTS.md; then
-		awk -v sec="$OUT/section.md" '
-			/<!-- methods:begin -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-			/<!-- methods:end -->/ { skip = 0; next }
+	section >"$OUT/$sec.section.md"
+	if grep -q "<!-- $sec:begin -->" docs/RESULTS.md; then
+		awk -v sec="$OUT/$sec.section.md" -v b="<!-- $sec:begin -->" -v e="<!-- $sec:end -->" '
+			$0 == b { while ((getline l < sec) > 0) print l; skip = 1; next }
+			$0 == e { skip = 0; next }
 			!skip { print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
 	else
-		awk -v sec="$OUT/section.md" '
+		awk -v sec="$OUT/$sec.section.md" '
 			/^## Speed/ && !done { while ((getline l < sec) > 0) print l; print ""; done = 1 }
 			{ print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
 	fi
 	mv "$OUT/RESULTS.md.new" docs/RESULTS.md
-	echo "updated the PTQ methods section of docs/RESULTS.md"
+	echo "updated the ${RESULTS_TITLE:-PTQ methods} section of docs/RESULTS.md"
 else
 	section
 fi

@@ -27,6 +27,7 @@
 #define QTOOL_CALIB_H
 
 #include "qtool/graph.h"
+#include "qtool/rt.h"
 
 #define QT_CALIB_DEFAULT_BINS 2048
 #define QT_CALIB_MIN_BINS 16
@@ -217,5 +218,28 @@ QT_API enum qt_status qt_calib_range(const struct qt_calib_table *t, const char 
 /* The same with an explicit percentile (<= 0: the table's). */
 QT_API enum qt_status qt_calib_range_p(const struct qt_calib_table *t, const char *tensor, const char *method,
 				       int bits, double percentile, float *lo_out, float *hi_out);
+
+struct qt_dataset;
+
+/*
+ * Run every sample of ds (rewound first; borrowed) through g (borrowed) in
+ * batches of `batch`, handing every value to fn (the qt_rt_observer hook;
+ * it may modify the tensor, e.g. apply fused activations). *done_out (may be
+ * NULL) gets the samples run. g must have one input. Errors name the samples.
+ */
+QT_API enum qt_status qt_dataset_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer fn,
+				     void *user, int64_t *done_out);
+
+/*
+ * One calibration pass as a library call: run every sample of ds (rewound
+ * first; borrowed) through g (borrowed) in batches of `batch`, each value
+ * passed to `pre` (may be NULL; e.g. qt_fused_act_observer, which applies a
+ * prepared graph's fused activations) and then recorded, and build the
+ * table with meta (its `samples` is set to the count run). *out is owned by
+ * the caller. g must have one input. Errors name the samples.
+ */
+QT_API enum qt_status qt_calib_run(const struct qt_graph *g, struct qt_dataset *ds, int batch, qt_rt_observer pre,
+				   void *pre_user, const struct qt_calib_opts *copt, const struct qt_calib_meta *meta,
+				   struct qt_calib_table **out);
 
 #endif

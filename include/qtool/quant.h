@@ -133,7 +133,16 @@ enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
 #define QT_METHOD_GPTQ (1u << 0)     /* lib/quant/gptq.c: Hessian-aware rounding */
 #define QT_METHOD_BIASCORR (1u << 1) /* lib/quant/biascorr.c: empirical bias correction */
 #define QT_METHOD_MSE (1u << 2)      /* lib/quant/wscale.c: scales by MSE search */
-#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR) /* need calibration samples */
+#define QT_METHOD_ADAROUND (1u << 3) /* lib/quant/adaround.c: learned rounding */
+/* Graph rewrites before the plan (the FP32 function is kept; activation
+ * ranges are measured again on the rewritten graph, so they need data). */
+#define QT_METHOD_CLE (1u << 4)         /* lib/quant/equalize.c: cross-layer equalization */
+#define QT_METHOD_SMOOTHQUANT (1u << 5) /* lib/quant/smoothquant.c */
+/* Weight methods the data engine serves (layer by layer). */
+#define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR | QT_METHOD_ADAROUND)
+#define QT_METHODS_REWRITE (QT_METHOD_CLE | QT_METHOD_SMOOTHQUANT)
+/* Every method that needs calibration samples (--data). */
+#define QT_METHODS_NEED_DATA (QT_METHODS_DATA | QT_METHODS_REWRITE)
 
 /*
  * The quantization plan: one record per weighted node of the prepared graph
@@ -205,6 +214,10 @@ struct qt_quant_opts {
 	int gptq_block;
 	int gptq_no_act_order;
 	int gptq_rounds;     /* GPTQ, then re-fit scales to its codes, this many times (0: 3) */
+	int adaround_iters;  /* AdaRound's Adam steps per layer (0: 1000) */
+	double sq_alpha;     /* SmoothQuant's migration strength in [0, 1]; < 0: searched per layer */
+	/* When set, receives what the graph rewrites (QT_METHODS_REWRITE) did. */
+	struct qt_rewrite_report *rewrite_out;
 	qt_quant_progress_fn progress;
 	void *progress_user;
 	/* Hold out this fraction of the data's samples (rounded to whole
@@ -237,8 +250,11 @@ QT_API enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_ca
 					  const struct qt_plan *plan, const struct qt_quant_opts *o);
 
 /*
- * Quantize g in place (see the header comment): qt_quant_prepare, then
- * qt_plan_build, then qt_quantize_planned. `calib` (borrowed) gives the
+ * Quantize g in place (see the header comment): qt_quant_prepare, then the
+ * graph rewrites o->methods asks for (QT_METHODS_REWRITE: CLE, SmoothQuant;
+ * they need o->data, on which the rewritten graph's activation ranges are
+ * measured again in place of calib's), then qt_plan_build, then
+ * qt_quantize_planned. `calib` (borrowed) gives the
  * activation ranges; every activation must have statistics. On error the
  * graph may be partly rewritten and must be freed.
  */
@@ -248,6 +264,10 @@ QT_API enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_cali
 /* Parse a --method list ("gptq,bias-correction", "rtn", ...) into QT_METHOD_*
  * flags; 0 on success, else -1 with *bad_out pointing at the unknown name. */
 QT_API int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out);
+/* The same, with method arguments into o: "smoothquant=A" (A in [0, 1],
+ * or "auto": o->sq_alpha = -1; plain "smoothquant" is 0.5). Sets
+ * o->methods. */
+QT_API int qt_parse_method_list(const char *s, struct qt_quant_opts *o, const char **bad_out);
 /* "gptq,bias-correction" for flags (static buffer). */
 QT_API const char *qt_methods_str(unsigned methods);
 
@@ -298,6 +318,49 @@ struct qt_equalize_stats {
 			       commute with positive per-channel scaling */
 	int iterations;     /* sweeps run */
 	double last_max_log_s; /* max |log s_i| of the last sweep */
+};
+
+struct qt_dataset;
+
+struct qt_smoothquant_opts {
+	double alpha;   /* migration strength in [0, 1]; < 0: searched per activation */
+	int wbits, abits; /* the bits the search's quantizer model uses (auto only) */
+	int per_tensor; /* the search models per-tensor weight scales (else per channel) */
+	int batch;      /* samples per run (0: 32) */
+};
+
+struct qt_smoothquant_stats {
+	int layers;     /* linear layers whose input was smoothed */
+	int unchanged;  /* auto: layers where no alpha beat leaving them alone */
+	int skipped;    /* weighted layers whose input no producer can absorb 1/s for,
+			   or that share it with a reader that is not a linear layer */
+	double alpha_min, alpha_max; /* alphas applied (0, 0 when none) */
+};
+
+/*
+ * SmoothQuant on a prepared graph (lib/quant/smoothquant.c states the rule,
+ * which producers absorb 1/s and why others are skipped): per-channel
+ * max |x| of each smoothed activation from ds (borrowed; rewound), then
+ * s_j = max|x_j|^alpha / max|W_j|^(1 - alpha), x_j / s_j folded into its
+ * producer and row j of every reader's weight multiplied by s_j. The FP32
+ * function is kept (up to float rounding); activation ranges change, so a
+ * calibration table of the old graph is stale. stats_out may be NULL.
+ */
+QT_API enum qt_status qt_pass_smoothquant(struct qt_graph *g, struct qt_dataset *ds,
+					  const struct qt_smoothquant_opts *o, struct qt_smoothquant_stats *stats_out);
+
+/* max |x_j| per channel j of the last axis (K channels) of value `value`
+ * of a prepared graph over ds (fused activations applied): amax_out[K]. */
+QT_API enum qt_status qt_channel_absmax(struct qt_graph *g, struct qt_dataset *ds, int batch, int value, int64_t K,
+					double *amax_out);
+
+/* What the graph rewrites did (qt_quantize_graph). */
+struct qt_rewrite_report {
+	int cle_done;                   /* equalization ran */
+	struct qt_equalize_stats cle;   /* its statistics */
+	int sq_done;                    /* SmoothQuant ran */
+	struct qt_smoothquant_stats sq; /* its statistics */
+	int64_t recalibrated;           /* samples the ranges were measured on again, 0: the file's */
 };
 
 /*

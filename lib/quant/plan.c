@@ -97,16 +97,50 @@ static const struct {
 	const char *name;
 	unsigned flag;
 } method_names[] = {
+	/* In the order the stages apply them: qt_methods_str lists them so. */
 	{"rtn", 0},
+	{"cle", QT_METHOD_CLE},
+	{"smoothquant", QT_METHOD_SMOOTHQUANT},
 	{"gptq", QT_METHOD_GPTQ},
+	{"adaround", QT_METHOD_ADAROUND},
 	{"bias-correction", QT_METHOD_BIASCORR},
 	{"mse", QT_METHOD_MSE},
 };
 
 int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out)
 {
+	struct qt_quant_opts o = {0};
+	int r = qt_parse_method_list(s, &o, bad_out);
+	if (!r)
+		*methods_out = o.methods;
+	return r;
+}
+
+/* The argument of "smoothquant=A": a number in [0, 1] or "auto" (-1). */
+static int parse_alpha(const char *a, size_t len, double *out)
+{
+	char buf[32];
+	if (len == 0 || len >= sizeof buf)
+		return -1;
+	memcpy(buf, a, len);
+	buf[len] = 0;
+	if (!strcmp(buf, "auto")) {
+		*out = -1;
+		return 0;
+	}
+	char *end;
+	double v = strtod(buf, &end);
+	if (*end || !(v >= 0 && v <= 1))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int qt_parse_method_list(const char *s, struct qt_quant_opts *o, const char **bad_out)
+{
 	static char bad[128];
 	unsigned m = 0;
+	o->sq_alpha = 0.5;
 	const char *p = s ? s : "";
 	if (!*p) {
 		*bad_out = "";
@@ -114,10 +148,16 @@ int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out)
 	}
 	while (*p) {
 		size_t len = strcspn(p, ",");
+		size_t name_len = strcspn(p, ",=");
 		size_t i, n = sizeof method_names / sizeof method_names[0];
 		for (i = 0; i < n; i++)
-			if (strlen(method_names[i].name) == len && !strncmp(p, method_names[i].name, len))
+			if (strlen(method_names[i].name) == name_len && !strncmp(p, method_names[i].name, name_len))
 				break;
+		/* Only smoothquant takes an argument. */
+		if (i < n && name_len < len &&
+		    (method_names[i].flag != QT_METHOD_SMOOTHQUANT ||
+		     parse_alpha(p + name_len + 1, len - name_len - 1, &o->sq_alpha)))
+			i = n;
 		if (i == n) {
 			snprintf(bad, sizeof bad, "%.*s", (int)(len < 100 ? len : 100), p);
 			*bad_out = bad;
@@ -128,7 +168,7 @@ int qt_parse_methods(const char *s, unsigned *methods_out, const char **bad_out)
 		if (*p == ',')
 			p++;
 	}
-	*methods_out = m;
+	o->methods = m;
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "ir/passes_int.h"
+#include "quant/adaround.h"
 #include "quant/gptq.h"
 #include "quant/quant_int.h"
 
@@ -658,9 +659,9 @@ static enum qt_status stage_observer(void *user, int value, struct qt_tensor *t)
 
 /*
  * Choose codes for layer L with the statistics s of its inputs: with MSE
- * scales, the search is weighted by the inputs' mean squares; with GPTQ,
- * each conv group's matrix is rounded against its own H = 2 X^T X / n.
- * Otherwise round to nearest.
+ * scales, the search is weighted by the inputs' mean squares; with GPTQ or
+ * AdaRound, each conv group's matrix is rounded against its own
+ * H = 2 X^T X / n. Otherwise round to nearest.
  */
 static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const struct qt_layer_stats *s,
 				  const struct qt_quant_opts *o, int blas_threads)
@@ -668,7 +669,7 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 	char lbl[256];
 	enum qt_status st = QT_OK;
 	unsigned m = L->plan->methods;
-	if (!(m & (QT_METHOD_GPTQ | QT_METHOD_MSE)) || !s->xtx || s->rows < 1) {
+	if (!(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND | QT_METHOD_MSE)) || !s->xtx || s->rows < 1) {
 		qt_wgrid_round(L->w, &L->grid, L->codes);
 		return QT_OK;
 	}
@@ -701,6 +702,15 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		if (st)
 			break;
 		grid_storable(&sub);
+		if (m & QT_METHOD_ADAROUND) {
+			/* Learned rounding on the same H and grid; its codes do
+			 * not depend on the thread count (adaround.c). */
+			struct qt_adaround_opts ao = {.iters = o->adaround_iters, .name = lbl};
+			openblas_set_num_threads(blas_threads);
+			st = qt_adaround(w, H, &sub, &ao, codes, NULL);
+			openblas_set_num_threads(1);
+			continue;
+		}
 		if (!(m & QT_METHOD_GPTQ)) {
 			qt_wgrid_round(w, &sub, codes);
 			continue;
@@ -1045,14 +1055,77 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 	return QT_OK;
 }
 
+/*
+ * Stage 2: graph rewrites that keep the FP32 function (cross-layer
+ * equalization, SmoothQuant). They rescale channels of intermediate
+ * activations, and a calibration file holds per-tensor statistics only, so
+ * the new per-tensor ranges cannot be derived from it (the range of a
+ * tensor whose channel i is divided by s_i depends on each channel's own
+ * extremes). When a rewrite changed anything, the rewritten graph is
+ * calibrated again on o->data with the file's range method, bits,
+ * percentile and bin count, and *recal_out holds that table (else NULL).
+ */
+static enum qt_status rewrite_stage(struct qt_graph *g, const struct qt_calib_table *calib,
+				    const struct qt_quant_opts *o, struct qt_calib_table **recal_out)
+{
+	struct qt_rewrite_report rep = {0};
+	enum qt_status st = QT_OK;
+	int changed = 0;
+	*recal_out = NULL;
+	if ((o->methods & QT_METHODS_REWRITE) && !o->data)
+		return qt_error(QT_E_INVALID_ARG, "--method %s rescales activations, whose ranges must then be "
+				"measured again: it needs calibration samples (--data)",
+				qt_methods_str(o->methods & QT_METHODS_REWRITE));
+	if (o->methods & QT_METHOD_CLE) {
+		if ((st = qt_pass_equalize(g, NULL, &rep.cle)) != QT_OK)
+			return st;
+		rep.cle_done = 1;
+		changed |= rep.cle.pairs > 0;
+	}
+	if (o->methods & QT_METHOD_SMOOTHQUANT) {
+		struct qt_smoothquant_opts so = {.alpha = o->sq_alpha, .wbits = o->wbits, .abits = o->abits,
+						 .per_tensor = o->gran == QT_GRAN_TENSOR, .batch = o->batch};
+		int threads = openblas_get_num_threads();
+		openblas_set_num_threads(1); /* the search's sums the same on every machine */
+		st = qt_pass_smoothquant(g, o->data, &so, &rep.sq);
+		openblas_set_num_threads(threads);
+		if (st)
+			return st;
+		rep.sq_done = 1;
+		changed |= rep.sq.layers > 0;
+	}
+	if (changed) {
+		struct qt_calib_meta meta = {.model = calib->model, .dataset = qt_dataset_describe(o->data),
+					     .default_method = calib->default_method, .bits = calib->bits,
+					     .percentile = calib->percentile};
+		struct qt_calib_opts copt = {.bins = calib->n_tensors > 0 ? calib->tensors[0].hist.n_bins : 0};
+		int threads = openblas_get_num_threads();
+		openblas_set_num_threads(1); /* the same float sums on every machine (see weight_stage) */
+		st = qt_calib_run(g, o->data, o->batch > 0 ? o->batch : 32, qt_fused_act_observer, g, &copt, &meta,
+				  recal_out);
+		openblas_set_num_threads(threads);
+		if (st)
+			return qt_error_prefix(st, "measuring the rewritten graph's activation ranges");
+		rep.recalibrated = (*recal_out)->samples;
+	}
+	if (o->rewrite_out)
+		*o->rewrite_out = rep;
+	return QT_OK;
+}
+
 enum qt_status qt_quantize_graph(struct qt_graph *g, const struct qt_calib_table *calib,
 				 const struct qt_quant_opts *o)
 {
 	enum qt_status st;
 	struct qt_plan plan = {0};
-	if ((st = qt_quant_prepare(g, o->input_shapes)) != QT_OK || (st = qt_plan_build(g, o, &plan)) != QT_OK)
+	struct qt_calib_table *recal = NULL;
+	if ((st = qt_quant_prepare(g, o->input_shapes)) != QT_OK || (st = rewrite_stage(g, calib, o, &recal)) != QT_OK ||
+	    (st = qt_plan_build(g, o, &plan)) != QT_OK) {
+		qt_calib_table_free(recal);
 		return st;
-	st = qt_quantize_planned(g, calib, &plan, o);
+	}
+	st = qt_quantize_planned(g, recal ? recal : calib, &plan, o);
 	qt_plan_free(&plan);
+	qt_calib_table_free(recal);
 	return st;
 }

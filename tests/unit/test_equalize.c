@@ -9,41 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qtool/calib.h"
+#include "qtool/dataset.h"
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "testgraph.h"
-
-/* The prepared graph's FP32 function: fused activations applied. */
-static void run_prepared(struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y)
-{
-	struct qt_rt *rt;
-	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
-	qt_rt_set_observer(rt, qt_fused_act_observer, g);
-	cr_assert_eq(qt_rt_run(rt, x, y), QT_OK, "%s", qt_error_msg());
-	qt_rt_free(rt);
-}
-
-/* max |a - b| / max |a| */
-static double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b)
-{
-	cr_assert_eq(qt_tensor_numel(a), qt_tensor_numel(b));
-	const float *p = a->data, *q = b->data;
-	double d = 0, m = 0;
-	for (int64_t i = 0; i < qt_tensor_numel(a); i++) {
-		d = fmax(d, fabs((double)p[i] - q[i]));
-		m = fmax(m, fabs((double)p[i]));
-	}
-	return d / m;
-}
-
-static int node_by_name(const struct qt_graph *g, const char *name)
-{
-	for (int i = 0; i < g->n_nodes; i++)
-		if (!strcmp(g->nodes[i].name, name))
-			return i;
-	cr_assert_fail("no node %s", name);
-	return -1;
-}
 
 /*
  * Tolerance: each rescale rounds a weight to float (relative error <= 2^-24),
@@ -165,4 +135,102 @@ Test(equalize, fmnist_mobilenet_function_kept)
 	qt_tensor_free(&y0);
 	qt_tensor_free(&y1);
 	qt_graph_free(g);
+}
+
+/* ---- The CLE stage of qt_quantize_graph: ranges measured on the equalized graph ---- */
+
+struct minmax_obs {
+	struct qt_graph *g;
+	double *lo, *hi;
+};
+
+/* Fused activations first (the prepared graph's function), then min/max. */
+static enum qt_status minmax_observer(void *user, int value, struct qt_tensor *t)
+{
+	struct minmax_obs *m = user;
+	qt_fused_act_observer(m->g, value, t);
+	if (t->dtype != QT_DTYPE_F32)
+		return QT_OK;
+	const float *d = t->data;
+	for (int64_t i = 0; i < qt_tensor_numel(t); i++) {
+		m->lo[value] = fmin(m->lo[value], d[i]);
+		m->hi[value] = fmax(m->hi[value], d[i]);
+	}
+	return QT_OK;
+}
+
+/*
+ * With the minmax method, every activation range the quantizer uses after
+ * CLE is the [min, max] (widened to 0) of that tensor in the equalized FP32
+ * graph on the same samples, and the calibration file's range of at least
+ * one equalized tensor would have been wrong (stale).
+ */
+Test(equalize, cle_stage_measures_ranges_again)
+{
+	struct qt_dataset *ds = open_split("fashion-mnist:train", 96);
+	struct qt_graph *g0, *g1, *g2;
+	cr_assert_eq(qt_graph_load_onnx("models/fmnist_cnn.onnx", &g0), QT_OK, "%s", qt_error_msg());
+	struct qt_calib_meta meta = {.default_method = QT_CALIB_MINMAX};
+	struct qt_calib_table *t0;
+	cr_assert_eq(qt_calib_run(g0, ds, 32, NULL, NULL, NULL, &meta, &t0), QT_OK, "%s", qt_error_msg());
+
+	cr_assert_eq(qt_graph_load_onnx("models/fmnist_cnn.onnx", &g1), QT_OK);
+	struct qt_rewrite_report rw = {0};
+	struct qt_quant_opts o = {.wbits = 8, .abits = 8, .methods = QT_METHOD_CLE, .data = ds, .batch = 32,
+				  .rewrite_out = &rw};
+	cr_assert_eq(qt_quantize_graph(g1, t0, &o), QT_OK, "%s", qt_error_msg());
+	cr_assert(rw.cle_done);
+	cr_assert_gt(rw.cle.pairs, 0);
+	cr_assert_eq(rw.recalibrated, 96);
+
+	/* The reference: equalize a fresh copy and observe it directly. */
+	cr_assert_eq(qt_graph_load_onnx("models/fmnist_cnn.onnx", &g2), QT_OK);
+	cr_assert_eq(qt_quant_prepare(g2, NULL), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_pass_equalize(g2, NULL, NULL), QT_OK);
+	struct minmax_obs m = {.g = g2};
+	m.lo = calloc((size_t)g2->n_values, sizeof *m.lo);
+	m.hi = calloc((size_t)g2->n_values, sizeof *m.hi);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g2, &rt), QT_OK);
+	qt_rt_set_observer(rt, minmax_observer, &m);
+	struct qt_tensor x = {0}, y = {0};
+	int n;
+	qt_dataset_reset(ds);
+	while (qt_dataset_next(ds, 32, &x, NULL, &n) == QT_OK && n > 0) {
+		cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
+		qt_tensor_free(&y);
+	}
+	int checked = 0, stale = 0;
+	for (int v = 0; v < g2->n_values; v++) {
+		const struct qt_value *ref = &g2->values[v];
+		if (ref->init || ref->dtype != QT_DTYPE_F32 || ref->producer < 0)
+			continue;
+		int v1 = qt_graph_find_value(g1, ref->name);
+		cr_assert_geq(v1, 0, "%s", ref->name);
+		const struct qt_qparams *q = g1->values[v1].q;
+		cr_assert_not_null(q, "%s has no qparams", ref->name);
+		float s;
+		int32_t zp;
+		cr_assert_eq(qt_qparams_asym((float)m.lo[v], (float)m.hi[v], 8, &s, &zp), QT_OK);
+		cr_assert_float_eq(q->scale[0], s, 1e-6 * s, "%s: scale %g, the equalized graph's %g", ref->name,
+				   q->scale[0], s);
+		cr_assert_eq(q->zero_point[0], zp, "%s", ref->name);
+		checked++;
+		float lo0, hi0;
+		if (qt_calib_range(t0, ref->name, NULL, 8, &lo0, &hi0) == QT_OK && fabs(hi0 - m.hi[v]) > 1e-3 * m.hi[v])
+			stale++;
+	}
+	printf("cle stage on fmnist_cnn: %d pairs, %d activation ranges checked, %d of the file's were stale\n",
+	       rw.cle.pairs, checked, stale);
+	cr_assert_gt(checked, 4);
+	cr_assert_gt(stale, 0);
+	qt_tensor_free(&x);
+	qt_rt_free(rt);
+	free(m.lo);
+	free(m.hi);
+	qt_calib_table_free(t0);
+	qt_graph_free(g0);
+	qt_graph_free(g1);
+	qt_graph_free(g2);
+	qt_dataset_close(ds);
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qtool/dataset.h"
+#include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "testgraph.h"
 
@@ -308,4 +310,44 @@ struct qt_graph *dwsep_cnn(uint64_t seed, int relu6)
 	g->nodes[n5].attrs = at;
 	g->nodes[n5].n_attrs = 1;
 	return finish_graph(g, x, y);
+}
+
+/* The prepared graph's FP32 function: fused activations applied. */
+void run_prepared(struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y)
+{
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(g, &rt), QT_OK, "%s", qt_error_msg());
+	qt_rt_set_observer(rt, qt_fused_act_observer, g);
+	cr_assert_eq(qt_rt_run(rt, x, y), QT_OK, "%s", qt_error_msg());
+	qt_rt_free(rt);
+}
+
+int node_by_name(const struct qt_graph *g, const char *name)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].name, name))
+			return i;
+	cr_assert_fail("no node %s", name);
+	return -1;
+}
+
+struct qt_dataset *open_split(const char *spec, int64_t limit)
+{
+	struct qt_dataset *ds;
+	struct qt_dataset_opts o = {.limit = limit};
+	cr_assert_eq(qt_dataset_open(spec, &o, &ds), QT_OK, "%s", qt_error_msg());
+	return ds;
+}
+
+/* max |a - b| / max |a| */
+double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b)
+{
+	cr_assert_eq(qt_tensor_numel(a), qt_tensor_numel(b));
+	const float *p = a->data, *q = b->data;
+	double d = 0, m = 0;
+	for (int64_t i = 0; i < qt_tensor_numel(a); i++) {
+		d = fmax(d, fabs((double)p[i] - q[i]));
+		m = fmax(m, fabs((double)p[i]));
+	}
+	return d / m;
 }

@@ -10,6 +10,8 @@
 #include "qtool/calib.h"
 #include "qtool/graph.h"
 
+struct qt_dataset;
+
 extern uint64_t rng_state;
 void rng_seed(uint64_t s);
 double urand(void);
@@ -27,5 +29,13 @@ struct qt_graph *dwsep_cnn(uint64_t seed, int relu6);
 void random_input(struct qt_tensor *x, int n, uint64_t seed);
 void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y);
 struct qt_calib_table *calibrate(struct qt_graph *g);
+/* Run a prepared graph's FP32 function (fused activations applied) on x. */
+void run_prepared(struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y);
+/* max |a - b| / max |a| over two float tensors of the same size. */
+double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b);
+/* Index of the node called name (fails the test when none). */
+int node_by_name(const struct qt_graph *g, const char *name);
+/* The first `limit` samples of a dataset spec (fails the test on error). */
+struct qt_dataset *open_split(const char *spec, int64_t limit);
 
 #endif
