@@ -959,25 +959,28 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 }
 
 /* The provenance line of the methods and their settings (META "methods"),
- * e.g. "gptq(damp 0.01, block 128, act-order, rounds 3),bias-correction;
+ * e.g. "gptq,bias-correction; gptq damp 0.01, block 128, act-order, rounds 3;
  * sequential, 1000 samples of fashion-mnist:train". */
 static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t cap)
 {
 	size_t n = 0;
 	buf[0] = 0;
 #define PUT(...) (n += (size_t)snprintf(buf + (n < cap ? n : cap - 1), n < cap ? cap - n : 1, __VA_ARGS__))
-	unsigned m = o->methods ? o->methods : 0;
-	if (!m)
-		PUT("rtn");
-	if (m & QT_METHOD_MSE)
-		PUT("%smse", n ? "," : "");
+	unsigned m = o->methods;
+	PUT("%s", qt_methods_str(m));
 	if (m & QT_METHOD_GPTQ)
-		PUT("%sgptq(damp %g, block %d, %s, rounds %d)", n ? "," : "", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
+		PUT("; gptq damp %g, block %d, %s, rounds %d", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
 		    o->gptq_block > 0 ? o->gptq_block : 128, o->gptq_no_act_order ? "no act-order" : "act-order",
 		    o->gptq_rounds > 0 ? o->gptq_rounds : 3);
-	if (m & QT_METHOD_BIASCORR)
-		PUT("%sbias-correction", n ? "," : "");
-	if (o->data && (m & QT_METHODS_DATA))
+	if (m & QT_METHOD_ADAROUND)
+		PUT("; adaround %d steps", o->adaround_iters > 0 ? o->adaround_iters : 1000);
+	if (m & QT_METHOD_SMOOTHQUANT) {
+		if (o->sq_alpha < 0)
+			PUT("; smoothquant alpha searched per layer");
+		else
+			PUT("; smoothquant alpha %g", o->sq_alpha);
+	}
+	if (o->data && (m & (QT_METHODS_DATA | QT_METHODS_REWRITE)))
 		PUT("; %s, %lld samples of %s", o->fp32_inputs ? "FP32 inputs" : "sequential",
 		    (long long)qt_dataset_count(o->data), o->data_spec ? o->data_spec : "(unnamed data)");
 #undef PUT

@@ -58,7 +58,7 @@ check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t
 # with their settings and data.
 expect_exit 0 "methods: inspect a gptq,bias-correction .qmod" "$QTOOL" inspect "$ME/t1.qmod"
 check "methods: inspect records the methods, their settings and the data" grep -Eq \
-	"^methods: gptq\(damp 0.01, block 128, act-order, rounds 3\),bias-correction; sequential, 200 samples of fashion-mnist:train$" <<<"$OUT"
+	"^methods: gptq,bias-correction; gptq damp 0.01, block 128, act-order, rounds 3; sequential, 200 samples of fashion-mnist:train$" <<<"$OUT"
 expect_exit 0 "methods: quantize with a per-layer override" "$QTOOL" quantize models/fmnist_resnet.onnx \
 	--calib "$ME/resnet.calib.json" --bits w4a8 --layer '/fc/Gemm=w8a4' -o "$ME/plan.qmod"
 expect_exit 0 "methods: inspect the override" "$QTOOL" inspect "$ME/plan.qmod"
