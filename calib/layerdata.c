@@ -93,6 +93,7 @@ static enum qt_status conv_geom(const struct qt_graph *g, const struct qt_node *
 struct acc {
 	struct qt_layer_stats s;
 	float *rows;  /* CHUNK_ROWS x K */
+	float *rows2; /* the twin stream's rows at the same positions, or NULL */
 	float *prod;  /* K x K */
 	int64_t fill; /* rows in the current chunk */
 	int group;    /* group the chunk belongs to */
@@ -108,6 +109,18 @@ static void flush(struct acc *a)
 	for (int64_t r = 0; r < a->fill; r++)
 		for (int64_t k = 0; k < K; k++)
 			sum[k] += a->rows[r * K + k];
+	if (a->rows2) {
+		/* The twin: sum of x_fp, and xcross += rows^T rows2 (full K x K). */
+		double *sf = a->s.xsum_fp + (size_t)a->group * K;
+		for (int64_t r = 0; r < a->fill; r++)
+			for (int64_t k = 0; k < K; k++)
+				sf[k] += a->rows2[r * K + k];
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)K, (int)a->fill, 1.0f, a->rows,
+			    (int)K, a->rows2, (int)K, 0.0f, a->prod, (int)K);
+		double *xc = a->s.xcross + (size_t)a->group * K * K;
+		for (int64_t i = 0; i < K * K; i++)
+			xc[i] += a->prod[i];
+	}
 	if (a->s.xtx) {
 		/* prod = rows^T rows (upper triangle), then mirrored into the double sums. */
 		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)a->fill, 1.0f, a->rows, (int)K, 0.0f,
@@ -124,56 +137,72 @@ static void flush(struct acc *a)
 	a->fill = 0;
 }
 
-/* Next row slot of group gi (flushing when the chunk is full or the group changes). */
-static float *row_slot(struct acc *a, int gi)
+/* Next row slot of group gi (flushing when the chunk is full or the group
+ * changes): its index in the chunk. */
+static int64_t row_slot(struct acc *a, int gi)
 {
 	if (a->group != gi || a->fill == CHUNK_ROWS) {
 		flush(a);
 		a->group = gi;
 	}
-	return a->rows + (size_t)a->fill++ * a->s.K;
+	return a->fill++;
 }
 
-/* Accumulate the rows node n's weight multiplies in input x. */
-static enum qt_status accumulate(struct qt_graph *g, const struct qt_node *n, const struct qt_tensor *x, struct acc *a)
+/* The im2col row of group gi at output position (b, oh, ow) of input xd. */
+static void conv_row(const struct cgeom *c, const float *xd, int64_t gi, int64_t b, int64_t oh, int64_t ow,
+		     float *row)
+{
+	int64_t cg = c->C / c->G, k = 0;
+	for (int64_t ci = 0; ci < cg; ci++) {
+		const float *plane = xd + ((b * c->C) + gi * cg + ci) * c->H * c->W;
+		for (int64_t i = 0; i < c->KH; i++) {
+			int64_t ih = oh * c->sh - c->pt + i * c->dh;
+			for (int64_t j = 0; j < c->KW; j++, k++) {
+				int64_t iw = ow * c->sw - c->pl + j * c->dw;
+				row[k] = ih >= 0 && ih < c->H && iw >= 0 && iw < c->W ? plane[ih * c->W + iw] : 0.0f;
+			}
+		}
+	}
+}
+
+/* Accumulate the rows node n's weight multiplies in input x, and with a
+ * twin (a->rows2) those of x2 at the same positions (x2 has x's shape). */
+static enum qt_status accumulate(struct qt_graph *g, const struct qt_node *n, const struct qt_tensor *x,
+				 const struct qt_tensor *x2, struct acc *a)
 {
 	char lbl[256];
 	int64_t K = a->s.K;
-	if (x->dtype != QT_DTYPE_F32)
+	if (x->dtype != QT_DTYPE_F32 || (a->rows2 && (!x2 || x2->dtype != QT_DTYPE_F32)))
 		return qt_error(QT_E_UNSUPPORTED, "%s: input is not float32", qt_node_label(g, n, lbl, sizeof lbl));
-	const float *xd = x->data;
+	if (a->rows2 && (x2->rank != x->rank || memcmp(x2->dims, x->dims, sizeof(int64_t) * (size_t)x->rank)))
+		return qt_error(QT_E_INVALID_ARG, "%s: the FP32 twin's input has another shape",
+				qt_node_label(g, n, lbl, sizeof lbl));
+	const float *xd = x->data, *xd2 = a->rows2 ? x2->data : NULL;
 	if (strcmp(n->op_type, "Conv")) {
 		if (x->rank < 1 || x->dims[x->rank - 1] != K)
 			return qt_error(QT_E_INVALID_ARG, "%s: input's last dimension is not %lld",
 					qt_node_label(g, n, lbl, sizeof lbl), (long long)K);
 		int64_t R = qt_tensor_numel(x) / K;
-		for (int64_t r = 0; r < R; r++)
-			memcpy(row_slot(a, 0), xd + r * K, (size_t)K * sizeof(float));
+		for (int64_t r = 0; r < R; r++) {
+			int64_t i = row_slot(a, 0);
+			memcpy(a->rows + i * K, xd + r * K, (size_t)K * sizeof(float));
+			if (xd2)
+				memcpy(a->rows2 + i * K, xd2 + r * K, (size_t)K * sizeof(float));
+		}
 		return QT_OK;
 	}
 	struct cgeom c;
 	enum qt_status st = conv_geom(g, n, x, g->values[n->inputs[1]].init, &c);
 	if (st)
 		return st;
-	int64_t cg = c.C / c.G;
 	for (int64_t gi = 0; gi < c.G; gi++)
 		for (int64_t b = 0; b < c.N; b++)
 			for (int64_t oh = 0; oh < c.OH; oh++)
 				for (int64_t ow = 0; ow < c.OW; ow++) {
-					float *row = row_slot(a, (int)gi);
-					int64_t k = 0;
-					for (int64_t ci = 0; ci < cg; ci++) {
-						const float *plane = xd + ((b * c.C) + gi * cg + ci) * c.H * c.W;
-						for (int64_t i = 0; i < c.KH; i++) {
-							int64_t ih = oh * c.sh - c.pt + i * c.dh;
-							for (int64_t j = 0; j < c.KW; j++, k++) {
-								int64_t iw = ow * c.sw - c.pl + j * c.dw;
-								row[k] = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W
-										 ? plane[ih * c.W + iw]
-										 : 0.0f;
-							}
-						}
-					}
+					int64_t i = row_slot(a, (int)gi);
+					conv_row(&c, xd, gi, b, oh, ow, a->rows + i * K);
+					if (xd2)
+						conv_row(&c, xd2, gi, b, oh, ow, a->rows2 + i * K);
 				}
 	return QT_OK;
 }
@@ -183,12 +212,15 @@ static void acc_free(struct acc *a)
 	free(a->s.xtx_holdout);
 	free(a->s.xtx);
 	free(a->s.xsum);
+	free(a->s.xcross);
+	free(a->s.xsum_fp);
 	free(a->rows);
+	free(a->rows2);
 	free(a->prod);
 	memset(a, 0, sizeof *a);
 }
 
-static enum qt_status acc_init(struct qt_graph *g, int node, int want_xtx, struct acc *a)
+static enum qt_status acc_init(struct qt_graph *g, int node, int want_xtx, int want_cross, struct acc *a)
 {
 	char lbl[256];
 	int G;
@@ -205,11 +237,17 @@ static enum qt_status acc_init(struct qt_graph *g, int node, int want_xtx, struc
 	a->s.K = K;
 	a->s.xsum = calloc((size_t)G * K, sizeof(double));
 	a->rows = malloc((size_t)CHUNK_ROWS * K * sizeof(float));
-	if (want_xtx) {
-		a->s.xtx = calloc((size_t)G * K * K, sizeof(double));
+	if (want_xtx || want_cross)
 		a->prod = malloc((size_t)K * K * sizeof(float));
+	if (want_xtx)
+		a->s.xtx = calloc((size_t)G * K * K, sizeof(double));
+	if (want_cross) {
+		a->s.xcross = calloc((size_t)G * K * K, sizeof(double));
+		a->s.xsum_fp = calloc((size_t)G * K, sizeof(double));
+		a->rows2 = malloc((size_t)CHUNK_ROWS * K * sizeof(float));
 	}
-	if (!a->s.xsum || !a->rows || (want_xtx && (!a->s.xtx || !a->prod))) {
+	if (!a->s.xsum || !a->rows || ((want_xtx || want_cross) && !a->prod) || (want_xtx && !a->s.xtx) ||
+	    (want_cross && (!a->s.xcross || !a->s.xsum_fp || !a->rows2))) {
 		acc_free(a);
 		return qt_error(QT_E_NOMEM, "out of memory for the statistics of a %lld-column layer", (long long)K);
 	}
@@ -277,6 +315,70 @@ static int data_input(const struct qt_graph *g, int t)
 	return g->nodes[t].inputs[0];
 }
 
+/* One stream of runs: its runtime and its frontier files (the one the
+ * previous target wrote, read now; the one this target writes). */
+struct stream {
+	struct qt_rt *rt;
+	FILE *in, *out;
+};
+
+static void stream_close(struct stream *S)
+{
+	if (S->in)
+		fclose(S->in);
+	if (S->out)
+		fclose(S->out);
+	qt_rt_free(S->rt);
+	memset(S, 0, sizeof *S);
+}
+
+/* Run nodes [prev_cut, cut) of stream S for one batch: from the graph input
+ * x (when S has no frontier file yet) or from the next spilled frontier.
+ * *nb_io: the batch's sample count (read from the file, else given).
+ * Returns QT_OK with *end = 1 when the file is exhausted. */
+static enum qt_status stream_run(struct stream *S, struct qt_graph *g, const struct qt_tensor *x, int prev_cut,
+				 int cut, const int *fprev, int nprev, struct qt_tensor *ts, int *nb_io, int *end)
+{
+	enum qt_status st = QT_OK;
+	*end = 0;
+	if (!S->in) {
+		struct qt_tensor view;
+		qt_tensor_view(&view, x);
+		st = qt_rt_begin_at(S->rt, 0, g->inputs, &view, 1);
+	} else {
+		int64_t n64;
+		if (fread(&n64, sizeof n64, 1, S->in) != 1) {
+			*end = 1; /* end of the spilled batches */
+			return QT_OK;
+		}
+		*nb_io = (int)n64;
+		for (int i = 0; i < nprev && !st; i++)
+			st = spill_read(S->in, &ts[i]);
+		if (!st)
+			st = qt_rt_begin_at(S->rt, prev_cut, fprev, ts, nprev);
+		for (int i = 0; i < nprev; i++)
+			qt_tensor_free(&ts[i]);
+	}
+	return st ? st : qt_rt_run_nodes(S->rt, prev_cut, cut);
+}
+
+/* Spill the frontier fcur of S's last run (preceded by the batch size). */
+static enum qt_status stream_spill(struct stream *S, const int *fcur, int ncur, int nb)
+{
+	enum qt_status st = QT_OK;
+	int64_t n64 = nb;
+	if (fwrite(&n64, sizeof n64, 1, S->out) != 1)
+		return qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
+	for (int i = 0; i < ncur && !st; i++) {
+		struct qt_tensor t;
+		if ((st = qt_rt_take_value(S->rt, fcur[i], &t)) == QT_OK) {
+			st = spill_write(S->out, &t);
+			qt_tensor_free(&t);
+		}
+	}
+	return st;
+}
+
 enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const int *targets, int n_targets,
 				const struct qt_layerdata_opts *o, qt_layer_fn fn, void *user)
 {
@@ -286,12 +388,18 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 	for (int k = 1; k < n_targets; k++)
 		if (targets[k] <= targets[k - 1])
 			return qt_error(QT_E_INVALID_ARG, "data engine targets must be in topological order");
-	struct qt_rt *rt = NULL;
-	enum qt_status st = qt_rt_new(g, &rt);
-	if (st)
+	int twin = o->twin_swap != NULL && o->want_xtx;
+	struct stream S[2] = {{0}, {0}}; /* S[0] this graph as fn leaves it; S[1] the FP32 twin */
+	enum qt_status st = QT_OK;
+	for (int i = 0; i <= twin && !st; i++)
+		st = qt_rt_new(g, &S[i].rt);
+	if (st) {
+		stream_close(&S[0]);
 		return st;
-	qt_rt_set_observer(rt, o->observer, o->observer_user);
-	FILE *in = NULL, *out = NULL;
+	}
+	qt_rt_set_observer(S[0].rt, o->observer, o->observer_user);
+	if (twin)
+		qt_rt_set_observer(S[1].rt, o->twin_observer, o->twin_observer_user);
 	int *fprev = NULL, *fcur = NULL, nprev = 0, ncur = 0, prev_cut = 0;
 	struct qt_tensor x = {0}, *ts = NULL;
 	struct acc a = {0}, ho = {0};
@@ -302,59 +410,51 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			st = qt_error(QT_E_NOMEM, "out of memory");
 			break;
 		}
-		if ((st = acc_init(g, cut, o->want_xtx, &a)) != QT_OK ||
-		    (o->holdout_from > 0 && o->want_xtx && (st = acc_init(g, cut, 1, &ho)) != QT_OK))
+		if ((st = acc_init(g, cut, o->want_xtx, twin, &a)) != QT_OK ||
+		    (o->holdout_from > 0 && o->want_xtx && (st = acc_init(g, cut, 1, 0, &ho)) != QT_OK))
 			break;
 		int64_t seen = 0;
-		if (!last && !(out = tmpfile())) {
-			st = qt_error(QT_E_IO, "cannot create a temporary file for the data engine");
+		for (int i = 0; i <= twin && !last && !st; i++)
+			if (!(S[i].out = tmpfile()))
+				st = qt_error(QT_E_IO, "cannot create a temporary file for the data engine");
+		if (st)
 			break;
-		}
 		qt_dataset_reset(ds);
-		if (in)
-			rewind(in);
+		for (int i = 0; i <= twin; i++)
+			if (S[i].in)
+				rewind(S[i].in);
 		int xv = data_input(g, cut);
 		for (;;) {
-			int nb = 0;
-			if (!in) {
-				if ((st = qt_dataset_next(ds, o->batch, &x, NULL, &nb)) != QT_OK || nb == 0)
-					break;
-				struct qt_tensor view;
-				qt_tensor_view(&view, &x);
-				st = qt_rt_begin_at(rt, 0, g->inputs, &view, 1);
-			} else {
-				int64_t n64;
-				if (fread(&n64, sizeof n64, 1, in) != 1)
-					break; /* end of the spilled batches */
-				nb = (int)n64;
-				for (int i = 0; i < nprev && !st; i++)
-					st = spill_read(in, &ts[i]);
-				if (!st)
-					st = qt_rt_begin_at(rt, prev_cut, fprev, ts, nprev);
-				for (int i = 0; i < nprev; i++)
-					qt_tensor_free(&ts[i]);
-			}
-			if (st || (st = qt_rt_run_nodes(rt, prev_cut, cut)) != QT_OK)
+			int nb = 0, end = 0, nb2 = 0;
+			if (!S[0].in && ((st = qt_dataset_next(ds, o->batch, &x, NULL, &nb)) != QT_OK || nb == 0))
 				break;
-			const struct qt_tensor *xt = qt_rt_value(rt, xv);
-			if (!xt) {
+			if ((st = stream_run(&S[0], g, &x, prev_cut, cut, fprev, nprev, ts, &nb, &end)) != QT_OK || end)
+				break;
+			if (twin) {
+				/* The FP32 model on the same batch: its weights back while it runs. */
+				nb2 = nb;
+				if ((st = o->twin_swap(o->twin_user, g, 1)) == QT_OK) {
+					st = stream_run(&S[1], g, &x, prev_cut, cut, fprev, nprev, ts, &nb2, &end);
+					enum qt_status st2 = o->twin_swap(o->twin_user, g, 0);
+					st = st ? st : st2;
+				}
+				if (!st && (end || nb2 != nb))
+					st = qt_error(QT_E_IO, "the data engine's FP32 twin lost step with its batches");
+				if (st)
+					break;
+			}
+			const struct qt_tensor *xt = qt_rt_value(S[0].rt, xv);
+			const struct qt_tensor *xf = twin ? qt_rt_value(S[1].rt, xv) : NULL;
+			if (!xt || (twin && !xf)) {
 				st = qt_error(QT_E_INVALID_ARG, "the data engine did not reach the input of node %d", cut);
 				break;
 			}
 			int held = ho.s.xtx && seen >= o->holdout_from;
 			seen += nb;
-			if ((st = accumulate(g, &g->nodes[cut], xt, held ? &ho : &a)) != QT_OK)
+			if ((st = accumulate(g, &g->nodes[cut], xt, xf, held ? &ho : &a)) != QT_OK)
 				break;
-			int64_t n64 = nb;
-			if (!last && fwrite(&n64, sizeof n64, 1, out) != 1)
-				st = qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
-			for (int i = 0; i < ncur && !last && !st; i++) {
-				struct qt_tensor t;
-				if ((st = qt_rt_take_value(rt, fcur[i], &t)) == QT_OK) {
-					st = spill_write(out, &t);
-					qt_tensor_free(&t);
-				}
-			}
+			for (int i = 0; i <= twin && !last && !st; i++)
+				st = stream_spill(&S[i], fcur, ncur, nb);
 			if (st)
 				break;
 		}
@@ -368,10 +468,14 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			ho.s.xtx = NULL;
 			acc_free(&ho);
 		}
-		if (in)
-			fclose(in);
-		in = out;
-		out = NULL;
+		for (int i = 0; i <= twin; i++) {
+			if (S[i].in)
+				fclose(S[i].in);
+			S[i].in = S[i].out;
+			S[i].out = NULL;
+			if (S[i].in && fflush(S[i].in))
+				st = qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
+		}
 		free(fprev);
 		fprev = fcur;
 		fcur = NULL;
@@ -379,10 +483,8 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 		prev_cut = cut;
 		free(ts);
 		ts = NULL;
-		if (in && fflush(in)) {
-			st = qt_error(QT_E_IO, "cannot write the data engine's temporary file (disk full?)");
+		if (st)
 			break;
-		}
 		st = fn(user, g, &a.s);
 		acc_free(&a);
 		if (o->progress)
@@ -390,14 +492,11 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 	}
 	acc_free(&a);
 	acc_free(&ho);
-	if (in)
-		fclose(in);
-	if (out)
-		fclose(out);
+	for (int i = 0; i < 2; i++)
+		stream_close(&S[i]);
 	free(fprev);
 	free(fcur);
 	free(ts);
 	qt_tensor_free(&x);
-	qt_rt_free(rt);
 	return st;
 }

@@ -63,6 +63,9 @@ static const char quantize_help[] =
 	"  --adaround-iters N  AdaRound's optimisation steps per layer (default 1000)\n"
 	"  --fp32-inputs       methods see each layer's FP32 inputs instead of the inputs\n"
 	"                      of the model quantized so far (the default, sequential)\n"
+	"  --no-fp32-target    sequential gptq/adaround fit each layer to its own FP32\n"
+	"                      weights on the quantized inputs (W x_q) instead of to the\n"
+	"                      FP32 model's output (W x_fp, the default: a paired FP32 run)\n"
 	"  --layer P=wXaY      per-layer bits for layers whose node or output name matches\n"
 	"                      the glob P (repeatable; later ones win); P=float keeps float\n"
 	"  --keep-float P      keep matching layers in FP32 (repeatable)\n"
@@ -319,7 +322,7 @@ int cmd_quantize(int argc, char **argv)
 	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL, *ar_s = NULL;
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
 	int n_shape_args = 0;
-	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0;
+	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0, no_fp32_target = 0;
 	long group = 0, limit = 1000, batch = 32, adaround_iters = 0;
 	double holdout = 0;
 	const struct cli_opt opts[] = {
@@ -335,6 +338,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--batch", .value = &batch_s},
 		{.name = "--method", .value = &methods},
 		{.name = "--fp32-inputs", .flag = &fp32_inputs},
+		{.name = "--no-fp32-target", .flag = &no_fp32_target},
 		{.name = "--holdout", .value = &holdout_s},
 		{.name = "--adaround-iters", .value = &ar_s},
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
@@ -393,6 +397,7 @@ int cmd_quantize(int argc, char **argv)
 	o.command_line = cli_command_line();
 	o.wfull = full_range;
 	o.fp32_inputs = fp32_inputs;
+	o.no_fp32_target = no_fp32_target;
 	o.batch = (int)batch;
 	o.overrides = layers;
 	o.n_overrides = n_layers;
@@ -432,6 +437,9 @@ int cmd_quantize(int argc, char **argv)
 		return cli_usage_error("quantize", "--holdout measures the methods that use --data (e.g. --method gptq)");
 	if (fp32_inputs && !data)
 		return cli_usage_error("quantize", "--fp32-inputs goes with --data");
+	if (no_fp32_target && (!data || fp32_inputs))
+		return cli_usage_error("quantize", "--no-fp32-target changes the sequential mode: it goes with --data "
+				       "and without --fp32-inputs");
 	const char *ins[2] = {model, calib};
 	enum qt_status st = cli_out_check(out, ins, 2);
 	if (st)

@@ -43,6 +43,12 @@ struct qt_layer_stats {
 	 * kept apart so a method can be judged on data it did not fit. */
 	int64_t rows_holdout;
 	double *xtx_holdout; /* G * K * K, or NULL */
+	/* With a twin stream (qt_layerdata_opts.twin_swap): per group the sums
+	 * over the same (not held-out) rows of x x_fp^T (K x K, row i from
+	 * this stream's column i) and of x_fp, where x_fp is the row the FP32
+	 * model gives for the same sample and position; else NULL. */
+	double *xcross;
+	double *xsum_fp;
 };
 
 /* Called once per target node, in topological order, with its complete
@@ -58,6 +64,15 @@ struct qt_layerdata_opts {
 	int64_t holdout_from;
 	qt_rt_observer observer; /* applied to every node output and the graph input, or NULL */
 	void *observer_user;
+	/* A twin stream (with want_xtx): each batch also runs from its own
+	 * frontier with twin_swap(twin_user, g, 1) in force while it runs (it
+	 * puts the FP32 model's weights back; (.., 0) undoes it) and with
+	 * twin_observer, and the statistics carry xcross and xsum_fp. Twice
+	 * the runs, and a second frontier file. NULL: no twin. */
+	enum qt_status (*twin_swap)(void *user, struct qt_graph *g, int fp32);
+	void *twin_user;
+	qt_rt_observer twin_observer;
+	void *twin_observer_user;
 	/* Progress: called after each target node (may be NULL). */
 	void (*progress)(void *user, int done, int total, const char *node_name);
 	void *progress_user;

@@ -209,6 +209,10 @@ struct qt_quant_opts {
 	struct qt_dataset *data;
 	int batch;           /* samples per run for the data engine (default 32) */
 	int fp32_inputs;     /* 1: methods see FP32 inputs; 0 (default): sequential */
+	/* Sequential mode's target for GPTQ and AdaRound: 0 (default) the FP32
+	 * model's layer output W x_fp, from a paired FP32 run of the same
+	 * samples; 1 the layer's own FP32 weights on the quantized inputs, W x_q. */
+	int no_fp32_target;
 	/* GPTQ settings (0 = defaults: damp 0.01, block 128, act order on). */
 	double gptq_damp;
 	int gptq_block;

@@ -60,7 +60,7 @@
  * Right-looking in blocks of nb: diagonal block by plain loops, panel by
  * DTRSM, trailing matrix by a rank-nb DSYRK. Returns -1, or the index of the
  * first pivot that is not > 0 (or not finite). */
-static int64_t chol_lower(double *A, int64_t n, int64_t lda, int64_t nb)
+int64_t qt_chol_lower(double *A, int64_t n, int64_t lda, int64_t nb)
 {
 	for (int64_t k0 = 0; k0 < n; k0 += nb) {
 		int64_t b = n - k0 < nb ? n - k0 : nb;
@@ -285,7 +285,7 @@ enum qt_status qt_gptq(const float *W, double *H, const struct qt_wgrid *g, cons
 	for (;;) {
 		for (int64_t a = 0; a < K; a++)
 			H[a * K + a] = diag[a] + damp * mean;
-		int64_t bad = chol_lower(H, K, K, 128);
+		int64_t bad = qt_chol_lower(H, K, K, 128);
 		if (bad < 0)
 			break;
 		if (tries == retries) {

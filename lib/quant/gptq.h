@@ -43,4 +43,10 @@ struct qt_gptq_stats {
 enum qt_status qt_gptq(const float *W, double *H, const struct qt_wgrid *g, const struct qt_gptq_opts *o,
 		       int32_t *codes_out, struct qt_gptq_stats *stats_out);
 
+/* Lower Cholesky factor of the n x n row-major A (leading dimension lda) in
+ * place in its lower triangle, in blocks of nb (DTRSM, DSYRK); the strict
+ * upper triangle is not touched. Returns -1, or the index of the first pivot
+ * that is not > 0 (or not finite). */
+int64_t qt_chol_lower(double *A, int64_t n, int64_t lda, int64_t nb);
+
 #endif

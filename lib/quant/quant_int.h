@@ -37,6 +37,11 @@ struct qt_qlayer {
 	struct qt_wgrid grid;   /* scales [C][ceil(K / group_size)] */
 	float *bias;            /* [C] float bias as corrected, or NULL when the node has none */
 	double *mean_fp;        /* [G][K] mean input row in the FP32 model (bias correction), or NULL */
+	/* The sequential twin (quantize.c, twin_swap): the graph's FP32 and
+	 * simulated weight tensors once the layer is simulated, and the FP32
+	 * bias as it was before bias correction. */
+	struct qt_tensor *w_fp_init, *w_sim_init;
+	float *bias_fp;
 	double err_rtn, err;    /* held-out relative output errors (struct qt_layer_report), or -1 */
 };
 
@@ -50,5 +55,13 @@ enum qt_status qt_wscale_refit(const float *W, const double *H, struct qt_wgrid 
  * (L->mean_fp, or mean_q when NULL) give it, subtract from L->bias the mean
  * output error sum_k (Wq[c][k] mean_q[k] - W[c][k] mean_fp[k]). */
 void qt_biascorr_apply(struct qt_qlayer *L, const double *mean_q);
+
+/* The sequential mode's FP32 target (lib/quant/fp32target.c): rows x K
+ * weights W re-aimed at the FP32 model's outputs, w' = w B^T A^-1 with
+ * A = sum x_q x_q^T and B = sum x_q x_fp^T (K x K, double) and A damped by
+ * damp * mean(diag A). *used_out = 0 when A could not be factored (then
+ * Wt_out = W). Errors: QT_E_NOMEM. */
+enum qt_status qt_fp32_target(const float *W, int64_t rows, int64_t K, const double *A, const double *B, double damp,
+			      float *Wt_out, int *used_out);
 
 #endif

@@ -430,6 +430,7 @@ static void layer_free(struct qt_qlayer *L)
 	free(L->grid.scale);
 	free(L->bias);
 	free(L->mean_fp);
+	free(L->bias_fp);
 }
 
 /*
@@ -496,6 +497,11 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 							qt_node_label(g, n, lbl, sizeof lbl), g->values[bv].name,
 							(long long)c);
 			}
+	}
+	if (L->bias) {
+		if (!(L->bias_fp = malloc((size_t)L->C * sizeof *L->bias_fp)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		memcpy(L->bias_fp, L->bias, (size_t)L->C * sizeof *L->bias_fp);
 	}
 	if ((st = scales_absmax(L, qt_node_label(g, n, lbl, sizeof lbl))) != QT_OK)
 		return st;
@@ -564,7 +570,7 @@ static enum qt_status own_bias(struct qt_graph *g, struct qt_qlayer *L)
  * as the quantized model will: the node is "simulated" for the data engine's
  * later layers.
  */
-static enum qt_status layer_set_simulated(struct qt_graph *g, const struct qt_qlayer *L)
+static enum qt_status layer_set_simulated(struct qt_graph *g, struct qt_qlayer *L)
 {
 	struct qt_node *n = &g->nodes[L->node];
 	struct qt_value *wv = &g->values[n->inputs[1]];
@@ -581,6 +587,8 @@ static enum qt_status layer_set_simulated(struct qt_graph *g, const struct qt_ql
 		for (int64_t k = 0; k < L->K; k++)
 			d[tensor_index(w, L->axis, c, k)] =
 				L->grid.scale[c * ng + k / L->grid.group_size] * (float)L->codes[c * L->K + k];
+	L->w_fp_init = wv->init;
+	L->w_sim_init = t;
 	wv->init = t;
 	if (L->bias && n->n_inputs > 2 && n->inputs[2] >= 0)
 		memcpy(g->values[n->inputs[2]].init->data, L->bias, (size_t)L->C * sizeof *L->bias);
@@ -743,13 +751,17 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	struct wstage *ws = user;
 	struct qt_qlayer *L = &ws->layers[ws->by_node[s->node]];
 	double inv = s->rows > 0 ? 1.0 / (double)s->rows : 0;
-	if (ws->fp32_means) {
+	if (ws->fp32_means || s->xsum_fp) {
+		/* The FP32 model's mean inputs (bias correction): from the pass
+		 * that collects them, or from the twin stream. */
 		size_t n = (size_t)s->groups * s->K;
-		if (!(L->mean_fp = malloc(n * sizeof *L->mean_fp)))
+		const double *src = s->xsum_fp ? s->xsum_fp : s->xsum;
+		if (!L->mean_fp && !(L->mean_fp = malloc(n * sizeof *L->mean_fp)))
 			return qt_error(QT_E_NOMEM, "out of memory");
 		for (size_t i = 0; i < n; i++)
-			L->mean_fp[i] = s->xsum[i] * inv;
-		return QT_OK;
+			L->mean_fp[i] = src[i] * inv;
+		if (ws->fp32_means)
+			return QT_OK;
 	}
 	/* Round to nearest on the layer's first grid, the baseline of the report. */
 	size_t nsc = (size_t)L->C * qt_wgrid_ngroups(&L->grid);
@@ -757,8 +769,29 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	if (!scale0)
 		return qt_error(QT_E_NOMEM, "out of memory");
 	memcpy(scale0, L->grid.scale, nsc * sizeof *scale0);
-	enum qt_status st = layer_round(g, L, s, ws->o, ws->blas_threads);
+	/* With the twin's statistics, GPTQ and AdaRound aim at the FP32
+	 * model's output (qt_fp32_target): L->w is the target while they run. */
+	float *w_fp = NULL, *wt = NULL;
+	enum qt_status st = QT_OK;
+	if (s->xcross && s->xtx && (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND))) {
+		int64_t rows = L->C / L->groups;
+		int used = 0;
+		if (!(wt = malloc((size_t)L->C * L->K * sizeof *wt)))
+			st = qt_error(QT_E_NOMEM, "out of memory");
+		for (int gi = 0; gi < L->groups && !st; gi++) {
+			size_t off = (size_t)gi * rows * L->K, hk = (size_t)gi * L->K * L->K;
+			st = qt_fp32_target(L->w + off, rows, L->K, s->xtx + hk, s->xcross + hk, ws->o->gptq_damp,
+					    wt + off, &used);
+		}
+		w_fp = L->w;
+		L->w = wt;
+	}
+	if (!st)
+		st = layer_round(g, L, s, ws->o, ws->blas_threads);
+	if (w_fp)
+		L->w = w_fp; /* bias correction and the .qmod's provenance use the FP32 weights */
 	if (st) {
+		free(wt);
 		free(scale0);
 		return st;
 	}
@@ -781,11 +814,17 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 			free(scale0);
 			return qt_error(QT_E_NOMEM, "out of memory");
 		}
+		/* Round to nearest rounds the FP32 weights; both are measured
+		 * against what the methods aimed at (the FP32 target, if any). */
 		qt_wgrid_round(L->w, &g0, rtn);
+		float *w_keep = L->w;
+		L->w = wt ? wt : L->w;
 		L->err_rtn = heldout_error(L, scale0, rtn, s->xtx_holdout);
 		L->err = heldout_error(L, L->grid.scale, L->codes, s->xtx_holdout);
+		L->w = w_keep;
 		free(rtn);
 	}
+	free(wt);
 	free(scale0);
 	ws->done++;
 	if (ws->o->progress)
@@ -800,11 +839,29 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
  * earlier layers simulated and activations rounded); the rest are rounded to
  * nearest at once.
  */
+/* The data engine's twin_swap: the FP32 weights and biases of every
+ * simulated layer back in g (fp32 = 1), or the simulated ones again. */
+static enum qt_status twin_swap(void *user, struct qt_graph *g, int fp32)
+{
+	struct wstage *ws = user;
+	for (int i = 0; i < ws->n_layers; i++) {
+		struct qt_qlayer *L = &ws->layers[i];
+		if (!L->w_sim_init)
+			continue;
+		const struct qt_node *n = &g->nodes[L->node];
+		g->values[n->inputs[1]].init = fp32 ? L->w_fp_init : L->w_sim_init;
+		if (L->bias && n->n_inputs > 2 && n->inputs[2] >= 0)
+			memcpy(g->values[n->inputs[2]].init->data, fp32 ? L->bias_fp : L->bias,
+			       (size_t)L->C * sizeof *L->bias);
+	}
+	return QT_OK;
+}
+
 static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 {
 	const struct qt_quant_opts *o = ws->o;
 	enum qt_status st = QT_OK;
-	int *targets = malloc(((size_t)ws->n_layers + 1) * sizeof *targets), nt = 0, bc = 0;
+	int *targets = malloc(((size_t)ws->n_layers + 1) * sizeof *targets), nt = 0, bc = 0, aim = 0;
 	if (!targets)
 		return qt_error(QT_E_NOMEM, "out of memory");
 	for (int i = 0; i < ws->n_layers; i++) {
@@ -815,6 +872,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 		    qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
 			targets[nt++] = L->node;
 			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
+			aim |= (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) != 0;
 		} else {
 			qt_wgrid_round(L->w, &L->grid, L->codes);
 			L->err = L->err_rtn = -1;
@@ -840,7 +898,16 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 		 * use one, so a quantized graph is the same on every machine. */
 		ws->blas_threads = openblas_get_num_threads();
 		openblas_set_num_threads(1);
-		if (!st && bc && ws->sequential) {
+		if (ws->sequential && aim && !o->no_fp32_target) {
+			/* GPTQ and AdaRound aim at the FP32 model's outputs: a
+			 * paired FP32 run gives x_fp beside x_q (and the FP32
+			 * means bias correction needs, so no separate pass). */
+			eo.twin_swap = twin_swap;
+			eo.twin_user = ws;
+			eo.twin_observer = qt_fused_act_observer;
+			eo.twin_observer_user = g;
+		}
+		if (!st && bc && ws->sequential && !eo.twin_swap) {
 			/* The FP32 model's mean inputs, for bias correction. */
 			ws->fp32_means = 1;
 			st = qt_layerdata_run(g, o->data, targets, nt, &eo, stage_layer, ws);
@@ -981,7 +1048,10 @@ static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t 
 			PUT("; smoothquant alpha %g", o->sq_alpha);
 	}
 	if (o->data && (m & (QT_METHODS_DATA | QT_METHODS_REWRITE)))
-		PUT("; %s, %lld samples of %s", o->fp32_inputs ? "FP32 inputs" : "sequential",
+		PUT("; %s, %lld samples of %s",
+		    o->fp32_inputs ? "FP32 inputs"
+		    : !(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) ? "sequential"
+		    : o->no_fp32_target ? "sequential, target W x_q" : "sequential, target the FP32 output",
 		    (long long)qt_dataset_count(o->data), o->data_spec ? o->data_spec : "(unnamed data)");
 #undef PUT
 }

@@ -53,12 +53,36 @@ for th in 1 2; do
 done
 check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"
 
+# Sequential GPTQ aims at the FP32 model's output (a paired FP32 run), not at
+# the layer's own weights on the quantized inputs: at w3a8 on the MobileNet
+# its top-1 on 2000 test images is higher (measured: 89.76 vs 88.15 on all
+# 10,000; docs/RESULTS.md).
+if [ "$ME_LIMIT" = 1000 ]; then
+	expect_exit 0 "methods: calibrate mobilenet" "$QTOOL" calibrate models/fmnist_mobilenet.onnx \
+		--data fashion-mnist:train --limit 1000 -o "$ME/mb.calib.json"
+	for tgt in fp32 own; do
+		flag=()
+		[ $tgt = own ] && flag=(--no-fp32-target)
+		expect_exit 0 "methods: mobilenet w3a8 g32 gptq,bias-correction target $tgt" "$QTOOL" quantize \
+			models/fmnist_mobilenet.onnx --calib "$ME/mb.calib.json" --bits w3a8 --group-size 32 \
+			--data fashion-mnist:train --limit 1000 "${flag[@]}" -o "$ME/mb.$tgt.qmod"
+		expect_exit 0 "methods: eval mobilenet target $tgt" "$QTOOL" eval "$ME/mb.$tgt.qmod" \
+			--data fashion-mnist:test --limit 2000
+		declare "T_$tgt=$(top1 "$OUT")"
+	done
+	check "methods: the FP32 target beats the own-weights target (${T_fp32:-none} vs ${T_own:-none})" \
+		awk -v a="$T_fp32" -v b="$T_own" 'BEGIN { exit !(a != "" && b != "" && a > b + 0.5) }'
+fi
+expect_exit 2 "methods: --no-fp32-target without --data" "$QTOOL" quantize models/fmnist_resnet.onnx \
+	--calib "$ME/resnet.calib.json" --no-fp32-target -o "$ME/x.qmod"
+expect_err_line "methods: --no-fp32-target says what it goes with" "goes with --data"
+
 # The plan and the methods travel with the .qmod: inspect shows each layer's
 # weight and activation bits (a --layer override included) and the methods
 # with their settings and data.
 expect_exit 0 "methods: inspect a gptq,bias-correction .qmod" "$QTOOL" inspect "$ME/t1.qmod"
 check "methods: inspect records the methods, their settings and the data" grep -Eq \
-	"^methods: gptq,bias-correction; gptq damp 0.01, block 128, act-order, rounds 3; sequential, 200 samples of fashion-mnist:train$" <<<"$OUT"
+	"^methods: gptq,bias-correction; gptq damp 0.01, block 128, act-order, rounds 3; sequential, target the FP32 output, 200 samples of fashion-mnist:train$" <<<"$OUT"
 expect_exit 0 "methods: quantize with a per-layer override" "$QTOOL" quantize models/fmnist_resnet.onnx \
 	--calib "$ME/resnet.calib.json" --bits w4a8 --layer '/fc/Gemm=w8a4' -o "$ME/plan.qmod"
 expect_exit 0 "methods: inspect the override" "$QTOOL" inspect "$ME/plan.qmod"

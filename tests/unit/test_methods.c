@@ -90,6 +90,35 @@ static void expect_close(const double *got, const double *want, size_t n, const 
 		cr_assert(fabs(got[i] - want[i]) <= 1e-5 * big + 1e-9, "%s[%zu]: %g vs %g", what, i, got[i], want[i]);
 }
 
+/* The im2col row of small_cnn's conv (3x3, pads 1, stride 1, [3,8,8]) at (n, oh, ow). */
+static void conv_row_3x3(const float *xd, int64_t n, int oh, int ow, float *row)
+{
+	int k = 0;
+	for (int c = 0; c < 3; c++)
+		for (int i = -1; i <= 1; i++)
+			for (int j = -1; j <= 1; j++, k++) {
+				int ih = oh + i, iw = ow + j;
+				row[k] = ih >= 0 && ih < 8 && iw >= 0 && iw < 8 ? xd[((n * 3 + c) * 8 + ih) * 8 + iw] : 0.0f;
+			}
+}
+
+/* Sums over every conv row of rows(xa) rows(xb)^T (27 x 27) and of rows(xb). */
+static void direct_conv_cross(const float *xa, const float *xb, int64_t N, double *h, double *sum)
+{
+	for (int64_t n = 0; n < N; n++)
+		for (int oh = 0; oh < 8; oh++)
+			for (int ow = 0; ow < 8; ow++) {
+				float ra[27], rb[27];
+				conv_row_3x3(xa, n, oh, ow, ra);
+				conv_row_3x3(xb, n, oh, ow, rb);
+				for (int a = 0; a < 27; a++) {
+					sum[a] += rb[a];
+					for (int b = 0; b < 27; b++)
+						h[a * 27 + b] += (double)ra[a] * rb[b];
+				}
+			}
+}
+
 /*
  * The engine walks the small CNN layer by layer in batches of 5 over 23
  * samples (a partial last batch; the Gemm's input comes from the spilled
@@ -114,26 +143,7 @@ Test(methods, layerdata_matches_direct_im2col)
 	/* Direct: conv rows by explicit im2col (3x3, pads 1, stride 1) of x. */
 	const int64_t K = 27, N = 23;
 	double *h = calloc(K * K, sizeof *h), *sum = calloc(K, sizeof *sum);
-	const float *xd = x.data;
-	for (int64_t n = 0; n < N; n++)
-		for (int oh = 0; oh < 8; oh++)
-			for (int ow = 0; ow < 8; ow++) {
-				float row[27];
-				int k = 0;
-				for (int c = 0; c < 3; c++)
-					for (int i = -1; i <= 1; i++)
-						for (int j = -1; j <= 1; j++, k++) {
-							int ih = oh + i, iw = ow + j;
-							row[k] = ih >= 0 && ih < 8 && iw >= 0 && iw < 8
-									 ? xd[((n * 3 + c) * 8 + ih) * 8 + iw]
-									 : 0.0f;
-						}
-				for (int a = 0; a < K; a++) {
-					sum[a] += row[a];
-					for (int b = 0; b < K; b++)
-						h[a * K + b] += (double)row[a] * row[b];
-				}
-			}
+	direct_conv_cross(x.data, x.data, N, h, sum);
 	cr_assert_eq(seen.s[0].K, K);
 	cr_assert_eq(seen.s[0].rows, N * 64);
 	expect_close(seen.s[0].xtx, h, (size_t)(K * K), "conv xtx");
@@ -168,6 +178,128 @@ Test(methods, layerdata_matches_direct_im2col)
 	free(h), free(sum), free(h2), free(s2);
 	qt_tensor_free(&y);
 	qt_rt_free(rt);
+	qt_dataset_close(ds);
+	qt_tensor_free(&x);
+	remove_samples(dir);
+	qt_graph_free(g);
+}
+
+/* The twin stream's test hooks: the primary stream sees the graph input
+ * clipped to [-0.5, 0.5] (idempotent, as real observers are: the engine
+ * may observe a graph input again when it restarts from node 0's
+ * frontier); the swap only counts (the FP32 stream runs the same graph). */
+static void clip_half(float *d, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		d[i] = d[i] < -0.5f ? -0.5f : d[i] > 0.5f ? 0.5f : d[i];
+}
+
+static enum qt_status clip_input(void *user, int value, struct qt_tensor *t)
+{
+	const struct qt_graph *g = user;
+	if (value == g->inputs[0])
+		clip_half(t->data, qt_tensor_numel(t));
+	return QT_OK;
+}
+
+static enum qt_status count_swap(void *user, struct qt_graph *g, int fp32)
+{
+	int *depth = user;
+	*depth += fp32 ? 1 : -1;
+	return *depth == 0 || *depth == 1 ? QT_OK : qt_error(QT_E_INVALID_ARG, "unbalanced twin swap");
+}
+
+static enum qt_status keep_cross(void *user, struct qt_graph *g, const struct qt_layer_stats *s)
+{
+	struct seen *k = user;
+	struct qt_layer_stats *c = &k->s[k->n++];
+	size_t nk = (size_t)s->groups * s->K;
+	*c = *s;
+	c->xtx = c->xtx_holdout = c->xsum = NULL;
+	c->xcross = malloc(nk * s->K * sizeof(double));
+	c->xsum_fp = malloc(nk * sizeof(double));
+	cr_assert(s->xcross && s->xsum_fp, "no twin statistics");
+	memcpy(c->xcross, s->xcross, nk * s->K * sizeof(double));
+	memcpy(c->xsum_fp, s->xsum_fp, nk * sizeof(double));
+	return QT_OK;
+}
+
+/* Sum over the rows of the Gemm input of value fc's input in two runs:
+ * sum a b^T with a from input xa and b from input xb. */
+static double *gemm_cross(struct qt_graph *g, int fc, struct qt_tensor *xa, struct qt_tensor *xb, int64_t N, int64_t K)
+{
+	struct qt_tensor *xs[2] = {xa, xb};
+	float *rows[2];
+	for (int r = 0; r < 2; r++) {
+		struct qt_rt *rt;
+		struct qt_tensor y = {0};
+		cr_assert_eq(qt_rt_new(g, &rt), QT_OK);
+		qt_rt_keep_all(rt, 1);
+		cr_assert_eq(qt_rt_run(rt, xs[r], &y), QT_OK, "%s", qt_error_msg());
+		const struct qt_tensor *fin = qt_rt_value(rt, g->nodes[fc].inputs[0]);
+		rows[r] = malloc((size_t)N * K * sizeof(float));
+		memcpy(rows[r], fin->data, (size_t)N * K * sizeof(float));
+		qt_tensor_free(&y);
+		qt_rt_free(rt);
+	}
+	double *c = calloc((size_t)K * K, sizeof *c);
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t a = 0; a < K; a++)
+			for (int64_t b = 0; b < K; b++)
+				c[a * K + b] += (double)rows[0][n * K + a] * rows[1][n * K + b];
+	free(rows[0]), free(rows[1]);
+	return c;
+}
+
+/*
+ * The twin stream pairs every row the quantized model gives a layer with
+ * the row the FP32 model gives it at the same sample and position: with the
+ * primary stream's input clipped, the conv's sum x_q x_fp^T is the explicit
+ * im2col product of the clipped and the plain input, and the Gemm's equals
+ * the product of two separate full runs
+ * (5 batches over 23 samples, the last partial; the Gemm's rows come from
+ * both spilled frontiers). Every swap to FP32 is undone.
+ */
+Test(methods, layerdata_twin_pairs_rows)
+{
+	struct qt_graph *g = small_cnn(22);
+	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
+	char dir[64];
+	struct qt_tensor x = {0};
+	const char *spec = write_samples(dir, sizeof dir, 23, 6, &x);
+	struct qt_dataset *ds = open_samples(spec);
+	int conv = node_index(g, "Conv"), fc = node_index(g, "Gemm");
+	int targets[2] = {conv, fc}, depth = 0;
+	struct seen plain = {0}, twin = {0};
+	struct qt_layerdata_opts o = {.batch = 5, .want_xtx = 1};
+	cr_assert_eq(qt_layerdata_run(g, ds, targets, 2, &o, keep_stats, &plain), QT_OK, "%s", qt_error_msg());
+	o.observer = clip_input;
+	o.observer_user = g;
+	o.twin_swap = count_swap;
+	o.twin_user = &depth;
+	cr_assert_eq(qt_layerdata_run(g, ds, targets, 2, &o, keep_cross, &twin), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(depth, 0, "a swap to FP32 was not undone");
+	cr_assert_eq(twin.n, 2);
+	const int64_t K = 27, K2 = 64, N = 23;
+	struct qt_tensor x2 = {0};
+	cr_assert_eq(qt_tensor_copy(&x2, &x), QT_OK);
+	clip_half(x2.data, qt_tensor_numel(&x2));
+	double *h = calloc(K * K, sizeof *h), *sum = calloc(K, sizeof *sum);
+	direct_conv_cross(x2.data, x.data, N, h, sum);
+	expect_close(twin.s[0].xcross, h, (size_t)(K * K), "conv xcross");
+	expect_close(twin.s[0].xsum_fp, sum, (size_t)K, "conv xsum_fp");
+	expect_close(twin.s[0].xsum_fp, plain.s[0].xsum, (size_t)K, "conv xsum_fp against the plain run");
+
+	double *c = gemm_cross(g, fc, &x2, &x, N, K2);
+	expect_close(twin.s[1].xcross, c, (size_t)(K2 * K2), "gemm xcross");
+	expect_close(twin.s[1].xsum_fp, plain.s[1].xsum, (size_t)K2, "gemm xsum_fp");
+
+	for (int i = 0; i < 2; i++) {
+		free(plain.s[i].xtx), free(plain.s[i].xsum);
+		free(twin.s[i].xcross), free(twin.s[i].xsum_fp);
+	}
+	free(h), free(sum), free(c);
+	qt_tensor_free(&x2);
 	qt_dataset_close(ds);
 	qt_tensor_free(&x);
 	remove_samples(dir);
