@@ -623,7 +623,7 @@ static enum qt_status rd_table(struct rd *r, int s, size_t rec, uint32_t *count_
 
 static int valid_dtype(unsigned d)
 {
-	return d > QT_DTYPE_UNDEFINED && d < QT_DTYPE_COUNT && d != QT_DTYPE_STRING;
+	return d > QT_DTYPE_UNDEFINED && d <= QT_DTYPE_S3 && d != QT_DTYPE_STRING;
 }
 
 /*

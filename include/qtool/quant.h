@@ -273,7 +273,8 @@ QT_API enum qt_status qt_fakequant_observer(void *graph, int value, struct qt_te
  * computes the prepared graph's FP32 function. */
 QT_API enum qt_status qt_fused_act_observer(void *graph, int value, struct qt_tensor *t);
 
-/* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
+/* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S3, S2, U2, I32;
+ * the minifloat dtypes of qtool/numfmt.h give their unsigned bits). */
 QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
 /* Store code c (within the dtype's width) at element i of t, leaving the
  * other elements' bits as they are. Same dtypes as qt_code_get. */
