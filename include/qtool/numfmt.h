@@ -97,6 +97,9 @@ QT_API int qt_numfmt_block(enum qt_numfmt f);
 QT_API float qt_numfmt_elem_decode(enum qt_numfmt f, uint32_t code);
 /* Code of x (already divided by its scale), saturating, ties to even. */
 QT_API uint32_t qt_numfmt_elem_encode(enum qt_numfmt f, float x);
+/* Code of x / scale, the quotient exact in binary64 (the rule the plain
+ * minifloat weights and activations use with their FP32 scale). */
+QT_API uint32_t qt_numfmt_encode_div(enum qt_numfmt f, float x, float scale);
 /* Largest finite element value (127/64 for MXINT8). */
 QT_API float qt_numfmt_elem_max(enum qt_numfmt f);
 /* 1 when code is a finite element of f that a weight may hold. */

@@ -223,6 +223,11 @@ uint32_t qt_numfmt_elem_encode(enum qt_numfmt f, float x)
 	return elem_encode_d(f, (double)x);
 }
 
+uint32_t qt_numfmt_encode_div(enum qt_numfmt f, float x, float scale)
+{
+	return elem_encode_d(f, (double)x / (double)scale);
+}
+
 float qt_numfmt_elem_max(enum qt_numfmt f)
 {
 	if (f == QT_FMT_MXINT8)
@@ -330,7 +335,7 @@ void qt_numfmt_fake_quant(enum qt_numfmt f, enum qt_mx_rule rule, float scale, f
 		return;
 	if (!blk) {
 		for (int64_t i = 0; i < n; i++)
-			x[i] = (float)(elem_decode_d(f, elem_encode_d(f, (double)x[i] / scale)) * scale);
+			x[i] = scale * (float)elem_decode_d(f, qt_numfmt_encode_div(f, x[i], scale));
 		return;
 	}
 	for (int64_t i0 = 0; i0 < n; i0 += blk) {

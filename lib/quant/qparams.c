@@ -291,7 +291,10 @@ enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_tensor *o
 	float *o = out->data;
 	for (int64_t i = 0; i < n; i++) {
 		int64_t k = qt_qparam_index(q, t->rank, t->dims, i);
-		o[i] = q->scale[k] * (float)(qt_code_get(t, i) - q->zero_point[k]);
+		if (q->fmt != QT_FMT_INT)
+			o[i] = q->scale[k] * qt_numfmt_elem_decode(q->fmt, (uint32_t)qt_code_get(t, i));
+		else
+			o[i] = q->scale[k] * (float)(qt_code_get(t, i) - q->zero_point[k]);
 	}
 	return QT_OK;
 }
