@@ -73,17 +73,8 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/section.md"
-	if grep -q '<!-- methods:begin -->' docs/RESULTS.md; then
-		awk -v sec="$OUT/section.md" '
-			/<!-- methods:begin -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-			/<!-- methods:end -->/ { skip = 0; next }
-			!skip { print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	else
-		awk -v sec="$OUT/section.md" '
-			/^## Speed/ && !done { while ((getline l < sec) > 0) print l; print ""; done = 1 }
-			{ print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	fi
-	mv "$OUT/RESULTS.md.new" docs/RESULTS.md
+	source scripts/results_section.sh
+	results_update_section methods "$OUT/section.md"
 	echo "updated the PTQ methods section of docs/RESULTS.md"
 else
 	section
