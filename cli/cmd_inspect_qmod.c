@@ -72,8 +72,9 @@ int cmd_inspect_qmod(const char *path, int json)
 		jl = cJSON_AddArrayToObject(root, "layers");
 		jf = cJSON_AddArrayToObject(root, "float_nodes");
 	} else {
-		printf("model: %s (.qmod v%d, %zu bytes, %d nodes, opset %d)\n", path, QT_QMOD_VERSION, len, g->n_nodes,
-		       g->opset);
+		printf("model: %s (.qmod v%u, %zu bytes, %d nodes, opset %d)\n", path,
+		       (unsigned)buf[8] | (unsigned)buf[9] << 8 | (unsigned)buf[10] << 16 | (unsigned)buf[11] << 24, len,
+		       g->n_nodes, g->opset);
 		printf("source sha256: %s\ncalibration: %s\nmade by: qtool %s: %s\n",
 		       g->src_sha256_hex ? g->src_sha256_hex : "?", g->calib_method ? g->calib_method : "?",
 		       g->qtool_version ? g->qtool_version : "?", g->command_line ? g->command_line : "");
@@ -85,18 +86,24 @@ int cmd_inspect_qmod(const char *path, int json)
 			printf("  %-8s offset %8llu  %8llu bytes\n", secs[i].name, (unsigned long long)secs[i].offset,
 			       (unsigned long long)secs[i].length);
 		printf("quantized layers (bits/weight: codes plus their scales and zero points as stored):\n"
-		       "  %-28s %-8s %5s %4s %-8s %5s %-5s %8s %10s %11s\n",
-		       "node", "op", "bits", "act", "scales", "group", "codes", "params", "bytes", "bits/weight");
+		       "  %-28s %-8s %5s %4s %-8s %5s %-5s %8s %10s %11s  %s\n",
+		       "node", "op", "bits", "act", "scales", "group", "codes", "params", "bytes", "bits/weight", "format");
 	}
 	int64_t all_params = 0, all_bits = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
-		if (!n->rq)
+		/* Integer layers, and decoded ones (weights stored quantized, run in FP32). */
+		const struct qt_value *w = qt_is_weighted_op(n) && n->n_inputs > 1 && n->inputs[1] >= 0
+						   ? &g->values[n->inputs[1]]
+						   : NULL;
+		if (!n->rq && !(w && w->init && w->q))
 			continue;
-		const struct qt_value *w = &g->values[n->inputs[1]];
+		const char *fmt = w->q->fmt == QT_FMT_INT ? "int" : qt_numfmt_name(w->q->fmt);
 		int bits = qt_dtype_bits(w->init->dtype);
-		/* The plan's activation bits: those of the input this layer reads. */
-		int abits = qt_dtype_bits(g->values[n->inputs[0]].q->qtype);
+		/* The plan's activation bits: those of the input this layer reads
+		 * (32 when it reads float, as a decoded layer may). */
+		const struct qt_value *xin = &g->values[n->inputs[0]];
+		int abits = xin->q ? qt_dtype_bits(xin->q->qtype) : 32;
 		int64_t np = qt_tensor_numel(w->init);
 		int64_t C = w->q->axis < w->init->rank ? w->init->dims[w->q->axis] : 1;
 		int64_t lbits = (int64_t)w->init->nbytes * 8 + qt_qmod_qparams_bytes(w->q, C) * 8;
@@ -114,14 +121,19 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
 			cJSON_AddNumberToObject(o, "group_size", w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0);
 			cJSON_AddStringToObject(o, "code_range", w->q->full_range ? "full" : "restricted");
-			cJSON_AddStringToObject(o, "scale_storage", w->q->scale_enc == QT_SCALE_ROW_U8 ? "f32 row + u8 group" : "f32");
+			cJSON_AddStringToObject(o, "scale_storage", w->q->scale_enc == QT_SCALE_ROW_U8      ? "f32 row + u8 group"
+								    : w->q->scale_enc == QT_SCALE_E8M0    ? "e8m0 block"
+								    : w->q->scale_enc == QT_SCALE_NV_E4M3 ? "f32 tensor + e4m3 block"
+													  : "f32");
+			cJSON_AddStringToObject(o, "format", fmt);
+			cJSON_AddBoolToObject(o, "decoded", !n->rq);
 			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
 			cJSON_AddItemToArray(jl, o);
 		} else {
-			printf("  %-28s %-8s %5d %4d %-8s %5d %-5s %8lld %10zu %11.3f\n", n->name[0] ? n->name : "(unnamed)",
+			printf("  %-28s %-8s %5d %4d %-8s %5d %-5s %8lld %10zu %11.3f  %s%s\n", n->name[0] ? n->name : "(unnamed)",
 			       n->op_type, bits, abits, scheme_name(w->q->scheme),
 			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, w->q->full_range ? "full" : "symm",
-			       (long long)np, w->init->nbytes, bpw);
+			       (long long)np, w->init->nbytes, bpw, fmt, n->rq ? "" : " (decoded)");
 		}
 	}
 	double all_bpw = all_params > 0 ? (double)all_bits / (double)all_params : 0;

@@ -19,6 +19,7 @@ static const char quantize_help[] =
 	"                      [--data SPEC [--limit N] [--batch B] [--method LIST] [--fp32-inputs]\n"
 	"                       [--adaround-iters N] [--holdout F]]\n"
 	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
+	"                      [--weights FORMAT] [--acts FORMAT] [--mx-scale floor|ceil|best]\n"
 	"                      [--input-shape NAME=D0,D1,...]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
@@ -74,7 +75,16 @@ static const char quantize_help[] =
 	"                      types; default: the shape calibration saw (symbolic dims\n"
 	"                      other than the batch need one of the two). Repeatable\n"
 	"  --holdout F         hold out the last fraction F of the --data samples and print,\n"
-	"                      per layer, its output error on them against round-to-nearest's\n\n"
+	"                      per layer, its output error on them against round-to-nearest's\n"
+	"  --weights FORMAT    weight number format: int8, int4, int3, int2 (as --bits), fp8_e4m3,\n"
+	"                      fp8_e5m2, fp6_e3m2, fp6_e2m3, fp4_e2m1 (per channel or --group-size\n"
+	"                      scales), mxint8, mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3,\n"
+	"                      mxfp4 (blocks of 32, E8M0 scales), nvfp4 (blocks of 16). Formats\n"
+	"                      other than int are rounded to nearest and decoded to FP32 at load\n"
+	"  --acts FORMAT       activation format of every layer's input: int8, int4 (as --bits),\n"
+	"                      or a format above (the input is rounded to it in float)\n"
+	"  --mx-scale RULE     MX shared exponent: floor (the spec's; default), ceil (never\n"
+	"                      clips) or best (per block, the smaller squared error)\n\n"
 	"examples:\n"
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
@@ -316,10 +326,34 @@ done:
 	return rc;
 }
 
+/* --weights, --acts (over --bits) and --mx-scale into o; -1 when fine, else
+ * the exit code of a usage error. */
+static int parse_formats(const char *w, const char *a, const char *mx, struct qt_quant_opts *o)
+{
+	int bits;
+	o->mx_rule = QT_MX_FLOOR; /* measured best on the bundled models (docs/RESULTS.md) */
+	if (w && qt_numfmt_parse(w, &o->wfmt, &bits))
+		return cli_usage_error("quantize", "--weights '%s' is not one of %s", w, qt_numfmt_names());
+	if (w)
+		o->wbits = bits;
+	if (a && (qt_numfmt_parse(a, &o->afmt, &bits) || (o->afmt == QT_FMT_INT && bits != 8 && bits != 4)))
+		return cli_usage_error("quantize", "--acts '%s' is not int8, int4 or a format of %s", a, qt_numfmt_names());
+	if (a && o->afmt == QT_FMT_INT)
+		o->abits = bits;
+	if (mx && !strcmp(mx, "ceil"))
+		o->mx_rule = QT_MX_CEIL;
+	else if (mx && !strcmp(mx, "best"))
+		o->mx_rule = QT_MX_BEST;
+	else if (mx && strcmp(mx, "floor"))
+		return cli_usage_error("quantize", "--mx-scale '%s' must be floor, ceil or best", mx);
+	return -1;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
 	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL, *ar_s = NULL;
+	const char *wfmt_s = NULL, *afmt_s = NULL, *mx_s = NULL;
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
 	int n_shape_args = 0;
 	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0, no_fp32_target = 0;
@@ -341,6 +375,9 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--no-fp32-target", .flag = &no_fp32_target},
 		{.name = "--holdout", .value = &holdout_s},
 		{.name = "--adaround-iters", .value = &ar_s},
+		{.name = "--weights", .value = &wfmt_s},
+		{.name = "--acts", .value = &afmt_s},
+		{.name = "--mx-scale", .value = &mx_s},
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
 		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
@@ -373,6 +410,8 @@ int cmd_quantize(int argc, char **argv)
 	if (qt_parse_bits(bits, &o.wbits, &o.abits))
 		return cli_usage_error("quantize",
 				       "--bits '%s' is not supported: use wXaY with X in {8,4,3,2} and Y in {8,4}", bits);
+	if ((rc = parse_formats(wfmt_s, afmt_s, mx_s, &o)) >= 0)
+		return rc;
 	if (!strcmp(gran, "channel"))
 		o.gran = QT_GRAN_CHANNEL;
 	else if (!strcmp(gran, "tensor"))
@@ -389,6 +428,9 @@ int cmd_quantize(int argc, char **argv)
 	} else if (o.gran == QT_GRAN_GROUP) {
 		return cli_usage_error("quantize", "--granularity group needs --group-size G");
 	}
+	if (qt_numfmt_block(o.wfmt) && (group > 0 || o.gran == QT_GRAN_TENSOR))
+		return cli_usage_error("quantize", "--weights %s has its own blocks of %d: no --group-size or --granularity",
+				       qt_numfmt_name(o.wfmt), qt_numfmt_block(o.wfmt));
 	enum qt_calib_method m;
 	if (method && qt_calib_method_parse(method, &m))
 		return cli_usage_error("quantize", "--calib-method '%s' must be minmax, percentile, entropy or mse",

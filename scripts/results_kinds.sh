@@ -56,17 +56,8 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/section.md"
-	if grep -q '<!-- kinds:begin -->' docs/RESULTS.md; then
-		awk -v sec="$OUT/section.md" '
-			/<!-- kinds:begin -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-			/<!-- kinds:end -->/ { skip = 0; next }
-			!skip { print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	else
-		awk -v sec="$OUT/section.md" '
-			{ print }
-			/<!-- methods:end -->/ { print ""; while ((getline l < sec) > 0) print l }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	fi
-	mv "$OUT/RESULTS.md.new" docs/RESULTS.md
+	source scripts/results_section.sh
+	results_update_section kinds "$OUT/section.md"
 	echo "updated the layer-kind section of docs/RESULTS.md"
 else
 	section

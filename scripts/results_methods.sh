@@ -77,17 +77,8 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/$sec.section.md"
-	if grep -q "<!-- $sec:begin -->" docs/RESULTS.md; then
-		awk -v sec="$OUT/$sec.section.md" -v b="<!-- $sec:begin -->" -v e="<!-- $sec:end -->" '
-			$0 == b { while ((getline l < sec) > 0) print l; skip = 1; next }
-			$0 == e { skip = 0; next }
-			!skip { print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	else
-		awk -v sec="$OUT/$sec.section.md" '
-			/^## Speed/ && !done { while ((getline l < sec) > 0) print l; print ""; done = 1 }
-			{ print }' docs/RESULTS.md >"$OUT/RESULTS.md.new"
-	fi
-	mv "$OUT/RESULTS.md.new" docs/RESULTS.md
+	source scripts/results_section.sh
+	results_update_section "$sec" "$OUT/$sec.section.md"
 	echo "updated the ${RESULTS_TITLE:-PTQ methods} section of docs/RESULTS.md"
 else
 	section

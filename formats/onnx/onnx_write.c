@@ -246,6 +246,11 @@ static enum qt_status wr_const_dq(struct wr *w, int vi, int *need21)
 	char lbl[256];
 	const struct qt_node *user = weight_consumer(g, vi);
 	const char *who = user ? qt_node_label(g, user, lbl, sizeof lbl) : "constant";
+	if (q->fmt != QT_FMT_INT)
+		return qt_error(QT_E_UNSUPPORTED,
+				"%s: weight \"%s\" is %s; ONNX QDQ has int8 and int4 weights (opset 21), so re-quantize "
+				"with --weights int8 or int4",
+				who, v->name, qt_numfmt_name(q->fmt));
 	if (t->dtype != QT_DTYPE_I8 && t->dtype != QT_DTYPE_S4 && t->dtype != QT_DTYPE_I32 && t->dtype != QT_DTYPE_U8)
 		return qt_error(QT_E_UNSUPPORTED,
 				"%s: weight \"%s\" is %s; ONNX QDQ has int8 and int4 weights (opset 21), so re-quantize "

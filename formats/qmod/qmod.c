@@ -168,7 +168,7 @@ static int qparam_index(const struct qt_graph *g, const struct qt_qparams *q, co
 }
 
 /* QPARAMS scale encodings and code ranges as stored (docs/FORMAT.md). */
-enum { ENC_F32 = 1, ENC_ROW_U8 = 2 };
+enum { ENC_F32 = 1, ENC_ROW_U8 = 2, ENC_E8M0 = 3, ENC_NV_E4M3 = 4 };
 enum { RANGE_DEFAULT = 0, RANGE_FULL = 1 };
 
 static int signed_weight_type(unsigned d)
@@ -198,7 +198,10 @@ static int64_t qparams_channels(const struct qt_graph *g, const struct qt_qparam
 
 int64_t qt_qmod_qparams_bytes(const struct qt_qparams *q, int64_t channels)
 {
-	int64_t b = q->scale_enc == QT_SCALE_ROW_U8 ? 4 * channels + q->count : 4 * q->count;
+	int64_t b = q->scale_enc == QT_SCALE_ROW_U8    ? 4 * channels + q->count
+		    : q->scale_enc == QT_SCALE_E8M0    ? q->count
+		    : q->scale_enc == QT_SCALE_NV_E4M3 ? 4 + q->count
+						       : 4 * q->count;
 	return b + (zp_stored(q) ? 4 * q->count : 0);
 }
 
@@ -213,6 +216,14 @@ static enum qt_status put_scales(const struct qt_graph *g, const struct qt_qpara
 				 uint32_t *channels_out)
 {
 	*channels_out = 0;
+	if (q->scale_enc == QT_SCALE_E8M0 || q->scale_enc == QT_SCALE_NV_E4M3) {
+		if (!q->scale_code)
+			return qt_error(QT_E_INVALID_ARG, "block scales without their bytes");
+		if (q->scale_enc == QT_SCALE_NV_E4M3)
+			put_f32(out, q->tensor_scale);
+		put(out, q->scale_code, (size_t)q->count);
+		return QT_OK;
+	}
 	if (q->scale_enc != QT_SCALE_ROW_U8) {
 		for (int64_t k = 0; k < q->count; k++)
 			put_f32(out, q->scale[k]);
@@ -245,6 +256,17 @@ static enum qt_status put_scales(const struct qt_graph *g, const struct qt_qpara
 	}
 	*channels_out = (uint32_t)C;
 	return QT_OK;
+}
+
+uint32_t qt_qmod_version_needed(const struct qt_graph *g)
+{
+	for (int v = 0; v < g->n_values; v++)
+		if (g->values[v].q && g->values[v].q->fmt != QT_FMT_INT)
+			return 4;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].domain, QT_DOMAIN_QTOOL) && !strcmp(g->nodes[i].op_type, QT_OP_FAKE_QUANT))
+			return 4;
+	return 3;
 }
 
 enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out)
@@ -295,10 +317,14 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 		for (int64_t k = 0; zps && k < q->count; k++)
 			put_u32(&tmp, (uint32_t)q->zero_point[k]);
 		put_u64(b, zps ? data_put(D, tmp.p, tmp.len) : 0);
-		put_u8(b, q->scale_enc == QT_SCALE_ROW_U8 ? ENC_ROW_U8 : ENC_F32);
-		put_u8(b, q->full_range && signed_weight_type(q->qtype) ? RANGE_FULL : RANGE_DEFAULT);
+		put_u8(b, q->scale_enc == QT_SCALE_ROW_U8    ? ENC_ROW_U8
+			  : q->scale_enc == QT_SCALE_E8M0    ? ENC_E8M0
+			  : q->scale_enc == QT_SCALE_NV_E4M3 ? ENC_NV_E4M3
+							     : ENC_F32);
+		put_u8(b, q->full_range && signed_weight_type(q->qtype) && q->fmt == QT_FMT_INT ? RANGE_FULL
+												: RANGE_DEFAULT);
 		put_u8(b, (uint8_t)zps);
-		put_u8(b, 0);
+		put_u8(b, (uint8_t)q->fmt);
 		put_u32(b, channels);
 		D->oom |= tmp.oom;
 		free(tmp.p);
@@ -469,7 +495,7 @@ enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, si
 	struct buf out = {0};
 	int n_sec = S_COUNT - 1;
 	put(&out, MAGIC, 8);
-	put_u32(&out, QT_QMOD_VERSION);
+	put_u32(&out, qt_qmod_version_needed(g));
 	put_u32(&out, (uint32_t)n_sec);
 	put_u64(&out, 0); /* file bytes, patched */
 	put_u64(&out, HDR_BYTES);
@@ -570,6 +596,7 @@ enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path)
 struct rd {
 	const uint8_t *p;
 	size_t len;
+	uint32_t version;
 	const char *label;
 	const uint8_t *sec[S_COUNT];
 	uint64_t sec_len[S_COUNT];
@@ -622,9 +649,12 @@ static enum qt_status rd_table(struct rd *r, int s, size_t rec, uint32_t *count_
 	return QT_OK;
 }
 
-static int valid_dtype(unsigned d)
+/* Dtypes a file of this version may hold: the minifloat element types
+ * (21..23) came with version 4. */
+static int valid_dtype(const struct rd *r, unsigned d)
 {
-	return d > QT_DTYPE_UNDEFINED && d < QT_DTYPE_COUNT && d != QT_DTYPE_STRING;
+	unsigned last = r->version >= 4 ? QT_DTYPE_FP4_E2M1 : QT_DTYPE_S3;
+	return d > QT_DTYPE_UNDEFINED && d <= last && d != QT_DTYPE_STRING;
 }
 
 /*
@@ -638,6 +668,17 @@ static enum qt_status check_codes(struct rd *r, const struct qt_value *v)
 	if (t->dtype != v->q->qtype)
 		return BAD("%s: constant \"%s\" is %s but its quantization says %s", r->label, v->name,
 			   qt_dtype_name(t->dtype), qt_dtype_name(v->q->qtype));
+	if (v->q->fmt != QT_FMT_INT) {
+		/* Finite element codes only: no NaN or Inf (and no -128 in MXINT8). */
+		int64_t n = qt_tensor_numel(t);
+		for (int64_t i = 0; i < n; i++) {
+			uint32_t c = (uint32_t)qt_code_get(t, i) & 0xFF;
+			if (!qt_numfmt_code_ok(v->q->fmt, c))
+				return BAD("%s: constant \"%s\": code 0x%02x at element %lld is not a finite %s value",
+					   r->label, v->name, c, (long long)i, qt_numfmt_name(v->q->fmt));
+		}
+		return QT_OK;
+	}
 	int32_t lo, hi;
 	qt_qparams_code_range(v->q, &lo, &hi);
 	int64_t n = qt_tensor_numel(t);
@@ -647,6 +688,63 @@ static enum qt_status check_codes(struct rd *r, const struct qt_value *v)
 			return BAD("%s: constant \"%s\": code %d at element %lld outside [%d, %d] (%s, %s range)",
 				   r->label, v->name, c, (long long)i, lo, hi, qt_dtype_name(t->dtype),
 				   v->q->full_range ? "full" : "restricted");
+	}
+	return QT_OK;
+}
+
+/*
+ * A QPARAMS record's number format (offset 35, version 4): integer (0), or a
+ * format of qtool/numfmt.h whose element dtype is the code dtype, with no
+ * zero points and the default code range; block formats (MX, NVFP4) are
+ * per group at their own block size with their own scale encoding, the
+ * plain minifloats take f32 or two-level scales.
+ */
+static enum qt_status check_format(struct rd *r, uint32_t i, const struct qt_qparams *q, unsigned fmt, unsigned enc,
+				   unsigned range, unsigned zps)
+{
+	if (fmt == QT_FMT_INT)
+		return enc == ENC_F32 || enc == ENC_ROW_U8
+			       ? QT_OK
+			       : BAD("%s: qparams %u: scale encoding %u is only for number formats", r->label, i, enc);
+	if (r->version < 4 || fmt >= QT_FMT_COUNT)
+		return BAD("%s: qparams %u: number format %u unknown in a version %u file", r->label, i, fmt, r->version);
+	enum qt_numfmt f = (enum qt_numfmt)fmt;
+	int block = qt_numfmt_block(f);
+	unsigned want_enc = f == QT_FMT_NVFP4 ? ENC_NV_E4M3 : ENC_E8M0;
+	if (q->qtype != qt_numfmt_elem(f) || range || zps)
+		return BAD("%s: qparams %u: %s needs %s codes without zero points or range flag", r->label, i,
+			   qt_numfmt_name(f), qt_dtype_name(qt_numfmt_elem(f)));
+	if (block ? enc != want_enc || q->scheme != QT_QSCHEME_GROUP || q->group_size != block
+		  : enc != ENC_F32 && enc != ENC_ROW_U8)
+		return BAD("%s: qparams %u: %s with scale encoding %u, scheme %d, group size %d (needs %s)", r->label, i,
+			   qt_numfmt_name(f), enc, (int)q->scheme, q->group_size,
+			   block ? "its own block scales per group of its block size" : "f32 or two-level scales");
+	return QT_OK;
+}
+
+/* Block scales (encodings 3 and 4): bytes decoded into q->scale, kept in
+ * q->scale_code. E8M0 255 (NaN) is refused; NVFP4's tensor scale must be
+ * finite and positive and each E4M3 byte a positive finite value (0x01 to
+ * 0x7E); the products are checked by the caller like every scale. */
+static enum qt_status read_block_scales(struct rd *r, uint32_t i, struct qt_qparams *q, unsigned enc,
+					const uint8_t *sp)
+{
+	const uint8_t *bytes = sp + (enc == ENC_NV_E4M3 ? 4 : 0);
+	if (!(q->scale_code = qt_graph_alloc(r->g, (size_t)q->count)))
+		return qt_error(QT_E_NOMEM, "out of memory");
+	memcpy(q->scale_code, bytes, (size_t)q->count);
+	if (enc == ENC_NV_E4M3) {
+		q->tensor_scale = rd_f32(sp);
+		if (!isfinite(q->tensor_scale) || !(q->tensor_scale > 0))
+			return BAD("%s: qparams %u: tensor scale %g must be finite and positive", r->label, i,
+				   q->tensor_scale);
+	}
+	for (int64_t k = 0; k < q->count; k++) {
+		uint8_t b = bytes[k];
+		if (enc == ENC_E8M0 ? b == QT_E8M0_NAN : b < 1 || b > 0x7E)
+			return BAD("%s: qparams %u: block scale byte 0x%02x at %lld is not a positive finite %s", r->label,
+				   i, b, (long long)k, enc == ENC_E8M0 ? "E8M0" : "E4M3");
+		q->scale[k] = enc == ENC_E8M0 ? qt_e8m0_decode(b) : qt_nvfp4_scale(q->tensor_scale, b);
 	}
 	return QT_OK;
 }
@@ -675,16 +773,19 @@ static enum qt_status read_body(struct rd *r)
 		q->group_axis = (int8_t)p[3];
 		q->group_size = (int)rd_u32(p + 4);
 		uint64_t cnt = rd_u64(p + 8);
-		unsigned enc = p[32], range = p[33], zps = p[34];
+		unsigned enc = p[32], range = p[33], zps = p[34], fmt = p[35];
 		uint32_t channels = rd_u32(p + 36);
-		if (!valid_dtype(q->qtype) || q->scheme < QT_QSCHEME_TENSOR || q->scheme > QT_QSCHEME_GROUP ||
+		if (!valid_dtype(r, q->qtype) || q->scheme < QT_QSCHEME_TENSOR || q->scheme > QT_QSCHEME_GROUP ||
 		    q->axis < 0 || q->axis >= QT_MAX_RANK || q->group_size < 0 || q->group_size > 65535 || cnt == 0 ||
 		    cnt > MAX_COUNT || (q->scheme == QT_QSCHEME_GROUP && q->group_size < 1))
 			return BAD("%s: qparams %u: bad type, scheme, axis or count", r->label, i);
-		if ((enc != ENC_F32 && enc != ENC_ROW_U8) || range > RANGE_FULL || zps > 1 || p[35] ||
-		    (range == RANGE_FULL && !signed_weight_type(q->qtype)))
+		if ((enc != ENC_F32 && enc != ENC_ROW_U8 && (r->version < 4 || enc > ENC_NV_E4M3)) || range > RANGE_FULL ||
+		    zps > 1 || (range == RANGE_FULL && !signed_weight_type(q->qtype)))
 			return BAD("%s: qparams %u: scale encoding %u, code range %u or zero-point flag %u unknown for %s",
 				   r->label, i, enc, range, zps, qt_dtype_name(q->qtype));
+		if ((st = check_format(r, i, q, fmt, enc, range, zps)))
+			return st;
+		q->fmt = (enum qt_numfmt)fmt;
 		if (enc == ENC_ROW_U8 ? q->scheme != QT_QSCHEME_GROUP || channels == 0 || cnt % channels
 				      : channels != 0)
 			return BAD("%s: qparams %u: %u channel scales for %llu %s scales", r->label, i, channels,
@@ -692,9 +793,15 @@ static enum qt_status read_body(struct rd *r)
 		q->count = (int64_t)cnt;
 		qp_channels[i] = channels;
 		q->full_range = range == RANGE_FULL;
-		q->scale_enc = enc == ENC_ROW_U8 ? QT_SCALE_ROW_U8 : QT_SCALE_F32;
+		q->scale_enc = enc == ENC_ROW_U8 ? QT_SCALE_ROW_U8
+			       : enc == ENC_E8M0 ? QT_SCALE_E8M0
+			       : enc == ENC_NV_E4M3 ? QT_SCALE_NV_E4M3
+						    : QT_SCALE_F32;
 		const uint8_t *sp = NULL, *zp = NULL;
-		uint64_t sbytes = enc == ENC_ROW_U8 ? (uint64_t)channels * 4 + cnt : cnt * 4;
+		uint64_t sbytes = enc == ENC_ROW_U8    ? (uint64_t)channels * 4 + cnt
+				  : enc == ENC_E8M0    ? cnt
+				  : enc == ENC_NV_E4M3 ? 4 + cnt
+						       : cnt * 4;
 		if ((st = rd_data(r, rd_u64(p + 16), sbytes, "qparams scales", &sp)) ||
 		    (zps && (st = rd_data(r, rd_u64(p + 24), cnt * 4, "qparams zero points", &zp))))
 			return st;
@@ -702,7 +809,10 @@ static enum qt_status read_body(struct rd *r)
 		q->zero_point = qt_graph_alloc(g, cnt * 4);
 		if (!q->scale || !q->zero_point)
 			return qt_error(QT_E_NOMEM, "out of memory");
-		if (enc == ENC_ROW_U8) {
+		if (enc == ENC_E8M0 || enc == ENC_NV_E4M3) {
+			if ((st = read_block_scales(r, i, q, enc, sp)))
+				return st;
+		} else if (enc == ENC_ROW_U8) {
 			/* Each channel's f32 is its largest group scale: some byte is 255. */
 			uint64_t ng = cnt / channels;
 			const uint8_t *bytes = sp + 4 * (size_t)channels;
@@ -759,7 +869,7 @@ static enum qt_status read_body(struct rd *r)
 		int32_t qi = (int32_t)rd_u32(p + 12);
 		uint32_t d0 = rd_u32(p + 16);
 		uint64_t doff = rd_u64(p + 24), dlen = rd_u64(p + 32);
-		if (dt != QT_DTYPE_UNDEFINED && !valid_dtype(dt))
+		if (dt != QT_DTYPE_UNDEFINED && !valid_dtype(r, dt))
 			return BAD("%s: value \"%s\": unknown dtype %u", r->label, name, dt);
 		if (rank != 255 && rank > QT_MAX_RANK)
 			return BAD("%s: value \"%s\": rank %u exceeds %d", r->label, name, rank, QT_MAX_RANK);
@@ -818,10 +928,12 @@ static enum qt_status read_body(struct rd *r)
 					return BAD("%s: constant \"%s\": two-level scales for %u channels, its shape has %lld",
 						   r->label, name, qp_channels[qi], (long long)C);
 			}
-			if (v->q && signed_weight_type(v->q->qtype) && (st = check_codes(r, v)))
+			if (v->q && (signed_weight_type(v->q->qtype) || v->q->fmt != QT_FMT_INT) && (st = check_codes(r, v)))
 				return st;
 		} else if (v->q && v->q->count != 1) {
 			return BAD("%s: activation \"%s\" must be quantized per tensor", r->label, name);
+		} else if (v->q && v->q->fmt != QT_FMT_INT) {
+			return BAD("%s: activation \"%s\": number formats are for constant weights", r->label, name);
 		}
 	}
 	/* Requantization records. */
@@ -962,7 +1074,7 @@ static enum qt_status read_body(struct rd *r)
 					return qt_error(QT_E_NOMEM, "out of memory");
 				t->dtype = rd_u32(src);
 				t->rank = (int)rd_u32(src + 4);
-				if (!valid_dtype(t->dtype) || t->rank < 0 || t->rank > QT_MAX_RANK)
+				if (!valid_dtype(r, t->dtype) || t->rank < 0 || t->rank > QT_MAX_RANK)
 					return BAD("%s: attribute %s: bad tensor header", r->label, a->name);
 				int64_t numel = 1;
 				for (int d = 0; d < t->rank; d++) {
@@ -1070,7 +1182,7 @@ static enum qt_status read_body(struct rd *r)
 			continue;
 		int op_ok = qt_is_weighted_op(n);
 		const struct qt_value *w = n->n_inputs >= 2 && n->inputs[1] >= 0 ? &g->values[n->inputs[1]] : NULL;
-		int w_ok = w && w->init && w->q && w->q->qtype == w->init->dtype &&
+		int w_ok = w && w->init && w->q && w->q->qtype == w->init->dtype && w->q->fmt == QT_FMT_INT &&
 			   signed_weight_type(w->init->dtype);
 		const struct qt_value *b = n->n_inputs >= 3 && n->inputs[2] >= 0 ? &g->values[n->inputs[2]] : NULL;
 		int b_ok = !b || (b->init && b->init->dtype == QT_DTYPE_I32);
@@ -1171,9 +1283,10 @@ enum qt_status qt_qmod_read_mem(const void *buf, size_t len, const char *label, 
 	for (int i = 36; i < HDR_BYTES; i++)
 		if (r.p[i])
 			return BAD("%s: header byte %d is not zero (the file is damaged)", label, i);
-	if (ver != QT_QMOD_VERSION)
-		return qt_error(QT_E_UNSUPPORTED, "%s: .qmod version %u, this qtool reads version %d", label, ver,
+	if (ver != 3 && ver != QT_QMOD_VERSION)
+		return qt_error(QT_E_UNSUPPORTED, "%s: .qmod version %u, this qtool reads versions 3 and %d", label, ver,
 				QT_QMOD_VERSION);
+	r.version = ver;
 	if (fbytes != len)
 		return BAD("%s: header says %llu bytes, the file has %zu (truncated?)", label, (unsigned long long)fbytes, len);
 	if (ns == 0 || ns > 64 || table != HDR_BYTES || table + (uint64_t)ns * SEC_ENTRY > len)

@@ -11,6 +11,7 @@
 #ifndef QTOOL_GRAPH_H
 #define QTOOL_GRAPH_H
 
+#include "qtool/numfmt.h"
 #include "qtool/tensor.h"
 
 struct qt_arena;
@@ -54,8 +55,12 @@ enum qt_qscheme { QT_QSCHEME_NONE = 0, QT_QSCHEME_TENSOR, QT_QSCHEME_CHANNEL, QT
  * is for per-group weights only: each channel's largest group scale S as f32
  * and every group scale as S * (b + 1) / 256 with b a u8 (see
  * qt_wscale_group_decode); scale[] then holds exactly those decoded values.
+ * QT_SCALE_E8M0 (MX formats) stores a byte b per group, scale 2^(b - 127);
+ * QT_SCALE_NV_E4M3 (NVFP4) an f32 tensor scale T and an FP8 E4M3 byte b per
+ * group, scale qt_nvfp4_scale(T, b). Both keep the bytes in scale_code[] and
+ * the decoded values in scale[].
  */
-enum qt_scale_enc { QT_SCALE_F32 = 0, QT_SCALE_ROW_U8 = 1 };
+enum qt_scale_enc { QT_SCALE_F32 = 0, QT_SCALE_ROW_U8 = 1, QT_SCALE_E8M0 = 2, QT_SCALE_NV_E4M3 = 3 };
 
 struct qt_qparams {
 	enum qt_dtype qtype; /* S8, U8, S4, S3, U4, S2, U2, FP8_* */
@@ -71,6 +76,13 @@ struct qt_qparams {
 	 * (qt_qparams_code_range). 0 for every other type. */
 	int full_range;
 	enum qt_scale_enc scale_enc;
+	/* The number format of a weight's codes (qtool/numfmt.h). QT_FMT_INT (0):
+	 * integer codes as above. Any other: qtype is the format's element dtype,
+	 * zero points are 0 and real = scale * qt_numfmt_elem_decode(fmt, code);
+	 * such weights have no integer kernel and are decoded to FP32. */
+	enum qt_numfmt fmt;
+	uint8_t *scale_code; /* QT_SCALE_E8M0, QT_SCALE_NV_E4M3: count scale bytes */
+	float tensor_scale;  /* QT_SCALE_NV_E4M3: T */
 };
 
 /*

@@ -8,10 +8,15 @@
 
 #include "qtool/graph.h"
 
-#define QT_QMOD_VERSION 3
+/* The newest version this qtool reads and writes. It writes version 3 (the
+ * same bytes as before) unless the graph needs version 4: a weight in a
+ * number format of qtool/numfmt.h, or an ai.qtool FakeQuant node. */
+#define QT_QMOD_VERSION 4
 
 /* Write g (a quantized graph) to path: temporary file + rename; deterministic. */
 QT_API enum qt_status qt_qmod_write(const struct qt_graph *g, const char *path);
+/* The version qt_qmod_write uses for g: 4 when g needs it, else 3. */
+QT_API uint32_t qt_qmod_version_needed(const struct qt_graph *g);
 /* Serialize to a malloc'd buffer (*buf_out owned by the caller). */
 QT_API enum qt_status qt_qmod_serialize(const struct qt_graph *g, uint8_t **buf_out, size_t *len_out);
 /* Read and validate; *out is a new graph owned by the caller. */

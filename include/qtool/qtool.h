@@ -60,6 +60,10 @@ enum qt_dtype {
 	QT_DTYPE_FP8_E4M3,
 	QT_DTYPE_FP8_E5M2,
 	QT_DTYPE_S3, /* 3-bit signed weight codes, a little-endian bit stream (docs/FORMAT.md) */
+	/* minifloat element codes (qtool/numfmt.h), little-endian bit streams like S3 */
+	QT_DTYPE_FP6_E3M2,
+	QT_DTYPE_FP6_E2M3,
+	QT_DTYPE_FP4_E2M1,
 	QT_DTYPE_COUNT
 };
 

@@ -57,6 +57,16 @@ QT_API enum qt_status qt_pass_fold_affine(struct qt_graph *g, int *n_out);
  */
 #define QT_DOMAIN_QTOOL "ai.qtool"
 #define QT_OP_MATMUL_BIAS "MatMulBias"
+/*
+ * ai.qtool FakeQuant(X) -> Y: X rounded to a number format of qtool/numfmt.h
+ * and decoded back to float, same shape. Attributes: format (string, a
+ * qt_numfmt_name other than "int"), scale (float: the FP32 scale of a plain
+ * minifloat, NVFP4's tensor scale; unused by MX), axis (int: blocks of MX
+ * and NVFP4 run along this axis, default 1 for rank >= 2, else 0), rule
+ * (int: enum qt_mx_rule, default 0). The quantizer puts one before a layer
+ * whose activations use such a format; both runtimes run it in float.
+ */
+#define QT_OP_FAKE_QUANT "FakeQuant"
 
 /* 1 when node n is an op the quantizer gives integer weights and a
  * requantization: Conv, ConvTranspose, Gemm, MatMul (ai.onnx) and MatMulBias
@@ -157,8 +167,17 @@ struct qt_layer_plan {
 	enum qt_granularity gran;
 	int group_size;         /* with QT_GRAN_GROUP */
 	int wfull;              /* codes use the full two's-complement range ([-2, 1] at 2 bits) */
-	unsigned methods;       /* QT_METHOD_* */
+	unsigned methods;       /* QT_METHOD_* (integer weights only) */
 	int keep_float;         /* stays FP32 (dequantize, float, quantize at run time) */
+	/* Number formats (qtool/numfmt.h). QT_FMT_INT (the default): integer
+	 * weights of wbits, activations of abits, the integer kernels. Any other
+	 * weight format (wbits = its element bits) is rounded to nearest by
+	 * lib/quant/wformat.c and stored in that format; any other activation
+	 * format fake-quantizes the layer's input (an ai.qtool FakeQuant node)
+	 * and leaves the value itself float. Either makes the layer run in FP32
+	 * on decoded weights ("decoded"): no integer kernel takes them. */
+	enum qt_numfmt wfmt, afmt;
+	enum qt_mx_rule mx_rule; /* MX shared exponents (weights and activations) */
 };
 
 struct qt_plan {
@@ -192,6 +211,8 @@ struct qt_quant_opts {
 	int group_size;   /* with QT_GRAN_GROUP */
 	int wfull;        /* full-range low-bit weight grids */
 	unsigned methods; /* QT_METHOD_* for every layer */
+	enum qt_numfmt wfmt, afmt; /* number formats (struct qt_layer_plan); 0: integers */
+	enum qt_mx_rule mx_rule;
 	const char *calib_method; /* NULL: the calibration file's default */
 	const char *command_line; /* provenance */
 	const char *data_spec;    /* provenance: how o->data was named (borrowed, may be NULL) */
@@ -238,7 +259,9 @@ struct qt_quant_opts {
  * matches no layer is an error naming it. */
 QT_API enum qt_status qt_plan_build(const struct qt_graph *g, const struct qt_quant_opts *o, struct qt_plan *out);
 QT_API void qt_plan_free(struct qt_plan *p);
-/* Apply "PATTERN=wXaY" (or "PATTERN=float") to p; error when nothing matches. */
+/* Apply "PATTERN=wXaY", "PATTERN=FORMAT" (a weight format of
+ * qt_numfmt_parse: int4, fp4_e2m1, mxfp4, ...) or "PATTERN=float" to p;
+ * error when nothing matches. */
 QT_API enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, const char *spec);
 
 /* Stage 1: fold BatchNormalization, fuse MatMul+Add and Relu/Clip into their
@@ -275,6 +298,10 @@ QT_API int qt_parse_method_list(const char *s, struct qt_quant_opts *o, const ch
 /* "gptq,bias-correction" for flags (static buffer). */
 QT_API const char *qt_methods_str(unsigned methods);
 
+/* 1 when plan entry p runs in FP32 on decoded weights (a weight or
+ * activation format other than QT_FMT_INT). */
+QT_API int qt_plan_decoded(const struct qt_layer_plan *p);
+
 /* Parse "w8a8", "w4a8", "w3a8", "w2a8", "w8a4", ...; 0 on success. */
 QT_API int qt_parse_bits(const char *s, int *wbits_out, int *abits_out);
 
@@ -298,7 +325,8 @@ QT_API enum qt_status qt_fakequant_observer(void *graph, int value, struct qt_te
  * computes the prepared graph's FP32 function. */
 QT_API enum qt_status qt_fused_act_observer(void *graph, int value, struct qt_tensor *t);
 
-/* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S2, U2, I32). */
+/* Unpack element i of a packed code tensor (S8/I8, U8, S4, U4, S3, S2, U2, I32;
+ * the minifloat dtypes of qtool/numfmt.h give their unsigned bits). */
 QT_API int32_t qt_code_get(const struct qt_tensor *t, int64_t i);
 /* Store code c (within the dtype's width) at element i of t, leaving the
  * other elements' bits as they are. Same dtypes as qt_code_get. */

@@ -27,6 +27,9 @@ static const struct {
 	[QT_DTYPE_FP8_E4M3] = {"float8e4m3", 8, 0},
 	[QT_DTYPE_FP8_E5M2] = {"float8e5m2", 8, 0},
 	[QT_DTYPE_S3] = {"int3", 3, 0},
+	[QT_DTYPE_FP6_E3M2] = {"float6e3m2", 6, 0},
+	[QT_DTYPE_FP6_E2M3] = {"float6e2m3", 6, 0},
+	[QT_DTYPE_FP4_E2M1] = {"float4e2m1", 4, 0},
 };
 
 const char *qt_dtype_name(enum qt_dtype dt)

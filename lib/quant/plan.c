@@ -42,9 +42,12 @@ enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, con
 	memcpy(pat, spec, len);
 	pat[len] = 0;
 	int wbits = 0, abits = 0, keep = !strcmp(eq + 1, "float");
-	if (!keep && qt_parse_bits(eq + 1, &wbits, &abits))
-		return qt_error(QT_E_INVALID_ARG, "layer override '%s': '%s' is not wXaY (e.g. w8a8, w4a8) or float",
-				spec, eq + 1);
+	enum qt_numfmt wfmt = QT_FMT_INT;
+	int is_fmt = !keep && !qt_numfmt_parse(eq + 1, &wfmt, &wbits);
+	if (!keep && !is_fmt && qt_parse_bits(eq + 1, &wbits, &abits))
+		return qt_error(QT_E_INVALID_ARG,
+				"layer override '%s': '%s' is not wXaY (e.g. w8a8, w4a8), a weight format (%s) or float",
+				spec, eq + 1, qt_numfmt_names());
 	int hits = 0;
 	for (int i = 0; i < p->n; i++) {
 		struct qt_layer_plan *l = &p->layers[i];
@@ -52,8 +55,10 @@ enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, con
 			continue;
 		hits++;
 		l->keep_float = keep;
-		if (!keep)
-			l->wbits = wbits, l->abits = abits;
+		if (is_fmt)
+			l->wbits = wbits, l->wfmt = wfmt;
+		else if (!keep)
+			l->wbits = wbits, l->abits = abits, l->wfmt = QT_FMT_INT;
 	}
 	if (!hits)
 		return qt_error(QT_E_INVALID_ARG, "layer pattern '%s' matches no quantizable layer (see 'qtool inspect')",
@@ -79,6 +84,9 @@ enum qt_status qt_plan_build(const struct qt_graph *g, const struct qt_quant_opt
 		l->group_size = o->group_size;
 		l->wfull = o->wfull;
 		l->methods = o->methods;
+		l->wfmt = o->wfmt;
+		l->afmt = o->afmt;
+		l->mx_rule = o->mx_rule;
 	}
 	enum qt_status st = QT_OK;
 	for (int i = 0; i < o->n_overrides && !st; i++)
@@ -91,6 +99,11 @@ enum qt_status qt_plan_build(const struct qt_graph *g, const struct qt_quant_opt
 	if (st)
 		qt_plan_free(out);
 	return st;
+}
+
+int qt_plan_decoded(const struct qt_layer_plan *p)
+{
+	return p->wfmt != QT_FMT_INT || p->afmt != QT_FMT_INT;
 }
 
 static const struct {

@@ -198,6 +198,19 @@ int32_t qt_code_get(const struct qt_tensor *t, int64_t i)
 		v &= 7;
 		return v >= 4 ? (int32_t)v - 8 : (int32_t)v;
 	}
+	/* Minifloat codes are returned as their unsigned bits. */
+	case QT_DTYPE_FP8_E4M3:
+	case QT_DTYPE_FP8_E5M2: return b[i];
+	case QT_DTYPE_FP4_E2M1: return (b[i >> 1] >> ((i & 1) * 4)) & 15;
+	case QT_DTYPE_FP6_E3M2:
+	case QT_DTYPE_FP6_E2M3: {
+		/* Bits [6i, 6i + 6): straddles two bytes when it starts above bit 2. */
+		int64_t bit = 6 * i;
+		unsigned v = b[bit >> 3] >> (bit & 7);
+		if ((bit & 7) > 2)
+			v |= (unsigned)b[(bit >> 3) + 1] << (8 - (bit & 7));
+		return (int32_t)(v & 63);
+	}
 	default: return 0;
 	}
 }
@@ -211,8 +224,20 @@ void qt_code_put(struct qt_tensor *t, int64_t i, int32_t c)
 	case QT_DTYPE_I32: ((int32_t *)t->data)[i] = c; break;
 	case QT_DTYPE_S4:
 	case QT_DTYPE_U4:
+	case QT_DTYPE_FP4_E2M1:
 		b[i >> 1] = (uint8_t)((b[i >> 1] & ~(15u << ((i & 1) * 4))) | (((unsigned)c & 15u) << ((i & 1) * 4)));
 		break;
+	case QT_DTYPE_FP8_E4M3:
+	case QT_DTYPE_FP8_E5M2: b[i] = (uint8_t)c; break;
+	case QT_DTYPE_FP6_E3M2:
+	case QT_DTYPE_FP6_E2M3: {
+		int64_t bit = 6 * i;
+		unsigned f = (unsigned)c & 63u, sh = (unsigned)(bit & 7);
+		b[bit >> 3] = (uint8_t)((b[bit >> 3] & ~(63u << sh)) | (f << sh));
+		if (sh > 2)
+			b[(bit >> 3) + 1] = (uint8_t)((b[(bit >> 3) + 1] & ~(63u >> (8 - sh))) | (f >> (8 - sh)));
+		break;
+	}
 	case QT_DTYPE_S2:
 	case QT_DTYPE_U2:
 		b[i >> 2] = (uint8_t)((b[i >> 2] & ~(3u << ((i & 3) * 2))) | (((unsigned)c & 3u) << ((i & 3) * 2)));
@@ -266,7 +291,10 @@ enum qt_status qt_dequantize_value(const struct qt_value *v, struct qt_tensor *o
 	float *o = out->data;
 	for (int64_t i = 0; i < n; i++) {
 		int64_t k = qt_qparam_index(q, t->rank, t->dims, i);
-		o[i] = q->scale[k] * (float)(qt_code_get(t, i) - q->zero_point[k]);
+		if (q->fmt != QT_FMT_INT)
+			o[i] = q->scale[k] * qt_numfmt_elem_decode(q->fmt, (uint32_t)qt_code_get(t, i));
+		else
+			o[i] = q->scale[k] * (float)(qt_code_get(t, i) - q->zero_point[k]);
 	}
 	return QT_OK;
 }

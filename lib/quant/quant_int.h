@@ -43,7 +43,26 @@ struct qt_qlayer {
 	struct qt_tensor *w_fp_init, *w_sim_init;
 	float *bias_fp;
 	double err_rtn, err;    /* held-out relative output errors (struct qt_layer_report), or -1 */
+	/* A weight number format other than QT_FMT_INT (qt_wformat_round): codes
+	 * are element codes, grid.scale the decoded scales, and for MX and NVFP4
+	 * scale_code their bytes ([C][ngroups]) and tscale NVFP4's tensor scale. */
+	uint8_t *scale_code;
+	float tscale;
 };
+
+/*
+ * Round layer L's weights to its plan's weight format (lib/quant/wformat.c),
+ * to nearest with ties to even (qtool/numfmt.h), filling L->codes,
+ * L->grid.scale and, for block formats, L->scale_code and L->tscale:
+ *  - plain minifloats: scale per (row, group) = max|w| / the element's
+ *    largest value (binary64, rounded once to float; an all-zero slot
+ *    borrows the matrix's largest scale, or 1; at least FLT_MIN), group
+ *    scales rounded to the two-level grid the .qmod stores;
+ *  - MX: blocks of 32 along each row with E8M0 scales by L->plan->mx_rule;
+ *  - NVFP4: blocks of 16, tensor scale from the matrix's max|w|.
+ * L->grid.group_size must be set (the block size for block formats).
+ */
+enum qt_status qt_wformat_round(struct qt_qlayer *L);
 
 /* Re-fit the scales of `codes` on grid g (C rows of W, K x K input second
  * moment H) to the least output error for those codes (lib/quant/wrefit.c).

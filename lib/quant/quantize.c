@@ -14,6 +14,7 @@
  * runtime uses (codes, int32 biases, multipliers and shifts) are fixed here
  * and written to the .qmod, so the integer runtime never rounds a float.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,20 +291,30 @@ static enum qt_status activation_ranges(struct qt_graph *g, const struct qt_cali
 	char lbl[256];
 	enum qt_status st = QT_OK;
 	int *bits = calloc((size_t)g->n_values + 1, sizeof *bits);
-	if (!bits)
+	/* fmt_read[r]: a planned layer reads root r in an activation format;
+	 * such a value stays float unless an integer layer reads it too. */
+	char *fmt_read = calloc((size_t)g->n_values + 1, 1);
+	if (!bits || !fmt_read) {
+		free(bits);
+		free(fmt_read);
 		return qt_error(QT_E_NOMEM, "out of memory");
+	}
 	for (int i = 0; i < plan->n; i++) {
 		const struct qt_layer_plan *p = &plan->layers[i];
 		if (p->keep_float)
 			continue;
 		int r = act_root(g, g->nodes[p->node].inputs[0]);
-		if (r >= 0 && p->abits > bits[r])
+		if (r >= 0 && p->afmt != QT_FMT_INT)
+			fmt_read[r] = 1;
+		else if (r >= 0 && p->abits > bits[r])
 			bits[r] = p->abits;
 	}
 	for (int i = 0; i < g->n_inputs && !st; i++) {
 		struct qt_value *v = &g->values[g->inputs[i]];
-		if (v->dtype == QT_DTYPE_F32 && (st = act_qparams(g, v, calib, o, bits[g->inputs[i]] ? bits[g->inputs[i]]
-												 : plan->default_abits)))
+		int r = g->inputs[i];
+		if (fmt_read[r] && !bits[r])
+			continue;
+		if (v->dtype == QT_DTYPE_F32 && (st = act_qparams(g, v, calib, o, bits[r] ? bits[r] : plan->default_abits)))
 			qt_error_prefix(st, "tensor \"%s\"", v->name);
 	}
 	for (int ni = 0; ni < g->n_nodes && !st; ni++) {
@@ -318,11 +329,15 @@ static enum qt_status activation_ranges(struct qt_graph *g, const struct qt_cali
 				v->q = x->q; /* shared, read-only */
 				continue;
 			}
+			int r = act_root(g, vi);
+			if (r >= 0 && fmt_read[r] && !bits[r])
+				continue;
 			if ((st = act_qparams(g, v, calib, o, bits[vi] ? bits[vi] : plan->default_abits)) != QT_OK)
 				qt_error_prefix(st, "%s: output \"%s\"", qt_node_label(g, n, lbl, sizeof lbl), v->name);
 		}
 	}
 	free(bits);
+	free(fmt_read);
 	return st;
 }
 
@@ -381,9 +396,11 @@ const char *qt_quant_skip_reason(const struct qt_graph *g, const struct qt_node 
 
 /* Which layers get integer weights: planned, not kept float, weight and
  * activations quantizable. */
-static int quantizable(const struct qt_graph *g, const struct qt_node *n)
+static int quantizable(const struct qt_graph *g, const struct qt_layer_plan *p)
 {
-	return qt_quant_skip_reason(g, n) == NULL;
+	/* A decoded layer runs in float: its activations need no integer grid. */
+	const struct qt_node *n = &g->nodes[p->node];
+	return qt_plan_decoded(p) ? qt_quant_weight_ok(g, n) : qt_quant_skip_reason(g, n) == NULL;
 }
 
 /* Element index in the weight tensor of matrix entry (c, k): c along `axis`,
@@ -431,6 +448,7 @@ static void layer_free(struct qt_qlayer *L)
 	free(L->bias);
 	free(L->mean_fp);
 	free(L->bias_fp);
+	free(L->scale_code);
 }
 
 /*
@@ -453,9 +471,10 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 	L->groups = !strcmp(n->op_type, "Conv") ? (int)qt_node_attr_int(n, "group", 1) : 1;
 	if (L->C < 1 || L->K < 1 || L->groups < 1 || L->C % L->groups)
 		return qt_error(QT_E_FORMAT, "%s: weight \"%s\" is empty", qt_node_label(g, n, lbl, sizeof lbl), wv->name);
-	if (weight_qtype(p->wbits) == QT_DTYPE_UNDEFINED)
+	if (p->wfmt == QT_FMT_INT && weight_qtype(p->wbits) == QT_DTYPE_UNDEFINED)
 		return qt_error(QT_E_UNSUPPORTED, "%s: %d-bit weights are not supported",
 				qt_node_label(g, n, lbl, sizeof lbl), p->wbits);
+	int blk = qt_numfmt_block(p->wfmt);
 	/* Per-group scales apply to plain (group=1) convolutions and matrices;
 	 * a grouped or depthwise Conv or a ConvTranspose keeps one scale per
 	 * output channel (the runtime's direct loops take one scale per channel). */
@@ -467,6 +486,12 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 	L->grid.C = L->C;
 	L->grid.K = L->K;
 	L->grid.group_size = L->scheme == QT_QSCHEME_GROUP && p->group_size < L->K ? p->group_size : L->K;
+	if (blk) {
+		/* MX and NVFP4: their own blocks along every row, even in a grouped
+		 * Conv (decoded to FP32, no integer loop to fit). */
+		L->scheme = QT_QSCHEME_GROUP;
+		L->grid.group_size = blk;
+	}
 	L->grid.qmax = (1 << (p->wbits - 1)) - 1;
 	L->grid.qmin = p->wfull ? -(1 << (p->wbits - 1)) : -L->grid.qmax;
 	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
@@ -503,6 +528,8 @@ static enum qt_status layer_init(struct qt_graph *g, const struct qt_layer_plan 
 			return qt_error(QT_E_NOMEM, "out of memory");
 		memcpy(L->bias_fp, L->bias, (size_t)L->C * sizeof *L->bias_fp);
 	}
+	if (p->wfmt != QT_FMT_INT)
+		return QT_OK; /* scales and codes together: qt_wformat_round */
 	if ((st = scales_absmax(L, qt_node_label(g, n, lbl, sizeof lbl))) != QT_OK)
 		return st;
 	/* Without data the MSE search weighs every input alike; with data
@@ -868,8 +895,13 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 		struct qt_qlayer *L = &ws->layers[i];
 		int G;
 		int64_t K;
-		if ((L->plan->methods & QT_METHODS_DATA) && o->data &&
-		    qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
+		if (L->plan->wfmt != QT_FMT_INT) {
+			/* Methods are for integer weights: formats round to nearest. */
+			if ((st = qt_wformat_round(L)) != QT_OK)
+				break;
+			L->err = L->err_rtn = -1;
+		} else if ((L->plan->methods & QT_METHODS_DATA) && o->data &&
+			   qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
 			targets[nt++] = L->node;
 			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
 			aim |= (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) != 0;
@@ -878,7 +910,7 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 			L->err = L->err_rtn = -1;
 		}
 	}
-	if (nt > 0) {
+	if (nt > 0 && !st) {
 		ws->sequential = !o->fp32_inputs;
 		struct qt_layerdata_opts eo = {.batch = o->batch > 0 ? o->batch : 32, .observer = stage_observer,
 					       .observer_user = ws};
@@ -932,37 +964,51 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
  * ratios the runtime applies; see lib/kernels/kernels.h), S[c] being the
  * channel's scale, or its largest group scale.
  */
-static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer *L)
+/*
+ * Replace layer L's float weight by its packed codes and their qparams:
+ * integer codes (dtype of wbits) or element codes of the plan's format with
+ * its scale encoding. Writes each row's reference scale S[c] (its largest)
+ * to s_ref (C entries) when not NULL.
+ */
+static enum qt_status put_weights(struct qt_graph *g, const struct qt_qlayer *L, float *s_ref)
 {
-	char lbl[256];
 	struct qt_node *n = &g->nodes[L->node];
 	struct qt_value *wv = &g->values[n->inputs[1]];
 	const struct qt_tensor *w = wv->init;
-	enum qt_dtype qt = weight_qtype(L->plan->wbits);
+	enum qt_numfmt f = L->plan->wfmt;
+	enum qt_dtype qt = f == QT_FMT_INT ? weight_qtype(L->plan->wbits) : qt_numfmt_elem(f);
 	int64_t ng = (L->K + L->grid.group_size - 1) / L->grid.group_size;
 	int64_t count = L->scheme == QT_QSCHEME_TENSOR ? 1 : L->scheme == QT_QSCHEME_CHANNEL ? L->C : L->C * ng;
 	struct qt_qparams *q = new_qparams(g, qt, L->scheme, L->axis, count);
 	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
 	size_t bytes = qt_dtype_nbytes(qt, L->C * L->K);
 	void *data = qt_graph_alloc(g, bytes ? bytes : 1);
-	float *s_ref = malloc((size_t)L->C * sizeof *s_ref);
-	if (!q || !t || !data || !s_ref) {
-		free(s_ref);
+	if (!q || !t || !data)
 		return qt_error(QT_E_NOMEM, "out of memory");
-	}
 	t->dtype = qt;
 	t->data = data;
 	q->group_axis = L->axis == 0 ? 1 : 0;
 	q->group_size = L->scheme == QT_QSCHEME_GROUP ? (int)L->grid.group_size : 0;
-	q->full_range = L->grid.qmin < -L->grid.qmax; /* recorded: the reader checks codes against it */
-	q->scale_enc = L->scheme == QT_QSCHEME_GROUP ? QT_SCALE_ROW_U8 : QT_SCALE_F32; /* grid_storable made them so */
+	q->fmt = f;
+	q->full_range = f == QT_FMT_INT && L->grid.qmin < -L->grid.qmax; /* the reader checks codes against it */
+	/* grid_storable (or qt_wformat_round) made group scales two-level. */
+	q->scale_enc = L->scale_code ? (f == QT_FMT_NVFP4 ? QT_SCALE_NV_E4M3 : QT_SCALE_E8M0)
+		       : L->scheme == QT_QSCHEME_GROUP ? QT_SCALE_ROW_U8
+						       : QT_SCALE_F32;
+	if (L->scale_code) {
+		if (!(q->scale_code = qt_graph_alloc(g, (size_t)count)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		memcpy(q->scale_code, L->scale_code, (size_t)count);
+		q->tensor_scale = L->tscale;
+	}
 	for (int64_t i = 0; i < count; i++)
 		q->scale[i] = L->grid.scale[L->scheme == QT_QSCHEME_TENSOR ? 0 : L->scheme == QT_QSCHEME_CHANNEL ? i * ng : i];
 	for (int64_t c = 0; c < L->C; c++) {
 		float m = 0;
 		for (int64_t j = 0; j < ng; j++)
 			m = fmaxf(m, L->grid.scale[c * ng + j]);
-		s_ref[c] = m;
+		if (s_ref)
+			s_ref[c] = m;
 		for (int64_t k = 0; k < L->K; k++)
 			qt_code_put(t, tensor_index(w, L->axis, c, k), L->codes[c * L->K + k]);
 	}
@@ -972,6 +1018,21 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 	wv->init = t;
 	wv->dtype = qt;
 	wv->q = q;
+	return QT_OK;
+}
+
+static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer *L)
+{
+	char lbl[256];
+	struct qt_node *n = &g->nodes[L->node];
+	if (qt_plan_decoded(L->plan))
+		return put_weights(g, L, NULL); /* float bias, no requantization: decoded to FP32 */
+	float *s_ref = malloc((size_t)L->C * sizeof *s_ref);
+	enum qt_status wst = s_ref ? put_weights(g, L, s_ref) : qt_error(QT_E_NOMEM, "out of memory");
+	if (wst) {
+		free(s_ref);
+		return wst;
+	}
 
 	float s_in = act_scale(&g->values[n->inputs[0]]), s_out = act_scale(&g->values[n->outputs[0]]);
 	int grouped = L->scheme == QT_QSCHEME_GROUP;
@@ -1056,6 +1117,146 @@ static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t 
 #undef PUT
 }
 
+static struct qt_attr *set_attr(struct qt_attr *a, const char *name, enum qt_attr_type type)
+{
+	a->name = name;
+	a->type = type;
+	return a;
+}
+
+/*
+ * An ai.qtool FakeQuant node (qtool/quant.h) in front of each planned layer
+ * whose activations use a number format: its input 0 now reads
+ * "<input>.fq<k>", the input rounded to the format. A plain minifloat's
+ * scale (and NVFP4's tensor scale) comes from the input's calibrated range
+ * at 8 bits: max(|lo|, |hi|) / the element's largest value. Blocks run along
+ * the channel axis of a Conv's NCHW input, the last axis otherwise. Adds
+ * nodes: the caller finalizes the graph (node indices change).
+ */
+static enum qt_status insert_act_quant(struct qt_graph *g, const struct qt_calib_table *calib,
+				       const struct qt_plan *plan, const struct qt_quant_opts *o)
+{
+	char name[512], lbl[256];
+	enum qt_status st;
+	for (int i = 0; i < plan->n; i++) {
+		const struct qt_layer_plan *p = &plan->layers[i];
+		if (p->keep_float || p->afmt == QT_FMT_INT)
+			continue;
+		int x = g->nodes[p->node].inputs[0];
+		float lo, hi, scale = 1;
+		if (!qt_numfmt_block(p->afmt) || p->afmt == QT_FMT_NVFP4) {
+			if ((st = qt_calib_range(calib, g->values[x].name, o->calib_method, 8, &lo, &hi)) != QT_OK)
+				return qt_error_prefix(st, "%s: input \"%s\"",
+						       qt_node_label(g, &g->nodes[p->node], lbl, sizeof lbl), g->values[x].name);
+			float amax = fmaxf(fabsf(lo), fabsf(hi));
+			scale = p->afmt == QT_FMT_NVFP4 ? qt_nvfp4_tensor_scale(amax)
+				: amax > 0 && isfinite(amax) ? fmaxf((float)(amax / qt_numfmt_elem_max(p->afmt)), FLT_MIN)
+							      : 1;
+		}
+		snprintf(name, sizeof name, "%s.fq", g->values[x].name);
+		for (int k = 1; qt_graph_find_value(g, name) >= 0; k++)
+			snprintf(name, sizeof name, "%s.fq%d", g->values[x].name, k);
+		int y = qt_graph_value(g, name);
+		int ni = y >= 0 ? qt_graph_add_node(g, QT_OP_FAKE_QUANT, QT_DOMAIN_QTOOL, name) : -1;
+		struct qt_node *n = ni >= 0 ? &g->nodes[ni] : NULL;
+		if (!n || !(n->inputs = qt_graph_alloc(g, sizeof(int))) || !(n->outputs = qt_graph_alloc(g, sizeof(int))) ||
+		    !(n->attrs = qt_graph_alloc(g, 4 * sizeof *n->attrs)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		const struct qt_node *layer = &g->nodes[p->node];
+		int conv = !strcmp(layer->op_type, "Conv") || !strcmp(layer->op_type, "ConvTranspose");
+		n->n_inputs = n->n_outputs = 1;
+		n->inputs[0] = x;
+		n->outputs[0] = y;
+		n->n_attrs = 4;
+		struct qt_attr *a = set_attr(&n->attrs[0], "format", QT_ATTR_STRING);
+		a->s = qt_numfmt_name(p->afmt);
+		a->s_len = strlen(a->s);
+		set_attr(&n->attrs[1], "scale", QT_ATTR_FLOAT)->f = scale;
+		set_attr(&n->attrs[2], "axis", QT_ATTR_INT)->i = conv ? 1 : -1;
+		set_attr(&n->attrs[3], "rule", QT_ATTR_INT)->i = p->mx_rule;
+		struct qt_value *yv = &g->values[y], *xv = &g->values[x];
+		yv->dtype = QT_DTYPE_F32;
+		yv->rank = xv->rank;
+		memcpy(yv->dims, xv->dims, sizeof yv->dims);
+		g->nodes[p->node].inputs[0] = y;
+	}
+	return QT_OK;
+}
+
+/* A float scalar constant named name (for Clip's bounds); its value index or -1. */
+static int scalar_const(struct qt_graph *g, const char *name, float v)
+{
+	int i = qt_graph_value(g, name);
+	struct qt_tensor *t = qt_graph_alloc(g, sizeof *t);
+	float *d = qt_graph_alloc(g, sizeof *d);
+	if (i < 0 || !t || !d)
+		return -1;
+	*d = v;
+	t->dtype = QT_DTYPE_F32;
+	t->data = d;
+	t->nbytes = sizeof *d;
+	g->values[i].init = t;
+	g->values[i].dtype = QT_DTYPE_F32;
+	g->values[i].rank = 0;
+	return i;
+}
+
+/*
+ * A fused Relu/Clip(0, hi) is applied by its node's quantized output range;
+ * an output left float (read only by layers with a number-format input)
+ * has none, so the activation becomes a node again: producer -> "<y>.pre"
+ * -> Relu, or Clip(0, hi), -> y. Adds nodes: the caller finalizes.
+ */
+static enum qt_status unfuse_float_outputs(struct qt_graph *g)
+{
+	char name[512];
+	int n0 = g->n_nodes;
+	for (int i = 0; i < n0; i++) {
+		int y = g->nodes[i].n_outputs == 1 ? g->nodes[i].outputs[0] : -1;
+		if (!g->nodes[i].act_fused || y < 0 || g->values[y].q || g->values[y].dtype != QT_DTYPE_F32)
+			continue;
+		float hi = g->nodes[i].act_hi;
+		int clip = isfinite(hi);
+		snprintf(name, sizeof name, "%s.pre", g->values[y].name);
+		int pre = qt_graph_find_value(g, name) < 0 ? qt_graph_value(g, name) : -1;
+		int lo_v = -1, hi_v = -1;
+		if (clip && g->opset >= 11) {
+			snprintf(name, sizeof name, "%s.clip_min", g->values[y].name);
+			lo_v = scalar_const(g, name, 0.0f);
+			snprintf(name, sizeof name, "%s.clip_max", g->values[y].name);
+			hi_v = scalar_const(g, name, hi);
+		}
+		snprintf(name, sizeof name, "%s.act", g->values[y].name);
+		int ni = pre >= 0 && (!clip || g->opset < 11 || (lo_v >= 0 && hi_v >= 0))
+				 ? qt_graph_add_node(g, clip ? "Clip" : "Relu", "", name)
+				 : -1;
+		struct qt_node *n = ni >= 0 ? &g->nodes[ni] : NULL;
+		int nin = clip && g->opset >= 11 ? 3 : 1;
+		if (!n || !(n->inputs = qt_graph_alloc(g, (size_t)nin * sizeof(int))) ||
+		    !(n->outputs = qt_graph_alloc(g, sizeof(int))) ||
+		    (clip && g->opset < 11 && !(n->attrs = qt_graph_alloc(g, 2 * sizeof *n->attrs))))
+			return qt_error(QT_E_NOMEM, "out of memory (or a value \"%s\" exists)", name);
+		n->n_inputs = nin;
+		n->inputs[0] = pre;
+		if (nin == 3)
+			n->inputs[1] = lo_v, n->inputs[2] = hi_v;
+		if (clip && g->opset < 11) {
+			n->n_attrs = 2;
+			set_attr(&n->attrs[0], "min", QT_ATTR_FLOAT)->f = 0.0f;
+			set_attr(&n->attrs[1], "max", QT_ATTR_FLOAT)->f = hi;
+		}
+		n->n_outputs = 1;
+		n->outputs[0] = y;
+		struct qt_value *pv = &g->values[pre], *yv = &g->values[y];
+		pv->dtype = QT_DTYPE_F32;
+		pv->rank = yv->rank;
+		memcpy(pv->dims, yv->dims, sizeof pv->dims);
+		g->nodes[i].outputs[0] = pre;
+		g->nodes[i].act_fused = 0;
+	}
+	return QT_OK;
+}
+
 enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_table *calib, const struct qt_plan *plan,
 				   const struct qt_quant_opts *o)
 {
@@ -1075,7 +1276,7 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 		ws.by_node[i] = -1;
 	for (int i = 0; i < plan->n && !st; i++) {
 		const struct qt_layer_plan *p = &plan->layers[i];
-		if (p->keep_float || !quantizable(g, &g->nodes[p->node]))
+		if (p->keep_float || !quantizable(g, p))
 			continue;
 		struct qt_qlayer *L = &ws.layers[ws.n_layers];
 		if ((st = layer_init(g, p, L)) != QT_OK) {
@@ -1109,6 +1310,10 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 		layer_free(&ws.layers[i]);
 	free(ws.layers);
 	free(ws.by_node);
+	if (!st)
+		st = insert_act_quant(g, calib, plan, o);
+	if (!st)
+		st = unfuse_float_outputs(g);
 	if (st)
 		return st;
 	/* Folded BatchNormalization parameters and replaced float biases are

@@ -220,5 +220,6 @@ const struct qt_op_entry qt_ops_linalg[] = {
 
 const struct qt_op_entry qt_ops_qtool[] = {
 	{"MatMulBias", 1, op_matmul_bias},
+	{"FakeQuant", 1, qt_op_fake_quant},
 	{NULL, 0, NULL},
 };

@@ -16,6 +16,7 @@
  * nibble first, as ONNX and qtool both store them).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
@@ -166,6 +167,62 @@ static enum qt_status op_DequantizeLinear(const struct qt_op_args *a)
 		/* int32 codes minus a zero point: in int64, then one rounding to float. */
 		o[i] = (float)((int64_t)qt_code_get(x, i) - z) * sd[k];
 	}
+	return QT_OK;
+}
+
+/*
+ * ai.qtool FakeQuant (qtool/quant.h): X rounded to a number format and
+ * decoded, by lib/quant/numfmt.c (its rounding rules). Block formats take
+ * each run along `axis` (gathered when the axis is not the last) in blocks
+ * from its start. Float throughout, like every op here.
+ */
+enum qt_status qt_op_fake_quant(const struct qt_op_args *a)
+{
+	const struct qt_tensor *x = qt_op_in(a, 0);
+	enum qt_numfmt f;
+	int bits;
+	if (!x || x->dtype != QT_DTYPE_F32)
+		return qt_op_error(a, QT_E_FORMAT, "FakeQuant needs a float32 input");
+	const char *fs = qt_node_attr_str(a->node, "format", "");
+	if (qt_numfmt_parse(fs, &f, &bits) || f == QT_FMT_INT)
+		return qt_op_error(a, QT_E_FORMAT, "FakeQuant format '%s' is not one of %s (integers excepted)", fs,
+				   qt_numfmt_names());
+	float scale = qt_node_attr_float(a->node, "scale", 1.0f);
+	int64_t rule = qt_node_attr_int(a->node, "rule", QT_MX_FLOOR);
+	int axis = qt_norm_axis(qt_node_attr_int(a->node, "axis", -1), x->rank > 0 ? x->rank : 1);
+	if (!isfinite(scale) || !(scale > 0) || rule < QT_MX_FLOOR || rule > QT_MX_BEST || axis < 0)
+		return qt_op_error(a, QT_E_FORMAT, "FakeQuant scale %g, rule %lld or axis outside the input's rank", scale,
+				   (long long)rule);
+	enum qt_status st = qt_tensor_alloc(&a->out[0], QT_DTYPE_F32, x->rank, x->dims);
+	if (st)
+		return st;
+	int64_t n = qt_tensor_numel(x), len = x->rank > 0 ? x->dims[axis] : 1, inner = 1;
+	for (int d = axis + 1; d < x->rank; d++)
+		inner *= x->dims[d];
+	float *y = a->out[0].data;
+	memcpy(y, x->data, (size_t)n * sizeof *y);
+	if (!qt_numfmt_block(f) || len < 1) {
+		qt_numfmt_fake_quant(f, (enum qt_mx_rule)rule, scale, y, n); /* elementwise */
+		return QT_OK;
+	}
+	if (inner == 1) {
+		for (int64_t r = 0; r < n / len; r++) /* contiguous runs: in place */
+			qt_numfmt_fake_quant(f, (enum qt_mx_rule)rule, scale, y + r * len, len);
+		return QT_OK;
+	}
+	float *run = malloc((size_t)len * sizeof *run);
+	if (!run)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int64_t o = 0; o < n / (len * inner); o++)
+		for (int64_t i = 0; i < inner; i++) {
+			float *base = y + o * len * inner + i;
+			for (int64_t k = 0; k < len; k++)
+				run[k] = base[k * inner];
+			qt_numfmt_fake_quant(f, (enum qt_mx_rule)rule, scale, run, len);
+			for (int64_t k = 0; k < len; k++)
+				base[k * inner] = run[k];
+		}
+	free(run);
 	return QT_OK;
 }
 

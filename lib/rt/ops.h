@@ -48,6 +48,8 @@ extern const struct qt_op_entry qt_ops_reduce[];  /* op_reduce.c: Reduce* */
 extern const struct qt_op_entry qt_ops_shape[];   /* op_shape.c: Reshape, Transpose, Slice, ... */
 extern const struct qt_op_entry qt_ops_qdq[];     /* op_qdq.c: QuantizeLinear, DequantizeLinear */
 extern const struct qt_op_entry qt_ops_qtool[];   /* op_linalg.c: domain ai.qtool (qtool/quant.h) */
+/* ai.qtool FakeQuant (op_qdq.c), in qt_ops_qtool. */
+enum qt_status qt_op_fake_quant(const struct qt_op_args *a);
 
 /* 2-D ConvTranspose geometry (integer runtime): pt/pl are the begin pads. */
 struct qt_convt_geom {

@@ -69,6 +69,10 @@ struct qnode {
 	int32_t *cm, *cn;       /* concat per input */
 	uint8_t *lut;           /* QK_LUT: output code of each input code */
 	int lut_in;             /* QK_LUT: which input is the quantized one */
+	/* QK_FALLBACK: quantized constant inputs decoded to FP32 once, when the
+	 * model is loaded (a decoded layer's weights), per input; else NULL. */
+	struct qt_tensor *dec;
+	int n_dec;
 };
 
 struct qt_qrt {
@@ -531,6 +535,9 @@ static void free_qnode(struct qnode *p)
 	free(p->cm);
 	free(p->cn);
 	free(p->lut);
+	for (int k = 0; k < p->n_dec; k++)
+		qt_tensor_free(&p->dec[k]);
+	free(p->dec);
 }
 
 static void free_nodes(struct qt_qrt *q)
@@ -569,6 +576,24 @@ void qt_qrt_free(struct qt_qrt *q)
 	free(q);
 }
 
+/* A fallback node's quantized constants decoded to FP32 once (the weights
+ * of a layer in a number format, run in float). */
+static enum qt_status decode_constants(const struct qt_graph *g, const struct qt_node *n, struct qnode *p)
+{
+	for (int k = 0; k < n->n_inputs; k++) {
+		const struct qt_value *v = n->inputs[k] >= 0 ? &g->values[n->inputs[k]] : NULL;
+		if (!v || !v->init || !v->q)
+			continue;
+		if (!p->dec && !(p->dec = calloc((size_t)n->n_inputs, sizeof *p->dec)))
+			return qt_error(QT_E_NOMEM, "out of memory");
+		p->n_dec = n->n_inputs;
+		enum qt_status st = qt_dequantize_value(v, &p->dec[k]);
+		if (st)
+			return st;
+	}
+	return QT_OK;
+}
+
 enum qt_status qt_qrt_new(const struct qt_graph *g, struct qt_qrt **out)
 {
 	char lbl[256];
@@ -590,6 +615,8 @@ enum qt_status qt_qrt_new(const struct qt_graph *g, struct qt_qrt **out)
 	}
 	for (int i = 0; i < g->n_nodes; i++) {
 		enum qt_status st = prepare_node(q, &g->nodes[i], &q->nodes[i]);
+		if (!st && q->nodes[i].kind == QK_FALLBACK)
+			st = decode_constants(g, &g->nodes[i], &q->nodes[i]);
 		if (st) {
 			qt_error_prefix(st, "%s", qt_node_label(g, &g->nodes[i], lbl, sizeof lbl));
 			qt_qrt_free(q);
@@ -654,7 +681,9 @@ static enum qt_status run_fallback(struct qt_qrt *q, const struct qt_node *n, st
 		if (v < 0)
 			continue;
 		const struct qt_value *val = &g->values[v];
-		if (val->init && val->q)
+		if (val->init && val->q && k < p->n_dec && p->dec[k].data)
+			ins[k] = &p->dec[k];
+		else if (val->init && val->q)
 			st = qt_dequantize_value(val, &tmp[k]), ins[k] = &tmp[k];
 		else if (val->init)
 			ins[k] = val->init;
