@@ -36,7 +36,7 @@ expect_exit 0 "formats: inspect int8" "$QTOOL" inspect "$FM/int8.qmod"
 check "formats: integer models stay version 3" grep -q '(.qmod v3,' <<<"$OUT"
 expect_exit 0 "formats: inspect mx" "$QTOOL" inspect "$FM/mx.qmod"
 check "formats: the override keeps the first conv on integers" \
-	grep -Eq 'features.0/Conv +Conv +8 channel .* int$' <<<"$OUT"
+	grep -Eq 'features.0/Conv +Conv +8 +8 channel .* int$' <<<"$OUT"
 check "formats: mxfp4 costs 4.25 bits per weight" grep -Eq 'classifier.1/Gemm .* 4\.250  mxfp4 \(decoded\)$' <<<"$OUT"
 
 for m in fp8 mx; do
