@@ -27,5 +27,12 @@ struct qt_graph *dwsep_cnn(uint64_t seed, int relu6);
 void random_input(struct qt_tensor *x, int n, uint64_t seed);
 void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *y);
 struct qt_calib_table *calibrate(struct qt_graph *g);
+/* The same with another input generator (16 samples a batch, seeds 100..103). */
+struct qt_calib_table *calibrate_with(struct qt_graph *g, void (*input)(struct qt_tensor *x, int n, uint64_t seed));
+/* Write quantized g as a .qmod, read it back twice and run x through the
+ * integer runtime (*yi) and the float simulation (*ys); *out_scale gets the
+ * output's scale. */
+void int_and_sim(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *yi, struct qt_tensor *ys,
+		 float *out_scale);
 
 #endif
