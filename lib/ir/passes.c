@@ -503,25 +503,29 @@ enum qt_status qt_pass_fuse_layernorm(struct qt_graph *g, int *n_out)
 		    g->nodes[si].inputs[1] != mean)
 			continue;
 		int d = g->nodes[si].outputs[0];
-		if (g->values[d].n_consumers != 2 || g->values[d].is_output)
-			continue;
-		int pi = -1, di = -1;
-		for (int i = 0; i < g->n_nodes; i++)
-			for (int k = 0; k < g->nodes[i].n_inputs; k++)
-				if (g->nodes[i].inputs[k] == d) {
-					double e;
-					const struct qt_node *c = &g->nodes[i];
-					if (is_op(g, i, "Pow") >= 0 && c->n_inputs == 2 && c->inputs[0] == d &&
-					    scalar_f32(g, c->inputs[1], &e) && e == 2.0)
-						pi = i;
-					else if (is_op(g, i, "Mul") >= 0 && c->n_inputs == 2 && c->inputs[0] == d &&
-						 c->inputs[1] == d)
-						pi = i;
-					else if (is_op(g, i, "Div") >= 0 && c->n_inputs == 2 && c->inputs[0] == d)
-						di = i;
-					break;
-				}
-		if (pi < 0 || di < 0)
+		/* Its readers: the square (Pow(d, 2) or Mul(d, d)) and the Div, nothing else. */
+		int pi = -1, di = -1, other = g->values[d].is_output;
+		for (int i = 0; i < g->n_nodes && !other; i++) {
+			const struct qt_node *c = &g->nodes[i];
+			int reads = 0;
+			for (int k = 0; k < c->n_inputs; k++)
+				reads |= c->inputs[k] == d;
+			if (!reads)
+				continue;
+			double e;
+			if (is_op(g, i, "Pow") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] != d &&
+			    scalar_f32(g, c->inputs[1], &e) && e == 2.0 && pi < 0)
+				pi = i;
+			else if (is_op(g, i, "Mul") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] == d &&
+				 pi < 0)
+				pi = i;
+			else if (is_op(g, i, "Div") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] != d &&
+				 di < 0)
+				di = i;
+			else
+				other = 1;
+		}
+		if (other || pi < 0 || di < 0)
 			continue;
 		/* var = ReduceMean(d^2) over the same axes; s = Sqrt(var + eps); n = d / s. */
 		int vi = is_op(g, sole_consumer(g, g->nodes[pi].outputs[0]), "ReduceMean");

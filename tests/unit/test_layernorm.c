@@ -27,10 +27,12 @@ static int add_node(struct qt_graph *g, const char *op, int nin, const int *ins,
  * x [N, T, D] -> MatMul(W1 [D, D]) -> h -> Add(h, pos [T, D]) -> a ->
  * ReduceMean(-1) -> Sub -> Pow 2 -> ReduceMean(-1) -> Add eps -> Sqrt -> Div
  * -> Mul gamma -> Add beta -> z -> MatMul(W2 [D, 5]) -> y, as torch exports
- * LayerNorm at opset 14. `leak` also makes the Sub's output a graph output
- * (the chain must then stay as it is).
+ * LayerNorm at opset 14. Variant LN_LEAK also makes the Sub's output a graph
+ * output (the chain must then stay as it is); LN_MUL squares by Mul(d, d).
  */
-static struct qt_graph *ln_graph(uint64_t seed, int leak)
+enum { LN_POW, LN_LEAK, LN_MUL };
+
+static struct qt_graph *ln_graph(uint64_t seed, int variant)
 {
 	struct qt_graph *g;
 	cr_assert_eq(qt_graph_new(&g), QT_OK);
@@ -54,7 +56,10 @@ static struct qt_graph *ln_graph(uint64_t seed, int leak)
 	add_node(g, "Add", 2, (int[]){v[0], pos}, v[1]);
 	node_ints(g, add_node(g, "ReduceMean", 1, &v[1], v[2]), "axes", 1, (int64_t[]){-1});
 	add_node(g, "Sub", 2, (int[]){v[1], v[2]}, v[3]);
-	add_node(g, "Pow", 2, (int[]){v[3], c2}, v[4]);
+	if (variant == LN_MUL)
+		add_node(g, "Mul", 2, (int[]){v[3], v[3]}, v[4]);
+	else
+		add_node(g, "Pow", 2, (int[]){v[3], c2}, v[4]);
 	node_ints(g, add_node(g, "ReduceMean", 1, &v[4], v[5]), "axes", 1, (int64_t[]){-1});
 	add_node(g, "Add", 2, (int[]){v[5], ce}, v[6]);
 	add_node(g, "Sqrt", 1, &v[6], v[7]);
@@ -64,7 +69,7 @@ static struct qt_graph *ln_graph(uint64_t seed, int leak)
 	add_node(g, "MatMul", 2, (int[]){v[10], w2}, v[11]);
 	g->values[v[11]].is_output = 1;
 	finish_graph(g, x, v[11]);
-	if (leak) {
+	if (variant == LN_LEAK) {
 		g->outputs = qt_graph_alloc(g, 2 * sizeof(int));
 		g->outputs[0] = v[11];
 		g->outputs[1] = v[3];
@@ -106,8 +111,8 @@ static void run_first(const struct qt_graph *g, const struct qt_tensor *x, struc
 
 Test(layernorm, decomposition_fuses_and_keeps_the_function)
 {
-	for (uint64_t seed = 1; seed <= 3; seed++) {
-		struct qt_graph *g = ln_graph(seed, 0);
+	for (uint64_t seed = 1; seed <= 4; seed++) {
+		struct qt_graph *g = ln_graph(seed, seed == 4 ? LN_MUL : LN_POW);
 		struct qt_tensor x = {0}, y0 = {0}, y1 = {0};
 		ln_input(&x, 6, 100 + seed);
 		run_first(g, &x, &y0);
@@ -133,7 +138,7 @@ Test(layernorm, decomposition_fuses_and_keeps_the_function)
 
 Test(layernorm, chain_read_from_outside_stays)
 {
-	struct qt_graph *g = ln_graph(7, 1);
+	struct qt_graph *g = ln_graph(7, LN_LEAK);
 	int nodes = g->n_nodes, n;
 	cr_assert_eq(qt_pass_fuse_layernorm(g, &n), QT_OK);
 	cr_assert_eq(n, 0);
@@ -144,7 +149,7 @@ Test(layernorm, chain_read_from_outside_stays)
 /* Calibrate on 4 batches of 16 and quantize W8A8. */
 static struct qt_graph *quantized_ln(uint64_t seed)
 {
-	struct qt_graph *g = ln_graph(seed, 0);
+	struct qt_graph *g = ln_graph(seed, LN_POW);
 	struct qt_calib_table *t = calibrate_with(g, ln_input);
 	struct qt_quant_opts o = {.wbits = 8, .abits = 8};
 	cr_assert_eq(qt_quantize_graph(g, t, &o), QT_OK, "%s", qt_error_msg());
@@ -180,7 +185,7 @@ Test(layernorm, float_islands_and_their_reasons)
  * float island, and both stay near FP32. */
 Test(layernorm, integer_runtime_equals_simulation_across_islands)
 {
-	struct qt_graph *f = ln_graph(11, 0), *g = quantized_ln(11);
+	struct qt_graph *f = ln_graph(11, LN_POW), *g = quantized_ln(11);
 	struct qt_tensor x = {0}, yi = {0}, ys = {0}, yf = {0};
 	float oscale;
 	ln_input(&x, 32, 555);
