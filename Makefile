@@ -161,6 +161,13 @@ bench-gptq: $(B)/bench_gptq
 $(B)/bench_gptq: $(B)/tests/bench/bench_gptq.o $(LIBQT)
 	$(CC) $(LDSAN) -o $@ $< $(LIBQT) $(LDLIBS)
 
+# Developer tool: per-value SQNR of a .qmod's float simulation against its FP32
+# model (tests/tools/trace_sqnr.c says how to read it).
+.PHONY: trace-sqnr
+trace-sqnr: $(B)/trace_sqnr
+$(B)/trace_sqnr: $(B)/tests/tools/trace_sqnr.o $(LIBQT)
+	$(CC) $(LDSAN) -o $@ $< $(LIBQT) $(LDLIBS)
+
 demo: deps-check all
 	bash scripts/demo.sh $(B)/qtool
 

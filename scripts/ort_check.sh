@@ -11,12 +11,16 @@
 # own float semantics, which is what the export promises).
 #
 # Gates (exit 1 when one fails):
-#  - fusions off, every model: |top-1(ORT) - top-1(qtool)| <= 0.1 points and
-#    output codes equal on >= 99% of elements;
-#  - fusions on: the same, except for models listed in ORT_FUSED_GAP
-#    (default: fmnist_vit), whose figures are printed and not gated: ORT's
-#    fused QLinearSoftmax rounds differently (98% of its codes agree) and the
-#    ViT's attention and LayerNorms amplify that (docs/EXPORT.md).
+#  - every model, fusions on and off: |top-1(ORT) - top-1(qtool)| <= 0.1
+#    points and output codes equal on >= 99% of elements;
+#  - except: models listed in ORT_FLOAT_PATHS (default: fmnist_vit) need
+#    >= 98.5% with fusions off. Their attention (MatMul, Softmax, MatMul),
+#    LayerNorms and residual Adds run in float in both runtimes (float
+#    islands, lib/quant/quantize.c), so with ORT's fusions off two float
+#    implementations of the same ops meet a code boundary now and then
+#    (98.91% equal on 2000 images, never more than one code apart);
+#  - models listed in ORT_FUSED_GAP (default: none) are reported, not gated,
+#    with fusions on.
 #
 # onnxruntime-node is not a qtool dependency: it is installed from npm into
 # build/ort on first use. When it cannot be installed (no network, no npm)
@@ -38,7 +42,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 MODELS=${ORT_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx$//' | tr '\n' ' ')}
-GAP=${ORT_FUSED_GAP:-fmnist_vit}
+GAP=${ORT_FUSED_GAP:-}
+FLOAT_PATHS=${ORT_FLOAT_PATHS:-fmnist_vit}
 ORT_VERSION=1.30.0
 ORT_DIR=build/ort
 
@@ -94,8 +99,10 @@ for c in $configs; do
 		gated=yes
 		if [ "$fusion" = on ] && [[ " $GAP " == *" $model "* ]]; then gated="no (known gap)"; fi
 		verdict=ok
-		if ! awk -v d="$d" -v c="$ce" 'BEGIN { exit !(d <= 0.1 + 1e-9 && c >= 99) }'; then
-			if [ "$gated" = yes ]; then verdict=FAIL; failed=1; else verdict="below the 99% / 0.1 bar"; fi
+		bar=99
+		if [ "$fusion" = off ] && [[ " $FLOAT_PATHS " == *" $model "* ]]; then bar=98.5; fi
+		if ! awk -v d="$d" -v c="$ce" -v b="$bar" 'BEGIN { exit !(d <= 0.1 + 1e-9 && c >= b) }'; then
+			if [ "$gated" = yes ]; then verdict=FAIL; failed=1; else verdict="below the $bar% / 0.1 bar"; fi
 		fi
 		echo "$m (ORT fusions $fusion, $n images): ORT top-1 $ot%, qtool int top-1 $qt% (|Δ| $d), codes equal $ce%, max $md code(s) apart: $verdict"
 		rows+=("| $m | $fusion | $n | $ot | $qt | $d | $ce | $md | $gated |")

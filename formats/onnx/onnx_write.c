@@ -37,6 +37,7 @@ struct wr {
 	const char **ref; /* per value: the name its consumers read */
 	const char **src; /* per value: the name its producer writes */
 	int opset;
+	int need17; /* an ai.qtool LayerNormalization became ONNX's (opset 17) */
 };
 
 static void *wr_alloc(struct wr *w, size_t n)
@@ -439,19 +440,23 @@ static enum qt_status wr_attrs(struct wr *w, const struct qt_node *n, Onnx__Node
 	return QT_OK;
 }
 
-/* One graph node, with MatMulBias lowered to MatMul + Add. */
+/* One graph node, with MatMulBias lowered to MatMul + Add and qtool's
+ * LayerNormalization written as ONNX's (the same semantics, opset 17). */
 static enum qt_status wr_graph_node(struct wr *w, const struct qt_node *n)
 {
 	const struct qt_graph *g = w->g;
 	char lbl[256];
 	int mmb = !strcmp(n->domain, QT_DOMAIN_QTOOL);
-	if (mmb && strcmp(n->op_type, QT_OP_MATMUL_BIAS))
+	int ln = mmb && !strcmp(n->op_type, QT_OP_LAYERNORM);
+	if (ln)
+		w->need17 = 1;
+	if (mmb && !ln && strcmp(n->op_type, QT_OP_MATMUL_BIAS))
 		return qt_error(QT_E_UNSUPPORTED, "%s: qtool op %s has no ONNX equivalent",
 				qt_node_label(g, n, lbl, sizeof lbl), n->op_type);
 	if (!mmb && n->domain[0] && strcmp(n->domain, "ai.onnx"))
 		return qt_error(QT_E_UNSUPPORTED, "%s: ops of domain \"%s\" are not exported",
 				qt_node_label(g, n, lbl, sizeof lbl), n->domain);
-	if (mmb) {
+	if (mmb && !ln) {
 		if (n->n_inputs != 3 || n->n_outputs != 1 || n->inputs[0] < 0 || n->inputs[1] < 0 || n->inputs[2] < 0 ||
 		    n->outputs[0] < 0)
 			return qt_error(QT_E_FORMAT, "%s: MatMulBias needs inputs A, B, bias and one output",
@@ -531,11 +536,20 @@ static Onnx__ValueInfoProto *wr_value_info(struct wr *w, const struct qt_value *
 
 /*
  * Moving a model from its opset to a newer one: Reduce ops (other than
- * ReduceSum, which moved at 13) take axes as an input from opset 18.
+ * ReduceSum, which moved at 13) take axes as an input from opset 18;
+ * RoiAlign's default coordinate_transformation_mode changed at 16.
  */
 static enum qt_status check_opset_bump(const struct qt_graph *g, int to)
 {
 	char lbl[256];
+	for (int i = 0; g->opset < 16 && to >= 16 && i < g->n_nodes; i++) {
+		const struct qt_node *n = &g->nodes[i];
+		if (!strcmp(n->op_type, "RoiAlign") && !qt_node_attr(n, "coordinate_transformation_mode"))
+			return qt_error(QT_E_UNSUPPORTED,
+					"%s: the export needs opset %d, where RoiAlign's default "
+					"coordinate_transformation_mode differs; re-export the FP32 model at opset 16 or newer",
+					qt_node_label(g, n, lbl, sizeof lbl), to);
+	}
 	if (g->opset >= 18 || to < 18)
 		return QT_OK;
 	for (int i = 0; i < g->n_nodes; i++) {
@@ -652,6 +666,8 @@ enum qt_status qt_onnx_export_qdq(const struct qt_graph *g, uint8_t **buf_out, s
 	int opset = g->opset > 13 ? g->opset : 13;
 	if (need21 && opset < 21)
 		opset = 21;
+	if (w.need17 && opset < 17)
+		opset = 17;
 	if (!st)
 		st = check_opset_bump(g, opset);
 	if (st) {

@@ -572,6 +572,79 @@ enum qt_status qt_onnx_tensor_convert(const Onnx__TensorProto *tp, const char *w
 
 /* ---- .pb files ------------------------------------------------------------------ */
 
+/* One varint at *p (at most 10 bytes, within end); advances *p. 0 when malformed. */
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int sh = 0; sh < 70 && *p < end; sh += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << sh;
+		if (!(b & 0x80))
+			return 1;
+	}
+	return 0;
+}
+
+/* Walk the fields of a protobuf message (no recursion). 1 when every field
+ * has a known wire type and stays within len. */
+static int pb_fields_ok(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	while (p < end) {
+		uint64_t key, v;
+		if (!pb_varint(&p, end, &key) || key >> 3 == 0)
+			return 0;
+		switch (key & 7) {
+		case 0: if (!pb_varint(&p, end, &v)) return 0; break;
+		case 1: if (end - p < 8) return 0; p += 8; break;
+		case 5: if (end - p < 4) return 0; p += 4; break;
+		case 2:
+			if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return 0;
+			p += v;
+			break;
+		default: return 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * Whether bytes that are not a valid TensorProto are an ONNX SequenceProto
+ * or OptionalProto (onnx-data.proto), which the backend test suite stores in
+ * the same input_N.pb files: fields 1 (name: a printable string), 2
+ * (elem_type: 0..5, required here) and 3..7 (the elements or the value:
+ * well-formed messages), nothing else. A TensorProto always fails this once
+ * it has a name (field 8), raw data (9) or unpacked dims, and its packed dims
+ * are rarely printable; only files the TensorProto reader refused are asked.
+ */
+static int seq_or_optional(const uint8_t *p, size_t len, uint64_t *elem_type)
+{
+	const uint8_t *end = p + len;
+	int has_type = 0;
+	while (p < end) {
+		uint64_t key, v;
+		if (!pb_varint(&p, end, &key))
+			return 0;
+		uint64_t field = key >> 3, wt = key & 7;
+		if (field == 2 && wt == 0) {
+			if (!pb_varint(&p, end, elem_type) || *elem_type > 5)
+				return 0;
+			has_type = 1;
+			continue;
+		}
+		if (field < 1 || field > 7 || wt != 2 || !pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+			return 0;
+		for (uint64_t i = 0; field == 1 && i < v; i++)
+			if (p[i] < 0x20 || p[i] == 0x7f)
+				return 0;
+		if (field >= 3 && !pb_fields_ok(p, (size_t)v))
+			return 0;
+		p += v;
+	}
+	return has_type;
+}
+
 static enum qt_status read_pb(const void *buf, size_t len, const char *dir, const char *label, struct qt_tensor *out,
 			      char *name_out, size_t name_cap)
 {
@@ -596,6 +669,16 @@ static enum qt_status read_pb(const void *buf, size_t len, const char *dir, cons
 			snprintf(name_out, name_cap, "%s", nm);
 	}
 	qt_pb_scratch_free(&s);
+	uint64_t et = 0;
+	if (st && buf && seq_or_optional(buf, len, &et)) {
+		static const char *const kinds[] = {"undefined", "tensor", "sparse tensor", "sequence", "map", "optional"};
+		qt_tensor_free(out);
+		qt_error_clear();
+		return qt_error(QT_E_UNSUPPORTED,
+				"%s: a SequenceProto or OptionalProto (elements: %s), not a TensorProto: sequence and "
+				"optional inputs are unsupported",
+				label, kinds[et]);
+	}
 	if (st)
 		return qt_error_prefix(st, "%s", label);
 	return QT_OK;

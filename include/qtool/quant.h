@@ -6,7 +6,9 @@
  * The quantized graph is the prepared FP32 graph (BatchNormalization folded,
  * Relu/Clip(0,..) fused into their producer's output range) where:
  *  - every float32 activation has per-tensor asymmetric qparams (U8 or U4:
- *    codes in [0, 2^bits - 1], real = scale * (q - zero_point));
+ *    codes in [0, 2^bits - 1], real = scale * (q - zero_point)), except the
+ *    float islands: values that only float ops read stay float32 (no
+ *    qparams), because their readers would dequantize them at once;
  *  - the weight of each quantized weighted op (qt_is_weighted_op) is replaced by symmetric
  *    codes (S8/S4/S3/S2, zero point 0, per channel of the output axis, per
  *    tensor, or per group along the input axis), stored packed as the value's
@@ -67,6 +69,32 @@ QT_API enum qt_status qt_pass_fold_affine(struct qt_graph *g, int *n_out);
  * whose activations use such a format; both runtimes run it in float.
  */
 #define QT_OP_FAKE_QUANT "FakeQuant"
+
+/*
+ * qtool's LayerNormalization: ONNX's (opset 17) semantics at any opset
+ * (normalise over [axis, rank) with the biased variance, 1/sqrt(var +
+ * epsilon), times Scale, plus B). qt_pass_fuse_layernorm makes it from the
+ * decomposition older exporters write; it runs in float in the integer
+ * runtime (dequantize -> FP32 -> quantize), because its mean, variance and
+ * 1/sqrt each need more than 8 bits: a token whose variance sits near the
+ * bottom of the calibrated range divides by a square root known only to one
+ * code.
+ */
+#define QT_OP_LAYERNORM "LayerNormalization"
+
+/*
+ * Fuse the LayerNorm decomposition of exporters before opset 17,
+ *   mean = ReduceMean(x, trailing axes), d = Sub(x, mean), Pow(d, 2) (or
+ *   Mul(d, d)), var = ReduceMean(., same axes), Sqrt(Add(var, eps)),
+ *   n = Div(d, .), optionally Mul(n, gamma) and then Add(., beta),
+ * into one ai.qtool LayerNormalization(x, gamma (or a constant 1), beta) with
+ * axis -k (k reduced axes) and epsilon eps. Only when every intermediate
+ * value is read inside the chain alone and gamma, beta are float constants of
+ * at most k dims. The FP32 function is unchanged up to float rounding (the
+ * fused kernel accumulates in double). Returns the number fused in *n_out
+ * (may be NULL).
+ */
+QT_API enum qt_status qt_pass_fuse_layernorm(struct qt_graph *g, int *n_out);
 
 /* 1 when node n is an op the quantizer gives integer weights and a
  * requantization: Conv, ConvTranspose, Gemm, MatMul (ai.onnx) and MatMulBias

@@ -87,8 +87,9 @@ QT_API enum qt_status qt_pass_fold_constants(struct qt_graph *g, int *n_out);
 
 /*
  * The preparation that makes exported graphs quantizable, before BN folding:
- * qt_pass_fold_constants, qt_pass_unshare_weights, qt_pass_fold_affine
- * (qtool/quant.h). The FP32 function of g is unchanged up to float rounding.
+ * qt_pass_fold_constants, qt_pass_unshare_weights, qt_pass_fold_affine,
+ * qt_pass_fuse_layernorm (qtool/quant.h). The FP32 function of g is unchanged
+ * up to float rounding.
  */
 QT_API enum qt_status qt_pass_prepare_import(struct qt_graph *g);
 

@@ -413,3 +413,202 @@ enum qt_status qt_pass_fold_affine(struct qt_graph *g, int *n_out)
 		*n_out = total;
 	return QT_OK;
 }
+
+/* ---- LayerNorm decomposition -> one LayerNormalization node ---- */
+
+/* The only node reading value v (index), or -1 when v has another number of
+ * readers or is a graph output. */
+static int sole_consumer(const struct qt_graph *g, int v)
+{
+	if (v < 0 || g->values[v].n_consumers != 1 || g->values[v].is_output)
+		return -1;
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_inputs; k++)
+			if (g->nodes[i].inputs[k] == v)
+				return i;
+	return -1;
+}
+
+/* Node index if node i is a plain ai.onnx `op` with one output, else -1. */
+static int is_op(const struct qt_graph *g, int i, const char *op)
+{
+	return i >= 0 && !g->nodes[i].domain[0] && !strcmp(g->nodes[i].op_type, op) && g->nodes[i].n_outputs == 1 &&
+			       g->nodes[i].outputs[0] >= 0
+		       ? i
+		       : -1;
+}
+
+/* The scalar float constant v holds, as a double; 0 when v is not one. */
+static int scalar_f32(const struct qt_graph *g, int v, double *out)
+{
+	const struct qt_tensor *t = const_f32(g, v, 1);
+	if (!t)
+		return 0;
+	*out = *(const float *)t->data;
+	return 1;
+}
+
+/* The other input of binary node n than value v, or -1 (also when both are v). */
+static int other_input(const struct qt_node *n, int v)
+{
+	if (n->n_inputs != 2)
+		return -1;
+	return n->inputs[0] == v && n->inputs[1] != v ? n->inputs[1] : n->inputs[1] == v && n->inputs[0] != v ? n->inputs[0]
+														 : -1;
+}
+
+/*
+ * First normalised axis of ReduceMean node r (keepdims 1, axes a trailing run
+ * [-k, -1], or [rank-k, rank) when x's rank is known) as a negative number, or
+ * 0 when it is not such a reduction.
+ */
+static int trailing_axes(const struct qt_graph *g, const struct qt_node *r, int x_rank)
+{
+	const int64_t *ax;
+	int n = qt_node_attr_ints(r, "axes", &ax);
+	if (n <= 0 || n > QT_MAX_RANK || r->n_inputs != 1 || qt_node_attr_int(r, "keepdims", 1) != 1)
+		return 0; /* opset 18 passes axes as an input: not matched */
+	int seen[QT_MAX_RANK] = {0};
+	for (int i = 0; i < n; i++) {
+		int64_t a = ax[i] < 0 ? ax[i] : x_rank > 0 ? ax[i] - x_rank : 1;
+		if (a < -n || a >= 0 || seen[-a - 1]++)
+			return 0;
+	}
+	return -n;
+}
+
+/* Same axes attribute on two ReduceMean nodes. */
+static int same_axes(const struct qt_node *a, const struct qt_node *b)
+{
+	const int64_t *x, *y;
+	int n = qt_node_attr_ints(a, "axes", &x), m = qt_node_attr_ints(b, "axes", &y);
+	return n == m && n > 0 && !memcmp(x, y, (size_t)n * sizeof *x);
+}
+
+enum qt_status qt_pass_fuse_layernorm(struct qt_graph *g, int *n_out)
+{
+	char *dead = calloc((size_t)g->n_nodes + 1, 1);
+	int fused = 0;
+	if (!dead)
+		return qt_error(QT_E_NOMEM, "out of memory");
+	for (int mi = 0; mi < g->n_nodes && g->opset >= 7; mi++) {
+		if (dead[mi] || is_op(g, mi, "ReduceMean") < 0 || g->nodes[mi].inputs[0] < 0)
+			continue;
+		const struct qt_node *m1 = &g->nodes[mi];
+		int x = m1->inputs[0], mean = m1->outputs[0];
+		int axis = trailing_axes(g, m1, g->values[x].rank);
+		/* d = Sub(x, mean), read by the square and the division only. */
+		int si = is_op(g, sole_consumer(g, mean), "Sub");
+		if (!axis || si < 0 || g->nodes[si].n_inputs != 2 || g->nodes[si].inputs[0] != x ||
+		    g->nodes[si].inputs[1] != mean)
+			continue;
+		int d = g->nodes[si].outputs[0];
+		/* Its readers: the square (Pow(d, 2) or Mul(d, d)) and the Div, nothing else. */
+		int pi = -1, di = -1, other = g->values[d].is_output;
+		for (int i = 0; i < g->n_nodes && !other; i++) {
+			const struct qt_node *c = &g->nodes[i];
+			int reads = 0;
+			for (int k = 0; k < c->n_inputs; k++)
+				reads |= c->inputs[k] == d;
+			if (!reads)
+				continue;
+			double e;
+			if (is_op(g, i, "Pow") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] != d &&
+			    scalar_f32(g, c->inputs[1], &e) && e == 2.0 && pi < 0)
+				pi = i;
+			else if (is_op(g, i, "Mul") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] == d &&
+				 pi < 0)
+				pi = i;
+			else if (is_op(g, i, "Div") >= 0 && c->n_inputs == 2 && c->inputs[0] == d && c->inputs[1] != d &&
+				 di < 0)
+				di = i;
+			else
+				other = 1;
+		}
+		if (other || pi < 0 || di < 0)
+			continue;
+		/* var = ReduceMean(d^2) over the same axes; s = Sqrt(var + eps); n = d / s. */
+		int vi = is_op(g, sole_consumer(g, g->nodes[pi].outputs[0]), "ReduceMean");
+		if (vi < 0 || !same_axes(&g->nodes[vi], m1) || qt_node_attr_int(&g->nodes[vi], "keepdims", 1) != 1)
+			continue;
+		int var = g->nodes[vi].outputs[0];
+		int ai = is_op(g, sole_consumer(g, var), "Add");
+		double eps;
+		if (ai < 0 || !scalar_f32(g, other_input(&g->nodes[ai], var), &eps) || !(eps >= 0) || eps > 1)
+			continue;
+		int qi = is_op(g, sole_consumer(g, g->nodes[ai].outputs[0]), "Sqrt");
+		if (qi < 0 || sole_consumer(g, g->nodes[qi].outputs[0]) != di || g->nodes[di].inputs[1] != g->nodes[qi].outputs[0])
+			continue;
+		/* Optional y = n * gamma, z = y + beta with constants of at most the normalised rank. */
+		int last = di, gamma = -1, beta = -1;
+		int k = is_op(g, sole_consumer(g, g->nodes[last].outputs[0]), "Mul");
+		int c = k >= 0 ? other_input(&g->nodes[k], g->nodes[last].outputs[0]) : -1;
+		if (c >= 0 && g->values[c].init && g->values[c].init->dtype == QT_DTYPE_F32 &&
+		    g->values[c].init->rank <= -axis) {
+			gamma = c;
+			last = k;
+		}
+		k = is_op(g, sole_consumer(g, g->nodes[last].outputs[0]), "Add");
+		c = k >= 0 ? other_input(&g->nodes[k], g->nodes[last].outputs[0]) : -1;
+		if (gamma >= 0 && c >= 0 && g->values[c].init && g->values[c].init->dtype == QT_DTYPE_F32 &&
+		    g->values[c].init->rank <= -axis) {
+			beta = c;
+			last = k;
+		}
+		int y = g->nodes[last].outputs[0];
+		if (gamma < 0) { /* LayerNormalization needs a Scale: a constant 1 */
+			char name[512];
+			snprintf(name, sizeof name, "%s.ln_scale", g->values[y].name);
+			int v = qt_graph_find_value(g, name) < 0 ? qt_graph_value(g, name) : -1;
+			float *one = v >= 0 ? writable_f32(g, v, NULL, 1, 1, (int64_t[]){1}) : NULL;
+			if (!one) {
+				free(dead);
+				return qt_error(QT_E_NOMEM, "out of memory");
+			}
+			*one = 1.0f;
+			gamma = v;
+		}
+		int *ins = qt_graph_alloc(g, 3 * sizeof *ins);
+		struct qt_attr *at = qt_graph_alloc(g, 2 * sizeof *at);
+		char *op = qt_graph_strdup(g, QT_OP_LAYERNORM), *dom = qt_graph_strdup(g, QT_DOMAIN_QTOOL);
+		char *an = qt_graph_strdup(g, "axis"), *en = qt_graph_strdup(g, "epsilon");
+		if (!ins || !at || !op || !dom || !an || !en) {
+			free(dead);
+			return qt_error(QT_E_NOMEM, "out of memory");
+		}
+		memset(at, 0, 2 * sizeof *at);
+		at[0].name = an;
+		at[0].type = QT_ATTR_INT;
+		at[0].i = axis;
+		at[1].name = en;
+		at[1].type = QT_ATTR_FLOAT;
+		at[1].f = (float)eps;
+		ins[0] = x;
+		ins[1] = gamma;
+		ins[2] = beta;
+		/* The first ReduceMean becomes the fused node; the rest go. */
+		struct qt_node *ln = &g->nodes[mi];
+		ln->op_type = op;
+		ln->domain = dom;
+		ln->inputs = ins;
+		ln->n_inputs = beta >= 0 ? 3 : 2;
+		ln->attrs = at;
+		ln->n_attrs = 2;
+		ln->outputs[0] = y;
+		int chain[] = {si, pi, vi, ai, qi, di, last};
+		for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
+			dead[chain[i]] = 1;
+		for (int i = di; i != last;) { /* the Mul between Div and the last Add */
+			i = sole_consumer(g, g->nodes[i].outputs[0]);
+			if (i < 0)
+				break;
+			dead[i] = 1;
+		}
+		fused++;
+	}
+	qt_graph_remove_nodes(g, dead);
+	free(dead);
+	if (n_out)
+		*n_out = fused;
+	return qt_graph_finalize(g);
+}

@@ -27,6 +27,7 @@
 #include "qtool/calib.h"
 #include "qtool/dataset.h"
 #include "qtool/layerdata.h"
+#include "qtool/qmod.h"
 #include "qtool/quant.h"
 #include "qtool/rt.h"
 #include "ir/passes_int.h"
@@ -339,6 +340,63 @@ static enum qt_status activation_ranges(struct qt_graph *g, const struct qt_cali
 	free(bits);
 	free(fmt_read);
 	return st;
+}
+
+/*
+ * Float islands. An activation whose every reader runs in float (an op with
+ * no integer kernel, or one that runs in float because its own output is
+ * float) would be dequantized at once by each of them: rounding it to 8 bits
+ * buys no integer work and only loses information. Such values keep no
+ * qparams, so the integer runtime hands them from float op to float op as
+ * float32, and `qtool inspect` says why their producers run in float.
+ * Examples: a ViT's class token concatenated with patch embeddings 200x
+ * larger, on its way to the position Add and LayerNormalization (both float);
+ * attention's scores and probabilities between the float MatMul, Softmax and
+ * MatMul. Outputs of planned weighted layers (their integer kernel writes
+ * codes) and graph outputs stay quantized. Repeats until nothing changes: a
+ * producer whose output went float runs in float too and may free its own
+ * inputs. The decision depends on qparams and op types only, never on the
+ * machine's kernels. *n_out gets the number of values left in float.
+ */
+static int quantizable(const struct qt_graph *g, const struct qt_layer_plan *p);
+
+static enum qt_status float_islands(struct qt_graph *g, const struct qt_plan *plan, int *n_out)
+{
+	char *planned = calloc((size_t)g->n_nodes + 1, 1), *int_reader = malloc((size_t)g->n_values + 1);
+	if (!planned || !int_reader) {
+		free(planned);
+		free(int_reader);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < plan->n; i++)
+		if (!plan->layers[i].keep_float && quantizable(g, &plan->layers[i]))
+			planned[plan->layers[i].node] = 1;
+	int dropped = 0;
+	for (int changed = 1; changed;) {
+		changed = 0;
+		memset(int_reader, 0, (size_t)g->n_values + 1);
+		for (int ni = 0; ni < g->n_nodes; ni++) {
+			const struct qt_node *n = &g->nodes[ni];
+			if (!(qt_is_weighted_op(n) ? planned[ni] : qt_qrt_node_is_integer(g, ni)))
+				continue;
+			for (int k = 0; k < n->n_inputs; k++)
+				if (n->inputs[k] >= 0)
+					int_reader[n->inputs[k]] = 1;
+		}
+		for (int v = 0; v < g->n_values; v++) {
+			struct qt_value *val = &g->values[v];
+			if (!val->q || val->init || val->is_output || !val->n_consumers || int_reader[v] ||
+			    (val->producer >= 0 && planned[val->producer]))
+				continue;
+			val->q = NULL;
+			dropped++;
+			changed = 1;
+		}
+	}
+	free(planned);
+	free(int_reader);
+	*n_out = dropped;
+	return QT_OK;
 }
 
 /* ---- Stage 4: weights ---- */
@@ -1262,7 +1320,8 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 {
 	char lbl[256];
 	enum qt_status st;
-	if ((st = activation_ranges(g, calib, plan, o)) != QT_OK)
+	int n_float;
+	if ((st = activation_ranges(g, calib, plan, o)) != QT_OK || (st = float_islands(g, plan, &n_float)) != QT_OK)
 		return st;
 	struct wstage ws = {.o = o};
 	ws.layers = calloc((size_t)plan->n + 1, sizeof *ws.layers);

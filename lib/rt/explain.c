@@ -37,16 +37,27 @@ const char *qt_node_float_reason(const struct qt_graph *g, int node, char *buf, 
 		snprintf(buf, cap, "%s", r ? r : "weights not quantized");
 		return buf;
 	}
-	int any_float = 0;
-	for (int k = 0; k < n->n_outputs; k++)
-		if (n->outputs[k] >= 0 && g->values[n->outputs[k]].q)
-			any_float = 1;
-	for (int k = 0; !any_float && k < n->n_outputs; k++)
-		if (n->outputs[k] >= 0 && g->values[n->outputs[k]].dtype == QT_DTYPE_F32) {
-			snprintf(buf, cap, "output kept in float32 for a layer that rounds its input to a number format");
-			return buf;
-		}
-	if (!any_float && n->n_outputs > 0) {
+	if (!strcmp(n->domain, QT_DOMAIN_QTOOL) && !strcmp(n->op_type, QT_OP_LAYERNORM)) {
+		snprintf(buf, cap, "LayerNormalization (fused from the exporter's ReduceMean/Sub/Pow/Sqrt/Div chain): "
+				   "its mean, variance and 1/sqrt need more than 8 bits");
+		return buf;
+	}
+	int any_q = 0, any_f32 = 0;
+	for (int k = 0; k < n->n_outputs; k++) {
+		int v = n->outputs[k];
+		if (v >= 0 && g->values[v].q)
+			any_q = 1;
+		else if (v >= 0 && g->values[v].dtype == QT_DTYPE_F32 && !g->values[v].is_output)
+			any_f32 = 1;
+	}
+	if (!any_q && any_f32) {
+		/* Every reader runs in float, or rounds the value to a number
+		 * format of its own (an ai.qtool FakeQuant before the layer). */
+		snprintf(buf, cap, "output kept in float32: every reader runs in float or rounds it to its own number "
+				   "format, so 8-bit codes would only lose information");
+		return buf;
+	}
+	if (!any_q && n->n_outputs > 0) {
 		snprintf(buf, cap, "output is not a float32 activation (shape or index arithmetic)");
 		return buf;
 	}

@@ -152,5 +152,7 @@ enum qt_status qt_pass_prepare_import(struct qt_graph *g)
 	enum qt_status st;
 	if ((st = qt_pass_fold_constants(g, NULL)) != QT_OK || (st = qt_pass_unshare_weights(g, NULL)) != QT_OK)
 		return st;
-	return qt_pass_fold_affine(g, NULL);
+	if ((st = qt_pass_fold_affine(g, NULL)) != QT_OK)
+		return st;
+	return qt_pass_fuse_layernorm(g, NULL);
 }

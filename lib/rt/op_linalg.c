@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "qtool/quant.h"
 
 static enum qt_status need_f32(const struct qt_op_args *a, const struct qt_tensor *t, const char *what)
 {
@@ -221,5 +222,6 @@ const struct qt_op_entry qt_ops_linalg[] = {
 const struct qt_op_entry qt_ops_qtool[] = {
 	{"MatMulBias", 1, op_matmul_bias},
 	{"FakeQuant", 1, qt_op_fake_quant},
+	{QT_OP_LAYERNORM, 1, qt_op_layernorm},
 	{NULL, 0, NULL},
 };

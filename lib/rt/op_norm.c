@@ -176,7 +176,7 @@ static enum qt_status ln_param(const struct qt_op_args *a, const struct qt_tenso
  * is accepted (statistics are always computed in double, which is at least as
  * precise as the float32 the default asks for).
  */
-static enum qt_status op_layernorm(const struct qt_op_args *a)
+enum qt_status qt_op_layernorm(const struct qt_op_args *a)
 {
 	const struct qt_tensor *x = qt_op_in(a, 0), *sc = qt_op_in(a, 1), *b = qt_op_in(a, 2);
 	enum qt_status st;
@@ -315,6 +315,6 @@ static enum qt_status op_logsoftmax(const struct qt_op_args *a)
 /* Registered in ops.c (see ops.h). */
 const struct qt_op_entry qt_ops_norm[] = {
 	{"BatchNormalization", 1, op_batchnorm},  {"InstanceNormalization", 1, op_instancenorm},
-	{"LayerNormalization", 17, op_layernorm}, {"Softmax", 1, op_softmax},
+	{"LayerNormalization", 17, qt_op_layernorm}, {"Softmax", 1, op_softmax},
 	{"LogSoftmax", 1, op_logsoftmax},         {NULL, 0, NULL},
 };

@@ -58,6 +58,9 @@ struct qt_convt_geom {
 enum qt_status qt_convt_geometry_2d(const struct qt_op_args *a, const struct qt_tensor *x, const struct qt_tensor *w,
 				    struct qt_convt_geom *o);
 
+/* LayerNormalization (op_norm.c), also ai.qtool's at any opset (qtool/quant.h). */
+enum qt_status qt_op_layernorm(const struct qt_op_args *a);
+
 /* Look up a kernel; NULL when unsupported. */
 qt_op_fn qt_op_find(const char *domain, const char *op_type, int opset);
 

@@ -42,5 +42,25 @@ expect_err_line "missing input is named" 'no value for input "W"'
 expect_exit 2 "wrong input shape exits 2" "$QTOOL" run "$CONV/model.onnx" --input x="$CONV/test_data_set_0/input_1.pb" \
 	--input W="$CONV/test_data_set_0/input_0.pb" --output "$TMP/run4"
 expect_err_line "wrong input shape names the input" 'input "x"'
+# A .pb holding a SequenceProto or OptionalProto (the ONNX test suite stores
+# them in the same input_N.pb files) is unsupported, exit 2, the file named;
+# read as a TensorProto, the name "sequence" once became dims of an 8 GiB
+# tensor (exit 1). Bytes: name, elem_type 1 (tensor), one TensorProto element
+# (dims [1], float, raw 1.0).
+elem='\x1a\x0a\x08\x01\x10\x01\x4a\x04\x00\x00\x80\x3f'
+printf "\x0a\x08sequence\x10\x01$elem$elem" >"$TMP/seq.pb"
+printf "\x0a\x03opt\x10\x01$elem" >"$TMP/opt.pb"
+printf '\x0a\x0eoptional_input\x10\x00' >"$TMP/opt_empty.pb"
+for f in seq opt opt_empty; do
+	expect_exit 2 "run: a $f .pb input is unsupported (exit 2)" "$QTOOL" run "$CONV/model.onnx" \
+		--input x="$TMP/$f.pb" --input W="$CONV/test_data_set_0/input_1.pb" --output "$TMP/run_$f"
+	expect_err_line "run: ... names $f.pb and says unsupported" "$f\\.pb: a SequenceProto or OptionalProto.*unsupported"
+	check "run: no output folder after the $f .pb" test ! -e "$TMP/run_$f"
+done
+mkdir -p "$TMP/seqdata"
+cp "$TMP/seq.pb" "$TMP/seqdata/0000.pb"
+expect_exit 2 "eval: a sequence .pb sample is unsupported (exit 2)" "$QTOOL" eval tests/zoo/resnet18.onnx \
+	--data "pb:$TMP/seqdata" --reference tests/zoo/resnet18.onnx
+expect_err_line "eval: ... names the file" "0000\\.pb: a SequenceProto or OptionalProto.*unsupported"
 expect_exit 2 "bad flag exits 2" "$QTOOL" run --frob
 expect_err_line "bad flag is named" "unknown option '--frob'"

@@ -18,7 +18,7 @@ expect_exit 0 "inspect .qmod" "$QTOOL" inspect "$D/a.qmod"
 size=$(sed -n 's/^size: \([0-9]*\) bytes; bound .* = \([0-9]*\)$/\1 \2/p' <<<"$OUT")
 check "inspect prints the size bound" test -n "$size"
 check ".qmod within 1.10 x (weights + qparams) + 8 KiB" test "${size% *}" -le "${size#* }"
-check "inspect lists per-layer bits" grep -Eq "Conv +8 channel" <<<"$OUT"
+check "inspect lists per-layer bits (weights, activations)" grep -Eq "Conv +8 +8 channel" <<<"$OUT"
 
 expect_exit 0 "eval fp32 (1000 test samples)" "$QTOOL" eval "$M" --data fashion-mnist:test --limit 1000 --json "$D/base.json"
 expect_exit 0 "eval w8a8 against fp32" "$QTOOL" eval "$D/a.qmod" --data fashion-mnist:test --limit 1000 \

@@ -27,13 +27,23 @@ zoo_sqnr() {
 		'BEGIN { exit !(v != "" && v + 0 >= m) }'
 }
 
-# The threshold per model: 30 dB, issue 8's target. Five models do not reach it with W8A8
-# per-tensor activations and round-to-nearest weights; the float simulation gives the same figures
-# as the integer runtime, so the loss is the quantization scheme's, not the runtime's: depthwise
-# convolutions with unbalanced channel ranges (MobileNetV2, ShuffleNetV2, EfficientNet's SE and
-# SiLU products) and exporter-decomposed LayerNorm (ViT: ReduceMean/Pow/Sqrt/Div, each output
-# requantized to 8 bits). Their floors sit ~1 dB under the measured value so a regression still
-# fails; they go up to 30 when equalization / keep-float for LayerNorm chains land.
+# The threshold per model: 30 dB, issue 8's target. ViT reaches it (34.0 dB, from 9.2) since the
+# exporter's LayerNorm chain is fused into one LayerNormalization and activations only float ops
+# read keep no 8-bit grid (the class token, 200x smaller than the patch embeddings it is
+# concatenated with, crossed an 8-bit Concat/Add on its way into LayerNorm). Four models stay
+# below; their floors sit ~1 dB under the measured value so a regression still fails. Measured
+# with `make trace-sqnr` (tests/tools/trace_sqnr.c) on the 32 test samples:
+#  - the FP32 model itself amplifies the 8-bit rounding of its input (40.8 dB SQNR) to 21.3 dB
+#    (MobileNetV2), 28.9 dB (ShuffleNetV2) and 16.5 dB (EfficientNet-B0) at the output
+#    (TRACE_FP32_WEIGHTS=1 and every op type in TRACE_FLOAT_OPS: only the input rounded), so
+#    W8A8 cannot reach 30 dB on them; they are briefly trained (27%, 92% and 28% top-1 on
+#    their data) and ill-conditioned. Rounding every other activation adds the rest;
+#  - SqueezeNet's figure is dominated by 3 of the 32 test samples (21 give all-zero logits in
+#    FP32; TRACE_PER_SAMPLE=1), whose activations exceed the ranges 32 calibration samples saw:
+#    22.6 dB, 35.5 dB with every grid 10% wider (TRACE_WIDEN=1.1);
+#  - resnet18_hw calibrated on 16 samples at 48x48, a resolution it was not trained at (27.3 dB):
+#    no single culprit; FP32 weights with every activation rounded give 29.0 dB, int8 weights
+#    with only the input rounded 29.7 dB, the input alone 38.2 dB; wider grids do not help.
 ZOO_MODELS="resnet18 mobilenetv2 mobilenetv3_small shufflenetv2 squeezenet efficientnet_b0 vit shared_identity"
 zoo_min() {
 	case $1 in
@@ -41,7 +51,6 @@ zoo_min() {
 	shufflenetv2) echo 18 ;;   # measured 19.8 dB
 	squeezenet) echo 21 ;;     # measured 22.6 dB
 	efficientnet_b0) echo 1 ;; # measured 1.9 dB
-	vit) echo 8 ;;             # measured 9.2 dB
 	*) echo 30 ;;
 	esac
 }

@@ -331,28 +331,14 @@ Test(quant, qmod_fuzz_seeds_are_current)
  * one code apart on a few outputs, or (exact) identical. Frees g. */
 static void int_vs_sim_graph(struct qt_graph *g, const char *bits, int exact)
 {
-	uint8_t *b;
-	size_t l;
-	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
-	struct qt_graph *gi, *gs;
-	cr_assert_eq(qt_qmod_read_mem(b, l, "a.qmod", &gi), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_qmod_read_mem(b, l, "b.qmod", &gs), QT_OK);
-	free(b);
-	struct qt_qrt *q;
-	cr_assert_eq(qt_qrt_new(gi, &q), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_fakequant_prepare(gs), QT_OK);
-	struct qt_rt *rt;
-	cr_assert_eq(qt_rt_new(gs, &rt), QT_OK);
-	qt_rt_set_observer(rt, qt_fakequant_observer, gs);
 	struct qt_tensor x = {0}, yi = {0}, ys = {0};
+	float oscale;
 	random_input(&x, 32, 555);
-	cr_assert_eq(qt_qrt_run(q, &x, &yi), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_rt_run(rt, &x, &ys), QT_OK, "%s", qt_error_msg());
-	const struct qt_qparams *oq = gi->values[gi->outputs[0]].q;
+	int_and_sim(g, &x, &yi, &ys, &oscale);
 	float *a = yi.data, *s = ys.data;
 	int off = 0;
 	for (int64_t i = 0; i < qt_tensor_numel(&yi); i++) {
-		double codes = fabs((double)a[i] - s[i]) / oq->scale[0];
+		double codes = fabs((double)a[i] - s[i]) / oscale;
 		cr_assert(codes <= (exact ? 1e-3 : 1.0 + 1e-3), "%s: element %lld differs by %.2f codes", bits,
 			  (long long)i, codes);
 		off += codes > 0.5;
@@ -362,10 +348,6 @@ static void int_vs_sim_graph(struct qt_graph *g, const char *bits, int exact)
 	qt_tensor_free(&x);
 	qt_tensor_free(&yi);
 	qt_tensor_free(&ys);
-	qt_rt_free(rt);
-	qt_qrt_free(q);
-	qt_graph_free(gi);
-	qt_graph_free(gs);
 	qt_graph_free(g);
 }
 
@@ -666,34 +648,16 @@ static struct qt_graph *quantize_small(struct qt_graph *g, int C, const char *bi
 /* Integer output vs float simulation, in output codes (max). */
 static double int_sim_codes(struct qt_graph *g, int C)
 {
-	uint8_t *b;
-	size_t l;
-	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK);
-	struct qt_graph *gi, *gs;
-	cr_assert_eq(qt_qmod_read_mem(b, l, "a.qmod", &gi), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_qmod_read_mem(b, l, "b.qmod", &gs), QT_OK);
-	free(b);
-	struct qt_qrt *q;
-	cr_assert_eq(qt_qrt_new(gi, &q), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_fakequant_prepare(gs), QT_OK);
-	struct qt_rt *rt;
-	cr_assert_eq(qt_rt_new(gs, &rt), QT_OK);
-	qt_rt_set_observer(rt, qt_fakequant_observer, gs);
 	struct qt_tensor x = {0}, yi = {0}, ys = {0};
+	float s;
 	random_nchw(&x, 3, C, 42);
-	cr_assert_eq(qt_qrt_run(q, &x, &yi), QT_OK, "%s", qt_error_msg());
-	cr_assert_eq(qt_rt_run(rt, &x, &ys), QT_OK, "%s", qt_error_msg());
-	float s = gi->values[gi->outputs[0]].q->scale[0];
+	int_and_sim(g, &x, &yi, &ys, &s);
 	double worst = 0;
 	for (int64_t i = 0; i < qt_tensor_numel(&yi); i++)
 		worst = fmax(worst, fabs((double)((float *)yi.data)[i] - ((float *)ys.data)[i]) / s);
 	qt_tensor_free(&x);
 	qt_tensor_free(&yi);
 	qt_tensor_free(&ys);
-	qt_rt_free(rt);
-	qt_qrt_free(q);
-	qt_graph_free(gi);
-	qt_graph_free(gs);
 	return worst;
 }
 

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "qtool/dataset.h"
+#include "qtool/qmod.h"
 #include "qtool/quant.h"
 #include "qtool/rt.h"
+#include "../../lib/rt/qmodel_int.h"
 #include "testgraph.h"
 
 uint64_t rng_state;
@@ -201,6 +203,11 @@ void run_fp32(const struct qt_graph *g, const struct qt_tensor *x, struct qt_ten
 
 struct qt_calib_table *calibrate(struct qt_graph *g)
 {
+	return calibrate_with(g, random_input);
+}
+
+struct qt_calib_table *calibrate_with(struct qt_graph *g, void (*input)(struct qt_tensor *x, int n, uint64_t seed))
+{
 	struct qt_calib *c;
 	cr_assert_eq(qt_calib_new(g, NULL, &c), QT_OK, "%s", qt_error_msg());
 	struct qt_rt *rt;
@@ -208,7 +215,7 @@ struct qt_calib_table *calibrate(struct qt_graph *g)
 	qt_rt_set_observer(rt, qt_calib_observer, c);
 	for (int b = 0; b < 4; b++) {
 		struct qt_tensor x = {0}, y = {0};
-		random_input(&x, 16, 100 + (uint64_t)b);
+		input(&x, 16, 100 + (uint64_t)b);
 		cr_assert_eq(qt_rt_run(rt, &x, &y), QT_OK, "%s", qt_error_msg());
 		qt_tensor_free(&x);
 		qt_tensor_free(&y);
@@ -350,4 +357,29 @@ double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b)
 		m = fmax(m, fabs((double)p[i]));
 	}
 	return d / m;
+}
+
+void int_and_sim(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *yi, struct qt_tensor *ys,
+		 float *out_scale)
+{
+	uint8_t *b;
+	size_t l;
+	cr_assert_eq(qt_qmod_serialize(g, &b, &l), QT_OK, "%s", qt_error_msg());
+	struct qt_graph *gi, *gs;
+	cr_assert_eq(qt_qmod_read_mem(b, l, "a.qmod", &gi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_qmod_read_mem(b, l, "b.qmod", &gs), QT_OK);
+	free(b);
+	struct qt_qrt *q;
+	cr_assert_eq(qt_qrt_new(gi, &q), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_fakequant_prepare(gs), QT_OK);
+	struct qt_rt *rt;
+	cr_assert_eq(qt_rt_new(gs, &rt), QT_OK);
+	qt_rt_set_observer(rt, qt_fakequant_observer, gs);
+	cr_assert_eq(qt_qrt_run(q, x, yi), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(qt_rt_run(rt, x, ys), QT_OK, "%s", qt_error_msg());
+	*out_scale = gi->values[gi->outputs[0]].q->scale[0];
+	qt_rt_free(rt);
+	qt_qrt_free(q);
+	qt_graph_free(gi);
+	qt_graph_free(gs);
 }

@@ -37,5 +37,12 @@ double rel_diff(const struct qt_tensor *a, const struct qt_tensor *b);
 int node_by_name(const struct qt_graph *g, const char *name);
 /* The first `limit` samples of a dataset spec (fails the test on error). */
 struct qt_dataset *open_split(const char *spec, int64_t limit);
+/* The same with another input generator (16 samples a batch, seeds 100..103). */
+struct qt_calib_table *calibrate_with(struct qt_graph *g, void (*input)(struct qt_tensor *x, int n, uint64_t seed));
+/* Write quantized g as a .qmod, read it back twice and run x through the
+ * integer runtime (*yi) and the float simulation (*ys); *out_scale gets the
+ * output's scale. */
+void int_and_sim(const struct qt_graph *g, const struct qt_tensor *x, struct qt_tensor *yi, struct qt_tensor *ys,
+		 float *out_scale);
 
 #endif
