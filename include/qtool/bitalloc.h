@@ -69,4 +69,95 @@ QT_API int qt_bitalloc_eval(const struct qt_bitalloc *p, const int *choice, stru
  * value < 1 byte or >= 2^53. */
 QT_API int qt_parse_size(const char *s, int64_t *bytes_out);
 
+/* ---- Settings and sensitivities ---- */
+
+struct qt_dataset;
+struct qt_calib_table;
+
+/* One candidate setting of a layer: weight and activation bits, or float
+ * (wbits = abits = 32: the layer stays FP32). */
+struct qt_bits_setting {
+	int wbits, abits;
+};
+
+/* Parse "w8a8", "w4a8", "w3a4", ... or "float"; 0 on success. */
+QT_API int qt_bits_setting_parse(const char *s, struct qt_bits_setting *out);
+/* "w4a8" or "float" into buf (at least 8 bytes); returns buf. */
+QT_API const char *qt_bits_setting_str(const struct qt_bits_setting *s, char *buf);
+/* Parse a comma-separated list into out (at most cap); returns the count, or
+ * -1 with *bad_out the offending item (static buffer) for an unknown or
+ * repeated setting or too many. */
+QT_API int qt_bits_settings_parse(const char *list, struct qt_bits_setting *out, int cap, const char **bad_out);
+
+/*
+ * Per-layer sensitivities: for each planned layer l and setting s, cost[l][s]
+ * is the mean over the samples of the output loss of the model in which
+ * only layer l takes setting s (its weights quantized and dequantized, its
+ * input activation rounded to its grid; every other layer and activation
+ * FP32), against the FP32 model: the KL divergence KL(p_fp32 || p) of the
+ * softmax of the outputs when every output is [N, classes] (logits, or
+ * probabilities from a Softmax), else the mean squared error per element.
+ * bytes[l][s] is what the .qmod stores for the layer's weight at s: packed
+ * codes plus scales and zero points (docs/FORMAT.md), as `qtool inspect`
+ * counts them; 4 bytes per weight for float.
+ */
+struct qt_sens {
+	int n_layers, n_settings;
+	struct qt_bits_setting *settings; /* [n_settings] */
+	char **names;     /* [n_layers] layer names as --layer patterns match them */
+	char **ops;       /* [n_layers] op types */
+	int64_t *params;  /* [n_layers] weights */
+	int64_t *macs;    /* [n_layers] multiply-accumulates per sample (0 when not measured) */
+	double *cost;     /* [n_layers][n_settings] */
+	int64_t *bytes;   /* [n_layers][n_settings] */
+	char loss[8];     /* "kl" or "mse" */
+	int64_t samples;
+	/* The grid every setting used (the quantize options it is valid for). */
+	enum qt_granularity gran;
+	int group_size;
+	int wfull;
+	unsigned methods;
+	char model_sha256[65];
+	char data[256];   /* dataset spec the costs were measured on, "" if unknown */
+};
+QT_API void qt_sens_free(struct qt_sens *s);
+
+/* Progress of qt_sens_measure: `done` of `total` (setting, batch) steps. */
+typedef void (*qt_sens_progress_fn)(void *user, const char *setting, int64_t done, int64_t total);
+
+struct qt_sens_opts {
+	/* Which layers, and the grid: defaults (gran, group size, full range,
+	 * calibration method, input shapes) and --layer / --keep-float edits of
+	 * a plan; layers it keeps float are left out. Borrowed. Methods that
+	 * need data (GPTQ, bias correction) run on o->quant->data with FP32
+	 * inputs, once per setting for the whole model. */
+	const struct qt_quant_opts *quant;
+	const struct qt_bits_setting *settings; /* borrowed */
+	int n_settings;
+	struct qt_dataset *data; /* the samples costs are measured on (borrowed, rewound) */
+	int batch;               /* samples per run (0: 32; a fixed batch dim of the model wins) */
+	qt_sens_progress_fn progress;
+	void *progress_user;
+};
+
+/*
+ * Measure the sensitivities of the FP32 ONNX model at `model` with the
+ * activation ranges of `calib` (borrowed). One FP32 reference pass per batch
+ * and setting; each (layer, setting) reruns only the nodes from that layer
+ * on, from the reference values live there (qt_rt_begin_at). *out is owned
+ * by the caller (qt_sens_free). Errors name the model, node or dataset.
+ */
+QT_API enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *calib,
+				      const struct qt_sens_opts *o, struct qt_sens *out);
+
+/* Write s as JSON (docs/SENSITIVITY.md) into a malloc'd NUL-terminated
+ * string *json_out (owned by the caller); model_path is recorded as given. */
+QT_API enum qt_status qt_sens_to_json(const struct qt_sens *s, const char *model_path, char **json_out);
+/*
+ * Read and validate a sensitivity file: format and version, settings, per
+ * layer finite costs >= 0 and bytes >= 0 for every setting; any problem is
+ * QT_E_FORMAT naming the file and the place. *out owned by the caller.
+ */
+QT_API enum qt_status qt_sens_read(const char *path, struct qt_sens *out);
+
 #endif
