@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "core/sha256.h"
 #include "qtool/bitalloc.h"
 #include "qtool/calib.h"
@@ -577,8 +579,14 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 				out->bytes[(size_t)l * m.S + s] = bytes[l];
 			}
 		}
+		/* The runs are small products: a second OpenBLAS thread mostly spins
+		 * (a third of the CPU time went to the kernel) and results are the
+		 * same with one. The quantize stage above keeps its own setting. */
+		int threads = openblas_get_num_threads();
+		openblas_set_num_threads(1);
 		if (!st)
 			st = measure_setting(&m, o, s, sl, batch, &step, nbatch * m.S, out);
+		openblas_set_num_threads(threads);
 		sim_free(sl, m.L);
 		sl = NULL;
 	}
