@@ -18,7 +18,8 @@ static const char quantize_help[] =
 	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
 	"                      [--input-shape NAME=D0,D1,...]\n"
 	"                      [--target-size SIZE | --avg-wbits B | --max-bops N]\n"
-	"                      [--candidates LIST] [--sens SENS.json]\n\n"
+	"                      [--candidates LIST] [--sens SENS.json]\n"
+	"                      [--max-drop X --eval-data SPEC [--eval-limit N]]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
@@ -66,7 +67,13 @@ static const char quantize_help[] =
 	"  --candidates LIST   settings a layer may take (default w8a8,w4a8,w3a8,w2a8,w4a4;\n"
 	"                      'float' keeps a layer FP32)\n"
 	"  --sens FILE         sensitivities from 'qtool analyze'; without it they are\n"
-	"                      measured on --data (--limit samples) first\n\n"
+	"                      measured on --data (--limit samples) first\n"
+	"  --max-drop X        the smallest plan whose top-1 on --eval-data (labelled) is at\n"
+	"                      most X points below FP32's: the program is solved at byte\n"
+	"                      budgets found by bisection and each plan is quantized and\n"
+	"                      evaluated; the best plan found is always written, and the\n"
+	"                      exit code is 1 when none met the target\n"
+	"  --eval-limit N      evaluate on the first N samples of --eval-data (default all)\n\n"
 	"examples:\n"
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
@@ -145,6 +152,9 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--max-bops", .value = &mix.max_bops},
 		{.name = "--candidates", .value = &mix.candidates},
 		{.name = "--sens", .value = &mix.sens},
+		{.name = "--max-drop", .value = &mix.max_drop},
+		{.name = "--eval-data", .value = &mix.eval_data},
+		{.name = "--eval-limit", .value = &mix.eval_limit},
 		{0},
 	};
 	if ((rc = cli_parse_args("quantize", quantize_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -256,7 +266,7 @@ int cmd_quantize(int argc, char **argv)
 		o.data = ds;
 		o.progress = quant_progress;
 	}
-	if (mix.target_size || mix.avg_wbits || mix.max_bops) {
+	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_drop) {
 		/* Mixed precision: the integer program's choice as overrides. */
 		mix.data = data, mix.limit = limit, mix.batch = (int)batch;
 		FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
@@ -264,8 +274,9 @@ int cmd_quantize(int argc, char **argv)
 			goto done;
 		o.overrides = (const char *const *)mplan.overrides;
 		o.n_overrides = mplan.n;
-	} else if (mix.candidates || mix.sens) {
-		rc = cli_usage_error("quantize", "--candidates and --sens go with --target-size, --avg-wbits or --max-bops");
+	} else if (mix.candidates || mix.sens || mix.eval_data) {
+		rc = cli_usage_error("quantize", "--candidates, --sens and --eval-data go with --target-size, --avg-wbits, "
+						 "--max-bops or --max-drop");
 		goto done;
 	}
 	st = qt_quantize_graph(g, t, &o);
@@ -298,6 +309,10 @@ int cmd_quantize(int argc, char **argv)
 			fprintf(info, "layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",
 				rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods),
 				100 * rep[i].err, 100 * rep[i].err_rtn);
+	if (mplan.missed) {
+		fprintf(stderr, "qtool quantize: no plan met --max-drop %s; wrote the most accurate one found\n", mix.max_drop);
+		rc = QT_EXIT_FAIL;
+	}
 done:
 	cli_mixed_plan_free(&mplan);
 	free(rep);

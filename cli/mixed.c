@@ -7,11 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mixed.h"
 #include "qtool/calib.h"
 #include "qtool/dataset.h"
+#include "qtool/model.h"
+#include "qtool/qmod.h"
 
 const char cli_default_candidates[] = "w8a8,w4a8,w3a8,w2a8,w4a4";
 
@@ -171,6 +174,160 @@ static int map_candidates(const char *sens_path, const struct qt_sens *s, const 
 	return 0;
 }
 
+/* Overrides "NAME=SETTING" for choice (one candidate index per layer of s). */
+static int make_overrides(const struct qt_sens *s, const struct qt_bits_setting *cand, const int *choice,
+			  struct cli_mixed_plan *out)
+{
+	for (int i = 0; out->overrides && i < out->n; i++)
+		free(out->overrides[i]);
+	free(out->overrides);
+	out->n = 0;
+	if (!(out->overrides = calloc((size_t)s->n_layers + 1, sizeof *out->overrides)))
+		return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	for (int l = 0; l < s->n_layers; l++) {
+		char b[8], suffix[16];
+		snprintf(suffix, sizeof suffix, "=%s", qt_bits_setting_str(&cand[choice[l]], b));
+		if (!(out->overrides[out->n++] = escape_glob(s->names[l], suffix)))
+			return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	}
+	return 0;
+}
+
+/* ---- Accuracy-target search (--max-drop) ---- */
+
+struct search {
+	const char *model;
+	const struct qt_calib_table *calib;
+	const struct qt_quant_opts *qo;
+	struct qt_dataset *eval; /* labelled */
+	double fp32_top1;
+	char tmp[4096];          /* where each candidate .qmod is written and evaluated */
+};
+
+/* Top-1 in percent of the model file at path over the labelled eval data. */
+static enum qt_status top1_of(const char *path, struct qt_dataset *ds, double *top1_out)
+{
+	struct qt_model *m = NULL;
+	enum qt_status st = qt_model_open(path, &m);
+	struct qt_tensor x = {0}, y = {0};
+	int64_t labels[64], ok = 0, n_all = 0;
+	qt_dataset_reset(ds);
+	while (!st) {
+		int n = 0;
+		if ((st = qt_dataset_next(ds, 64, &x, labels, &n)) != QT_OK || n == 0)
+			break;
+		if ((st = qt_model_run(m, &x, &y)) != QT_OK)
+			break;
+		int64_t C = y.rank >= 2 ? y.dims[y.rank - 1] : 0;
+		if (y.dtype != QT_DTYPE_F32 || C < 2 || qt_tensor_numel(&y) != n * C) {
+			st = qt_error(QT_E_UNSUPPORTED, "%s: the first output is not [N, classes]", path);
+			break;
+		}
+		const float *d = y.data;
+		for (int i = 0; i < n; i++) {
+			int64_t b = 0;
+			for (int64_t c = 1; c < C; c++)
+				b = d[i * C + c] > d[i * C + b] ? c : b;
+			ok += b == labels[i];
+		}
+		n_all += n;
+		qt_tensor_free(&y);
+	}
+	qt_tensor_free(&x);
+	qt_tensor_free(&y);
+	qt_model_free(m);
+	*top1_out = n_all > 0 ? 100.0 * (double)ok / (double)n_all : 0;
+	return st;
+}
+
+/* Quantize with the plan `choice` into the search's temporary file and
+ * measure its top-1. */
+static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits_setting *cand, const int *choice,
+		 double *top1_out)
+{
+	struct cli_mixed_plan pl = {0};
+	struct qt_graph *g = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = make_overrides(s, cand, choice, &pl);
+	struct qt_quant_opts o = *S->qo;
+	o.overrides = (const char *const *)pl.overrides;
+	o.n_overrides = pl.n;
+	o.report_out = NULL;
+	o.n_report_out = NULL;
+	o.progress = NULL;
+	enum qt_status st = QT_OK;
+	if (!rc && ((st = qt_graph_load_onnx(S->model, &g)) != QT_OK || (st = qt_quantize_graph(g, S->calib, &o)) != QT_OK ||
+		    (st = qt_qmod_serialize(g, &buf, &len)) != QT_OK || (st = cli_out_write_all(S->tmp, buf, len)) != QT_OK ||
+		    (st = top1_of(S->tmp, S->eval, top1_out)) != QT_OK))
+		rc = cli_status_error("quantize", st);
+	free(buf);
+	qt_graph_free(g);
+	cli_mixed_plan_free(&pl);
+	return rc;
+}
+
+/*
+ * The smallest plan whose top-1 is within max_drop points of FP32's: the
+ * program solved at byte budgets between the smallest plan and the
+ * unconstrained optimum, bisected on measured top-1 (about 8 probes).
+ * best_out gets the best plan found: the smallest that meets the target, or
+ * else the most accurate; *met_out whether one met it.
+ */
+static int search(struct search *S, const struct qt_sens *s, const struct qt_bits_setting *cand,
+		  struct qt_bitalloc *p, double max_drop, FILE *info, int *best_out, int *met_out)
+{
+	int L = s->n_layers, *choice = malloc(((size_t)L + 1) * sizeof *choice), rc = 0;
+	if (!choice)
+		return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	struct qt_bitalloc_result r;
+	double best_top1 = -1, top1 = 0;
+	int64_t best_bytes = INT64_MAX;
+	*met_out = 0;
+	/* hi: the unconstrained optimum; lo: the smallest plan's bytes - 1 (known to miss or be infeasible). */
+	p->max_bytes = 0;
+	int64_t hi, lo = 0;
+	enum qt_status st = qt_bitalloc_solve(p, choice, &r);
+	if (st) {
+		free(choice);
+		return cli_usage_error("quantize", "%s", qt_error_msg());
+	}
+	hi = r.bytes;
+	for (int it = 0; it < 12 && !rc; it++) {
+		if (it > 0) {
+			int64_t mid = lo + (hi - lo) / 2;
+			if (hi - lo <= hi / 50 || mid <= lo)
+				break;
+			p->max_bytes = mid;
+			if ((st = qt_bitalloc_solve(p, choice, &r)) != QT_OK) {
+				lo = mid; /* below the smallest plan */
+				continue;
+			}
+		}
+		if ((rc = probe(S, s, cand, choice, &top1)) != 0)
+			break;
+		int met = S->fp32_top1 - top1 <= max_drop;
+		fprintf(info, "max-drop: %lld bytes, %.3f average weight bits: top-1 %.2f%% (%+.2f)%s\n", (long long)r.bytes,
+			r.avg_wbits, top1, top1 - S->fp32_top1, met ? ", within the target" : "");
+		if ((met && (!*met_out || r.bytes < best_bytes)) || (!*met_out && !met && top1 > best_top1)) {
+			memcpy(best_out, choice, (size_t)L * sizeof *choice);
+			best_top1 = top1;
+			best_bytes = r.bytes;
+			*met_out |= met;
+		}
+		if (it == 0 && !met)
+			break; /* the most accurate plan misses: nothing smaller will do */
+		if (met)
+			hi = r.bytes;
+		else
+			lo = p->max_bytes;
+		if (it == 0)
+			lo = 0;
+	}
+	free(choice);
+	return rc;
+}
+
 int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, const struct qt_quant_opts *qo,
 			const struct cli_mixed_args *a, FILE *info, struct cli_mixed_plan *out)
 {
@@ -195,6 +352,22 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	}
 	if (a->max_bops && (qt_parse_size(a->max_bops, &max_bops)))
 		return cli_usage_error("quantize", "--max-bops '%s' must be a positive count (suffixes K, M, G)", a->max_bops);
+	double max_drop = 0;
+	long eval_limit = 0;
+	if (a->max_drop) {
+		char *end = NULL;
+		max_drop = strtod(a->max_drop, &end);
+		if (end == a->max_drop || *end || !(max_drop >= 0 && max_drop <= 100))
+			return cli_usage_error("quantize", "--max-drop needs top-1 points between 0 and 100, not '%s'",
+					       a->max_drop);
+		if (!a->eval_data)
+			return cli_usage_error("quantize", "--max-drop needs --eval-data SPEC (labelled) to measure top-1");
+		if (a->eval_limit && cli_parse_long(a->eval_limit, 0, 1L << 40, &eval_limit))
+			return cli_usage_error("quantize", "--eval-limit needs a sample count, not '%s'", a->eval_limit);
+		if (max_bytes || avg > 0 || max_bops)
+			return cli_usage_error("quantize", "--max-drop searches the size itself: drop --target-size, "
+							   "--avg-wbits and --max-bops");
+	}
 	if (qo->n_overrides > 0)
 		return cli_usage_error("quantize", "--layer cannot be combined with a budget (the integer program sets every "
 						   "layer); use --keep-float or --candidates");
@@ -235,19 +408,37 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 				.max_avg_wbits = avg, .max_bops = max_bops};
 	struct qt_bitalloc_result r;
 	enum qt_status st = QT_OK;
-	if (!rc && (st = qt_bitalloc_solve(&p, choice, &r)) != QT_OK)
+	if (!rc && a->max_drop) {
+		struct search S = {.model = model, .calib = calib, .qo = qo};
+		snprintf(S.tmp, sizeof S.tmp, "%s/qtool-maxdrop-%ld.qmod", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+			 (long)getpid());
+		if ((rc = cli_open_samples("quantize", model, a->eval_data, eval_limit, &S.eval)) == 0 &&
+		    !qt_dataset_has_labels(S.eval))
+			rc = cli_usage_error("quantize", "--eval-data %s has no labels: --max-drop measures top-1", a->eval_data);
+		if (!rc && (st = top1_of(model, S.eval, &S.fp32_top1)) != QT_OK)
+			rc = cli_status_error("quantize", st);
+		if (!rc) {
+			fprintf(info, "max-drop: FP32 top-1 %.2f%% on %lld samples of %s; target: at most %g points below\n",
+				S.fp32_top1, (long long)qt_dataset_count(S.eval), a->eval_data, max_drop);
+			rc = search(&S, &s, cand, &p, max_drop, info, choice, &out->met);
+			out->missed = !out->met;
+		}
+		p.max_bytes = 0;
+		unlink(S.tmp);
+		qt_dataset_close(S.eval);
+		if (!rc)
+			qt_bitalloc_eval(&p, choice, &r);
+	} else if (!rc && (st = qt_bitalloc_solve(&p, choice, &r)) != QT_OK) {
 		rc = cli_usage_error("quantize", "%s", qt_error_msg());
-	if (!rc && !(out->overrides = calloc((size_t)s.n_layers + 1, sizeof *out->overrides)))
-		rc = cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	}
+	if (!rc)
+		rc = make_overrides(&s, cand, choice, out);
 	if (!rc) {
 		fprintf(info, "mixed precision: %d layers, candidates %s, loss %s on %lld samples\n", s.n_layers,
 			a->candidates ? a->candidates : cli_default_candidates, s.loss, (long long)s.samples);
-		for (int l = 0; l < s.n_layers && !rc; l++) {
-			char b[8], suffix[16];
-			const struct qt_bits_setting *c = &cand[choice[l]];
-			snprintf(suffix, sizeof suffix, "=%s", qt_bits_setting_str(c, b));
-			if (!(out->overrides[out->n++] = escape_glob(s.names[l], suffix)))
-				rc = cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+		for (int l = 0; l < s.n_layers; l++) {
+			char b[8];
+			qt_bits_setting_str(&cand[choice[l]], b);
 			size_t i = (size_t)l * nc + choice[l];
 			fprintf(info, "  %-32s %-14s %-6s %9lld bytes  cost %.6g\n", s.names[l], s.ops[l], b,
 				(long long)bytes[i], cost[i]);

@@ -26,6 +26,7 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 /* quantize's budget options, as given (NULL when absent). */
 struct cli_mixed_args {
 	const char *target_size, *avg_wbits, *max_bops, *candidates, *sens, *data;
+	const char *max_drop, *eval_data, *eval_limit; /* accuracy-target search */
 	long limit;
 	int batch;
 };
@@ -37,6 +38,7 @@ struct cli_mixed_plan {
 	int n;
 	int64_t bytes;
 	double avg_wbits, objective;
+	int met, missed; /* --max-drop: the target was met / could not be met (the best found is the plan) */
 };
 
 /*
@@ -44,6 +46,9 @@ struct cli_mixed_plan {
  * solve the integer program for the budgets in a, print the chosen setting
  * per layer on `info`, and fill *out (cli_mixed_plan_free). 0, or the exit
  * code after one error line (an infeasible budget names the smallest one).
+ * With max_drop: search the smallest plan whose top-1 on eval_data is within
+ * max_drop points of FP32's (quantizing and evaluating each candidate); the
+ * plan is the best found, and out->missed says when none met the target.
  */
 int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, const struct qt_quant_opts *qo,
 			const struct cli_mixed_args *a, FILE *info, struct cli_mixed_plan *out);

@@ -79,3 +79,28 @@ expect_exit 2 "mixed: unknown candidate" "$QTOOL" analyze "$M" --calib "$MX/cnn.
 	--data fashion-mnist:train --candidates w8a8,w5a8 -o "$MX/x.json"
 expect_err_line "mixed: the unknown candidate is named" "'w5a8' is not wXaY"
 check "mixed: no output after bad input" test ! -e "$MX/x.qmod" -a ! -e "$MX/x.json"
+
+# Accuracy-target search: a reachable target gives a model within it, smaller
+# than uniform w8a8; an impossible one still writes the closest model, exit 1.
+MX_EVAL=500
+case "$QTOOL" in */san/*) MX_EVAL=100 ;; esac
+expect_exit 0 "mixed: uniform w8a8" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" -o "$MX/w8.qmod"
+U8=$(layer_bytes "$MX/w8.qmod")
+expect_exit 0 "mixed: --max-drop 1" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --sens "$MX/cnn.sens.json" \
+	--max-drop 1 --eval-data fashion-mnist:test --eval-limit "$MX_EVAL" -o "$MX/md.qmod"
+B=$(layer_bytes "$MX/md.qmod")
+check "mixed: --max-drop model smaller than uniform w8a8 ($B < $U8 bytes)" num_ok "$B" "v < $U8 && v > 0"
+F1=$(sed -n 's/^max-drop: FP32 top-1 \([0-9.]*\)%.*/\1/p' <<<"$OUT")
+expect_exit 0 "mixed: evaluate the --max-drop model" "$QTOOL" eval "$MX/md.qmod" --data fashion-mnist:test --limit "$MX_EVAL"
+T1=$(sed -n 's/^top-1: *\([0-9.]*\)%.*/\1/p' <<<"$OUT")
+check "mixed: --max-drop model within 1 point of FP32 (${T1:-none} vs ${F1:-none})" num_ok "${T1:-x}" "v >= ${F1:-1000} - 1"
+rm -f "$MX/md0.qmod"
+expect_exit 1 "mixed: impossible --max-drop exits 1" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --candidates w2a8 --max-drop 0 --eval-data fashion-mnist:test --eval-limit "$MX_EVAL" \
+	-o "$MX/md0.qmod"
+check "mixed: impossible --max-drop still writes the closest model" test -s "$MX/md0.qmod"
+check "mixed: impossible --max-drop says so" grep -q "no plan met --max-drop 0; wrote the most accurate one found" <<<"$ERR"
+expect_exit 2 "mixed: --max-drop without --eval-data" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --max-drop 1 -o "$MX/x.qmod"
+expect_err_line "mixed: --max-drop asks for --eval-data" "needs --eval-data SPEC"
+check "mixed: no output after bad --max-drop" test ! -e "$MX/x.qmod"
