@@ -3,6 +3,7 @@
  * quantize without --sens), and turning a budget into per-layer overrides
  * for quantize (--target-size, --avg-wbits, --max-bops).
  */
+#include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,6 @@ int cli_open_samples(const char *cmd, const char *model, const char *spec, long 
 	return rc;
 }
 
-struct progress {
-	const char *cmd;
-	char last[16];
-	double t0;
-};
-
 static double seconds(void)
 {
 	struct timespec ts;
@@ -55,17 +50,12 @@ static double seconds(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A bar on a terminal; one plain line per finished setting everywhere. */
-static void sens_progress(void *user, const char *setting, int64_t done, int64_t total)
+/* A bar on a terminal (user: the command's name). */
+static void sens_progress(void *user, const char *what, int64_t done, int64_t total)
 {
-	struct progress *p = user;
-	char what[64];
-	snprintf(what, sizeof what, "%s: sensitivity %s", p->cmd, setting);
-	cli_progress(what, (long)done, (long)total);
-	if (strcmp(p->last, setting)) {
-		snprintf(p->last, sizeof p->last, "%s", setting);
-		p->t0 = seconds();
-	}
+	char label[64];
+	snprintf(label, sizeof label, "%s: sensitivity%s%s", (const char *)user, what[0] ? " " : "", what);
+	cli_progress(label, (long)done, (long)total);
 }
 
 int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_table *calib,
@@ -78,10 +68,9 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 		qt_dataset_close(ds);
 		return rc;
 	}
-	struct progress p = {.cmd = cmd, .t0 = seconds()};
 	double t0 = seconds();
 	struct qt_sens_opts so = {.quant = qo, .settings = settings, .n_settings = n_settings, .data = ds,
-				  .batch = batch, .progress = sens_progress, .progress_user = &p};
+				  .batch = batch, .progress = sens_progress, .progress_user = (void *)cmd};
 	enum qt_status st = qt_sens_measure(model, calib, &so, out);
 	cli_progress_end();
 	if (st) {
@@ -156,6 +145,42 @@ static int sens_fits(const char *model, const char *sens_path, const struct qt_s
 	return rc;
 }
 
+/*
+ * --layer PATTERN=SETTING with a budget pins the matching layers (node name
+ * or, for unnamed nodes, output name, as sensitivities name them) to that
+ * setting, which must be a candidate; later patterns win. PATTERN=float
+ * layers are left out of the program altogether (the plan keeps them float).
+ */
+static int pin_layers(const struct qt_sens *s, const struct qt_quant_opts *qo, const struct qt_bits_setting *cand,
+		      int nc, unsigned char *allowed)
+{
+	memset(allowed, 1, (size_t)s->n_layers * nc);
+	for (int i = 0; i < qo->n_overrides; i++) {
+		const char *spec = qo->overrides[i], *eq = strrchr(spec, '=');
+		struct qt_bits_setting b;
+		char pat[512];
+		if (!eq || (size_t)(eq - spec) >= sizeof pat || qt_bits_setting_parse(eq + 1, &b))
+			return cli_usage_error("quantize", "--layer '%s' must be PATTERN=wXaY or PATTERN=float", spec);
+		if (b.wbits == 32 && strcmp(eq + 1, "float") == 0)
+			continue;
+		snprintf(pat, sizeof pat, "%.*s", (int)(eq - spec), spec);
+		int c = 0, hits = 0;
+		while (c < nc && !(cand[c].wbits == b.wbits && cand[c].abits == b.abits))
+			c++;
+		if (c == nc)
+			return cli_usage_error("quantize", "--layer '%s': %s is not one of the candidates", spec, eq + 1);
+		for (int l = 0; l < s->n_layers; l++)
+			if (!fnmatch(pat, s->names[l], 0)) {
+				for (int k = 0; k < nc; k++)
+					allowed[(size_t)l * nc + k] = k == c;
+				hits++;
+			}
+		if (!hits)
+			return cli_usage_error("quantize", "--layer pattern '%s' matches no layer of the sensitivities", pat);
+	}
+	return 0;
+}
+
 /* Setting indices of s for the candidate list; -1 entries are reported. */
 static int map_candidates(const char *sens_path, const struct qt_sens *s, const struct qt_bits_setting *cand, int nc,
 			  int *idx)
@@ -174,16 +199,20 @@ static int map_candidates(const char *sens_path, const struct qt_sens *s, const 
 	return 0;
 }
 
-/* Overrides "NAME=SETTING" for choice (one candidate index per layer of s). */
+/* Overrides for choice (one candidate index per layer of s): the user's
+ * --layer edits (qo), then "NAME=SETTING" for every layer. */
 static int make_overrides(const struct qt_sens *s, const struct qt_bits_setting *cand, const int *choice,
-			  struct cli_mixed_plan *out)
+			  const struct qt_quant_opts *qo, struct cli_mixed_plan *out)
 {
 	for (int i = 0; out->overrides && i < out->n; i++)
 		free(out->overrides[i]);
 	free(out->overrides);
 	out->n = 0;
-	if (!(out->overrides = calloc((size_t)s->n_layers + 1, sizeof *out->overrides)))
+	if (!(out->overrides = calloc((size_t)s->n_layers + qo->n_overrides + 1, sizeof *out->overrides)))
 		return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	for (int i = 0; i < qo->n_overrides; i++)
+		if (!(out->overrides[out->n++] = strdup(qo->overrides[i])))
+			return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	for (int l = 0; l < s->n_layers; l++) {
 		char b[8], suffix[16];
 		snprintf(suffix, sizeof suffix, "=%s", qt_bits_setting_str(&cand[choice[l]], b));
@@ -249,7 +278,7 @@ static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits
 	struct qt_graph *g = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int rc = make_overrides(s, cand, choice, &pl);
+	int rc = make_overrides(s, cand, choice, S->qo, &pl);
 	struct qt_quant_opts o = *S->qo;
 	o.overrides = (const char *const *)pl.overrides;
 	o.n_overrides = pl.n;
@@ -368,9 +397,6 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			return cli_usage_error("quantize", "--max-drop searches the size itself: drop --target-size, "
 							   "--avg-wbits and --max-bops");
 	}
-	if (qo->n_overrides > 0)
-		return cli_usage_error("quantize", "--layer cannot be combined with a budget (the integer program sets every "
-						   "layer); use --keep-float or --candidates");
 	struct qt_sens s;
 	int rc;
 	if (a->sens) {
@@ -390,9 +416,12 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	double *cost = malloc(((size_t)s.n_layers * nc + 1) * sizeof *cost);
 	int64_t *bytes = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bytes);
 	int64_t *bops = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bops);
+	unsigned char *allowed = malloc((size_t)s.n_layers * nc + 1);
 	int wbits[16];
-	if (!rc && (!idx || !choice || !cost || !bytes || !bops))
+	if (!rc && (!idx || !choice || !cost || !bytes || !bops || !allowed))
 		rc = cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
+	if (!rc)
+		rc = pin_layers(&s, qo, cand, nc, allowed);
 	if (!rc)
 		rc = map_candidates(a->sens ? a->sens : "the sensitivities", &s, cand, nc, idx);
 	for (int l = 0; !rc && l < s.n_layers; l++)
@@ -404,7 +433,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			wbits[c] = cand[c].wbits;
 		}
 	struct qt_bitalloc p = {.n_layers = s.n_layers, .n_settings = nc, .cost = cost, .bytes = bytes,
-				.params = s.params, .wbits = wbits, .bops = bops, .max_bytes = max_bytes,
+				.params = s.params, .wbits = wbits, .bops = bops, .allowed = allowed, .max_bytes = max_bytes,
 				.max_avg_wbits = avg, .max_bops = max_bops};
 	struct qt_bitalloc_result r;
 	enum qt_status st = QT_OK;
@@ -432,7 +461,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 		rc = cli_usage_error("quantize", "%s", qt_error_msg());
 	}
 	if (!rc)
-		rc = make_overrides(&s, cand, choice, out);
+		rc = make_overrides(&s, cand, choice, qo, out);
 	if (!rc) {
 		fprintf(info, "mixed precision: %d layers, candidates %s, loss %s on %lld samples\n", s.n_layers,
 			a->candidates ? a->candidates : cli_default_candidates, s.loss, (long long)s.samples);
@@ -461,6 +490,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	free(cost);
 	free(bytes);
 	free(bops);
+	free(allowed);
 	qt_sens_free(&s);
 	if (rc)
 		cli_mixed_plan_free(out);

@@ -30,6 +30,9 @@ struct qt_bitalloc {
 	const int64_t *params; /* [n_layers], >= 0: weights of each layer */
 	const int *wbits;      /* [n_settings]: bits per weight of each setting (32 for float) */
 	const int64_t *bops;   /* >= 0, or NULL (then max_bops must be 0) */
+	/* 1 where layer l may take setting s (pinned layers allow one), or
+	 * NULL for every setting everywhere; every layer needs one. */
+	const unsigned char *allowed;
 	int64_t max_bytes;     /* 0: no size constraint */
 	double max_avg_wbits;  /* 0: no average-bits constraint */
 	int64_t max_bops;      /* 0: no bit-operations constraint */
@@ -54,13 +57,13 @@ struct qt_bitalloc_result {
  * choice meets the constraints, with a message that gives the smallest
  * feasible value of each constraint (every layer at its smallest setting),
  * e.g. "weight size budget 10000 bytes is infeasible: the smallest plan
- * takes 45123 bytes".
+ * takes 45123 bytes". Only allowed settings count, there and everywhere.
  */
 QT_API enum qt_status qt_bitalloc_solve(const struct qt_bitalloc *p, int *choice_out,
 					struct qt_bitalloc_result *res_out);
 
 /* What choice (n_layers setting indices, borrowed) costs and takes; 1 when it
- * meets every constraint of p, else 0. */
+ * meets every constraint of p and takes only allowed settings, else 0. */
 QT_API int qt_bitalloc_eval(const struct qt_bitalloc *p, const int *choice, struct qt_bitalloc_result *res_out);
 
 /* Parse a size: "120000", "120KB" / "120K" (x 1000), "120KiB" (x 1024), "1.5MB"
@@ -122,8 +125,9 @@ struct qt_sens {
 };
 QT_API void qt_sens_free(struct qt_sens *s);
 
-/* Progress of qt_sens_measure: `done` of `total` (setting, batch) steps. */
-typedef void (*qt_sens_progress_fn)(void *user, const char *setting, int64_t done, int64_t total);
+/* Progress of qt_sens_measure: `done` of `total` batches; `what` (may be "")
+ * says what is being measured. */
+typedef void (*qt_sens_progress_fn)(void *user, const char *what, int64_t done, int64_t total);
 
 struct qt_sens_opts {
 	/* Which layers, and the grid: defaults (gran, group size, full range,
@@ -142,9 +146,9 @@ struct qt_sens_opts {
 
 /*
  * Measure the sensitivities of the FP32 ONNX model at `model` with the
- * activation ranges of `calib` (borrowed). One FP32 reference pass per batch
- * and setting; each (layer, setting) reruns only the nodes from that layer
- * on, from the reference values live there (qt_rt_begin_at). *out is owned
+ * activation ranges of `calib` (borrowed). One FP32 reference pass per batch;
+ * each (layer, setting) reruns only the nodes from that layer on, from the
+ * reference values live there (qt_rt_begin_at). *out is owned
  * by the caller (qt_sens_free). Errors name the model, node or dataset.
  */
 QT_API enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *calib,

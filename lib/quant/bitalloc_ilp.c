@@ -37,8 +37,10 @@ int qt_bitalloc_eval(const struct qt_bitalloc *p, const int *choice, struct qt_b
 {
 	struct qt_bitalloc_result r = {0};
 	int64_t P = sum_params(p);
+	int allowed = 1;
 	for (int l = 0; l < p->n_layers; l++) {
 		size_t i = (size_t)l * p->n_settings + choice[l];
+		allowed &= !p->allowed || p->allowed[i];
 		r.objective += p->cost[i];
 		r.bytes += p->bytes[i];
 		r.wbits_sum += p->params[l] * p->wbits[choice[l]];
@@ -48,7 +50,7 @@ int qt_bitalloc_eval(const struct qt_bitalloc *p, const int *choice, struct qt_b
 	r.avg_wbits = P > 0 ? (double)r.wbits_sum / (double)P : 0;
 	if (res_out)
 		*res_out = r;
-	return (p->max_bytes <= 0 || r.bytes <= p->max_bytes) &&
+	return allowed && (p->max_bytes <= 0 || r.bytes <= p->max_bytes) &&
 	       (p->max_avg_wbits <= 0 || r.wbits_sum <= wbits_budget(p->max_avg_wbits, P)) &&
 	       (p->max_bops <= 0 || r.bops <= p->max_bops);
 }
@@ -66,6 +68,11 @@ static enum qt_status check_problem(const struct qt_bitalloc *p)
 		if (p->wbits[s] < 1 || p->wbits[s] > 32)
 			return qt_error(QT_E_INVALID_ARG, "bit allocation: setting %d has %d weight bits", s, p->wbits[s]);
 	for (int l = 0; l < p->n_layers; l++) {
+		int any = 0;
+		for (int s = 0; s < p->n_settings; s++)
+			any |= !p->allowed || p->allowed[(size_t)l * p->n_settings + s];
+		if (!any)
+			return qt_error(QT_E_INVALID_ARG, "bit allocation: layer %d allows no setting", l);
 		if (p->params[l] < 0 || p->params[l] > ((int64_t)1 << 40))
 			return qt_error(QT_E_INVALID_ARG, "bit allocation: layer %d has %lld weights", l,
 					(long long)p->params[l]);
@@ -91,6 +98,8 @@ static void smallest_sums(const struct qt_bitalloc *p, int64_t min_out[N_BUDGETS
 		int64_t mb = INT64_MAX, mw = INT64_MAX, mo = INT64_MAX;
 		for (int s = 0; s < p->n_settings; s++) {
 			size_t i = (size_t)l * p->n_settings + s;
+			if (p->allowed && !p->allowed[i])
+				continue;
 			mb = p->bytes[i] < mb ? p->bytes[i] : mb;
 			mw = p->params[l] * p->wbits[s] < mw ? p->params[l] * p->wbits[s] : mw;
 			if (p->bops)
@@ -176,6 +185,8 @@ static int solve_once(const struct qt_bitalloc *p, const int64_t rhs[N_BUDGETS],
 		for (int s = 0; s < S; s++) {
 			int j = 1 + l * S + s;
 			glp_set_col_kind(lp, j, GLP_BV);
+			if (p->allowed && !p->allowed[(size_t)l * S + s])
+				glp_set_col_bnds(lp, j, GLP_FX, 0.0, 0.0);
 			glp_set_obj_coef(lp, j, big > 0 ? (p->cost[(size_t)l * S + s] - lo) / big : 0.0);
 		}
 	}

@@ -6,11 +6,12 @@
  * `quantize` would write for it at that setting), and its float simulation
  * (qt_fakequant_prepare) gives every layer's dequantized weight and bias and
  * the grid of its input activation. Then per batch of samples: one FP32
- * reference pass keeps every value; for each layer the runtime restarts at
- * that layer's node from the reference values live there (the frontier), with
- * the layer's simulated weights swapped into the FP32 graph and its input
- * rounded to its grid, and runs the rest of the model. Only the nodes from
- * the layer on are rerun.
+ * reference pass keeps every value; for each layer and setting the runtime
+ * restarts at that layer's node from the reference values live there (the
+ * frontier), with the layer's simulated weights swapped into the FP32 graph
+ * and its input rounded to its grid, and runs the rest of the model. Only
+ * the nodes from the layer on are rerun. Memory: every setting's dequantized
+ * weights (settings x the model's weights in float) plus one batch's values.
  *
  * Float throughout (an offline measurement): losses per sample in double.
  */
@@ -447,17 +448,16 @@ static void measure_free(struct measure *m)
 	qt_graph_free(m->g);
 }
 
-/* Cost of every layer at setting s: sum of batch losses over the data. */
-static enum qt_status measure_setting(struct measure *m, const struct qt_sens_opts *o, int s,
-				      const struct sim_layer *sl, int batch, int64_t *step, int64_t steps,
-				      struct qt_sens *out)
+/* Cost of every layer at every setting (sims[s][l]): per batch one FP32
+ * reference pass, then each (layer, setting) from its layer on; the mean of
+ * the batch losses over the data. */
+static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *o, struct sim_layer *const *sims,
+				  int batch, struct qt_sens *out)
 {
 	struct qt_graph *g = m->g;
 	struct qt_tensor x = {0};
 	enum qt_status st = QT_OK;
-	int64_t done = 0;
-	char sb[8];
-	qt_bits_setting_str(&o->settings[s], sb);
+	int64_t done = 0, step = 0, steps = (qt_dataset_count(o->data) + batch - 1) / batch;
 	qt_dataset_reset(o->data);
 	for (;;) {
 		int nb = 0;
@@ -468,24 +468,25 @@ static enum qt_status measure_setting(struct measure *m, const struct qt_sens_op
 		if ((st = qt_rt_run(m->ref, &x, m->ref_out)) != QT_OK)
 			break;
 		for (int l = 0; l < m->L && !st; l++) {
-			double loss = 0;
-			if (done == 0 && s == 0)
+			if (done == 0)
 				out->macs[l] = layer_macs(m, &g->nodes[m->nodes[l]], nb);
-			if (!sl[l].w.data)
-				continue; /* float: the FP32 layer, no loss */
-			if ((st = run_layer(m, l, &sl[l], nb, &loss)) == QT_OK)
-				out->cost[(size_t)l * m->S + s] += loss;
+			for (int s = 0; s < m->S && !st; s++) {
+				double loss = 0;
+				if (!sims[s][l].w.data)
+					continue; /* float: the FP32 layer, no loss */
+				if ((st = run_layer(m, l, &sims[s][l], nb, &loss)) == QT_OK)
+					out->cost[(size_t)l * m->S + s] += loss;
+			}
 		}
 		if (st)
 			break;
 		done += nb;
-		(*step)++;
 		if (o->progress)
-			o->progress(o->progress_user, sb, *step, steps);
+			o->progress(o->progress_user, "", ++step, steps);
 	}
 	qt_tensor_free(&x);
-	for (int l = 0; l < m->L && done > 0; l++)
-		out->cost[(size_t)l * m->S + s] /= (double)done;
+	for (size_t i = 0; i < (size_t)m->L * m->S && done > 0; i++)
+		out->cost[i] /= (double)done;
 	out->samples = done;
 	return st;
 }
@@ -543,8 +544,6 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	if (!st)
 		st = sim_setting(model, calib, o->quant, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes,
 				 quantized);
-	sim_free(sl, plan.n);
-	sl = NULL;
 	if (!st)
 		st = pick_layers(&m, &plan, quantized, out);
 	if (!st) {
@@ -561,35 +560,51 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 		qt_rt_set_observer(m.ref, qt_fused_act_observer, g);
 		qt_rt_set_observer(m.seg, qt_fused_act_observer, g);
 	}
-	int64_t nbatch = (qt_dataset_count(o->data) + batch - 1) / batch, step = 0;
+	/* Every setting's simulated layers (the first quantized one from the
+	 * pass that chose the layers), then one measurement over the data. */
+	struct sim_layer **sims = st ? NULL : calloc((size_t)m.S + 1, sizeof *sims);
+	if (!st && !sims)
+		st = qt_error(QT_E_NOMEM, "out of memory");
 	for (int s = 0; !st && s < m.S; s++) {
-		if (!(sl = calloc((size_t)m.L + 1, sizeof *sl))) {
+		if (!(sims[s] = calloc((size_t)m.L + 1, sizeof *sims[s]))) {
 			st = qt_error(QT_E_NOMEM, "out of memory");
 			break;
 		}
 		if (o->settings[s].wbits == FLOAT_BITS) {
 			for (int l = 0; l < m.L; l++)
 				out->bytes[(size_t)l * m.S + s] = out->params[l] * 4;
-		} else {
-			st = sim_setting(model, calib, o->quant, &o->settings[s], m.nodes, m.L, g->n_nodes, sl, bytes, NULL);
-			for (int l = 0; !st && l < m.L; l++) {
-				if (!sl[l].w.data)
-					st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\" is not quantized at every setting",
-						      model, out->names[l]);
-				out->bytes[(size_t)l * m.S + s] = bytes[l];
-			}
+			continue;
 		}
-		/* The runs are small products: a second OpenBLAS thread mostly spins
-		 * (a third of the CPU time went to the kernel) and results are the
-		 * same with one. The quantize stage above keeps its own setting. */
-		int threads = openblas_get_num_threads();
-		openblas_set_num_threads(1);
-		if (!st)
-			st = measure_setting(&m, o, s, sl, batch, &step, nbatch * m.S, out);
-		openblas_set_num_threads(threads);
-		sim_free(sl, m.L);
-		sl = NULL;
+		if (s == first_q) {
+			for (int i = 0, l = 0; i < plan.n; i++)
+				if (quantized[i]) {
+					sims[s][l] = sl[i];
+					memset(&sl[i], 0, sizeof sl[i]);
+					out->bytes[(size_t)l++ * m.S + s] = bytes[i];
+				}
+			continue;
+		}
+		st = sim_setting(model, calib, o->quant, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, NULL);
+		for (int l = 0; !st && l < m.L; l++) {
+			if (!sims[s][l].w.data)
+				st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\" is not quantized at every setting", model,
+					      out->names[l]);
+			out->bytes[(size_t)l * m.S + s] = bytes[l];
+		}
 	}
+	sim_free(sl, plan.n);
+	sl = NULL;
+	/* The runs are small products: a second OpenBLAS thread mostly spins
+	 * (a third of the CPU time went to the kernel) and results are the same
+	 * with one. The quantize stage above keeps its own setting. */
+	int threads = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	if (!st)
+		st = measure_all(&m, o, sims, batch, out);
+	openblas_set_num_threads(threads);
+	for (int s = 0; sims && s < m.S; s++)
+		sim_free(sims[s], m.L);
+	free(sims);
 	free(bytes);
 done:
 	free(quantized);

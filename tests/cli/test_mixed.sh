@@ -38,6 +38,12 @@ B=$(layer_bytes "$MX/ilp.qmod")
 check "mixed: ILP .qmod within the budget ($B <= $U bytes)" num_ok "$B" "v <= $U && v > 0"
 check "mixed: the printed size is the file's" grep -q "^mixed precision: $B weight bytes with scales (budget $U)" <<<"$OUT"
 
+expect_exit 0 "mixed: --layer pins a layer under a budget" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--avg-wbits 3 --layer '/features/features.0/*=w2a8' --sens "$MX/cnn.sens.json" -o "$MX/pin.qmod"
+check "mixed: the pinned layer takes its setting" grep -q "^  /features/features.0/Conv  *Conv  *w2a8 " <<<"$OUT"
+expect_exit 2 "mixed: --layer setting outside the candidates" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--avg-wbits 3 --layer '/features/features.0/*=w3a4' --sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: the pinned setting is named" "w3a4 is not one of the candidates"
 expect_exit 0 "mixed: --avg-wbits 3" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --avg-wbits 3 \
 	--sens "$MX/cnn.sens.json" -o "$MX/b3.qmod"
 A=$(layer_avg_bits "$MX/b3.qmod")

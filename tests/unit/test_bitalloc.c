@@ -22,6 +22,7 @@ struct inst {
 	double cost[MAXL * MAXS];
 	int64_t bytes[MAXL * MAXS], bops[MAXL * MAXS], params[MAXL];
 	int wbits[MAXS];
+	unsigned char allowed[MAXL * MAXS];
 	struct qt_bitalloc p;
 };
 
@@ -50,6 +51,18 @@ static void make_inst(struct inst *in, uint64_t seed)
 	}
 	in->p = (struct qt_bitalloc){.n_layers = in->L, .n_settings = in->S, .cost = in->cost, .bytes = in->bytes,
 				     .params = in->params, .wbits = in->wbits, .bops = in->bops};
+}
+
+/* Pin some layers to one setting and forbid some settings of others (as
+ * quantize --layer does), keeping one allowed setting per layer. */
+static void random_mask(struct inst *in)
+{
+	for (int l = 0; l < in->L; l++) {
+		int pin = urand() < 0.3, keep = (int)(urand() * in->S) % in->S;
+		for (int s = 0; s < in->S; s++)
+			in->allowed[l * in->S + s] = s == keep || (!pin && urand() < 0.7);
+	}
+	in->p.allowed = in->allowed;
 }
 
 /* Smallest and largest sum over choices of one per-(layer, setting) table. */
@@ -89,6 +102,8 @@ Test(bitalloc, matches_enumeration_and_never_over_budget)
 	for (uint64_t seed = 1; seed <= 400; seed++) {
 		struct inst in;
 		make_inst(&in, seed);
+		if (urand() < 0.3)
+			random_mask(&in);
 		int64_t lo, hi;
 		/* Each budget on or off, somewhere from a bit below the smallest
 		 * sum to the largest. */
@@ -127,7 +142,8 @@ Test(bitalloc, matches_enumeration_and_never_over_budget)
 		n_feasible++;
 		cr_assert_eq(st, QT_OK, "seed %llu: %s", (unsigned long long)seed, qt_error_msg());
 		struct qt_bitalloc_result r2;
-		cr_assert(qt_bitalloc_eval(&in.p, choice, &r2), "seed %llu: choice over budget", (unsigned long long)seed);
+		cr_assert(qt_bitalloc_eval(&in.p, choice, &r2), "seed %llu: choice over budget or not allowed",
+			  (unsigned long long)seed);
 		if (in.p.max_bytes > 0)
 			cr_assert_leq(r2.bytes, in.p.max_bytes, "seed %llu", (unsigned long long)seed);
 		if (in.p.max_bops > 0)
@@ -189,6 +205,10 @@ Test(bitalloc, rejects_malformed_problems)
 	in.p.max_bops = 5;
 	cr_assert_eq(qt_bitalloc_solve(&in.p, choice, NULL), QT_E_INVALID_ARG);
 	in.p.max_bops = 0;
+	unsigned char none[MAXL * MAXS] = {0};
+	in.p.allowed = none;
+	cr_assert_eq(qt_bitalloc_solve(&in.p, choice, NULL), QT_E_INVALID_ARG);
+	in.p.allowed = NULL;
 	in.p.n_layers = 0;
 	cr_assert_eq(qt_bitalloc_solve(&in.p, choice, NULL), QT_E_INVALID_ARG);
 }
