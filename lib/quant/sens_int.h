@@ -4,7 +4,7 @@
 
 #include "qtool/bitalloc.h"
 
-/* Zeroed arrays of s for n_layers x n_settings (names and ops NULL);
+/* s zeroed, with zeroed arrays for n_layers x n_settings (names and ops NULL);
  * QT_E_NOMEM leaves s freed. */
 enum qt_status qt_sens_alloc(struct qt_sens *s, int n_layers, int n_settings);
 

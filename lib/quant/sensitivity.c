@@ -101,6 +101,7 @@ void qt_sens_free(struct qt_sens *s)
 enum qt_status qt_sens_alloc(struct qt_sens *s, int n_layers, int n_settings)
 {
 	size_t L = (size_t)n_layers, S = (size_t)n_settings;
+	memset(s, 0, sizeof *s);
 	s->n_layers = n_layers;
 	s->n_settings = n_settings;
 	s->names = calloc(L + 1, sizeof *s->names);
