@@ -163,5 +163,7 @@ QT_API enum qt_status qt_sens_to_json(const struct qt_sens *s, const char *model
  * QT_E_FORMAT naming the file and the place. *out owned by the caller.
  */
 QT_API enum qt_status qt_sens_read(const char *path, struct qt_sens *out);
+/* The same from len bytes at buf (borrowed); label names the source in messages. */
+QT_API enum qt_status qt_sens_read_mem(const void *buf, size_t len, const char *label, struct qt_sens *out);
 
 #endif

@@ -202,6 +202,19 @@ static enum qt_status read_root(const char *path, const cJSON *root, struct qt_s
 	return QT_OK;
 }
 
+enum qt_status qt_sens_read_mem(const void *buf, size_t len, const char *label, struct qt_sens *out)
+{
+	memset(out, 0, sizeof *out);
+	cJSON *root = len > 0 && len <= (size_t)MAX_FILE_BYTES ? cJSON_ParseWithLength(buf, len) : NULL;
+	if (!root)
+		return BAD("%s: not valid JSON", label);
+	enum qt_status st = read_root(label, root, out);
+	cJSON_Delete(root);
+	if (st)
+		qt_sens_free(out);
+	return st;
+}
+
 enum qt_status qt_sens_read(const char *path, struct qt_sens *out)
 {
 	memset(out, 0, sizeof *out);
@@ -210,13 +223,7 @@ enum qt_status qt_sens_read(const char *path, struct qt_sens *out)
 	if (!buf)
 		return len > MAX_FILE_BYTES ? BAD("%s: larger than %ld bytes", path, MAX_FILE_BYTES)
 					    : qt_error(QT_E_IO, "%s: cannot read", path);
-	cJSON *root = cJSON_ParseWithLength(buf, (size_t)len);
+	enum qt_status st = qt_sens_read_mem(buf, (size_t)len, path, out);
 	free(buf);
-	if (!root)
-		return BAD("%s: not valid JSON", path);
-	enum qt_status st = read_root(path, root, out);
-	cJSON_Delete(root);
-	if (st)
-		qt_sens_free(out);
 	return st;
 }
