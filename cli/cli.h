@@ -110,6 +110,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
 /* inspect for .qmod files (cli/cmd_inspect_qmod.c). */
 int cmd_inspect_qmod(const char *path, int json);
 

@@ -119,6 +119,7 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON_AddStringToObject(o, "granularity", scheme_name(w->q->scheme));
 			cJSON_AddNumberToObject(o, "parameters", (double)np);
 			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
+			cJSON_AddNumberToObject(o, "bytes", (double)(lbits / 8)); /* codes plus scales as stored */
 			cJSON_AddNumberToObject(o, "group_size", w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0);
 			cJSON_AddStringToObject(o, "code_range", w->q->full_range ? "full" : "restricted");
 			cJSON_AddStringToObject(o, "scale_storage", w->q->scale_enc == QT_SCALE_ROW_U8      ? "f32 row + u8 group"

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mixed.h"
 #include "qtool/calib.h"
 #include "qtool/dataset.h"
 #include "qtool/model.h"
@@ -20,7 +21,10 @@ static const char quantize_help[] =
 	"                       [--adaround-iters N] [--holdout F]]\n"
 	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
 	"                      [--weights FORMAT] [--acts FORMAT] [--mx-scale floor|ceil|best]\n"
-	"                      [--input-shape NAME=D0,D1,...]\n\n"
+	"                      [--input-shape NAME=D0,D1,...]\n"
+	"                      [--target-size SIZE | --avg-wbits B | --max-bops N]\n"
+	"                      [--candidates LIST] [--sens SENS.json]\n"
+	"                      [--max-drop X --eval-data SPEC [--eval-limit N]]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
@@ -85,6 +89,22 @@ static const char quantize_help[] =
 	"                      or a format above (the input is rounded to it in float)\n"
 	"  --mx-scale RULE     MX shared exponent: floor (the spec's; default), ceil (never\n"
 	"                      clips) or best (per block, the smaller squared error)\n\n"
+	"mixed precision (one setting per layer from an integer program; docs/SENSITIVITY.md):\n"
+	"  --target-size SIZE  weight bytes with scales of the quantized layers at most SIZE\n"
+	"                      (bytes, or 120KB, 1.5MB = x1000, x10^6; 96KiB = x1024)\n"
+	"  --avg-wbits B       average weight bits (per weight, scales not counted) at most B\n"
+	"  --max-bops N        bit operations per sample (MACs x weight bits x activation\n"
+	"                      bits) at most N (suffixes K, M, G)\n"
+	"  --candidates LIST   settings a layer may take (default w8a8,w4a8,w3a8,w2a8,w4a4;\n"
+	"                      'float' keeps a layer FP32)\n"
+	"  --sens FILE         sensitivities from 'qtool analyze'; without it they are\n"
+	"                      measured on --data (--limit samples) first\n"
+	"  --max-drop X        the smallest plan whose top-1 on --eval-data (labelled) is at\n"
+	"                      most X points below FP32's: the program is solved at byte\n"
+	"                      budgets found by bisection and each plan is quantized and\n"
+	"                      evaluated; the best plan found is always written, and the\n"
+	"                      exit code is 1 when none met the target\n"
+	"  --eval-limit N      evaluate on the first N samples of --eval-data (default all)\n\n"
 	"examples:\n"
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
 	"  qtool quantize m.onnx --calib m.calib.json --bits w4a8 --data fashion-mnist:train \\\n"
@@ -354,6 +374,8 @@ int cmd_quantize(int argc, char **argv)
 	const char *calib = NULL, *out = NULL, *bits = NULL, *method = NULL, *gran = NULL, *group_s = NULL, *pos[1];
 	const char *data = NULL, *methods = NULL, *limit_s = NULL, *batch_s = NULL, *holdout_s = NULL, *ar_s = NULL;
 	const char *wfmt_s = NULL, *afmt_s = NULL, *mx_s = NULL;
+	struct cli_mixed_args mix = {0};
+	struct cli_mixed_plan mplan = {0};
 	const char *layers[MAX_LAYER_ARGS], *keeps[MAX_LAYER_ARGS], *shape_args[QT_MAX_INPUT_SHAPES];
 	int n_shape_args = 0;
 	int n_pos, rc, n_layers = 0, n_keeps = 0, full_range = 0, fp32_inputs = 0, no_fp32_target = 0;
@@ -381,6 +403,14 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--layer", .list = layers, .n_list = &n_layers, .cap = MAX_LAYER_ARGS},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = MAX_LAYER_ARGS},
 		{.name = "--input-shape", .list = shape_args, .n_list = &n_shape_args, .cap = QT_MAX_INPUT_SHAPES},
+		{.name = "--target-size", .value = &mix.target_size},
+		{.name = "--avg-wbits", .value = &mix.avg_wbits},
+		{.name = "--max-bops", .value = &mix.max_bops},
+		{.name = "--candidates", .value = &mix.candidates},
+		{.name = "--sens", .value = &mix.sens},
+		{.name = "--max-drop", .value = &mix.max_drop},
+		{.name = "--eval-data", .value = &mix.eval_data},
+		{.name = "--eval-limit", .value = &mix.eval_limit},
 		{0},
 	};
 	if ((rc = cli_parse_args("quantize", quantize_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -520,6 +550,19 @@ int cmd_quantize(int argc, char **argv)
 		o.data_spec = data;
 		o.progress = quant_progress;
 	}
+	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_drop) {
+		/* Mixed precision: the integer program's choice as overrides. */
+		mix.data = data, mix.limit = limit, mix.batch = (int)batch;
+		FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
+		if ((rc = cli_mixed_precision(model, t, &o, &mix, info, &mplan)) != 0)
+			goto done;
+		o.overrides = (const char *const *)mplan.overrides;
+		o.n_overrides = mplan.n;
+	} else if (mix.candidates || mix.sens || mix.eval_data) {
+		rc = cli_usage_error("quantize", "--candidates, --sens and --eval-data go with --target-size, --avg-wbits, "
+						 "--max-bops or --max-drop");
+		goto done;
+	}
 	st = qt_quantize_graph(g, t, &o);
 	cli_progress_end();
 	if (st != QT_OK) {
@@ -550,7 +593,12 @@ int cmd_quantize(int argc, char **argv)
 			fprintf(info, "layer %-40s w%da%d %-20s held-out output error %.4f%% (round to nearest %.4f%%)\n",
 				rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods),
 				100 * rep[i].err, 100 * rep[i].err_rtn);
+	if (mplan.missed) {
+		fprintf(stderr, "qtool quantize: no plan met --max-drop %s; wrote the most accurate one found\n", mix.max_drop);
+		rc = QT_EXIT_FAIL;
+	}
 done:
+	cli_mixed_plan_free(&mplan);
 	free(rep);
 	qt_dataset_close(ds);
 	qt_calib_table_free(t);

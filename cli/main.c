@@ -15,6 +15,7 @@ static const struct {
 	{"eval", cmd_eval, "measure accuracy, or outputs against a reference, over a dataset"},
 	{"compare", cmd_compare, "gate a new eval report against a baseline (CI)"},
 	{"calibrate", cmd_calibrate, "record activation statistics over a dataset"},
+	{"analyze", cmd_analyze, "measure each layer's sensitivity to each bit width (mixed precision)"},
 	{"quantize", cmd_quantize, "quantize a model with a calibration file into .qmod"},
 	{"export", cmd_export, "write a .qmod as a standard ONNX QDQ model (ONNX Runtime)"},
 	{"bench", cmd_bench, "time a model's runtime on random inputs (ms per batch)"},

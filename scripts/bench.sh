@@ -60,3 +60,11 @@ if [ -x build/release/bench_gptq ]; then
 	echo
 	build/release/bench_gptq
 fi
+# Sensitivity measurement for mixed precision (issue goal: at most 2 minutes
+# for fmnist_resnet on 2 cores): qtool analyze on 1000 train samples, the five
+# default candidates; wall time as analyze reports it.
+if [ -f "$OUT/fmnist_resnet.calib.json" ]; then
+	echo
+	"$Q" analyze models/fmnist_resnet.onnx --calib "$OUT/fmnist_resnet.calib.json" --data fashion-mnist:train \
+		--limit 1000 -o "$OUT/fmnist_resnet.sens.json" 2>&1 >/dev/null | sed -n 's/^analyze: measured/sensitivity (qtool analyze fmnist_resnet): measured/p'
+fi

@@ -1,0 +1,112 @@
+# Mixed precision through the CLI: analyze writes sensitivities; quantize with
+# --target-size / --avg-wbits writes a .qmod whose per-layer bytes (inspect
+# --json) stay within the budget; an infeasible budget is one line naming the
+# smallest feasible one, and nothing is written; bad input is one line, exit 2.
+MX=$TMP/mixed
+mkdir -p "$MX"
+MX_LIMIT=200
+case "$QTOOL" in */san/*) MX_LIMIT=64 ;; esac
+M=models/fmnist_cnn.onnx
+expect_exit 0 "mixed: calibrate cnn" "$QTOOL" calibrate "$M" --data fashion-mnist:train --limit "$MX_LIMIT" \
+	-o "$MX/cnn.calib.json"
+expect_exit 0 "mixed: analyze cnn" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" --data fashion-mnist:train \
+	--limit "$MX_LIMIT" -o "$MX/cnn.sens.json"
+check "mixed: analyze wrote a sensitivity file" grep -q '"format":.*"qtool-sensitivity"' "$MX/cnn.sens.json"
+check "mixed: analyze says how long it took" grep -q "measured [0-9]* layers x 5 settings on $MX_LIMIT samples" <<<"$ERR"
+
+# Per layer of a sensitivity file: cost at w8a8 (first) below cost at w2a8 (fourth).
+costs_ordered() {
+	awk '/"cost":/ { gsub(/[^0-9.eE+,-]/, ""); sub(/,$/, ""); n = split($0, c, ","); if (n != 5 || !(c[1] < c[4])) bad = 1; k++ }
+		END { exit !(k > 0 && !bad) }' "$1"
+}
+check "mixed: every layer loses more at w2a8 than at w8a8" costs_ordered "$MX/cnn.sens.json"
+
+# Sum of the per-layer "bytes" (codes plus scales) in inspect --json.
+layer_bytes() { "$QTOOL" inspect --json "$1" | awk '/"layers":/ { on = 1 } on && /"bytes":/ { gsub(/[^0-9]/, ""); s += $0 } END { print s + 0 }'; }
+# Average weight bits over the layers' weights.
+layer_avg_bits() {
+	"$QTOOL" inspect --json "$1" | awk '/"layers":/ { on = 1 } on && /"weight_bits":/ { gsub(/[^0-9]/, ""); b = $0 }
+		on && /"parameters":/ { gsub(/[^0-9]/, ""); s += b * $0; p += $0 } END { if (p) printf "%.4f", s / p }'
+}
+
+expect_exit 0 "mixed: uniform w4a8" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --bits w4a8 -o "$MX/w4.qmod"
+U=$(layer_bytes "$MX/w4.qmod")
+expect_exit 0 "mixed: --target-size of uniform w4a8 from --sens" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size "$U" --sens "$MX/cnn.sens.json" -o "$MX/ilp.qmod"
+check "mixed: the chosen setting is printed per layer" grep -q "^  /features/features.0/Conv .* bytes  cost" <<<"$OUT"
+B=$(layer_bytes "$MX/ilp.qmod")
+check "mixed: ILP .qmod within the budget ($B <= $U bytes)" num_ok "$B" "v <= $U && v > 0"
+check "mixed: the printed size is the file's" grep -q "^mixed precision: $B weight bytes with scales (budget $U)" <<<"$OUT"
+
+expect_exit 0 "mixed: --layer pins a layer under a budget" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--avg-wbits 3 --layer '/features/features.0/*=w2a8' --sens "$MX/cnn.sens.json" -o "$MX/pin.qmod"
+check "mixed: the pinned layer takes its setting" grep -q "^  /features/features.0/Conv  *Conv  *w2a8 " <<<"$OUT"
+expect_exit 2 "mixed: --layer setting outside the candidates" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--avg-wbits 3 --layer '/features/features.0/*=w3a4' --sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: the pinned setting is named" "w3a4 is not one of the candidates"
+expect_exit 0 "mixed: --avg-wbits 3" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --avg-wbits 3 \
+	--sens "$MX/cnn.sens.json" -o "$MX/b3.qmod"
+A=$(layer_avg_bits "$MX/b3.qmod")
+check "mixed: average weight bits within 3 ($A)" num_ok "$A" "v <= 3 && v >= 2"
+
+expect_exit 0 "mixed: --target-size in KB, measuring on --data" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size 80KB --candidates w8a8,w4a8,w2a8 --data fashion-mnist:train --limit "$MX_LIMIT" -o "$MX/kb.qmod"
+B=$(layer_bytes "$MX/kb.qmod")
+check "mixed: measured-on-the-fly plan within 80KB ($B bytes)" num_ok "$B" "v <= 80000 && v > 0"
+
+expect_exit 2 "mixed: infeasible budget" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --target-size 100 \
+	--sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: infeasible budget names the smallest" "budget 100 bytes is infeasible: .* takes [0-9]+ bytes"
+expect_exit 2 "mixed: infeasible average bits" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --avg-wbits 1.5 \
+	--sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: infeasible average names the smallest" "average weight bits 1.5 is infeasible: .* averages 2.0000 bits"
+expect_exit 2 "mixed: bad size" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --target-size 12XB \
+	--sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: bad size is named" "--target-size '12XB'"
+expect_exit 2 "mixed: candidate not measured" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --target-size 20KB \
+	--candidates w8a8,w3a4 --sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: the missing candidate is named" "candidate w3a4 is not in"
+expect_exit 2 "mixed: budget without sensitivities" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size 20KB -o "$MX/x.qmod"
+expect_err_line "mixed: says where sensitivities come from" "give --data SPEC to measure them, or --sens FILE"
+expect_exit 2 "mixed: --sens without a budget" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: --sens alone is refused" "go with --target-size"
+sed 's/"cost":\t\[/"cost":\t["x", /' "$MX/cnn.sens.json" >"$MX/bad.sens.json"
+expect_exit 2 "mixed: damaged sensitivity file" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size 20KB --sens "$MX/bad.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: the damage is located" "bad.sens.json: layer \".*\": \"cost\" and \"bytes\" must be arrays"
+expect_exit 0 "mixed: calibrate mlp" "$QTOOL" calibrate models/fmnist_mlp.onnx --data fashion-mnist:train --limit 64 \
+	-o "$MX/mlp.calib.json"
+expect_exit 2 "mixed: sensitivities of another model" "$QTOOL" quantize models/fmnist_mlp.onnx \
+	--calib "$MX/mlp.calib.json" --target-size 20KB --sens "$MX/cnn.sens.json" -o "$MX/x.qmod"
+expect_err_line "mixed: another model is refused" "measured on another model"
+expect_exit 2 "mixed: unknown candidate" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
+	--data fashion-mnist:train --candidates w8a8,w5a8 -o "$MX/x.json"
+expect_err_line "mixed: the unknown candidate is named" "'w5a8' is not wXaY"
+check "mixed: no output after bad input" test ! -e "$MX/x.qmod" -a ! -e "$MX/x.json"
+
+# Accuracy-target search: a reachable target gives a model within it, smaller
+# than uniform w8a8; an impossible one still writes the closest model, exit 1.
+MX_EVAL=500
+case "$QTOOL" in */san/*) MX_EVAL=100 ;; esac
+expect_exit 0 "mixed: uniform w8a8" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" -o "$MX/w8.qmod"
+U8=$(layer_bytes "$MX/w8.qmod")
+expect_exit 0 "mixed: --max-drop 1" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" --sens "$MX/cnn.sens.json" \
+	--max-drop 1 --eval-data fashion-mnist:test --eval-limit "$MX_EVAL" -o "$MX/md.qmod"
+B=$(layer_bytes "$MX/md.qmod")
+check "mixed: --max-drop model smaller than uniform w8a8 ($B < $U8 bytes)" num_ok "$B" "v < $U8 && v > 0"
+F1=$(sed -n 's/^max-drop: FP32 top-1 \([0-9.]*\)%.*/\1/p' <<<"$OUT")
+expect_exit 0 "mixed: evaluate the --max-drop model" "$QTOOL" eval "$MX/md.qmod" --data fashion-mnist:test --limit "$MX_EVAL"
+T1=$(sed -n 's/^top-1: *\([0-9.]*\)%.*/\1/p' <<<"$OUT")
+check "mixed: --max-drop model within 1 point of FP32 (${T1:-none} vs ${F1:-none})" num_ok "${T1:-x}" "v >= ${F1:-1000} - 1"
+rm -f "$MX/md0.qmod"
+expect_exit 1 "mixed: impossible --max-drop exits 1" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --candidates w2a8 --max-drop 0 --eval-data fashion-mnist:test --eval-limit "$MX_EVAL" \
+	-o "$MX/md0.qmod"
+check "mixed: impossible --max-drop still writes the closest model" test -s "$MX/md0.qmod"
+check "mixed: impossible --max-drop says so" grep -q "no plan met --max-drop 0; wrote the most accurate one found" <<<"$ERR"
+expect_exit 2 "mixed: --max-drop without --eval-data" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --max-drop 1 -o "$MX/x.qmod"
+expect_err_line "mixed: --max-drop asks for --eval-data" "needs --eval-data SPEC"
+check "mixed: no output after bad --max-drop" test ! -e "$MX/x.qmod"
