@@ -790,7 +790,13 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		sub.scale = L->grid.scale + (size_t)gi * rows * ng;
 		const float *w = L->w + (size_t)gi * rows * K;
 		int32_t *codes = L->codes + (size_t)gi * rows * K;
-		if ((m & QT_METHOD_MSE) && L->scheme != QT_QSCHEME_TENSOR)
+		/* GPTQ at 3 bits and below starts from the MSE scales (weighted
+		 * by the inputs' second moments): on a grid of 8 or 4 levels the
+		 * absmax scale wastes levels on rare large weights. Measured on
+		 * the bundled models (docs/METHODS.md): better in every w3/w2
+		 * case, mixed at w4, so w4 and up keep absmax. */
+		int mse_init = (m & QT_METHOD_GPTQ) && L->plan->wbits <= 3;
+		if (((m & QT_METHOD_MSE) || mse_init) && L->scheme != QT_QSCHEME_TENSOR)
 			st = qt_wscale_mse(w, &sub, diag, NULL, lbl);
 		if (st)
 			break;
@@ -1155,9 +1161,9 @@ static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t 
 	unsigned m = o->methods;
 	PUT("%s", qt_methods_str(m));
 	if (m & QT_METHOD_GPTQ)
-		PUT("; gptq damp %g, block %d, %s, rounds %d", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
+		PUT("; gptq damp %g, block %d, %s, rounds %d%s", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
 		    o->gptq_block > 0 ? o->gptq_block : 128, o->gptq_no_act_order ? "no act-order" : "act-order",
-		    o->gptq_rounds > 0 ? o->gptq_rounds : 3);
+		    o->gptq_rounds > 0 ? o->gptq_rounds : 3, o->wbits <= 3 ? ", mse scales" : "");
 	if (m & QT_METHOD_ADAROUND)
 		PUT("; adaround %d steps", o->adaround_iters > 0 ? o->adaround_iters : 1000);
 	if (m & QT_METHOD_SMOOTHQUANT) {
