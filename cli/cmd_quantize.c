@@ -269,8 +269,8 @@ static enum qt_status heldout_output_error(const struct qt_graph *q, const char 
 
 /*
  * --method auto: quantize with each candidate on the first 80% of the
- * --data samples (whole batches) and measure the output error of the result
- * on the last 20%; set o's methods to the candidate with the least. A
+ * --data samples and measure the output error of the result on the last 20%
+ * (whole batches, at least one); set o's methods to the candidate with the least. A
  * rewrite that finds nothing to rewrite is the candidate without it, and is
  * skipped. Returns 0, or an exit code after a message.
  */
@@ -286,10 +286,12 @@ static int auto_pick(const char *model, const struct qt_calib_table *t, const ch
 		return cli_status_error("quantize", st);
 	if ((rc = open_data(g, model, spec, 0, limit, o, &all)) != 0)
 		goto done;
+	/* A fifth of the samples in whole batches, at least one batch. */
 	int64_t n = qt_dataset_count(all), b = o->batch > 0 ? o->batch : 32, nh = n / 5 - (n / 5) % b;
-	if (nh < b || n - nh < b) {
+	nh = nh < b ? b : nh;
+	if (n - nh < b) {
 		rc = cli_usage_error("quantize", "--method auto holds out a fifth of the --data samples in whole batches "
-				     "of %lld: %lld samples are too few", (long long)b, (long long)n);
+				     "of %lld (at least one): %lld samples are too few", (long long)b, (long long)n);
 		goto done;
 	}
 	if ((rc = open_data(g, model, spec, 0, (long)(n - nh), o, &fit)) != 0 ||

@@ -67,7 +67,9 @@ section() {
 				q1=$(num 'top-1:' "$t")
 				agree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' "$t")
 				delta=$(awk -v a="$q1" -v b="$f1" 'BEGIN { printf "%+.2f", a - b }')
-				echo "| $name | $bits | $gran | $meth | $q1 | $delta | $agree | $(num 'SQNR:' "$t") | $(stat -c %s "$qm") | $secs |"
+				# auto: the methods it picked
+				picked=$(sed -n 's/^auto: picked \([^ ]*\) .*/\1/p' "$OUT/$tag.log")
+				echo "| $name | $bits | $gran | $meth${picked:+: $picked} | $q1 | $delta | $agree | $(num 'SQNR:' "$t") | $(stat -c %s "$qm") | $secs |"
 			done
 		done
 		echo "results_methods: $name done" >&2

@@ -266,7 +266,7 @@ struct qt_quant_opts {
 	double gptq_damp;
 	int gptq_block;
 	int gptq_no_act_order;
-	int gptq_rounds;     /* GPTQ, then re-fit scales to its codes, this many times (0: 3) */
+	int gptq_rounds;     /* GPTQ (or AdaRound), then re-fit scales to its codes, this many times (0: 3) */
 	int adaround_iters;  /* AdaRound's Adam steps per layer (0: 1000) */
 	double sq_alpha;     /* SmoothQuant's migration strength in [0, 1]; < 0: searched per layer */
 	/* When set, receives what the graph rewrites (QT_METHODS_REWRITE) did. */

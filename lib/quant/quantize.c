@@ -801,29 +801,26 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		if (st)
 			break;
 		grid_storable(&sub);
-		if (m & QT_METHOD_ADAROUND) {
-			/* Learned rounding on the same H and grid; its codes do
-			 * not depend on the thread count (adaround.c). */
-			struct qt_adaround_opts ao = {.iters = o->adaround_iters, .name = lbl};
-			openblas_set_num_threads(blas_threads);
-			st = qt_adaround(w, H, &sub, &ao, codes, NULL);
-			openblas_set_num_threads(1);
-			continue;
-		}
-		if (!(m & QT_METHOD_GPTQ)) {
+		if (!(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND))) {
 			qt_wgrid_round(w, &sub, codes);
 			continue;
 		}
-		/* GPTQ for the scales, then the scales for GPTQ's codes
-		 * (qt_wscale_refit), o->gptq_rounds times (default 3); GPTQ
-		 * consumes its H, so each round gets a copy. */
+		/* The codes for the scales (GPTQ, or AdaRound's learned
+		 * rounding), then the scales for the codes (qt_wscale_refit),
+		 * o->gptq_rounds times (default 3). GPTQ consumes its H, so each
+		 * round gets a copy. Neither's codes depend on the thread count
+		 * (gptq.c, adaround.c): give them all of them. */
 		int rounds = o->gptq_rounds > 0 ? o->gptq_rounds : 3;
 		for (int it = 0; it < rounds && !st; it++) {
-			for (int64_t i = 0; i < K * K; i++)
-				Hw[i] = H[i];
-			/* GPTQ's codes do not depend on the thread count: give it all of them. */
 			openblas_set_num_threads(blas_threads);
-			st = qt_gptq(w, Hw, &sub, &go, codes, NULL);
+			if (m & QT_METHOD_ADAROUND) {
+				struct qt_adaround_opts ao = {.iters = o->adaround_iters, .name = lbl};
+				st = qt_adaround(w, H, &sub, &ao, codes, NULL);
+			} else {
+				for (int64_t i = 0; i < K * K; i++)
+					Hw[i] = H[i];
+				st = qt_gptq(w, Hw, &sub, &go, codes, NULL);
+			}
 			openblas_set_num_threads(1);
 			if (!st && it + 1 < rounds) {
 				st = qt_wscale_refit(w, H, &sub, codes);
