@@ -834,6 +834,9 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 	return st;
 }
 
+/* Rows per weight column below which a layer keeps the plain objective (stage_layer). */
+#define FP32_TARGET_ROWS_PER_COL 4
+
 static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct qt_layer_stats *s)
 {
 	struct wstage *ws = user;
@@ -858,10 +861,15 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 		return qt_error(QT_E_NOMEM, "out of memory");
 	memcpy(scale0, L->grid.scale, nsc * sizeof *scale0);
 	/* With the twin's statistics, GPTQ and AdaRound aim at the FP32
-	 * model's output (qt_fp32_target): L->w is the target while they run. */
+	 * model's output (qt_fp32_target): L->w is the target while they run.
+	 * w' solves a K x K system from the rows seen: with fewer than
+	 * FP32_TARGET_ROWS_PER_COL rows per column (a wide Gemm on a
+	 * thousand samples) it fits the calibration set, not the layer, and
+	 * the plain objective is kept. */
 	float *w_fp = NULL, *wt = NULL;
 	enum qt_status st = QT_OK;
-	if (s->xcross && s->xtx && (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND))) {
+	if (s->xcross && s->xtx && (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) &&
+	    s->rows >= FP32_TARGET_ROWS_PER_COL * L->K) {
 		int64_t rows = L->C / L->groups;
 		int used = 0;
 		if (!(wt = malloc((size_t)L->C * L->K * sizeof *wt)))
