@@ -44,14 +44,24 @@ T_BC=$(top1 "$OUT")
 check "methods: bias correction beats round to nearest at w4a8 (${T_BC:-none} vs ${T_RTN:-none})" \
 	awk -v a="$T_BC" -v b="$T_RTN" 'BEGIN { exit !(a != "" && b != "" && a > b + 0.5) }'
 
-# Determinism: the same command under 1 and 2 threads writes the same bytes.
-for th in 1 2; do
-	expect_exit 0 "methods: gptq,bias-correction with $th thread(s)" env QT_THREADS=$th OPENBLAS_NUM_THREADS=$th \
-		"$QTOOL" quantize models/fmnist_resnet.onnx --calib "$ME/resnet.calib.json" --bits w4a8 \
-		--data fashion-mnist:train --limit 200 --method gptq,bias-correction -o "$ME/t.qmod"
-	mv "$ME/t.qmod" "$ME/t$th.qmod"
+# Determinism: with each method the same command under 1 and 2 threads, and
+# run twice, writes the same bytes (gptq at 3 bits takes the FP32 target and
+# the MSE scales; cle recalibrates). t1.qmod (gptq,bias-correction) is kept.
+ME_DET="bias-correction mse,gptq cle,gptq,bias-correction gptq,bias-correction"
+[ "$ME_LIMIT" = 1000 ] || ME_DET=gptq,bias-correction # under the sanitizers: the one with every stage
+for meth in $ME_DET; do
+	bflag=(--bits w4a8)
+	[ "$meth" = mse,gptq ] && bflag=(--bits w3a8 --group-size 32)
+	for th in 1 2 2; do
+		expect_exit 0 "methods: $meth with $th thread(s)" env QT_THREADS=$th OPENBLAS_NUM_THREADS=$th \
+			"$QTOOL" quantize models/fmnist_resnet.onnx --calib "$ME/resnet.calib.json" "${bflag[@]}" \
+			--data fashion-mnist:train --limit 200 --method "$meth" -o "$ME/t.qmod"
+		if [ -e "$ME/t$th.qmod" ]; then mv "$ME/t.qmod" "$ME/t${th}b.qmod"; else mv "$ME/t.qmod" "$ME/t$th.qmod"; fi
+	done
+	check "methods: $meth byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"
+	check "methods: $meth byte-identical across runs" cmp -s "$ME/t2.qmod" "$ME/t2b.qmod"
+	if [ "$meth" != gptq,bias-correction ]; then rm -f "$ME"/t1.qmod "$ME"/t2.qmod "$ME"/t2b.qmod; fi
 done
-check "methods: byte-identical across thread counts" cmp -s "$ME/t1.qmod" "$ME/t2.qmod"
 
 # Sequential GPTQ aims at the FP32 model's output (a paired FP32 run), not at
 # the layer's own weights on the quantized inputs: at w3a8 on the MobileNet
