@@ -247,6 +247,19 @@ int cli_parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+int cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !(v >= lo && v <= hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
 int cli_stderr_is_tty(void)
 {
 	return isatty(2);

@@ -90,6 +90,8 @@ void cli_set_command_line(int argc, char **argv);
 
 /* Parse an integer in lo..hi; returns 0 on success. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* The same for a finite double in [lo, hi]. */
+int cli_parse_double(const char *s, double lo, double hi, double *out);
 
 /* 1 when stderr is a terminal (progress bars only then). */
 int cli_stderr_is_tty(void);

@@ -80,19 +80,6 @@ static double rng_unit(uint64_t *s)
 	return (double)(rng_next(s) >> 11) * 0x1.0p-53;
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || !(v >= lo && v <= hi))
-		return -1;
-	*out = v;
-	return 0;
-}
-
 struct run {
 	const char *model;
 	struct qt_rt *rt;
@@ -153,7 +140,7 @@ int cmd_calibrate(int argc, char **argv)
 		return rc;
 	if (method_s && qt_calib_method_parse(method_s, &method))
 		return cli_usage_error("calibrate", "--method '%s' must be minmax, percentile, entropy or mse", method_s);
-	if (pct_s && parse_double(pct_s, 50, 100, &pct))
+	if (pct_s && cli_parse_double(pct_s, 50, 100, &pct))
 		return cli_usage_error("calibrate", "--percentile needs a number in 50..100, not '%s'", pct_s);
 	const char *model = n_pos ? pos[0] : NULL;
 	if (!model)

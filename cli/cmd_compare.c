@@ -1,4 +1,5 @@
 /* qtool compare: the CI gate between two eval reports. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,9 +97,7 @@ int cmd_compare(int argc, char **argv)
 		return rc;
 	double max_drop = 0.5;
 	if (drop_s) {
-		char *end;
-		max_drop = strtod(drop_s, &end);
-		if (!*drop_s || *end || !isfinite(max_drop) || max_drop < 0)
+		if (cli_parse_double(drop_s, 0, DBL_MAX, &max_drop))
 			return cli_usage_error("compare", "--max-drop '%s' is not a non-negative number", drop_s);
 	}
 	if (nf != 2)

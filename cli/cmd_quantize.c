@@ -423,9 +423,7 @@ int cmd_quantize(int argc, char **argv)
 	    (rc = cli_opt_long("quantize", "--adaround-iters", ar_s, 1, 1000000, &adaround_iters)) >= 0)
 		return rc;
 	if (holdout_s) {
-		char *end = NULL;
-		holdout = strtod(holdout_s, &end);
-		if (end == holdout_s || *end || !(holdout > 0 && holdout < 1))
+		if (cli_parse_double(holdout_s, 0, 1, &holdout) || !(holdout > 0 && holdout < 1))
 			return cli_usage_error("quantize", "--holdout needs a fraction between 0 and 1, not '%s'",
 					       holdout_s);
 	}

@@ -372,21 +372,15 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	if (a->target_size && qt_parse_size(a->target_size, &max_bytes))
 		return cli_usage_error("quantize", "--target-size '%s' must be bytes, or a size such as 120KB, 1.5MB, 96KiB",
 				       a->target_size);
-	if (a->avg_wbits) {
-		char *end = NULL;
-		avg = strtod(a->avg_wbits, &end);
-		if (end == a->avg_wbits || *end || !(avg >= 1 && avg <= 32))
-			return cli_usage_error("quantize", "--avg-wbits needs a number of bits between 1 and 32, not '%s'",
-					       a->avg_wbits);
-	}
+	if (a->avg_wbits && cli_parse_double(a->avg_wbits, 1, 32, &avg))
+		return cli_usage_error("quantize", "--avg-wbits needs a number of bits between 1 and 32, not '%s'",
+				       a->avg_wbits);
 	if (a->max_bops && (qt_parse_size(a->max_bops, &max_bops)))
 		return cli_usage_error("quantize", "--max-bops '%s' must be a positive count (suffixes K, M, G)", a->max_bops);
 	double max_drop = 0;
 	long eval_limit = 0;
 	if (a->max_drop) {
-		char *end = NULL;
-		max_drop = strtod(a->max_drop, &end);
-		if (end == a->max_drop || *end || !(max_drop >= 0 && max_drop <= 100))
+		if (cli_parse_double(a->max_drop, 0, 100, &max_drop))
 			return cli_usage_error("quantize", "--max-drop needs top-1 points between 0 and 100, not '%s'",
 					       a->max_drop);
 		if (!a->eval_data)

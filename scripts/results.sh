@@ -20,7 +20,7 @@ configs="w8a8:channel:minmax,percentile,entropy,mse w8a8:tensor:mse w4a8:channel
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-num() { sed -n "s/^$1 *\([0-9.inf]*\).*/\1/p" "$2" | head -1; }
+source scripts/results_section.sh
 
 {
 echo "# Results"

@@ -33,7 +33,7 @@ configs=(
 	"W4A8 MXFP4 best|--weights mxfp4 --acts int8 --mx-scale best"
 	"W4A8 NVFP4|--weights nvfp4 --acts int8"
 )
-num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
+source scripts/results_section.sh
 
 section() {
 	echo "<!-- formats:begin -->"
@@ -87,7 +87,6 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/section.md"
-	source scripts/results_section.sh
 	results_update_section formats "$OUT/section.md"
 	echo "updated the formats section of docs/RESULTS.md"
 else

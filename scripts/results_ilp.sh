@@ -25,7 +25,7 @@ tlimit=${ILP_TEST_LIMIT:-0}
 if [ "$method" = rtn ]; then mflag=(); else mflag=(--data fashion-mnist:train --limit 1000 --method "$method"); fi
 amflag=(); [ "$method" = rtn ] || amflag=(--method "$method")
 tag=${method//,/+}
-num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
+source scripts/results_section.sh
 # Weight bytes with scales of the quantized layers, and their average code bits.
 bytes_of() { "$Q" inspect --json "$1" | awk '/"layers":/ { on = 1 } on && /"bytes":/ { gsub(/[^0-9]/, ""); s += $0 } END { print s + 0 }'; }
 bits_of() {

@@ -17,7 +17,7 @@ DW=(--layer '/features/features.3/body/body.0/Conv=w8a8' --layer '/features/feat
 PW=(--layer '/features/features.3/body/body.3/Conv=w8a8' --layer '/features/features.[4-7]/body/body.[06]/Conv=w8a8'
 	--layer '/features/features.8/Conv=w8a8')
 FIRST=(--layer '/features/features.0/Conv=w8a8')
-num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
+source scripts/results_section.sh
 
 section() {
 	echo "<!-- kinds:begin -->"
@@ -56,7 +56,6 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/section.md"
-	source scripts/results_section.sh
 	results_update_section kinds "$OUT/section.md"
 	echo "updated the layer-kind section of docs/RESULTS.md"
 else

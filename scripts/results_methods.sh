@@ -19,7 +19,7 @@ models=${RESULTS_MODELS:-$(ls models/*.onnx | xargs -n1 basename | sed 's/\.onnx
 configs=${METHODS_CONFIGS:-"w4a8:channel w3a8:group32 w2a8:group32 w2a8:group16"}
 methods=${METHODS:-"rtn gptq bias-correction gptq,bias-correction"}
 sec=${RESULTS_SECTION:-methods}
-num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
+source scripts/results_section.sh
 
 section() {
 	echo "<!-- $sec:begin -->"
@@ -79,7 +79,6 @@ section() {
 
 if [ "$update" = 1 ]; then
 	section >"$OUT/$sec.section.md"
-	source scripts/results_section.sh
 	results_update_section "$sec" "$OUT/$sec.section.md"
 	echo "updated the ${RESULTS_TITLE:-PTQ methods} section of docs/RESULTS.md"
 else

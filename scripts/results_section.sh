@@ -1,4 +1,10 @@
-# Sourced by the results scripts: put a generated section into docs/RESULTS.md.
+# Sourced by the results scripts: read a figure from qtool's text output, and
+# put a generated section into docs/RESULTS.md.
+
+# num LABEL FILE: the first number after LABEL at the start of a line of FILE
+# (e.g. num 'top-1:' eval.txt).
+num() { sed -n "s/^$1 *\([0-9.inf-]*\).*/\1/p" "$2" | head -1; }
+
 # results_update_section TAG FILE: replace the lines between <!-- TAG:begin -->
 # and <!-- TAG:end --> with FILE (which carries both markers), or insert FILE
 # before the "## Speed" heading when the markers are not there yet.

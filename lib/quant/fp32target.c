@@ -28,9 +28,8 @@
 #include "quant/quant_int.h"
 
 enum qt_status qt_fp32_target(const float *W, int64_t rows, int64_t K, const double *A, const double *B, double damp,
-			      float *Wt_out, int *used_out)
+			      float *Wt_out)
 {
-	*used_out = 0;
 	memcpy(Wt_out, W, (size_t)rows * K * sizeof *Wt_out);
 	double mean = 0;
 	for (int64_t k = 0; k < K; k++)
@@ -62,11 +61,9 @@ enum qt_status qt_fp32_target(const float *W, int64_t rows, int64_t K, const dou
 		int ok = 1;
 		for (int64_t i = 0; i < rows * K && ok; i++)
 			ok = isfinite(T[i]) && fabs(T[i]) < 3.0e38;
-		if (ok) {
+		if (ok)
 			for (int64_t i = 0; i < rows * K; i++)
 				Wt_out[i] = (float)T[i];
-			*used_out = 1;
-		}
 	}
 	/* A that stays singular after damping (or a non-finite target):
 	 * keep w, the plain sequential objective. */

@@ -78,9 +78,9 @@ void qt_biascorr_apply(struct qt_qlayer *L, const double *mean_q);
 /* The sequential mode's FP32 target (lib/quant/fp32target.c): rows x K
  * weights W re-aimed at the FP32 model's outputs, w' = w B^T A^-1 with
  * A = sum x_q x_q^T and B = sum x_q x_fp^T (K x K, double) and A damped by
- * damp * mean(diag A). *used_out = 0 when A could not be factored (then
- * Wt_out = W). Errors: QT_E_NOMEM. */
+ * damp * mean(diag A). Wt_out = W where A has no input or cannot be
+ * factored even so. Errors: QT_E_NOMEM. */
 enum qt_status qt_fp32_target(const float *W, int64_t rows, int64_t K, const double *A, const double *B, double damp,
-			      float *Wt_out, int *used_out);
+			      float *Wt_out);
 
 #endif

@@ -871,13 +871,12 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	if (s->xcross && s->xtx && (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) &&
 	    s->rows >= FP32_TARGET_ROWS_PER_COL * L->K) {
 		int64_t rows = L->C / L->groups;
-		int used = 0;
 		if (!(wt = malloc((size_t)L->C * L->K * sizeof *wt)))
 			st = qt_error(QT_E_NOMEM, "out of memory");
 		for (int gi = 0; gi < L->groups && !st; gi++) {
 			size_t off = (size_t)gi * rows * L->K, hk = (size_t)gi * L->K * L->K;
 			st = qt_fp32_target(L->w + off, rows, L->K, s->xtx + hk, s->xcross + hk, ws->o->gptq_damp,
-					    wt + off, &used);
+					    wt + off);
 		}
 		w_fp = L->w;
 		L->w = wt;
@@ -885,7 +884,7 @@ static enum qt_status stage_layer(void *user, struct qt_graph *g, const struct q
 	if (!st)
 		st = layer_round(g, L, s, ws->o, ws->blas_threads);
 	if (w_fp)
-		L->w = w_fp; /* bias correction and the .qmod's provenance use the FP32 weights */
+		L->w = w_fp; /* bias correction and the held-out report use the FP32 weights */
 	if (st) {
 		free(wt);
 		free(scale0);
@@ -1158,9 +1157,12 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 /* The provenance line of the methods and their settings (META "methods"),
  * e.g. "gptq,bias-correction; gptq damp 0.01, block 128, act-order, rounds 3;
  * sequential, 1000 samples of fashion-mnist:train". */
-static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t cap)
+static void methods_provenance(const struct qt_quant_opts *o, const struct qt_plan *plan, char *buf, size_t cap)
 {
 	size_t n = 0;
+	int mse_init = 0; /* a GPTQ layer at <= 3 bits started from MSE scales (layer_round) */
+	for (int i = 0; i < plan->n; i++)
+		mse_init |= (plan->layers[i].methods & QT_METHOD_GPTQ) && plan->layers[i].wbits <= 3;
 	buf[0] = 0;
 #define PUT(...) (n += (size_t)snprintf(buf + (n < cap ? n : cap - 1), n < cap ? cap - n : 1, __VA_ARGS__))
 	unsigned m = o->methods;
@@ -1168,7 +1170,7 @@ static void methods_provenance(const struct qt_quant_opts *o, char *buf, size_t 
 	if (m & QT_METHOD_GPTQ)
 		PUT("; gptq damp %g, block %d, %s, rounds %d%s", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
 		    o->gptq_block > 0 ? o->gptq_block : 128, o->gptq_no_act_order ? "no act-order" : "act-order",
-		    o->gptq_rounds > 0 ? o->gptq_rounds : 3, o->wbits <= 3 ? ", mse scales" : "");
+		    o->gptq_rounds > 0 ? o->gptq_rounds : 3, mse_init ? ", mse scales" : "");
 	if (m & QT_METHOD_ADAROUND)
 		PUT("; adaround %d steps", o->adaround_iters > 0 ? o->adaround_iters : 1000);
 	if (m & QT_METHOD_SMOOTHQUANT) {
@@ -1395,7 +1397,7 @@ enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_tab
 	g->qtool_version = qt_graph_strdup(g, QT_VERSION_STRING);
 	g->command_line = qt_graph_strdup(g, o->command_line ? o->command_line : "");
 	char prov[512];
-	methods_provenance(o, prov, sizeof prov);
+	methods_provenance(o, plan, prov, sizeof prov);
 	g->quant_methods = qt_graph_strdup(g, prov);
 	char hex[65];
 	qt_sha256_hex(g->sha256, hex);

@@ -40,6 +40,20 @@ check() { # check NAME CONDITION-CMD...
 	if "$@"; then ok "$name"; else fail "$name"; fi
 }
 
+# heldout_check NAME METHOD: from a `quantize --holdout` summary in $OUT, every
+# "layer ... METHOD ... held-out output error E% (round to nearest R%)" line
+# has E < R, and there is at least one such line.
+heldout_check() {
+	local name=$1 meth=$2 layers worse
+	layers=$(grep -c "^layer .* $meth .*held-out output error" <<<"$OUT" || true)
+	worse=$(awk '/^layer .* held-out output error/ {
+		e = $0; sub(/.*held-out output error /, "", e); sub(/%.*/, "", e)
+		r = $0; sub(/.*round to nearest /, "", r); sub(/%.*/, "", r)
+		if (!(e + 0 < r + 0)) print $2 }' <<<"$OUT")
+	check "$name: every one of ${layers} layers below round to nearest on held-out data${worse:+ (not: $worse)}" \
+		test "$layers" -gt 0 -a -z "$worse"
+}
+
 # num_ok VALUE CONDITION: VALUE is a number (not empty, not "inf") and the awk
 # CONDITION on v holds, e.g. num_ok "$codes" 'v <= 1'. A bare awk comparison
 # would compare an empty string as text ("" <= 1 is true).

@@ -70,13 +70,7 @@ for m in $M2_AR_MODELS; do
 	expect_exit 0 "methods2: $m w4a8 adaround with a held-out quarter" "$QTOOL" quantize "models/$m.onnx" \
 		--calib "$M2/$m.calib.json" --bits w4a8 --data fashion-mnist:train --limit "$M2_LIMIT" \
 		--method adaround --adaround-iters 300 --holdout 0.25 -o "$M2/$m.ar.qmod"
-	layers=$(grep -c '^layer .* adaround .*held-out output error' <<<"$OUT" || true)
-	worse=$(awk '/^layer .* held-out output error/ {
-		e = $0; sub(/.*held-out output error /, "", e); sub(/%.*/, "", e)
-		r = $0; sub(/.*round to nearest /, "", r); sub(/%.*/, "", r)
-		if (!(e + 0 < r + 0)) print $2 }' <<<"$OUT")
-	check "methods2: $m: adaround below round to nearest on held-out data in all ${layers} layers${worse:+ (not: $worse)}" \
-		test "$layers" -gt 0 -a -z "$worse"
+	heldout_check "methods2: $m adaround" adaround
 done
 
 # SmoothQuant on the ViT: which layers it smooths and why it leaves others,

@@ -119,6 +119,34 @@ static void direct_conv_cross(const float *xa, const float *xb, int64_t N, doubl
 			}
 }
 
+/* The engine tests' setup: small_cnn(seed) prepared, 23 random samples
+ * (sample seed xseed) as an npy dataset, and its Conv and Gemm as targets. */
+struct engine_case {
+	struct qt_graph *g;
+	struct qt_tensor x;
+	char dir[64];
+	struct qt_dataset *ds;
+	int targets[2]; /* conv, fc */
+};
+
+static void engine_case_open(struct engine_case *c, uint64_t seed, uint64_t xseed)
+{
+	memset(c, 0, sizeof *c);
+	c->g = small_cnn(seed);
+	cr_assert_eq(qt_quant_prepare(c->g, NULL), QT_OK, "%s", qt_error_msg());
+	c->ds = open_samples(write_samples(c->dir, sizeof c->dir, 23, xseed, &c->x));
+	c->targets[0] = node_index(c->g, "Conv");
+	c->targets[1] = node_index(c->g, "Gemm");
+}
+
+static void engine_case_close(struct engine_case *c)
+{
+	qt_dataset_close(c->ds);
+	qt_tensor_free(&c->x);
+	remove_samples(c->dir);
+	qt_graph_free(c->g);
+}
+
 /*
  * The engine walks the small CNN layer by layer in batches of 5 over 23
  * samples (a partial last batch; the Gemm's input comes from the spilled
@@ -127,14 +155,12 @@ static void direct_conv_cross(const float *xa, const float *xb, int64_t N, doubl
  */
 Test(methods, layerdata_matches_direct_im2col)
 {
-	struct qt_graph *g = small_cnn(21);
-	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
-	char dir[64];
-	struct qt_tensor x = {0};
-	const char *spec = write_samples(dir, sizeof dir, 23, 5, &x);
-	struct qt_dataset *ds = open_samples(spec);
-	int conv = node_index(g, "Conv"), fc = node_index(g, "Gemm");
-	int targets[2] = {conv, fc};
+	struct engine_case c;
+	engine_case_open(&c, 21, 5);
+	struct qt_graph *g = c.g;
+	struct qt_tensor x = c.x;
+	int fc = c.targets[1], *targets = c.targets;
+	struct qt_dataset *ds = c.ds;
 	struct seen seen = {0};
 	struct qt_layerdata_opts o = {.batch = 5, .want_xtx = 1};
 	cr_assert_eq(qt_layerdata_run(g, ds, targets, 2, &o, keep_stats, &seen), QT_OK, "%s", qt_error_msg());
@@ -178,10 +204,7 @@ Test(methods, layerdata_matches_direct_im2col)
 	free(h), free(sum), free(h2), free(s2);
 	qt_tensor_free(&y);
 	qt_rt_free(rt);
-	qt_dataset_close(ds);
-	qt_tensor_free(&x);
-	remove_samples(dir);
-	qt_graph_free(g);
+	engine_case_close(&c);
 }
 
 /* The twin stream's test hooks: the primary stream sees the graph input
@@ -262,14 +285,12 @@ static double *gemm_cross(struct qt_graph *g, int fc, struct qt_tensor *xa, stru
  */
 Test(methods, layerdata_twin_pairs_rows)
 {
-	struct qt_graph *g = small_cnn(22);
-	cr_assert_eq(qt_quant_prepare(g, NULL), QT_OK, "%s", qt_error_msg());
-	char dir[64];
-	struct qt_tensor x = {0};
-	const char *spec = write_samples(dir, sizeof dir, 23, 6, &x);
-	struct qt_dataset *ds = open_samples(spec);
-	int conv = node_index(g, "Conv"), fc = node_index(g, "Gemm");
-	int targets[2] = {conv, fc}, depth = 0;
+	struct engine_case c;
+	engine_case_open(&c, 22, 6);
+	struct qt_graph *g = c.g;
+	struct qt_tensor x = c.x;
+	int fc = c.targets[1], *targets = c.targets, depth = 0;
+	struct qt_dataset *ds = c.ds;
 	struct seen plain = {0}, twin = {0};
 	struct qt_layerdata_opts o = {.batch = 5, .want_xtx = 1};
 	cr_assert_eq(qt_layerdata_run(g, ds, targets, 2, &o, keep_stats, &plain), QT_OK, "%s", qt_error_msg());
@@ -290,20 +311,17 @@ Test(methods, layerdata_twin_pairs_rows)
 	expect_close(twin.s[0].xsum_fp, sum, (size_t)K, "conv xsum_fp");
 	expect_close(twin.s[0].xsum_fp, plain.s[0].xsum, (size_t)K, "conv xsum_fp against the plain run");
 
-	double *c = gemm_cross(g, fc, &x2, &x, N, K2);
-	expect_close(twin.s[1].xcross, c, (size_t)(K2 * K2), "gemm xcross");
+	double *cross = gemm_cross(g, fc, &x2, &x, N, K2);
+	expect_close(twin.s[1].xcross, cross, (size_t)(K2 * K2), "gemm xcross");
 	expect_close(twin.s[1].xsum_fp, plain.s[1].xsum, (size_t)K2, "gemm xsum_fp");
 
 	for (int i = 0; i < 2; i++) {
 		free(plain.s[i].xtx), free(plain.s[i].xsum);
 		free(twin.s[i].xcross), free(twin.s[i].xsum_fp);
 	}
-	free(h), free(sum), free(c);
+	free(h), free(sum), free(cross);
 	qt_tensor_free(&x2);
-	qt_dataset_close(ds);
-	qt_tensor_free(&x);
-	remove_samples(dir);
-	qt_graph_free(g);
+	engine_case_close(&c);
 }
 
 /* Overrides edit the plan; a pattern that matches nothing is an error. */
