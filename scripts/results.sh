@@ -110,6 +110,8 @@ bash scripts/results_methods.sh "$Q"
 echo
 bash scripts/results_kinds.sh "$Q"
 echo
+bash scripts/results_modes.sh "$Q"
+echo
 echo "## Speed"
 echo
 echo "Made by \`make bench\` (scripts/bench.sh): samples per second of each runtime over"
