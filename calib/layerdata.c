@@ -97,6 +97,8 @@ struct acc {
 	float *prod;  /* K x K */
 	int64_t fill; /* rows in the current chunk */
 	int group;    /* group the chunk belongs to */
+	const struct qt_layerdata_opts *o; /* its rows_fn sees every chunk */
+	enum qt_status st;                 /* the first failure of rows_fn */
 };
 
 /* Add the current chunk to group acc->group's sums. */
@@ -105,6 +107,8 @@ static void flush(struct acc *a)
 	if (!a->fill)
 		return;
 	int64_t K = a->s.K;
+	if (a->o && a->o->rows_fn && !a->st)
+		a->st = a->o->rows_fn(a->o->rows_user, &a->s, a->group, a->rows, a->fill);
 	double *sum = a->s.xsum + (size_t)a->group * K;
 	for (int64_t r = 0; r < a->fill; r++)
 		for (int64_t k = 0; k < K; k++)
@@ -337,7 +341,8 @@ static void stream_close(struct stream *S)
  * *nb_io: the batch's sample count (read from the file, else given).
  * Returns QT_OK with *end = 1 when the file is exhausted. */
 static enum qt_status stream_run(struct stream *S, struct qt_graph *g, const struct qt_tensor *x, int prev_cut,
-				 int cut, const int *fprev, int nprev, struct qt_tensor *ts, int *nb_io, int *end)
+				 int cut, const int *fprev, int nprev, struct qt_tensor *ts, int *nb_io, int *end,
+				 qt_rt_observer reobserve, void *reobserve_user)
 {
 	enum qt_status st = QT_OK;
 	*end = 0;
@@ -353,7 +358,8 @@ static enum qt_status stream_run(struct stream *S, struct qt_graph *g, const str
 		}
 		*nb_io = (int)n64;
 		for (int i = 0; i < nprev && !st; i++)
-			st = spill_read(S->in, &ts[i]);
+			if ((st = spill_read(S->in, &ts[i])) == QT_OK && reobserve)
+				st = reobserve(reobserve_user, fprev[i], &ts[i]);
 		if (!st)
 			st = qt_rt_begin_at(S->rt, prev_cut, fprev, ts, nprev);
 		for (int i = 0; i < nprev; i++)
@@ -413,6 +419,7 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 		if ((st = acc_init(g, cut, o->want_xtx, twin, &a)) != QT_OK ||
 		    (o->holdout_from > 0 && o->want_xtx && (st = acc_init(g, cut, 1, 0, &ho)) != QT_OK))
 			break;
+		a.o = o;
 		int64_t seen = 0;
 		for (int i = 0; i <= twin && !last && !st; i++)
 			if (!(S[i].out = tmpfile()))
@@ -428,13 +435,16 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			int nb = 0, end = 0, nb2 = 0;
 			if (!S[0].in && ((st = qt_dataset_next(ds, o->batch, &x, NULL, &nb)) != QT_OK || nb == 0))
 				break;
-			if ((st = stream_run(&S[0], g, &x, prev_cut, cut, fprev, nprev, ts, &nb, &end)) != QT_OK || end)
+			if ((st = stream_run(&S[0], g, &x, prev_cut, cut, fprev, nprev, ts, &nb, &end,
+					     o->reobserve_frontier ? o->observer : NULL, o->observer_user)) != QT_OK ||
+			    end)
 				break;
 			if (twin) {
 				/* The FP32 model on the same batch: its weights back while it runs. */
 				nb2 = nb;
 				if ((st = o->twin_swap(o->twin_user, g, 1)) == QT_OK) {
-					st = stream_run(&S[1], g, &x, prev_cut, cut, fprev, nprev, ts, &nb2, &end);
+					st = stream_run(&S[1], g, &x, prev_cut, cut, fprev, nprev, ts, &nb2, &end, NULL,
+							NULL);
 					enum qt_status st2 = o->twin_swap(o->twin_user, g, 0);
 					st = st ? st : st2;
 				}
@@ -451,7 +461,7 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 			}
 			int held = ho.s.xtx && seen >= o->holdout_from;
 			seen += nb;
-			if ((st = accumulate(g, &g->nodes[cut], xt, xf, held ? &ho : &a)) != QT_OK)
+			if ((st = accumulate(g, &g->nodes[cut], xt, xf, held ? &ho : &a)) != QT_OK || (st = a.st) != QT_OK)
 				break;
 			for (int i = 0; i <= twin && !last && !st; i++)
 				st = stream_spill(&S[i], fcur, ncur, nb);
@@ -461,6 +471,8 @@ enum qt_status qt_layerdata_run(struct qt_graph *g, struct qt_dataset *ds, const
 		if (st)
 			break;
 		flush(&a);
+		if ((st = a.st) != QT_OK)
+			break;
 		if (ho.s.xtx) {
 			flush(&ho);
 			a.s.xtx_holdout = ho.s.xtx;

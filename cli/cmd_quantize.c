@@ -58,11 +58,16 @@ static const char quantize_help[] =
 	"                                         clip would differ per channel)\n"
 	"                        smoothquant=A    SmoothQuant with alpha A in [0, 1], or\n"
 	"                        smoothquant=auto alpha searched per layer input\n"
+	"                        act-range        each layer's input range chosen on that\n"
+	"                                         layer's output error (multiples 0.3..1.2\n"
+	"                                         of the calibrated range, sequential);\n"
+	"                                         helps most at 4-bit activations\n"
 	"                      cle and smoothquant rewrite the float graph (same function)\n"
 	"                      and measure the activation ranges again on --data\n"
 	"                        auto             try gptq,bias-correction alone and with mse,\n"
-	"                                         cle, smoothquant=auto, and adaround instead\n"
-	"                                         of gptq, each fitted on 80% of --data; keep\n"
+	"                                         act-range, cle, smoothquant=auto, and\n"
+	"                                         adaround instead of gptq,\n"
+	"                                         each fitted on 80% of --data; keep\n"
 	"                                         the least output error on the other 20%\n"
 	"                      with --data and no --method: gptq,bias-correction\n"
 	"  --adaround-iters N  AdaRound's optimisation steps per layer (default 1000)\n"
@@ -183,6 +188,14 @@ static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const st
 				rw->sq.skipped);
 		fprintf(f, "\n");
 	}
+	if (rw->ar_done) {
+		fprintf(f, "act-range: %d activation ranges searched on their layer's output error, %d moved", rw->ar.searched,
+			rw->ar.changed);
+		if (rw->ar.changed)
+			fprintf(f, " (x%.2f .. x%.2f of the calibrated range; their layers' activation error x%.2f on average)",
+				rw->ar.alpha_min, rw->ar.alpha_max, rw->ar.err_ratio_sum / rw->ar.changed);
+		fprintf(f, "\n");
+	}
 	if (rw->recalibrated)
 		fprintf(f, "activation ranges: measured again on the rewritten graph (%lld samples)\n",
 			(long long)rw->recalibrated);
@@ -196,6 +209,7 @@ static void print_rewrites(FILE *f, const struct qt_rewrite_report *rw, const st
 static const char *const auto_candidates[] = {
 	"gptq,bias-correction",
 	"mse,gptq,bias-correction",
+	"act-range,gptq,bias-correction",
 	"cle,gptq,bias-correction",
 	"smoothquant=auto,gptq,bias-correction",
 	"adaround,bias-correction",

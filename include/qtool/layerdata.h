@@ -73,6 +73,17 @@ struct qt_layerdata_opts {
 	void *twin_user;
 	qt_rt_observer twin_observer;
 	void *twin_observer_user;
+	/* Called with every chunk of rows before they are summed (may be
+	 * NULL): n rows of K columns of group `group` of the current target's
+	 * matrix view (borrowed for the call). A search that needs more than
+	 * second moments (lib/quant/actrange.c) reads the rows here. */
+	enum qt_status (*rows_fn)(void *user, const struct qt_layer_stats *s, int group, const float *rows,
+				  int64_t n);
+	void *rows_user;
+	/* 1: apply the observer again to the values read back from the
+	 * previous target's frontier, so a change fn made to a value's grid
+	 * reaches the later nodes (the observer must be idempotent). */
+	int reobserve_frontier;
 	/* Progress: called after each target node (may be NULL). */
 	void (*progress)(void *user, int done, int total, const char *node_name);
 	void *progress_user;

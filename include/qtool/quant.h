@@ -176,11 +176,14 @@ enum qt_granularity { QT_GRAN_CHANNEL = 0, QT_GRAN_TENSOR, QT_GRAN_GROUP };
  * ranges are measured again on the rewritten graph, so they need data). */
 #define QT_METHOD_CLE (1u << 4)         /* lib/quant/equalize.c: cross-layer equalization */
 #define QT_METHOD_SMOOTHQUANT (1u << 5) /* lib/quant/smoothquant.c */
+/* Activation ranges searched on the reading layer's output error, after the
+ * calibration file's (sequential; needs data). */
+#define QT_METHOD_ACTRANGE (1u << 6) /* lib/quant/actrange.c */
 /* Weight methods the data engine serves (layer by layer). */
 #define QT_METHODS_DATA (QT_METHOD_GPTQ | QT_METHOD_BIASCORR | QT_METHOD_ADAROUND)
 #define QT_METHODS_REWRITE (QT_METHOD_CLE | QT_METHOD_SMOOTHQUANT)
 /* Every method that needs calibration samples (--data). */
-#define QT_METHODS_NEED_DATA (QT_METHODS_DATA | QT_METHODS_REWRITE)
+#define QT_METHODS_NEED_DATA (QT_METHODS_DATA | QT_METHODS_REWRITE | QT_METHOD_ACTRANGE)
 
 /*
  * The quantization plan: one record per weighted node of the prepared graph
@@ -414,13 +417,23 @@ QT_API enum qt_status qt_pass_smoothquant(struct qt_graph *g, struct qt_dataset 
 QT_API enum qt_status qt_channel_absmax(struct qt_graph *g, struct qt_dataset *ds, int batch, int value, int64_t K,
 					double *amax_out);
 
-/* What the graph rewrites did (qt_quantize_graph). */
+/* What the consumer-aware activation range search did (lib/quant/actrange.c). */
+struct qt_actrange_stats {
+	int searched;            /* activations whose range was searched */
+	int changed;             /* ... and moved off the calibrated range */
+	float alpha_min, alpha_max; /* the multiples of the calibrated range chosen (changed ones) */
+	double err_ratio_sum;    /* sum over changed ones of err(chosen) / err(calibrated) */
+};
+
+/* What the graph rewrites did (qt_quantize_graph), and the range search. */
 struct qt_rewrite_report {
 	int cle_done;                   /* equalization ran */
 	struct qt_equalize_stats cle;   /* its statistics */
 	int sq_done;                    /* SmoothQuant ran */
 	struct qt_smoothquant_stats sq; /* its statistics */
 	int64_t recalibrated;           /* samples the ranges were measured on again, 0: the file's */
+	int ar_done;                    /* the activation range search ran */
+	struct qt_actrange_stats ar;
 };
 
 /*

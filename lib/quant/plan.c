@@ -114,6 +114,7 @@ static const struct {
 	{"rtn", 0},
 	{"cle", QT_METHOD_CLE},
 	{"smoothquant", QT_METHOD_SMOOTHQUANT},
+	{"act-range", QT_METHOD_ACTRANGE},
 	{"gptq", QT_METHOD_GPTQ},
 	{"adaround", QT_METHOD_ADAROUND},
 	{"bias-correction", QT_METHOD_BIASCORR},

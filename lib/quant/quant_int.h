@@ -75,6 +75,16 @@ enum qt_status qt_wscale_refit(const float *W, const double *H, struct qt_wgrid 
  * output error sum_k (Wq[c][k] mean_q[k] - W[c][k] mean_fp[k]). */
 void qt_biascorr_apply(struct qt_qlayer *L, const double *mean_q);
 
+/*
+ * Choose the input range of each of the nodes (planned layers in
+ * topological order whose input has per-tensor integer qparams) on that
+ * layer's output error over ds (lib/quant/actrange.c); the qparams are
+ * changed in place. centered[i]: node i's bias will be corrected, so its
+ * mean output error per channel does not count. stats_out gets what was done.
+ */
+enum qt_status qt_actrange_search(struct qt_graph *g, const int *nodes, const char *centered, int n_nodes,
+				  struct qt_dataset *ds, int batch, struct qt_actrange_stats *stats_out);
+
 /* The sequential mode's FP32 target (lib/quant/fp32target.c): rows x K
  * weights W re-aimed at the FP32 model's outputs, w' = w B^T A^-1 with
  * A = sum x_q x_q^T and B = sum x_q x_fp^T (K x K, double) and A damped by

@@ -1179,7 +1179,7 @@ static void methods_provenance(const struct qt_quant_opts *o, const struct qt_pl
 		else
 			PUT("; smoothquant alpha %g", o->sq_alpha);
 	}
-	if (o->data && (m & (QT_METHODS_DATA | QT_METHODS_REWRITE)))
+	if (o->data && (m & QT_METHODS_NEED_DATA))
 		PUT("; %s, %lld samples of %s",
 		    o->fp32_inputs ? "FP32 inputs"
 		    : !(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) ? "sequential"
@@ -1328,13 +1328,53 @@ static enum qt_status unfuse_float_outputs(struct qt_graph *g)
 	return QT_OK;
 }
 
+/*
+ * Stage 3b (--method act-range): the input range of every planned integer
+ * layer that asks for it, chosen on that layer's output error
+ * (lib/quant/actrange.c), before the weight stage rounds anything with it.
+ */
+static enum qt_status range_search(struct qt_graph *g, const struct qt_plan *plan, const struct qt_quant_opts *o)
+{
+	int *nodes = malloc(((size_t)plan->n + 1) * sizeof *nodes), n = 0;
+	char *centered = malloc((size_t)plan->n + 1);
+	if (!nodes || !centered) {
+		free(nodes);
+		free(centered);
+		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < plan->n; i++) {
+		const struct qt_layer_plan *p = &plan->layers[i];
+		if ((p->methods & QT_METHOD_ACTRANGE) && !p->keep_float && quantizable(g, p) && p->afmt == QT_FMT_INT) {
+			centered[n] = (p->methods & QT_METHOD_BIASCORR) != 0;
+			nodes[n++] = p->node;
+		}
+	}
+	enum qt_status st = QT_OK;
+	struct qt_actrange_stats stats = {0};
+	if (n > 0 && o->data) {
+		/* One OpenBLAS thread: the same float sums on every machine (see weight_stage). */
+		int threads = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+		st = qt_actrange_search(g, nodes, centered, n, o->data, o->batch, &stats);
+		openblas_set_num_threads(threads);
+		if (!st && o->rewrite_out) {
+			o->rewrite_out->ar_done = 1;
+			o->rewrite_out->ar = stats;
+		}
+	}
+	free(nodes);
+	free(centered);
+	return st;
+}
+
 enum qt_status qt_quantize_planned(struct qt_graph *g, const struct qt_calib_table *calib, const struct qt_plan *plan,
 				   const struct qt_quant_opts *o)
 {
 	char lbl[256];
 	enum qt_status st;
 	int n_float;
-	if ((st = activation_ranges(g, calib, plan, o)) != QT_OK || (st = float_islands(g, plan, &n_float)) != QT_OK)
+	if ((st = activation_ranges(g, calib, plan, o)) != QT_OK || (st = float_islands(g, plan, &n_float)) != QT_OK ||
+	    (st = range_search(g, plan, o)) != QT_OK)
 		return st;
 	struct wstage ws = {.o = o};
 	ws.layers = calloc((size_t)plan->n + 1, sizeof *ws.layers);
