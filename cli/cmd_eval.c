@@ -46,8 +46,7 @@ struct acc {
 
 /* One graph output compared with the reference's output of the same index. */
 struct fid {
-	double sig, noise;       /* sums of ref^2 and (out - ref)^2 over every element */
-	double max_abs;          /* largest |out - ref| */
+	struct qt_sqnr_acc e;    /* ref^2, (out - ref)^2 and the largest |out - ref| */
 	double cos_sum, cos_min; /* cosine of each sample's output vector with the reference's */
 	int64_t cos_n;
 	int64_t agree, rows; /* argmax over the last axis, rows compared */
@@ -87,9 +86,7 @@ static double now_s(void)
 /* SQNR in dB; +inf when identical (and the reference is not all zero). */
 static double sqnr_db(const struct fid *f)
 {
-	if (f->noise == 0)
-		return INFINITY;
-	return 10.0 * log10(f->sig / f->noise);
+	return f->e.noise == 0 ? INFINITY : qt_sqnr_db(&f->e);
 }
 
 /* Accumulate one batch of n samples of output y against the reference r (same shape, float32). */
@@ -97,13 +94,7 @@ static void fid_add(struct fid *f, const struct qt_tensor *y, const struct qt_te
 {
 	const float *a = y->data, *b = r->data;
 	int64_t numel = qt_tensor_numel(y);
-	for (int64_t i = 0; i < numel; i++) {
-		double d = (double)a[i] - (double)b[i];
-		if (fabs(d) > f->max_abs)
-			f->max_abs = fabs(d);
-		f->sig += (double)b[i] * b[i];
-		f->noise += d * d;
-	}
+	qt_sqnr_add(&f->e, a, b, numel);
 	/* Samples are rows of dim 0 when it is the batch; otherwise the whole output is one. */
 	int64_t ns = y->rank >= 1 && y->dims[0] == n && n > 0 ? n : 1, per = numel / ns;
 	for (int64_t s = 0; s < ns && per > 0; s++) {
@@ -166,13 +157,13 @@ static cJSON *fid_json(const char *name, const struct fid *f, int64_t samples)
 	cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddStringToObject(o, "shape", fid_shape(shape, sizeof shape, f, samples));
 	add_finite(o, "sqnr_db", sqnr_db(f));
-	cJSON_AddNumberToObject(o, "signal_sum_squares", f->sig);
-	cJSON_AddNumberToObject(o, "noise_sum_squares", f->noise);
+	cJSON_AddNumberToObject(o, "signal_sum_squares", f->e.sig);
+	cJSON_AddNumberToObject(o, "noise_sum_squares", f->e.noise);
 	cJSON_AddNumberToObject(o, "cosine_mean", f->cos_n ? f->cos_sum / (double)f->cos_n : 1.0);
 	cJSON_AddNumberToObject(o, "cosine_min", f->cos_n ? f->cos_min : 1.0);
-	cJSON_AddNumberToObject(o, "max_abs_diff", f->max_abs);
+	cJSON_AddNumberToObject(o, "max_abs_diff", f->e.max_abs);
 	if (f->scale > 0)
-		cJSON_AddNumberToObject(o, "max_code_diff", f->max_abs / f->scale);
+		cJSON_AddNumberToObject(o, "max_code_diff", f->e.max_abs / f->scale);
 	if (f->last >= 2 && f->rows) {
 		cJSON_AddNumberToObject(o, "agreement_top1", 100.0 * (double)f->agree / (double)f->rows);
 		cJSON_AddNumberToObject(o, "agreement_rows", (double)f->rows);
@@ -405,10 +396,10 @@ int cmd_eval(int argc, char **argv)
 		fprintf(txt, "cosine:  %.6f mean, %.6f lowest over %lld samples\n",
 			f->cos_n ? f->cos_sum / (double)f->cos_n : 1.0, f->cos_n ? f->cos_min : 1.0, (long long)f->cos_n);
 		if (f->scale > 0)
-			fprintf(txt, "max abs difference: %.6g (%.2f codes of the quantized output)\n", f->max_abs,
-				f->max_abs / f->scale);
+			fprintf(txt, "max abs difference: %.6g (%.2f codes of the quantized output)\n", f->e.max_abs,
+				f->e.max_abs / f->scale);
 		else
-			fprintf(txt, "max abs difference: %.6g\n", f->max_abs);
+			fprintf(txt, "max abs difference: %.6g\n", f->e.max_abs);
 		if (f->last >= 2)
 			fprintf(txt, "agreement with %s (argmax over the last axis of %lld, %lld rows): %.2f%% top-1\n",
 				ref_path, (long long)f->last, (long long)f->rows, 100.0 * (double)f->agree / (double)f->rows);
@@ -461,9 +452,9 @@ int cmd_eval(int argc, char **argv)
 			else
 				cJSON_AddNullToObject(jr, "agreement_top1");
 			add_finite(jr, "sqnr_db", sqnr_db(f));
-			cJSON_AddNumberToObject(jr, "max_abs_diff", f->max_abs);
+			cJSON_AddNumberToObject(jr, "max_abs_diff", f->e.max_abs);
 			if (f->scale > 0)
-				cJSON_AddNumberToObject(jr, "max_code_diff", f->max_abs / f->scale);
+				cJSON_AddNumberToObject(jr, "max_code_diff", f->e.max_abs / f->scale);
 			cJSON_AddNumberToObject(jr, "samples_per_second", ref_seconds > 0 ? (double)n_done / ref_seconds : 0);
 			cJSON *jo = cJSON_AddArrayToObject(jr, "outputs");
 			for (int k = 0; k < n_out; k++)

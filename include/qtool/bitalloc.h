@@ -113,6 +113,10 @@ struct qt_sens {
 	int64_t *macs;    /* [n_layers] multiply-accumulates per sample (0 when not measured) */
 	double *cost;     /* [n_layers][n_settings] */
 	int64_t *bytes;   /* [n_layers][n_settings] */
+	/* [n_layers][n_settings]: SQNR in dB of layer l's own output against
+	 * FP32's in the run that measured cost[l][s]; NaN where not measured (a
+	 * float setting, a file without it). */
+	double *sqnr;
 	char loss[8];     /* "kl" or "mse" */
 	int64_t samples;
 	/* The grid every setting used (the quantize options it is valid for). */
@@ -124,6 +128,9 @@ struct qt_sens {
 	char data[256];   /* dataset spec the costs were measured on, "" if unknown */
 };
 QT_API void qt_sens_free(struct qt_sens *s);
+/* Sum over the layers of cost[.][k]: the predicted loss of the model with
+ * every layer at setting k (a layer's share of it is cost[l][k] / this). */
+QT_API double qt_sens_setting_total(const struct qt_sens *s, int k);
 
 /* Progress of qt_sens_measure: `done` of `total` batches; `what` (may be "")
  * says what is being measured. */

@@ -94,6 +94,7 @@ void qt_sens_free(struct qt_sens *s)
 	free(s->macs);
 	free(s->cost);
 	free(s->bytes);
+	free(s->sqnr);
 	memset(s, 0, sizeof *s);
 }
 
@@ -111,10 +112,13 @@ enum qt_status qt_sens_alloc(struct qt_sens *s, int n_layers, int n_settings)
 	s->macs = calloc(L + 1, sizeof *s->macs);
 	s->cost = calloc(L * S + 1, sizeof *s->cost);
 	s->bytes = calloc(L * S + 1, sizeof *s->bytes);
-	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes) {
+	s->sqnr = malloc((L * S + 1) * sizeof *s->sqnr);
+	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes || !s->sqnr) {
 		qt_sens_free(s);
 		return qt_error(QT_E_NOMEM, "out of memory");
 	}
+	for (size_t i = 0; i < L * S; i++)
+		s->sqnr[i] = NAN;
 	return QT_OK;
 }
 
@@ -283,6 +287,9 @@ struct measure {
 	struct qt_rt *ref, *seg;
 	int kl;
 	const char **out_op; /* [n_outputs] producer op of each graph output */
+	int probe;           /* the measured layer's output value, -1 between runs */
+	struct qt_sqnr_acc *acc; /* [L][S]: each layer's output against FP32's */
+	struct qt_sqnr_acc *cur; /* the entry of the run in progress */
 	double *scratch;
 	struct qt_tensor *ref_out, *seg_out; /* [n_outputs] */
 };
@@ -312,6 +319,20 @@ static enum qt_status frontier(const struct qt_graph *g, int first, int **vals_o
 	free(seen);
 	*vals_out = vals;
 	*n_out = n;
+	return QT_OK;
+}
+
+/* The segment runs' observer: the fused activations as in the reference
+ * run, then the measured layer's output compared with the reference's. */
+static enum qt_status seg_observer(void *user, int value, struct qt_tensor *t)
+{
+	struct measure *m = user;
+	enum qt_status st = qt_fused_act_observer(m->g, value, t);
+	if (st || value != m->probe || t->dtype != QT_DTYPE_F32)
+		return st;
+	const struct qt_tensor *r = qt_rt_value(m->ref, value);
+	if (r && r->dtype == QT_DTYPE_F32 && qt_tensor_numel(r) == qt_tensor_numel(t))
+		qt_sqnr_add(m->cur, t->data, r->data, qt_tensor_numel(t));
 	return QT_OK;
 }
 
@@ -350,10 +371,12 @@ static enum qt_status run_layer(struct measure *m, int l, const struct sim_layer
 	wv->init = (struct qt_tensor *)&sl->w;
 	if (bv)
 		bv->init = (struct qt_tensor *)&sl->b;
+	m->probe = nd->outputs[0];
 	if (!st)
 		st = qt_rt_begin_at(m->seg, m->nodes[l], m->front[l], ts, n);
 	if (!st)
 		st = qt_rt_run_nodes(m->seg, m->nodes[l], g->n_nodes);
+	m->probe = -1;
 	wv->init = w0;
 	if (bv)
 		bv->init = b0;
@@ -436,6 +459,7 @@ static void measure_free(struct measure *m)
 	free(m->nodes);
 	free(m->out_op);
 	free(m->scratch);
+	free(m->acc);
 	for (int k = 0; m->g && k < m->g->n_outputs; k++) {
 		if (m->ref_out)
 			qt_tensor_free(&m->ref_out[k]);
@@ -475,6 +499,7 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 				double loss = 0;
 				if (!sims[s][l].w.data)
 					continue; /* float: the FP32 layer, no loss */
+				m->cur = &m->acc[(size_t)l * m->S + s];
 				if ((st = run_layer(m, l, &sims[s][l], nb, &loss)) == QT_OK)
 					out->cost[(size_t)l * m->S + s] += loss;
 			}
@@ -486,8 +511,11 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 			o->progress(o->progress_user, "", ++step, steps);
 	}
 	qt_tensor_free(&x);
-	for (size_t i = 0; i < (size_t)m->L * m->S && done > 0; i++)
+	for (size_t i = 0; i < (size_t)m->L * m->S && done > 0; i++) {
 		out->cost[i] /= (double)done;
+		if (m->acc[i].sig > 0 || m->acc[i].noise > 0)
+			out->sqnr[i] = qt_sqnr_db(&m->acc[i]);
+	}
 	out->samples = done;
 	return st;
 }
@@ -495,7 +523,7 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *calib, const struct qt_sens_opts *o,
 			       struct qt_sens *out)
 {
-	struct measure m = {.model = model, .S = o->n_settings};
+	struct measure m = {.model = model, .S = o->n_settings, .probe = -1};
 	struct qt_plan plan = {0};
 	struct sim_layer *sl = NULL;
 	int *quantized = NULL;
@@ -559,7 +587,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	if (!st && (st = qt_rt_new(g, &m.ref)) == QT_OK && (st = qt_rt_new(g, &m.seg)) == QT_OK) {
 		qt_rt_keep_all(m.ref, 1);
 		qt_rt_set_observer(m.ref, qt_fused_act_observer, g);
-		qt_rt_set_observer(m.seg, qt_fused_act_observer, g);
+		qt_rt_set_observer(m.seg, seg_observer, &m);
 	}
 	/* Every setting's simulated layers (the first quantized one from the
 	 * pass that chose the layers), then one measurement over the data. */
@@ -600,6 +628,8 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	 * with one. The quantize stage above keeps its own setting. */
 	int threads = openblas_get_num_threads();
 	openblas_set_num_threads(1);
+	if (!st && !(m.acc = calloc((size_t)m.L * m.S + 1, sizeof *m.acc)))
+		st = qt_error(QT_E_NOMEM, "out of memory");
 	if (!st)
 		st = measure_all(&m, o, sims, batch, out);
 	openblas_set_num_threads(threads);
