@@ -7,12 +7,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "report.h"
 #include "qtool/dataset.h"
 #include "qtool/model.h"
 
 static const char eval_help[] =
 	"usage: qtool eval MODEL --data SPEC [--limit N] [--offset N] [--batch B]\n"
-	"                  [--reference OTHER_MODEL] [--simulate] [--json FILE]\n\n"
+	"                  [--reference OTHER_MODEL] [--simulate] [--json FILE]\n"
+	"                  [--per-layer [--sens SENS.json]]\n\n"
 	"Runs MODEL (FP32 .onnx or quantized .qmod) over a dataset. With labels it\n"
 	"reports top-1 and top-5 accuracy and per-class accuracy of the first output.\n"
 	"With --reference it runs OTHER_MODEL on the same batches and reports, for\n"
@@ -33,7 +35,13 @@ static const char eval_help[] =
 	"                     same .qmod this checks the integer runtime against it\n"
 	"  --json FILE        write the report as JSON (schema: docs/REPORT.md); '-' or\n"
 	"                     /dev/stdout writes it to standard output and the text\n"
-	"                     summary to standard error\n";
+	"                     summary to standard error\n"
+	"  --per-layer        for a .qmod MODEL with --reference FP32.onnx (the model it\n"
+	"                     was quantized from): per quantized layer, its setting, bytes\n"
+	"                     and the SQNR of its output against FP32's, both run in float\n"
+	"                     (the .qmod as its float simulation); in the text and the JSON\n"
+	"  --sens FILE        with --per-layer: also each layer's sensitivity at its\n"
+	"                     setting from 'qtool analyze' and its share of their sum\n";
 
 #define MAX_CLASSES 1024
 
@@ -184,8 +192,8 @@ static void free_outs(struct qt_tensor *t, int n)
 int cmd_eval(int argc, char **argv)
 {
 	const char *spec = NULL, *ref_path = NULL, *json_path = NULL, *limit_s = NULL, *offset_s = NULL,
-		   *batch_s = NULL, *pos[1];
-	int simulate = 0, n_pos, rc;
+		   *batch_s = NULL, *sens_path = NULL, *pos[1];
+	int simulate = 0, per_layer = 0, n_pos, rc;
 	const struct cli_opt opts[] = {
 		{.name = "--data", .value = &spec},
 		{.name = "--limit", .value = &limit_s},
@@ -194,6 +202,8 @@ int cmd_eval(int argc, char **argv)
 		{.name = "--reference", .value = &ref_path},
 		{.name = "--simulate", .flag = &simulate},
 		{.name = "--json", .value = &json_path},
+		{.name = "--per-layer", .flag = &per_layer},
+		{.name = "--sens", .value = &sens_path},
 		{0},
 	};
 	if ((rc = cli_parse_args("eval", eval_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -208,10 +218,12 @@ int cmd_eval(int argc, char **argv)
 	const char *model_path = pos[0];
 	if (!spec)
 		return cli_usage_error("eval", "--data SPEC is required (e.g. --data fashion-mnist:test)");
+	if (sens_path && !per_layer)
+		return cli_usage_error("eval", "--sens goes with --per-layer");
 	enum qt_status st;
 	if (json_path) {
-		const char *ins[2] = {model_path, ref_path};
-		if ((st = cli_out_check(json_path, ins, ref_path ? 2 : 1)) != QT_OK)
+		const char *ins[3] = {model_path, ref_path ? ref_path : model_path, sens_path ? sens_path : model_path};
+		if ((st = cli_out_check(json_path, ins, 3)) != QT_OK)
 			return cli_status_error("eval", st);
 	}
 	/* With the JSON on standard output, the text goes to standard error. */
@@ -223,6 +235,7 @@ int cmd_eval(int argc, char **argv)
 	int64_t *labels = NULL;
 	struct acc *A = calloc(1, sizeof *A);
 	struct fid *F = NULL;
+	struct cli_per_layer PL = {0};
 	int n_out = 0;
 	int64_t n_done = 0;
 	double seconds = 0, ref_seconds = 0;
@@ -234,6 +247,8 @@ int cmd_eval(int argc, char **argv)
 		rc = cli_status_error("eval", st);
 		goto out;
 	}
+	if (per_layer && (rc = cli_per_layer_open("eval", model_path, ref_path, sens_path, &PL)) != 0)
+		goto out;
 	const struct qt_graph *g = qt_model_graph(m);
 	if (g->n_inputs != 1) {
 		rc = cli_usage_error("eval", "%s: the model has %d inputs; eval feeds one input from --data", model_path,
@@ -322,6 +337,11 @@ int cmd_eval(int argc, char **argv)
 				fid_add(&F[k], &y[k], &yr[k], n);
 			}
 		}
+		if (per_layer && (rc = cli_per_layer_add("eval", &PL, &x)) != 0) {
+			free_outs(y, n_out);
+			free_outs(yr, n_out);
+			goto out;
+		}
 		if (has_labels) {
 			const struct qt_tensor *t = &y[0];
 			if (t->dtype != QT_DTYPE_F32 || t->rank != 2 || t->dims[0] != n || t->dims[1] < 1 ||
@@ -406,11 +426,13 @@ int cmd_eval(int argc, char **argv)
 		else
 			fprintf(txt, "agreement: not measured (the last axis has fewer than 2 values)\n");
 	}
+	if (per_layer)
+		cli_per_layer_print(&PL, txt);
 
 	if (json_path) {
 		cJSON *root = cJSON_CreateObject();
 		cJSON_AddStringToObject(root, "format", "qtool-eval-report");
-		cJSON_AddNumberToObject(root, "version", 2);
+		cJSON_AddNumberToObject(root, "version", 3);
 		cJSON_AddStringToObject(root, "qtool_version", QT_VERSION_STRING);
 		cJSON_AddStringToObject(root, "command", cli_command_line());
 		cJSON_AddItemToObject(root, "model", model_json(model_path, m));
@@ -461,6 +483,8 @@ int cmd_eval(int argc, char **argv)
 				cJSON_AddItemToArray(jo, fid_json(g->values[g->outputs[k]].name, &F[k], n_done));
 			cJSON_AddItemToObject(root, "reference", jr);
 		}
+		if (per_layer)
+			cJSON_AddItemToObject(root, "per_layer", cli_per_layer_json(&PL));
 		char *s = cJSON_Print(root);
 		cJSON_Delete(root);
 		size_t len = s ? strlen(s) : 0;
@@ -484,5 +508,6 @@ out:
 	qt_dataset_close(ds);
 	qt_model_free(m);
 	qt_model_free(ref);
+	cli_per_layer_free(&PL);
 	return rc;
 }
