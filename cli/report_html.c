@@ -207,7 +207,8 @@ static void pareto_plot(FILE *f, const struct qt_sens *s, const struct point *il
 	yhi = fmax(ceil(yhi), ylo + 1);
 	xmax = xmax > 0 ? xmax * 1.08 : 1;
 #define PX(b) (PAD + (PLOT_W - 2 * PAD) * (b) / xmax)
-#define PY(v) (PLOT_H - PAD + (2 * PAD - PLOT_H) * (log10(fmax((v), floor_)) - ylo) / (yhi - ylo))
+#define PYL(lg) (PLOT_H - PAD + (2 * PAD - PLOT_H) * ((lg) - ylo) / (yhi - ylo))
+#define PY(v) PYL(log10(fmax((v), floor_)))
 	fprintf(f, "<svg id=\"pareto\" width=\"%d\" height=\"%d\" role=\"img\">\n", PLOT_W, PLOT_H);
 	fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>", PAD, PLOT_H - PAD, PLOT_W - PAD, PLOT_H - PAD);
 	fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", PAD, PAD, PAD, PLOT_H - PAD);
@@ -217,7 +218,7 @@ static void pareto_plot(FILE *f, const struct qt_sens *s, const struct point *il
 	}
 	for (double e = ylo; e <= yhi; e++)
 		fprintf(f, "<text x=\"%d\" y=\"%.1f\" class=\"tick end\">1e%.0f</text>\n", PAD - 4,
-			PY(pow(10, e)) + 4, e);
+			PYL(e) + 4, e);
 	fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"label mid\">weight bytes with scales</text>\n", PLOT_W / 2, PLOT_H - 12);
 	fprintf(f, "<text x=\"14\" y=\"%d\" class=\"label mid\" transform=\"rotate(-90 14 %d)\">predicted loss (%s, sum of costs)</text>\n",
 		PLOT_H / 2, PLOT_H / 2, s->loss);
@@ -236,6 +237,7 @@ static void pareto_plot(FILE *f, const struct qt_sens *s, const struct point *il
 	fputs("</svg>\n", f);
 #undef PX
 #undef PY
+#undef PYL
 }
 
 /* Per layer and setting: bytes, cost, SQNR, share of that setting's total. */
