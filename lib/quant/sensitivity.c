@@ -95,6 +95,7 @@ void qt_sens_free(struct qt_sens *s)
 	free(s->cost);
 	free(s->bytes);
 	free(s->sqnr);
+	free(s->ns);
 	memset(s, 0, sizeof *s);
 }
 
@@ -113,12 +114,16 @@ enum qt_status qt_sens_alloc(struct qt_sens *s, int n_layers, int n_settings)
 	s->cost = calloc(L * S + 1, sizeof *s->cost);
 	s->bytes = calloc(L * S + 1, sizeof *s->bytes);
 	s->sqnr = malloc((L * S + 1) * sizeof *s->sqnr);
-	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes || !s->sqnr) {
+	s->ns = malloc((L * S + 1) * sizeof *s->ns);
+	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes || !s->sqnr ||
+	    !s->ns) {
 		qt_sens_free(s);
 		return qt_error(QT_E_NOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < L * S; i++)
+	for (size_t i = 0; i < L * S; i++) {
 		s->sqnr[i] = NAN;
+		s->ns[i] = -1;
+	}
 	return QT_OK;
 }
 
@@ -154,13 +159,16 @@ static enum qt_status load_prepared(const char *model, const struct qt_quant_opt
 /*
  * Quantize a fresh copy of the model uniformly at setting s (layers the
  * user keeps float stay float) and take, for the nodes nodes[0..n), the
- * bytes of the stored weight and the simulated layer. When quantized_out is
+ * bytes of the stored weight, the simulated layer and, with so->time_nodes,
+ * the integer runtime's time (ns, -1 when not timed). When quantized_out is
  * given, it receives per node whether the quantizer gave it integer weights.
  */
 static enum qt_status sim_setting(const char *model, const struct qt_calib_table *calib,
-				  const struct qt_quant_opts *qo, const struct qt_bits_setting *s, const int *nodes,
-				  int n, int n_nodes_fp32, struct sim_layer *sl, int64_t *bytes, int *quantized_out)
+				  const struct qt_sens_opts *so, const struct qt_bits_setting *s, const int *nodes,
+				  int n, int n_nodes_fp32, struct sim_layer *sl, int64_t *bytes, int64_t *ns,
+				  int *quantized_out)
 {
+	const struct qt_quant_opts *qo = so->quant;
 	struct qt_graph *g = NULL;
 	struct qt_plan plan = {0};
 	enum qt_status st = load_prepared(model, qo, &g);
@@ -198,6 +206,10 @@ static enum qt_status sim_setting(const char *model, const struct qt_calib_table
 			qt_qtype_range(x->q->qtype, &sl[i].a_qmin, &sl[i].a_qmax);
 		}
 	}
+	for (int i = 0; i < n; i++)
+		ns[i] = -1;
+	if (!st && so->time_nodes)
+		st = so->time_nodes(so->time_user, g, nodes, n, ns);
 	if (!st)
 		st = qt_fakequant_prepare(g);
 	for (int i = 0; !st && i < n; i++) {
@@ -554,7 +566,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	m.seg_out = calloc((size_t)g->n_outputs + 1, sizeof *m.seg_out);
 	quantized = calloc(P, sizeof *quantized);
 	sl = calloc(P, sizeof *sl);
-	int64_t *bytes = calloc(P, sizeof *bytes);
+	int64_t *bytes = calloc(P, sizeof *bytes), *ns = calloc(P, sizeof *ns);
 	int64_t max_last = 2;
 	for (int k = 0; k < g->n_outputs; k++) {
 		const struct qt_value *v = &g->values[g->outputs[k]];
@@ -565,13 +577,13 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	m.scratch = malloc((size_t)max_last * 2 * sizeof *m.scratch);
 	m.kl = outputs_are_classes(g);
 	if (!st && (!m.nodes || !m.front || !m.n_front || !m.out_op || !m.ref_out || !m.seg_out || !quantized || !sl ||
-		    !bytes || !m.scratch))
+		    !bytes || !ns || !m.scratch))
 		st = qt_error(QT_E_NOMEM, "out of memory");
 	int *plan_nodes = m.nodes; /* first the plan's nodes, then the measured layers' */
 	for (int i = 0; !st && i < plan.n; i++)
 		plan_nodes[i] = plan.layers[i].node;
 	if (!st)
-		st = sim_setting(model, calib, o->quant, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes,
+		st = sim_setting(model, calib, o, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes, ns,
 				 quantized);
 	if (!st)
 		st = pick_layers(&m, &plan, quantized, out);
@@ -609,16 +621,18 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 				if (quantized[i]) {
 					sims[s][l] = sl[i];
 					memset(&sl[i], 0, sizeof sl[i]);
+					out->ns[(size_t)l * m.S + s] = ns[i];
 					out->bytes[(size_t)l++ * m.S + s] = bytes[i];
 				}
 			continue;
 		}
-		st = sim_setting(model, calib, o->quant, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, NULL);
+		st = sim_setting(model, calib, o, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, ns, NULL);
 		for (int l = 0; !st && l < m.L; l++) {
 			if (!sims[s][l].w.data)
 				st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\" is not quantized at every setting", model,
 					      out->names[l]);
 			out->bytes[(size_t)l * m.S + s] = bytes[l];
+			out->ns[(size_t)l * m.S + s] = ns[l];
 		}
 	}
 	sim_free(sl, plan.n);
@@ -637,6 +651,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 		sim_free(sims[s], m.L);
 	free(sims);
 	free(bytes);
+	free(ns);
 done:
 	free(quantized);
 	sim_free(sl, plan.n);

@@ -110,3 +110,26 @@ expect_err_line "report: another model is named" "quantized from another model .
 expect_exit 2 "report: --sens without --per-layer" "$QTOOL" eval "$RP/w8.qmod" --data fashion-mnist:test \
 	--limit 64 --sens "$RP/cnn.sens.json"
 expect_err_line "report: --sens goes with --per-layer" "--sens goes with --per-layer"
+
+# --max-latency-ms: analyze stores the integer runtime's per-layer times; the
+# program keeps their sum within the budget. Checked on set times (measured
+# ones vary with the machine): w8a8 1000 ns per layer, the others 100.
+check "report: sens.json has an integer-runtime time per layer and setting" bash -c "test \"\$(grep -c '\"latency_ns\":.*\[[0-9]*, [0-9]*, [0-9]*, [0-9]*, [0-9]*\]' '$RP/cnn.sens.json')\" -eq $NL"
+sed 's/"latency_ns":.*/"latency_ns":	[1000, 100, 100, 100, 100]/' "$RP/cnn.sens.json" >"$RP/lat.sens.json"
+expect_exit 0 "report: --max-latency-ms" "$QTOOL" quantize "$M" --calib "$RP/cnn.calib.json" --sens "$RP/lat.sens.json" \
+	--max-latency-ms 0.0033 -o "$RP/lat.qmod"
+W8=$(grep -c '^  .* w8a8  ' <<<"$OUT" || true)
+check "report: at most 3 layers at the slow setting ($W8)" num_ok "$W8" 'v >= 1 && v <= 3'
+check "report: the plan's time is printed within the budget" grep -Eq "0\.00(2[0-9]|3[0-3])[0-9]* ms per sample on the integer runtime \(budget 0.0033\)" <<<"$OUT"
+expect_exit 2 "report: infeasible latency" "$QTOOL" quantize "$M" --calib "$RP/cnn.calib.json" --sens "$RP/lat.sens.json" \
+	--max-latency-ms 0.0005 -o "$RP/x.qmod"
+expect_err_line "report: the fastest plan is named" "latency budget 0.0005 ms is infeasible: the fastest plan .* takes 0.0006 ms"
+check "report: nothing written for an infeasible budget" test ! -e "$RP/x.qmod"
+sed 's/"latency_ns":.*/"latency_ns":	[1000, null, 100, 100, 100]/' "$RP/cnn.sens.json" >"$RP/nolat.sens.json"
+expect_exit 2 "report: --max-latency-ms without a time" "$QTOOL" quantize "$M" --calib "$RP/cnn.calib.json" \
+	--sens "$RP/nolat.sens.json" --max-latency-ms 1 -o "$RP/x.qmod"
+expect_err_line "report: the missing time is named" "no integer-runtime time for layer .* at w4a8"
+sed 's/"latency_ns":.*/"latency_ns":	[1000, -5, 100, 100, 100]/' "$RP/cnn.sens.json" >"$RP/badlat.sens.json"
+expect_exit 2 "report: a negative time in the file" "$QTOOL" quantize "$M" --calib "$RP/cnn.calib.json" \
+	--sens "$RP/badlat.sens.json" --max-latency-ms 1 -o "$RP/x.qmod"
+expect_err_line "report: the bad time is named" "badlat.sens.json: layer .*: latency_ns\[1\] must be an integer"
