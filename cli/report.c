@@ -164,7 +164,10 @@ void cli_per_layer_print(const struct cli_per_layer *pl, FILE *f)
 {
 	fprintf(f, "per layer: output SQNR against FP32 in the float simulation%s%s%s\n",
 		pl->loss[0] ? "; sensitivity (" : "", pl->loss, pl->loss[0] ? ") and share from --sens" : "");
-	fprintf(f, "  %-32s %-8s %-10s %9s %9s %12s %7s\n", "layer", "op", "setting", "bytes", "SQNR dB", "sensitivity",
+	int w = 5; /* the longest name sets the layer column */
+	for (int r = 0; r < pl->n; r++)
+		w = (int)strlen(pl->rows[r].q.name) > w ? (int)strlen(pl->rows[r].q.name) : w;
+	fprintf(f, "  %-*s %-10s %-10s %9s %9s %12s %7s\n", w, "layer", "op", "setting", "bytes", "SQNR dB", "sensitivity",
 		"share");
 	for (int r = 0; r < pl->n; r++) {
 		const struct cli_layer_row *row = &pl->rows[r];
@@ -173,7 +176,7 @@ void cli_per_layer_print(const struct cli_per_layer *pl, FILE *f)
 		snprintf(q, sizeof q, isfinite(db) ? "%.2f" : db > 0 ? "inf" : "-", db);
 		snprintf(s, sizeof s, isfinite(row->sens) ? "%.4g" : "-", row->sens);
 		snprintf(sh, sizeof sh, isfinite(share) ? "%.1f%%" : "-", 100 * share);
-		fprintf(f, "  %-32s %-8s %-10s %9lld %9s %12s %7s\n", row->q.name, row->q.op, row->setting,
+		fprintf(f, "  %-*s %-10s %-10s %9lld %9s %12s %7s\n", w, row->q.name, row->q.op, row->setting,
 			(long long)row->q.bytes, q, s, sh);
 	}
 }
