@@ -67,7 +67,7 @@ static void sqnr_bars(FILE *f, const struct qt_sens *s)
 			top = s->sqnr[i];
 	top = 10 * ceil(top / 10);
 	int row = q * BAR_H + ROW_GAP, h = s->n_layers * row + 40;
-	fprintf(f, "<svg id=\"sqnr\" width=\"%d\" height=\"%d\" role=\"img\">\n", NAME_W + BARS_W + 20, h);
+	fprintf(f, "<svg id=\"sqnr\" width=\"%d\" height=\"%d\" role=\"img\">\n", NAME_W + BARS_W + 50, h);
 	for (int t = 0; t <= (int)top; t += 10) {
 		double x = NAME_W + BARS_W * t / top;
 		fprintf(f, "<line x1=\"%.1f\" y1=\"20\" x2=\"%.1f\" y2=\"%d\" class=\"grid\"/><text x=\"%.1f\" y=\"14\" class=\"tick\">%d dB</text>\n",
@@ -240,11 +240,12 @@ static void pareto_plot(FILE *f, const struct qt_sens *s, const struct point *il
 #undef PYL
 }
 
-/* Per layer and setting: bytes, cost, SQNR, share of that setting's total. */
+/* Per layer and setting: bytes, SQNR, cost, share of that setting's total,
+ * and the integer runtime's time (this machine's, when analyze ran). */
 static void table(FILE *f, const struct qt_sens *s)
 {
 	fputs("<table><tr><th>layer</th><th>op</th><th>params</th><th>setting</th><th>bytes</th><th>SQNR dB</th>"
-	      "<th>sensitivity</th><th>share</th></tr>\n", f);
+	      "<th>sensitivity</th><th>share</th><th>integer runtime &#181;s/sample</th></tr>\n", f);
 	for (int l = 0; l < s->n_layers; l++)
 		for (int k = 0; k < s->n_settings; k++) {
 			char b[8];
@@ -262,8 +263,12 @@ static void table(FILE *f, const struct qt_sens *s)
 				fprintf(f, "<td>%.2f</td>", q);
 			else
 				fputs("<td>-</td>", f);
-			fprintf(f, "<td>%.4g</td><td>%.1f%%</td></tr>\n", cost_at(s, l, k),
-				tot > 0 ? 100 * cost_at(s, l, k) / tot : 0);
+			int64_t ns = s->ns[(size_t)l * s->n_settings + k];
+			fprintf(f, "<td>%.4g</td><td>%.1f%%</td>", cost_at(s, l, k), tot > 0 ? 100 * cost_at(s, l, k) / tot : 0);
+			if (ns >= 0)
+				fprintf(f, "<td>%.2f</td></tr>\n", (double)ns / 1000);
+			else
+				fputs("<td>-</td></tr>\n", f);
 		}
 	fputs("</table>\n", f);
 }
