@@ -19,6 +19,9 @@ check "report: no sensitivity file half-way" test ! -e "$RP/x.sens.json"
 expect_exit 2 "report: --html the same file as -o" "$QTOOL" analyze "$M" --calib "$RP/cnn.calib.json" \
 	--data fashion-mnist:train -o "$RP/x.json" --html "$RP/x.json"
 expect_err_line "report: one line for the same file" "also the -o file"
+expect_exit 2 "report: -o and --html both on standard output" "$QTOOL" analyze "$M" --calib "$RP/cnn.calib.json" \
+	--data fashion-mnist:train -o - --html -
+expect_err_line "report: one line for both on standard output" "cannot both go to standard output"
 
 expect_exit 0 "report: analyze --html" "$QTOOL" analyze "$M" --calib "$RP/cnn.calib.json" --data fashion-mnist:train \
 	--limit "$RP_LIMIT" -o "$RP/cnn.sens.json" --html "$RP/report.html"
