@@ -4,18 +4,22 @@
 
 #include "cli.h"
 #include "mixed.h"
+#include "report.h"
 #include "qtool/calib.h"
 #include "qtool/dataset.h"
 
 static const char analyze_help[] =
 	"usage: qtool analyze MODEL --calib FILE --data SPEC -o SENS.json [--limit N] [--batch B]\n"
 	"                     [--candidates LIST] [--granularity channel|tensor] [--group-size G]\n"
-	"                     [--full-range] [--calib-method M] [--method LIST] [--keep-float PATTERN ...]\n\n"
+	"                     [--full-range] [--calib-method M] [--method LIST] [--keep-float PATTERN ...]\n"
+	"                     [--html REPORT.html]\n\n"
 	"Measures, for every layer quantize would give integer weights and every candidate\n"
 	"setting, how much the model's output moves when only that layer takes that setting\n"
 	"(its weights quantized, its input rounded to its grid; everything else FP32): the\n"
 	"mean KL divergence of the softmax outputs from FP32's for classifiers, else the\n"
-	"mean squared error. Also the bytes each layer's weights take at each setting.\n"
+	"mean squared error. Also, per setting, the bytes each layer's weights take, the\n"
+	"SQNR of the layer's output in that run, and the integer runtime's time for the\n"
+	"layer on this machine (for quantize --max-latency-ms).\n"
 	"'qtool quantize --sens SENS.json --target-size ...' reads the result (docs/SENSITIVITY.md).\n\n"
 	"  --calib FILE        calibration file made for this model (required)\n"
 	"  --data SPEC         samples to measure on, e.g. fashion-mnist:train (required)\n"
@@ -28,12 +32,15 @@ static const char analyze_help[] =
 	"                      as for quantize: the grid every setting uses (quantize\n"
 	"                      checks it uses the same); input shapes are calibration's\n"
 	"  --method LIST       weight methods to measure with (default rtn); methods that\n"
-	"                      need data use --data with FP32 inputs\n";
+	"                      need data use --data with FP32 inputs\n"
+	"  --html FILE         also write a self-contained page: per-layer SQNR bars, the\n"
+	"                      sensitivity heat map, predicted loss against size for the\n"
+	"                      integer program and the uniform settings (docs/SENSITIVITY.md)\n";
 
 int cmd_analyze(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *data = NULL, *limit_s = NULL, *batch_s = NULL, *cands = NULL;
-	const char *gran = NULL, *group_s = NULL, *method = NULL, *methods = NULL, *pos[1];
+	const char *gran = NULL, *group_s = NULL, *method = NULL, *methods = NULL, *html = NULL, *pos[1];
 	const char *keeps[256];
 	int n_keeps = 0, full_range = 0, n_pos, rc;
 	long limit = 1000, batch = 32, group = 0;
@@ -50,6 +57,7 @@ int cmd_analyze(int argc, char **argv)
 		{.name = "--calib-method", .value = &method},
 		{.name = "--method", .value = &methods},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = 256},
+		{.name = "--html", .value = &html},
 		{0},
 	};
 	if ((rc = cli_parse_args("analyze", analyze_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -88,8 +96,14 @@ int cmd_analyze(int argc, char **argv)
 		if (qt_parse_methods(methods, &o.methods, &badm))
 			return cli_usage_error("analyze", "--method: unknown method '%s' (rtn, gptq, bias-correction, mse)", badm);
 	}
-	const char *ins[3] = {model, calib, data};
+	const char *ins[4] = {model, calib, data, out};
 	enum qt_status st = cli_out_check(out, ins, 3);
+	if (!st && html && (cli_out_is_stdout(html) && cli_out_is_stdout(out)))
+		return cli_usage_error("analyze", "-o and --html cannot both go to standard output");
+	if (!st && html && !strcmp(html, out))
+		return cli_usage_error("analyze", "--html %s is also the -o file", html);
+	if (!st && html)
+		st = cli_out_check(html, ins, 4);
 	if (st)
 		return cli_status_error("analyze", st);
 
@@ -111,12 +125,15 @@ int cmd_analyze(int argc, char **argv)
 	if ((rc = cli_sens_measure("analyze", model, t, &o, cand, nc, data, limit, (int)batch, &s)) != 0)
 		goto done;
 	if ((st = qt_sens_to_json(&s, model, &json)) != QT_OK ||
-	    (st = cli_out_write_all(out, json, strlen(json))) != QT_OK) {
+	    (st = cli_out_write_all(out, json, strlen(json))) != QT_OK ||
+	    (html && (st = cli_report_html(&s, model, html)) != QT_OK)) {
 		rc = cli_status_error("analyze", st);
 		goto done;
 	}
-	FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
+	FILE *info = cli_out_is_stdout(out) || (html && cli_out_is_stdout(html)) ? stderr : stdout;
 	fprintf(info, "wrote %s: %d layers x %d settings, loss %s\n", out, s.n_layers, s.n_settings, s.loss);
+	if (html)
+		fprintf(info, "wrote %s\n", html);
 done:
 	free(json);
 	qt_sens_free(&s);

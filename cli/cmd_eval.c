@@ -7,12 +7,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "report.h"
 #include "qtool/dataset.h"
 #include "qtool/model.h"
 
 static const char eval_help[] =
 	"usage: qtool eval MODEL --data SPEC [--limit N] [--offset N] [--batch B]\n"
-	"                  [--reference OTHER_MODEL] [--simulate] [--json FILE]\n\n"
+	"                  [--reference OTHER_MODEL] [--simulate] [--json FILE]\n"
+	"                  [--per-layer [--sens SENS.json]]\n\n"
 	"Runs MODEL (FP32 .onnx or quantized .qmod) over a dataset. With labels it\n"
 	"reports top-1 and top-5 accuracy and per-class accuracy of the first output.\n"
 	"With --reference it runs OTHER_MODEL on the same batches and reports, for\n"
@@ -33,7 +35,13 @@ static const char eval_help[] =
 	"                     same .qmod this checks the integer runtime against it\n"
 	"  --json FILE        write the report as JSON (schema: docs/REPORT.md); '-' or\n"
 	"                     /dev/stdout writes it to standard output and the text\n"
-	"                     summary to standard error\n";
+	"                     summary to standard error\n"
+	"  --per-layer        for a .qmod MODEL with --reference FP32.onnx (the model it\n"
+	"                     was quantized from): per quantized layer, its setting, bytes\n"
+	"                     and the SQNR of its output against FP32's, both run in float\n"
+	"                     (the .qmod as its float simulation); in the text and the JSON\n"
+	"  --sens FILE        with --per-layer: also each layer's sensitivity at its\n"
+	"                     setting from 'qtool analyze' and its share of their sum\n";
 
 #define MAX_CLASSES 1024
 
@@ -46,8 +54,7 @@ struct acc {
 
 /* One graph output compared with the reference's output of the same index. */
 struct fid {
-	double sig, noise;       /* sums of ref^2 and (out - ref)^2 over every element */
-	double max_abs;          /* largest |out - ref| */
+	struct qt_sqnr_acc e;    /* ref^2, (out - ref)^2 and the largest |out - ref| */
 	double cos_sum, cos_min; /* cosine of each sample's output vector with the reference's */
 	int64_t cos_n;
 	int64_t agree, rows; /* argmax over the last axis, rows compared */
@@ -87,9 +94,7 @@ static double now_s(void)
 /* SQNR in dB; +inf when identical (and the reference is not all zero). */
 static double sqnr_db(const struct fid *f)
 {
-	if (f->noise == 0)
-		return INFINITY;
-	return 10.0 * log10(f->sig / f->noise);
+	return f->e.noise == 0 ? INFINITY : qt_sqnr_db(&f->e);
 }
 
 /* Accumulate one batch of n samples of output y against the reference r (same shape, float32). */
@@ -97,13 +102,7 @@ static void fid_add(struct fid *f, const struct qt_tensor *y, const struct qt_te
 {
 	const float *a = y->data, *b = r->data;
 	int64_t numel = qt_tensor_numel(y);
-	for (int64_t i = 0; i < numel; i++) {
-		double d = (double)a[i] - (double)b[i];
-		if (fabs(d) > f->max_abs)
-			f->max_abs = fabs(d);
-		f->sig += (double)b[i] * b[i];
-		f->noise += d * d;
-	}
+	qt_sqnr_add(&f->e, a, b, numel);
 	/* Samples are rows of dim 0 when it is the batch; otherwise the whole output is one. */
 	int64_t ns = y->rank >= 1 && y->dims[0] == n && n > 0 ? n : 1, per = numel / ns;
 	for (int64_t s = 0; s < ns && per > 0; s++) {
@@ -166,13 +165,13 @@ static cJSON *fid_json(const char *name, const struct fid *f, int64_t samples)
 	cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddStringToObject(o, "shape", fid_shape(shape, sizeof shape, f, samples));
 	add_finite(o, "sqnr_db", sqnr_db(f));
-	cJSON_AddNumberToObject(o, "signal_sum_squares", f->sig);
-	cJSON_AddNumberToObject(o, "noise_sum_squares", f->noise);
+	cJSON_AddNumberToObject(o, "signal_sum_squares", f->e.sig);
+	cJSON_AddNumberToObject(o, "noise_sum_squares", f->e.noise);
 	cJSON_AddNumberToObject(o, "cosine_mean", f->cos_n ? f->cos_sum / (double)f->cos_n : 1.0);
 	cJSON_AddNumberToObject(o, "cosine_min", f->cos_n ? f->cos_min : 1.0);
-	cJSON_AddNumberToObject(o, "max_abs_diff", f->max_abs);
+	cJSON_AddNumberToObject(o, "max_abs_diff", f->e.max_abs);
 	if (f->scale > 0)
-		cJSON_AddNumberToObject(o, "max_code_diff", f->max_abs / f->scale);
+		cJSON_AddNumberToObject(o, "max_code_diff", f->e.max_abs / f->scale);
 	if (f->last >= 2 && f->rows) {
 		cJSON_AddNumberToObject(o, "agreement_top1", 100.0 * (double)f->agree / (double)f->rows);
 		cJSON_AddNumberToObject(o, "agreement_rows", (double)f->rows);
@@ -193,8 +192,8 @@ static void free_outs(struct qt_tensor *t, int n)
 int cmd_eval(int argc, char **argv)
 {
 	const char *spec = NULL, *ref_path = NULL, *json_path = NULL, *limit_s = NULL, *offset_s = NULL,
-		   *batch_s = NULL, *pos[1];
-	int simulate = 0, n_pos, rc;
+		   *batch_s = NULL, *sens_path = NULL, *pos[1];
+	int simulate = 0, per_layer = 0, n_pos, rc;
 	const struct cli_opt opts[] = {
 		{.name = "--data", .value = &spec},
 		{.name = "--limit", .value = &limit_s},
@@ -203,6 +202,8 @@ int cmd_eval(int argc, char **argv)
 		{.name = "--reference", .value = &ref_path},
 		{.name = "--simulate", .flag = &simulate},
 		{.name = "--json", .value = &json_path},
+		{.name = "--per-layer", .flag = &per_layer},
+		{.name = "--sens", .value = &sens_path},
 		{0},
 	};
 	if ((rc = cli_parse_args("eval", eval_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -217,10 +218,12 @@ int cmd_eval(int argc, char **argv)
 	const char *model_path = pos[0];
 	if (!spec)
 		return cli_usage_error("eval", "--data SPEC is required (e.g. --data fashion-mnist:test)");
+	if (sens_path && !per_layer)
+		return cli_usage_error("eval", "--sens goes with --per-layer");
 	enum qt_status st;
 	if (json_path) {
-		const char *ins[2] = {model_path, ref_path};
-		if ((st = cli_out_check(json_path, ins, ref_path ? 2 : 1)) != QT_OK)
+		const char *ins[3] = {model_path, ref_path ? ref_path : model_path, sens_path ? sens_path : model_path};
+		if ((st = cli_out_check(json_path, ins, 3)) != QT_OK)
 			return cli_status_error("eval", st);
 	}
 	/* With the JSON on standard output, the text goes to standard error. */
@@ -232,6 +235,7 @@ int cmd_eval(int argc, char **argv)
 	int64_t *labels = NULL;
 	struct acc *A = calloc(1, sizeof *A);
 	struct fid *F = NULL;
+	struct cli_per_layer PL = {0};
 	int n_out = 0;
 	int64_t n_done = 0;
 	double seconds = 0, ref_seconds = 0;
@@ -243,6 +247,8 @@ int cmd_eval(int argc, char **argv)
 		rc = cli_status_error("eval", st);
 		goto out;
 	}
+	if (per_layer && (rc = cli_per_layer_open("eval", model_path, ref_path, sens_path, &PL)) != 0)
+		goto out;
 	const struct qt_graph *g = qt_model_graph(m);
 	if (g->n_inputs != 1) {
 		rc = cli_usage_error("eval", "%s: the model has %d inputs; eval feeds one input from --data", model_path,
@@ -331,6 +337,11 @@ int cmd_eval(int argc, char **argv)
 				fid_add(&F[k], &y[k], &yr[k], n);
 			}
 		}
+		if (per_layer && (rc = cli_per_layer_add("eval", &PL, &x)) != 0) {
+			free_outs(y, n_out);
+			free_outs(yr, n_out);
+			goto out;
+		}
 		if (has_labels) {
 			const struct qt_tensor *t = &y[0];
 			if (t->dtype != QT_DTYPE_F32 || t->rank != 2 || t->dims[0] != n || t->dims[1] < 1 ||
@@ -405,21 +416,23 @@ int cmd_eval(int argc, char **argv)
 		fprintf(txt, "cosine:  %.6f mean, %.6f lowest over %lld samples\n",
 			f->cos_n ? f->cos_sum / (double)f->cos_n : 1.0, f->cos_n ? f->cos_min : 1.0, (long long)f->cos_n);
 		if (f->scale > 0)
-			fprintf(txt, "max abs difference: %.6g (%.2f codes of the quantized output)\n", f->max_abs,
-				f->max_abs / f->scale);
+			fprintf(txt, "max abs difference: %.6g (%.2f codes of the quantized output)\n", f->e.max_abs,
+				f->e.max_abs / f->scale);
 		else
-			fprintf(txt, "max abs difference: %.6g\n", f->max_abs);
+			fprintf(txt, "max abs difference: %.6g\n", f->e.max_abs);
 		if (f->last >= 2)
 			fprintf(txt, "agreement with %s (argmax over the last axis of %lld, %lld rows): %.2f%% top-1\n",
 				ref_path, (long long)f->last, (long long)f->rows, 100.0 * (double)f->agree / (double)f->rows);
 		else
 			fprintf(txt, "agreement: not measured (the last axis has fewer than 2 values)\n");
 	}
+	if (per_layer)
+		cli_per_layer_print(&PL, txt);
 
 	if (json_path) {
 		cJSON *root = cJSON_CreateObject();
 		cJSON_AddStringToObject(root, "format", "qtool-eval-report");
-		cJSON_AddNumberToObject(root, "version", 2);
+		cJSON_AddNumberToObject(root, "version", 3);
 		cJSON_AddStringToObject(root, "qtool_version", QT_VERSION_STRING);
 		cJSON_AddStringToObject(root, "command", cli_command_line());
 		cJSON_AddItemToObject(root, "model", model_json(model_path, m));
@@ -461,15 +474,17 @@ int cmd_eval(int argc, char **argv)
 			else
 				cJSON_AddNullToObject(jr, "agreement_top1");
 			add_finite(jr, "sqnr_db", sqnr_db(f));
-			cJSON_AddNumberToObject(jr, "max_abs_diff", f->max_abs);
+			cJSON_AddNumberToObject(jr, "max_abs_diff", f->e.max_abs);
 			if (f->scale > 0)
-				cJSON_AddNumberToObject(jr, "max_code_diff", f->max_abs / f->scale);
+				cJSON_AddNumberToObject(jr, "max_code_diff", f->e.max_abs / f->scale);
 			cJSON_AddNumberToObject(jr, "samples_per_second", ref_seconds > 0 ? (double)n_done / ref_seconds : 0);
 			cJSON *jo = cJSON_AddArrayToObject(jr, "outputs");
 			for (int k = 0; k < n_out; k++)
 				cJSON_AddItemToArray(jo, fid_json(g->values[g->outputs[k]].name, &F[k], n_done));
 			cJSON_AddItemToObject(root, "reference", jr);
 		}
+		if (per_layer)
+			cJSON_AddItemToObject(root, "per_layer", cli_per_layer_json(&PL));
 		char *s = cJSON_Print(root);
 		cJSON_Delete(root);
 		size_t len = s ? strlen(s) : 0;
@@ -493,5 +508,6 @@ out:
 	qt_dataset_close(ds);
 	qt_model_free(m);
 	qt_model_free(ref);
+	cli_per_layer_free(&PL);
 	return rc;
 }

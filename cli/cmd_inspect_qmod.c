@@ -7,11 +7,7 @@
 #include "cli.h"
 #include "qtool/qmod.h"
 #include "qtool/quant.h"
-
-static const char *scheme_name(enum qt_qscheme s)
-{
-	return s == QT_QSCHEME_TENSOR ? "tensor" : s == QT_QSCHEME_CHANNEL ? "channel" : s == QT_QSCHEME_GROUP ? "group" : "-";
-}
+#include "report.h"
 
 static uint8_t *slurp(const char *path, size_t *len)
 {
@@ -92,21 +88,11 @@ int cmd_inspect_qmod(const char *path, int json)
 	int64_t all_params = 0, all_bits = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
 		const struct qt_node *n = &g->nodes[i];
-		/* Integer layers, and decoded ones (weights stored quantized, run in FP32). */
-		const struct qt_value *w = qt_is_weighted_op(n) && n->n_inputs > 1 && n->inputs[1] >= 0
-						   ? &g->values[n->inputs[1]]
-						   : NULL;
-		if (!n->rq && !(w && w->init && w->q))
+		struct cli_qlayer l;
+		if (!cli_qmod_layer(g, i, &l))
 			continue;
-		const char *fmt = w->q->fmt == QT_FMT_INT ? "int" : qt_numfmt_name(w->q->fmt);
-		int bits = qt_dtype_bits(w->init->dtype);
-		/* The plan's activation bits: those of the input this layer reads
-		 * (32 when it reads float, as a decoded layer may). */
-		const struct qt_value *xin = &g->values[n->inputs[0]];
-		int abits = xin->q ? qt_dtype_bits(xin->q->qtype) : 32;
-		int64_t np = qt_tensor_numel(w->init);
-		int64_t C = w->q->axis < w->init->rank ? w->init->dims[w->q->axis] : 1;
-		int64_t lbits = (int64_t)w->init->nbytes * 8 + qt_qmod_qparams_bytes(w->q, C) * 8;
+		const struct qt_value *w = &g->values[n->inputs[1]];
+		int64_t np = l.params, lbits = l.bytes * 8;
 		double bpw = np > 0 ? (double)lbits / (double)np : 0;
 		all_params += np;
 		all_bits += lbits;
@@ -114,9 +100,9 @@ int cmd_inspect_qmod(const char *path, int json)
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "node", n->name);
 			cJSON_AddStringToObject(o, "op", n->op_type);
-			cJSON_AddNumberToObject(o, "weight_bits", bits);
-			cJSON_AddNumberToObject(o, "act_bits", abits);
-			cJSON_AddStringToObject(o, "granularity", scheme_name(w->q->scheme));
+			cJSON_AddNumberToObject(o, "weight_bits", l.wbits);
+			cJSON_AddNumberToObject(o, "act_bits", l.abits);
+			cJSON_AddStringToObject(o, "granularity", l.granularity);
 			cJSON_AddNumberToObject(o, "parameters", (double)np);
 			cJSON_AddNumberToObject(o, "weight_bytes", (double)w->init->nbytes);
 			cJSON_AddNumberToObject(o, "bytes", (double)(lbits / 8)); /* codes plus scales as stored */
@@ -126,15 +112,15 @@ int cmd_inspect_qmod(const char *path, int json)
 								    : w->q->scale_enc == QT_SCALE_E8M0    ? "e8m0 block"
 								    : w->q->scale_enc == QT_SCALE_NV_E4M3 ? "f32 tensor + e4m3 block"
 													  : "f32");
-			cJSON_AddStringToObject(o, "format", fmt);
-			cJSON_AddBoolToObject(o, "decoded", !n->rq);
+			cJSON_AddStringToObject(o, "format", l.format);
+			cJSON_AddBoolToObject(o, "decoded", l.decoded);
 			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
 			cJSON_AddItemToArray(jl, o);
 		} else {
 			printf("  %-28s %-8s %5d %4d %-8s %5d %-5s %8lld %10zu %11.3f  %s%s\n", n->name[0] ? n->name : "(unnamed)",
-			       n->op_type, bits, abits, scheme_name(w->q->scheme),
+			       n->op_type, l.wbits, l.abits, l.granularity,
 			       w->q->scheme == QT_QSCHEME_GROUP ? w->q->group_size : 0, w->q->full_range ? "full" : "symm",
-			       (long long)np, w->init->nbytes, bpw, fmt, n->rq ? "" : " (decoded)");
+			       (long long)np, w->init->nbytes, bpw, l.format, l.decoded ? " (decoded)" : "");
 		}
 	}
 	double all_bpw = all_params > 0 ? (double)all_bits / (double)all_params : 0;

@@ -22,7 +22,7 @@ static const char quantize_help[] =
 	"                      [--layer PATTERN=wXaY ...] [--keep-float PATTERN ...]\n"
 	"                      [--weights FORMAT] [--acts FORMAT] [--mx-scale floor|ceil|best]\n"
 	"                      [--input-shape NAME=D0,D1,...]\n"
-	"                      [--target-size SIZE | --avg-wbits B | --max-bops N]\n"
+	"                      [--target-size SIZE | --avg-wbits B | --max-bops N | --max-latency-ms T]\n"
 	"                      [--candidates LIST] [--sens SENS.json]\n"
 	"                      [--max-drop X --eval-data SPEC [--eval-limit N]]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
@@ -100,6 +100,8 @@ static const char quantize_help[] =
 	"  --avg-wbits B       average weight bits (per weight, scales not counted) at most B\n"
 	"  --max-bops N        bit operations per sample (MACs x weight bits x activation\n"
 	"                      bits) at most N (suffixes K, M, G)\n"
+	"  --max-latency-ms T  the weighted layers' integer-runtime time per sample at most\n"
+	"                      T ms, by the per-layer times analyze measured on this machine\n"
 	"  --candidates LIST   settings a layer may take (default w8a8,w4a8,w3a8,w2a8,w4a4;\n"
 	"                      'float' keeps a layer FP32)\n"
 	"  --sens FILE         sensitivities from 'qtool analyze'; without it they are\n"
@@ -422,6 +424,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--target-size", .value = &mix.target_size},
 		{.name = "--avg-wbits", .value = &mix.avg_wbits},
 		{.name = "--max-bops", .value = &mix.max_bops},
+		{.name = "--max-latency-ms", .value = &mix.max_latency_ms},
 		{.name = "--candidates", .value = &mix.candidates},
 		{.name = "--sens", .value = &mix.sens},
 		{.name = "--max-drop", .value = &mix.max_drop},
@@ -564,7 +567,7 @@ int cmd_quantize(int argc, char **argv)
 		o.data_spec = data;
 		o.progress = quant_progress;
 	}
-	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_drop) {
+	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_latency_ms || mix.max_drop) {
 		/* Mixed precision: the integer program's choice as overrides. */
 		mix.data = data, mix.limit = limit, mix.batch = (int)batch;
 		FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
@@ -574,7 +577,7 @@ int cmd_quantize(int argc, char **argv)
 		o.n_overrides = mplan.n;
 	} else if (mix.candidates || mix.sens || mix.eval_data) {
 		rc = cli_usage_error("quantize", "--candidates, --sens and --eval-data go with --target-size, --avg-wbits, "
-						 "--max-bops or --max-drop");
+						 "--max-bops, --max-latency-ms or --max-drop");
 		goto done;
 	}
 	st = qt_quantize_graph(g, t, &o);

@@ -58,6 +58,45 @@ static void sens_progress(void *user, const char *what, int64_t done, int64_t to
 	cli_progress(label, (long)done, (long)total);
 }
 
+/* Per-layer times of the integer runtime (qt_sens_opts.time_nodes): the
+ * quantized graph as quantize would write it (serialized and read back, as
+ * `qtool eval` runs a .qmod), fed the first batch of the data, fastest of 3
+ * runs. Times vary with the machine and its load: they are this machine's. */
+struct timer {
+	struct qt_dataset *ds;
+	int batch;
+};
+
+static enum qt_status time_nodes(void *user, const struct qt_graph *g, const int *nodes, int n, int64_t *ns_out)
+{
+	struct timer *t = user;
+	const struct qt_value *in0 = &g->values[g->inputs[0]]; /* a fixed batch dim wins, as in the measurement */
+	struct qt_graph *g2 = NULL;
+	struct qt_tensor x = {0};
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int nb = 0;
+	enum qt_status st = qt_qmod_serialize(g, &buf, &len);
+	if (!st)
+		st = qt_qmod_read_mem(buf, len, "the quantized model", &g2);
+	if (!st && g2->n_nodes != g->n_nodes)
+		st = qt_error(QT_E_INVALID_ARG, "timing: the .qmod has %d nodes, the quantized graph %d", g2->n_nodes,
+			      g->n_nodes);
+	qt_dataset_reset(t->ds);
+	if (!st)
+		st = qt_dataset_next(t->ds, in0->rank >= 1 && in0->dims[0] > 0 ? (int)in0->dims[0] : t->batch, &x, NULL, &nb);
+	if (!st && nb > 0)
+		st = qt_qrt_time_nodes(g2, &x, nb, 3, nodes, n, ns_out);
+	for (int i = 0; !st && i < n; i++)
+		if (!g->nodes[nodes[i]].rq)
+			ns_out[i] = -1;
+	qt_dataset_reset(t->ds);
+	qt_tensor_free(&x);
+	qt_graph_free(g2);
+	free(buf);
+	return st;
+}
+
 int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_table *calib,
 		     const struct qt_quant_opts *qo, const struct qt_bits_setting *settings, int n_settings,
 		     const char *data, long limit, int batch, struct qt_sens *out)
@@ -69,8 +108,10 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 		return rc;
 	}
 	double t0 = seconds();
+	struct timer tm = {.ds = ds, .batch = batch};
 	struct qt_sens_opts so = {.quant = qo, .settings = settings, .n_settings = n_settings, .data = ds,
-				  .batch = batch, .progress = sens_progress, .progress_user = (void *)cmd};
+				  .batch = batch, .progress = sens_progress, .progress_user = (void *)cmd,
+				  .time_nodes = time_nodes, .time_user = &tm};
 	enum qt_status st = qt_sens_measure(model, calib, &so, out);
 	cli_progress_end();
 	if (st) {
@@ -377,6 +418,10 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 				       a->avg_wbits);
 	if (a->max_bops && (qt_parse_size(a->max_bops, &max_bops)))
 		return cli_usage_error("quantize", "--max-bops '%s' must be a positive count (suffixes K, M, G)", a->max_bops);
+	double max_ms = 0;
+	if (a->max_latency_ms && (cli_parse_double(a->max_latency_ms, 1e-6, 1e9, &max_ms)))
+		return cli_usage_error("quantize", "--max-latency-ms needs milliseconds > 0, not '%s'", a->max_latency_ms);
+	int64_t max_ns = (int64_t)floor(max_ms * 1e6);
 	double max_drop = 0;
 	long eval_limit = 0;
 	if (a->max_drop) {
@@ -387,9 +432,9 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			return cli_usage_error("quantize", "--max-drop needs --eval-data SPEC (labelled) to measure top-1");
 		if (a->eval_limit && cli_parse_long(a->eval_limit, 0, 1L << 40, &eval_limit))
 			return cli_usage_error("quantize", "--eval-limit needs a sample count, not '%s'", a->eval_limit);
-		if (max_bytes || avg > 0 || max_bops)
+		if (max_bytes || avg > 0 || max_bops || max_ns)
 			return cli_usage_error("quantize", "--max-drop searches the size itself: drop --target-size, "
-							   "--avg-wbits and --max-bops");
+							   "--avg-wbits, --max-bops and --max-latency-ms");
 	}
 	struct qt_sens s;
 	int rc;
@@ -410,9 +455,10 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	double *cost = malloc(((size_t)s.n_layers * nc + 1) * sizeof *cost);
 	int64_t *bytes = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bytes);
 	int64_t *bops = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bops);
+	int64_t *ns = malloc(((size_t)s.n_layers * nc + 1) * sizeof *ns);
 	unsigned char *allowed = malloc((size_t)s.n_layers * nc + 1);
 	int wbits[16];
-	if (!rc && (!idx || !choice || !cost || !bytes || !bops || !allowed))
+	if (!rc && (!idx || !choice || !cost || !bytes || !bops || !ns || !allowed))
 		rc = cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	if (!rc)
 		rc = pin_layers(&s, qo, cand, nc, allowed);
@@ -424,11 +470,19 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			cost[i] = s.cost[j];
 			bytes[i] = s.bytes[j];
 			bops[i] = s.macs[l] * cand[c].wbits * cand[c].abits;
+			ns[i] = s.ns[j];
 			wbits[c] = cand[c].wbits;
+			if (max_ns && ns[i] < 0 && allowed[i] && !rc) {
+				char b[8];
+				rc = cli_usage_error("quantize",
+						     "--max-latency-ms: %s has no integer-runtime time for layer \"%s\" at %s "
+						     "(float is not timed; run 'qtool analyze' again)",
+						     a->sens ? a->sens : "the measurement", s.names[l], qt_bits_setting_str(&cand[c], b));
+			}
 		}
 	struct qt_bitalloc p = {.n_layers = s.n_layers, .n_settings = nc, .cost = cost, .bytes = bytes,
 				.params = s.params, .wbits = wbits, .bops = bops, .allowed = allowed, .max_bytes = max_bytes,
-				.max_avg_wbits = avg, .max_bops = max_bops};
+				.max_avg_wbits = avg, .max_bops = max_bops, .ns = max_ns ? ns : NULL, .max_ns = max_ns};
 	struct qt_bitalloc_result r;
 	enum qt_status st = QT_OK;
 	if (!rc && a->max_drop) {
@@ -474,6 +528,8 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			fprintf(info, " (budget %g)", avg);
 		if (max_bops)
 			fprintf(info, ", %lld bit operations (budget %lld)", (long long)r.bops, (long long)max_bops);
+		if (max_ns)
+			fprintf(info, ", %.4f ms per sample on the integer runtime (budget %g)", (double)r.ns / 1e6, max_ms);
 		fprintf(info, ", predicted loss %.6g\n", r.objective);
 		out->bytes = r.bytes;
 		out->avg_wbits = r.avg_wbits;
@@ -484,6 +540,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	free(cost);
 	free(bytes);
 	free(bops);
+	free(ns);
 	free(allowed);
 	qt_sens_free(&s);
 	if (rc)

@@ -25,7 +25,7 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 
 /* quantize's budget options, as given (NULL when absent). */
 struct cli_mixed_args {
-	const char *target_size, *avg_wbits, *max_bops, *candidates, *sens, *data;
+	const char *target_size, *avg_wbits, *max_bops, *max_latency_ms, *candidates, *sens, *data;
 	const char *max_drop, *eval_data, *eval_limit; /* accuracy-target search */
 	long limit;
 	int batch;

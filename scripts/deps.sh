@@ -7,7 +7,8 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config
       libprotobuf-c-dev protobuf-c-compiler libcjson-dev libopenblas-dev libcriterion-dev
-      libglpk-dev libonnx-dev libonnx-testdata zlib1g-dev dataset-fashion-mnist clang)
+      libglpk-dev libonnx-dev libonnx-testdata zlib1g-dev dataset-fashion-mnist clang
+      chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

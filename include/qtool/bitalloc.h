@@ -21,6 +21,7 @@
  *   sum bytes[l][s] x[l][s]           <= max_bytes
  *   sum params[l] wbits[s] x[l][s]    <= floor(max_avg_wbits * sum params + 1e-6)
  *   sum bops[l][s] x[l][s]            <= max_bops
+ *   sum ns[l][s] x[l][s]              <= max_ns
  * Arrays are row-major [n_layers][n_settings] and borrowed.
  */
 struct qt_bitalloc {
@@ -30,12 +31,14 @@ struct qt_bitalloc {
 	const int64_t *params; /* [n_layers], >= 0: weights of each layer */
 	const int *wbits;      /* [n_settings]: bits per weight of each setting (32 for float) */
 	const int64_t *bops;   /* >= 0, or NULL (then max_bops must be 0) */
+	const int64_t *ns;     /* >= 0 nanoseconds per sample, or NULL (then max_ns must be 0) */
 	/* 1 where layer l may take setting s (pinned layers allow one), or
 	 * NULL for every setting everywhere; every layer needs one. */
 	const unsigned char *allowed;
 	int64_t max_bytes;     /* 0: no size constraint */
 	double max_avg_wbits;  /* 0: no average-bits constraint */
 	int64_t max_bops;      /* 0: no bit-operations constraint */
+	int64_t max_ns;        /* 0: no latency constraint */
 };
 
 /* What a choice costs and takes (qt_bitalloc_eval). */
@@ -45,6 +48,7 @@ struct qt_bitalloc_result {
 	int64_t wbits_sum; /* sum params[l] * wbits[choice[l]] */
 	double avg_wbits;  /* wbits_sum / sum params (0 when there are no params) */
 	int64_t bops;      /* sum of the chosen bops (0 without bops) */
+	int64_t ns;        /* sum of the chosen ns (0 without ns) */
 };
 
 /*
@@ -113,6 +117,15 @@ struct qt_sens {
 	int64_t *macs;    /* [n_layers] multiply-accumulates per sample (0 when not measured) */
 	double *cost;     /* [n_layers][n_settings] */
 	int64_t *bytes;   /* [n_layers][n_settings] */
+	/* [n_layers][n_settings]: SQNR in dB of layer l's own output against
+	 * FP32's in the run that measured cost[l][s]; NaN where not measured (a
+	 * float setting, a file without it). */
+	double *sqnr;
+	/* [n_layers][n_settings]: nanoseconds per sample the integer runtime
+	 * took for the layer's node in the model quantized uniformly at s (the
+	 * fastest of a few runs on this machine); -1 where not measured (float,
+	 * or a file without it). */
+	int64_t *ns;
 	char loss[8];     /* "kl" or "mse" */
 	int64_t samples;
 	/* The grid every setting used (the quantize options it is valid for). */
@@ -124,6 +137,9 @@ struct qt_sens {
 	char data[256];   /* dataset spec the costs were measured on, "" if unknown */
 };
 QT_API void qt_sens_free(struct qt_sens *s);
+/* Sum over the layers of cost[.][k]: the predicted loss of the model with
+ * every layer at setting k (a layer's share of it is cost[l][k] / this). */
+QT_API double qt_sens_setting_total(const struct qt_sens *s, int k);
 
 /* Progress of qt_sens_measure: `done` of `total` batches; `what` (may be "")
  * says what is being measured. */
@@ -142,6 +158,11 @@ struct qt_sens_opts {
 	int batch;               /* samples per run (0: 32; a fixed batch dim of the model wins) */
 	qt_sens_progress_fn progress;
 	void *progress_user;
+	/* Optional: time the integer runtime on `g` (quantized uniformly at one
+	 * setting, borrowed for the call): ns_out[i] = nanoseconds per sample of
+	 * node nodes[i]. Called once per quantized setting. */
+	enum qt_status (*time_nodes)(void *user, const struct qt_graph *g, const int *nodes, int n, int64_t *ns_out);
+	void *time_user;
 };
 
 /*

@@ -22,6 +22,14 @@ enum qt_model_kind {
 QT_API enum qt_status qt_model_open(const char *path, struct qt_model **out);
 /* Open a .qmod as its float simulation instead (QT_MODEL_QMOD_SIM). */
 QT_API enum qt_status qt_model_open_sim(const char *path, struct qt_model **out);
+/*
+ * Open an FP32 ONNX model as the quantize stage sees it: prepared
+ * (qt_quant_prepare: BN folded, Relu/Clip fused into their producers) and
+ * run with the fused activations applied. Its values carry the names a
+ * .qmod quantized from it gives them, so the two can be compared layer by
+ * layer. Kind QT_MODEL_ONNX.
+ */
+QT_API enum qt_status qt_model_open_prepared(const char *path, struct qt_model **out);
 /* Scale and zero point of the first output when it is quantized; 0 if not. */
 QT_API int qt_model_output_qparams(const struct qt_model *m, float *scale_out, int32_t *zp_out);
 QT_API void qt_model_free(struct qt_model *m);
@@ -46,6 +54,13 @@ QT_API enum qt_status qt_model_run(struct qt_model *m, const struct qt_tensor *x
  * caller (qt_tensor_free). A .qmod's outputs are dequantized to float32.
  */
 QT_API enum qt_status qt_model_run_all(struct qt_model *m, const struct qt_tensor *inputs, struct qt_tensor *outputs);
+
+/* Keep every intermediate value of the next runs (float runtimes: ONNX,
+ * simulated .qmod); QT_E_UNSUPPORTED for the integer runtime. */
+QT_API enum qt_status qt_model_keep_values(struct qt_model *m);
+/* Borrowed view of value v (an index into qt_model_graph(m)) after a run
+ * with qt_model_keep_values; NULL when not computed. */
+QT_API const struct qt_tensor *qt_model_value(const struct qt_model *m, int v);
 
 /* Per-op statistics of the float runtime (ONNX, simulated .qmod); NULL for
  * the integer runtime. Borrowed; lives as long as m. */

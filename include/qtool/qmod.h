@@ -46,6 +46,13 @@ struct qt_qmod_summary {
 QT_API int64_t qt_qmod_qparams_bytes(const struct qt_qparams *q, int64_t channels);
 /* Facts about a quantized graph for inspect and the size bound. */
 QT_API void qt_qmod_summarize(const struct qt_graph *g, struct qt_qmod_summary *s);
+/*
+ * Time the integer runtime on quantized graph g (borrowed; one input) fed x
+ * (borrowed, a batch of `samples`): `reps` runs; for each of nodes[0..n) the
+ * fastest run's time of that node in nanoseconds per sample into ns_out.
+ */
+QT_API enum qt_status qt_qrt_time_nodes(const struct qt_graph *g, const struct qt_tensor *x, int64_t samples, int reps,
+					const int *nodes, int n, int64_t *ns_out);
 /* 1 if op_type has an integer kernel in the integer runtime given its operands. */
 QT_API int qt_qrt_node_is_integer(const struct qt_graph *g, int node);
 /*

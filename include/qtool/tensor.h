@@ -36,6 +36,20 @@ QT_API void qt_tensor_view(struct qt_tensor *dst, const struct qt_tensor *src);
 /* Format a shape as "[1,3,224,224]" into buf; returns buf. */
 QT_API char *qt_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 
+/*
+ * Signal-to-quantization-noise of a float tensor against a reference, summed
+ * over as many calls as there are batches: sig = sum ref^2, noise = sum
+ * (y - ref)^2, max_abs = largest |y - ref|, all in double.
+ */
+struct qt_sqnr_acc {
+	double sig, noise, max_abs;
+};
+/* Add n elements of y against ref (both borrowed). */
+QT_API void qt_sqnr_add(struct qt_sqnr_acc *a, const float *y, const float *ref, int64_t n);
+/* 10 log10(sig / noise) in dB; +inf when noise is 0 (identical), NaN when
+ * nothing was added. */
+QT_API double qt_sqnr_db(const struct qt_sqnr_acc *a);
+
 /* One allocation larger than this is refused (guards corrupt shapes). */
 #define QT_TENSOR_MAX_BYTES ((size_t)8 << 30)
 

@@ -1,4 +1,5 @@
 /* Concrete tensors: allocation with overflow and size checks. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +83,22 @@ char *qt_shape_str(char *buf, size_t cap, int rank, const int64_t *dims)
 	if (o < cap)
 		snprintf(buf + o, cap - o, "]");
 	return buf;
+}
+
+void qt_sqnr_add(struct qt_sqnr_acc *a, const float *y, const float *ref, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		double d = (double)y[i] - (double)ref[i];
+		if (fabs(d) > a->max_abs)
+			a->max_abs = fabs(d);
+		a->sig += (double)ref[i] * ref[i];
+		a->noise += d * d;
+	}
+}
+
+double qt_sqnr_db(const struct qt_sqnr_acc *a)
+{
+	if (a->noise == 0)
+		return a->sig == 0 ? NAN : INFINITY;
+	return 10.0 * log10(a->sig / a->noise);
 }

@@ -6,7 +6,8 @@
  * solver tolerance can never let a plan go over budget.
  *
  * Float: costs are doubles and only steer the choice; every budget
- * (bytes, weight bits, bit operations) is an integer sum checked exactly.
+ * (bytes, weight bits, bit operations, nanoseconds) is an integer sum
+ * checked exactly.
  */
 #include <glpk.h>
 #include <math.h>
@@ -17,7 +18,7 @@
 #include "qtool/bitalloc.h"
 
 /* Constraint rows after the one-per-layer rows. */
-enum { ROW_BYTES, ROW_WBITS, ROW_BOPS, N_BUDGETS };
+enum { ROW_BYTES, ROW_WBITS, ROW_BOPS, ROW_NS, N_BUDGETS };
 
 /* Integer bound on sum params * wbits for an average of b bits per weight. */
 static int64_t wbits_budget(double b, int64_t params)
@@ -46,13 +47,15 @@ int qt_bitalloc_eval(const struct qt_bitalloc *p, const int *choice, struct qt_b
 		r.wbits_sum += p->params[l] * p->wbits[choice[l]];
 		if (p->bops)
 			r.bops += p->bops[i];
+		if (p->ns)
+			r.ns += p->ns[i];
 	}
 	r.avg_wbits = P > 0 ? (double)r.wbits_sum / (double)P : 0;
 	if (res_out)
 		*res_out = r;
 	return allowed && (p->max_bytes <= 0 || r.bytes <= p->max_bytes) &&
 	       (p->max_avg_wbits <= 0 || r.wbits_sum <= wbits_budget(p->max_avg_wbits, P)) &&
-	       (p->max_bops <= 0 || r.bops <= p->max_bops);
+	       (p->max_bops <= 0 || r.bops <= p->max_bops) && (p->max_ns <= 0 || r.ns <= p->max_ns);
 }
 
 static enum qt_status check_problem(const struct qt_bitalloc *p)
@@ -62,8 +65,10 @@ static enum qt_status check_problem(const struct qt_bitalloc *p)
 				p->n_layers, p->n_settings);
 	if (!p->cost || !p->bytes || !p->params || !p->wbits)
 		return qt_error(QT_E_INVALID_ARG, "bit allocation: costs, bytes, params and wbits are required");
-	if (p->max_bytes < 0 || p->max_bops < 0 || !(p->max_avg_wbits >= 0) || (p->max_bops > 0 && !p->bops))
-		return qt_error(QT_E_INVALID_ARG, "bit allocation: budgets must be >= 0 (bit operations need bops)");
+	if (p->max_bytes < 0 || p->max_bops < 0 || p->max_ns < 0 || !(p->max_avg_wbits >= 0) ||
+	    (p->max_bops > 0 && !p->bops) || (p->max_ns > 0 && !p->ns))
+		return qt_error(QT_E_INVALID_ARG,
+				"bit allocation: budgets must be >= 0 (bit operations need bops, latency ns)");
 	for (int s = 0; s < p->n_settings; s++)
 		if (p->wbits[s] < 1 || p->wbits[s] > 32)
 			return qt_error(QT_E_INVALID_ARG, "bit allocation: setting %d has %d weight bits", s, p->wbits[s]);
@@ -81,9 +86,10 @@ static enum qt_status check_problem(const struct qt_bitalloc *p)
 			if (!isfinite(p->cost[i]))
 				return qt_error(QT_E_INVALID_ARG, "bit allocation: cost of layer %d setting %d is not finite",
 						l, s);
-			if (p->bytes[i] < 0 || p->bytes[i] > ((int64_t)1 << 44) || (p->bops && p->bops[i] < 0))
+			if (p->bytes[i] < 0 || p->bytes[i] > ((int64_t)1 << 44) || (p->bops && p->bops[i] < 0) ||
+			    (p->ns && (p->ns[i] < 0 || p->ns[i] > ((int64_t)1 << 50))))
 				return qt_error(QT_E_INVALID_ARG,
-						"bit allocation: bytes or bops of layer %d setting %d out of range", l, s);
+						"bit allocation: bytes, bops or ns of layer %d setting %d out of range", l, s);
 		}
 	}
 	return QT_OK;
@@ -95,7 +101,7 @@ static void smallest_sums(const struct qt_bitalloc *p, int64_t min_out[N_BUDGETS
 {
 	memset(min_out, 0, N_BUDGETS * sizeof *min_out);
 	for (int l = 0; l < p->n_layers; l++) {
-		int64_t mb = INT64_MAX, mw = INT64_MAX, mo = INT64_MAX;
+		int64_t mb = INT64_MAX, mw = INT64_MAX, mo = INT64_MAX, mn = INT64_MAX;
 		for (int s = 0; s < p->n_settings; s++) {
 			size_t i = (size_t)l * p->n_settings + s;
 			if (p->allowed && !p->allowed[i])
@@ -104,10 +110,13 @@ static void smallest_sums(const struct qt_bitalloc *p, int64_t min_out[N_BUDGETS
 			mw = p->params[l] * p->wbits[s] < mw ? p->params[l] * p->wbits[s] : mw;
 			if (p->bops)
 				mo = p->bops[i] < mo ? p->bops[i] : mo;
+			if (p->ns)
+				mn = p->ns[i] < mn ? p->ns[i] : mn;
 		}
 		min_out[ROW_BYTES] += mb;
 		min_out[ROW_WBITS] += mw;
 		min_out[ROW_BOPS] += p->bops ? mo : 0;
+		min_out[ROW_NS] += p->ns ? mn : 0;
 	}
 }
 
@@ -132,6 +141,11 @@ static enum qt_status infeasible(const struct qt_bitalloc *p)
 				"bit-operations budget %lld is infeasible: the smallest plan of these candidates "
 				"takes %lld",
 				(long long)p->max_bops, (long long)m[ROW_BOPS]);
+	if (p->max_ns > 0 && m[ROW_NS] > p->max_ns)
+		return qt_error(QT_E_NUMERIC,
+				"latency budget %.4f ms is infeasible: the fastest plan of these candidates "
+				"takes %.4f ms per sample (as measured by analyze)",
+				(double)p->max_ns / 1e6, (double)m[ROW_NS] / 1e6);
 	return qt_error(QT_E_NUMERIC,
 			"the budgets are each feasible (smallest: %lld bytes, %.4f average weight bits, %lld bit "
 			"operations) but no plan of these candidates meets them all at once",
@@ -218,7 +232,8 @@ static int solve_once(const struct qt_bitalloc *p, const int64_t rhs[N_BUDGETS],
 				size_t i = (size_t)l * S + s;
 				double a = b == ROW_BYTES ? (double)p->bytes[i]
 					   : b == ROW_WBITS ? (double)(p->params[l] * p->wbits[s])
-							    : (double)p->bops[i];
+					   : b == ROW_BOPS  ? (double)p->bops[i]
+							    : (double)p->ns[i];
 				k++, ia[k] = row, ja[k] = 1 + l * S + s, ar[k] = a;
 			}
 	}
@@ -250,8 +265,8 @@ enum qt_status qt_bitalloc_solve(const struct qt_bitalloc *p, int *choice_out, s
 	if (st)
 		return st;
 	int64_t P = sum_params(p), m[N_BUDGETS];
-	int64_t rhs[N_BUDGETS] = {p->max_bytes, wbits_budget(p->max_avg_wbits, P), p->max_bops};
-	int active[N_BUDGETS] = {p->max_bytes > 0, p->max_avg_wbits > 0, p->max_bops > 0};
+	int64_t rhs[N_BUDGETS] = {p->max_bytes, wbits_budget(p->max_avg_wbits, P), p->max_bops, p->max_ns};
+	int active[N_BUDGETS] = {p->max_bytes > 0, p->max_avg_wbits > 0, p->max_bops > 0, p->max_ns > 0};
 	smallest_sums(p, m);
 	for (int b = 0; b < N_BUDGETS; b++)
 		if (active[b] && m[b] > rhs[b])
@@ -279,7 +294,7 @@ enum qt_status qt_bitalloc_solve(const struct qt_bitalloc *p, int *choice_out, s
 			free(choice);
 			return QT_OK;
 		}
-		int64_t got[N_BUDGETS] = {r.bytes, r.wbits_sum, r.bops};
+		int64_t got[N_BUDGETS] = {r.bytes, r.wbits_sum, r.bops, r.ns};
 		for (int b = 0; b < N_BUDGETS; b++)
 			if (active[b] && got[b] > rhs[b])
 				rhs[b] -= got[b] - rhs[b];

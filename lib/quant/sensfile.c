@@ -60,6 +60,16 @@ enum qt_status qt_sens_to_json(const struct qt_sens *s, const char *model_path, 
 			cJSON_AddItemToArray(c, cJSON_CreateRaw(num));
 			cJSON_AddItemToArray(by, cJSON_CreateNumber((double)s->bytes[(size_t)l * s->n_settings + k]));
 		}
+		/* Derived, for reports (the reader takes sqnr_db back, not share). */
+		cJSON *q = cJSON_AddArrayToObject(o, "sqnr_db"), *sh = cJSON_AddArrayToObject(o, "share");
+		cJSON *ns = cJSON_AddArrayToObject(o, "latency_ns");
+		for (int k = 0; q && sh && ns && k < s->n_settings; k++) {
+			double v = s->sqnr[(size_t)l * s->n_settings + k], tot = qt_sens_setting_total(s, k);
+			int64_t t = s->ns[(size_t)l * s->n_settings + k];
+			cJSON_AddItemToArray(ns, t >= 0 ? cJSON_CreateNumber((double)t) : cJSON_CreateNull());
+			cJSON_AddItemToArray(q, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull());
+			cJSON_AddItemToArray(sh, cJSON_CreateNumber(tot > 0 ? s->cost[(size_t)l * s->n_settings + k] / tot : 0));
+		}
 		cJSON_AddItemToArray(jl, o);
 	}
 	char *txt = js && jl ? cJSON_Print(root) : NULL;
@@ -68,6 +78,14 @@ enum qt_status qt_sens_to_json(const struct qt_sens *s, const char *model_path, 
 		return qt_error(QT_E_NOMEM, "out of memory writing the sensitivity file");
 	*json_out = txt;
 	return QT_OK;
+}
+
+double qt_sens_setting_total(const struct qt_sens *s, int k)
+{
+	double t = 0;
+	for (int l = 0; l < s->n_layers; l++)
+		t += s->cost[(size_t)l * s->n_settings + k];
+	return t;
 }
 
 /* ---- Reading ---- */
@@ -113,7 +131,7 @@ static char *slurp(const char *path, long *len_out)
 static enum qt_status read_layer(const char *path, const cJSON *o, int l, struct qt_sens *s)
 {
 	const char *name = get_str(o, "name"), *op = get_str(o, "op");
-	int64_t v;
+	int64_t v = 0;
 	if (!cJSON_IsObject(o) || !name || !name[0] || strlen(name) > 4096)
 		return BAD("%s: layers[%d]: \"name\" must be a non-empty string", path, l);
 	if (!(s->names[l] = strdup(name)) || !(s->ops[l] = strdup(op ? op : "")))
@@ -136,6 +154,25 @@ static enum qt_status read_layer(const char *path, const cJSON *o, int l, struct
 		if (get_int(cJSON_GetArrayItem(b, k), 0, (int64_t)1 << 44, &v))
 			return BAD("%s: layer \"%s\": bytes[%d] must be an integer in [0, 2^44]", path, name, k);
 		s->bytes[(size_t)l * s->n_settings + k] = v;
+	}
+	const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "sqnr_db");
+	if (q && (!cJSON_IsArray(q) || cJSON_GetArraySize(q) != s->n_settings))
+		return BAD("%s: layer \"%s\": \"sqnr_db\" must be an array of %d numbers or nulls", path, name, s->n_settings);
+	for (int k = 0; q && k < s->n_settings; k++) {
+		const cJSON *qk = cJSON_GetArrayItem(q, k);
+		if (!cJSON_IsNull(qk) && (!cJSON_IsNumber(qk) || !isfinite(qk->valuedouble)))
+			return BAD("%s: layer \"%s\": sqnr_db[%d] must be a finite number or null", path, name, k);
+		s->sqnr[(size_t)l * s->n_settings + k] = cJSON_IsNull(qk) ? NAN : qk->valuedouble;
+	}
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "latency_ns");
+	if (t && (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != s->n_settings))
+		return BAD("%s: layer \"%s\": \"latency_ns\" must be an array of %d integers or nulls", path, name,
+			   s->n_settings);
+	for (int k = 0; t && k < s->n_settings; k++) {
+		const cJSON *tk = cJSON_GetArrayItem(t, k);
+		if (!cJSON_IsNull(tk) && get_int(tk, 0, (int64_t)1 << 50, &v))
+			return BAD("%s: layer \"%s\": latency_ns[%d] must be an integer in [0, 2^50] or null", path, name, k);
+		s->ns[(size_t)l * s->n_settings + k] = cJSON_IsNull(tk) ? -1 : v;
 	}
 	for (int j = 0; j < l; j++)
 		if (!strcmp(s->names[j], name))

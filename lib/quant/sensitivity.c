@@ -94,6 +94,8 @@ void qt_sens_free(struct qt_sens *s)
 	free(s->macs);
 	free(s->cost);
 	free(s->bytes);
+	free(s->sqnr);
+	free(s->ns);
 	memset(s, 0, sizeof *s);
 }
 
@@ -111,9 +113,16 @@ enum qt_status qt_sens_alloc(struct qt_sens *s, int n_layers, int n_settings)
 	s->macs = calloc(L + 1, sizeof *s->macs);
 	s->cost = calloc(L * S + 1, sizeof *s->cost);
 	s->bytes = calloc(L * S + 1, sizeof *s->bytes);
-	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes) {
+	s->sqnr = malloc((L * S + 1) * sizeof *s->sqnr);
+	s->ns = malloc((L * S + 1) * sizeof *s->ns);
+	if (!s->names || !s->ops || !s->settings || !s->params || !s->macs || !s->cost || !s->bytes || !s->sqnr ||
+	    !s->ns) {
 		qt_sens_free(s);
 		return qt_error(QT_E_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < L * S; i++) {
+		s->sqnr[i] = NAN;
+		s->ns[i] = -1;
 	}
 	return QT_OK;
 }
@@ -150,13 +159,16 @@ static enum qt_status load_prepared(const char *model, const struct qt_quant_opt
 /*
  * Quantize a fresh copy of the model uniformly at setting s (layers the
  * user keeps float stay float) and take, for the nodes nodes[0..n), the
- * bytes of the stored weight and the simulated layer. When quantized_out is
+ * bytes of the stored weight, the simulated layer and, with so->time_nodes,
+ * the integer runtime's time (ns, -1 when not timed). When quantized_out is
  * given, it receives per node whether the quantizer gave it integer weights.
  */
 static enum qt_status sim_setting(const char *model, const struct qt_calib_table *calib,
-				  const struct qt_quant_opts *qo, const struct qt_bits_setting *s, const int *nodes,
-				  int n, int n_nodes_fp32, struct sim_layer *sl, int64_t *bytes, int *quantized_out)
+				  const struct qt_sens_opts *so, const struct qt_bits_setting *s, const int *nodes,
+				  int n, int n_nodes_fp32, struct sim_layer *sl, int64_t *bytes, int64_t *ns,
+				  int *quantized_out)
 {
+	const struct qt_quant_opts *qo = so->quant;
 	struct qt_graph *g = NULL;
 	struct qt_plan plan = {0};
 	enum qt_status st = load_prepared(model, qo, &g);
@@ -194,6 +206,10 @@ static enum qt_status sim_setting(const char *model, const struct qt_calib_table
 			qt_qtype_range(x->q->qtype, &sl[i].a_qmin, &sl[i].a_qmax);
 		}
 	}
+	for (int i = 0; i < n; i++)
+		ns[i] = -1;
+	if (!st && so->time_nodes)
+		st = so->time_nodes(so->time_user, g, nodes, n, ns);
 	if (!st)
 		st = qt_fakequant_prepare(g);
 	for (int i = 0; !st && i < n; i++) {
@@ -283,6 +299,9 @@ struct measure {
 	struct qt_rt *ref, *seg;
 	int kl;
 	const char **out_op; /* [n_outputs] producer op of each graph output */
+	int probe;           /* the measured layer's output value, -1 between runs */
+	struct qt_sqnr_acc *acc; /* [L][S]: each layer's output against FP32's */
+	struct qt_sqnr_acc *cur; /* the entry of the run in progress */
 	double *scratch;
 	struct qt_tensor *ref_out, *seg_out; /* [n_outputs] */
 };
@@ -312,6 +331,20 @@ static enum qt_status frontier(const struct qt_graph *g, int first, int **vals_o
 	free(seen);
 	*vals_out = vals;
 	*n_out = n;
+	return QT_OK;
+}
+
+/* The segment runs' observer: the fused activations as in the reference
+ * run, then the measured layer's output compared with the reference's. */
+static enum qt_status seg_observer(void *user, int value, struct qt_tensor *t)
+{
+	struct measure *m = user;
+	enum qt_status st = qt_fused_act_observer(m->g, value, t);
+	if (st || value != m->probe || t->dtype != QT_DTYPE_F32)
+		return st;
+	const struct qt_tensor *r = qt_rt_value(m->ref, value);
+	if (r && r->dtype == QT_DTYPE_F32 && qt_tensor_numel(r) == qt_tensor_numel(t))
+		qt_sqnr_add(m->cur, t->data, r->data, qt_tensor_numel(t));
 	return QT_OK;
 }
 
@@ -350,10 +383,12 @@ static enum qt_status run_layer(struct measure *m, int l, const struct sim_layer
 	wv->init = (struct qt_tensor *)&sl->w;
 	if (bv)
 		bv->init = (struct qt_tensor *)&sl->b;
+	m->probe = nd->outputs[0];
 	if (!st)
 		st = qt_rt_begin_at(m->seg, m->nodes[l], m->front[l], ts, n);
 	if (!st)
 		st = qt_rt_run_nodes(m->seg, m->nodes[l], g->n_nodes);
+	m->probe = -1;
 	wv->init = w0;
 	if (bv)
 		bv->init = b0;
@@ -436,6 +471,7 @@ static void measure_free(struct measure *m)
 	free(m->nodes);
 	free(m->out_op);
 	free(m->scratch);
+	free(m->acc);
 	for (int k = 0; m->g && k < m->g->n_outputs; k++) {
 		if (m->ref_out)
 			qt_tensor_free(&m->ref_out[k]);
@@ -475,6 +511,7 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 				double loss = 0;
 				if (!sims[s][l].w.data)
 					continue; /* float: the FP32 layer, no loss */
+				m->cur = &m->acc[(size_t)l * m->S + s];
 				if ((st = run_layer(m, l, &sims[s][l], nb, &loss)) == QT_OK)
 					out->cost[(size_t)l * m->S + s] += loss;
 			}
@@ -486,8 +523,11 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 			o->progress(o->progress_user, "", ++step, steps);
 	}
 	qt_tensor_free(&x);
-	for (size_t i = 0; i < (size_t)m->L * m->S && done > 0; i++)
+	for (size_t i = 0; i < (size_t)m->L * m->S && done > 0; i++) {
 		out->cost[i] /= (double)done;
+		if (m->acc[i].sig > 0 || m->acc[i].noise > 0)
+			out->sqnr[i] = qt_sqnr_db(&m->acc[i]);
+	}
 	out->samples = done;
 	return st;
 }
@@ -495,7 +535,7 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *calib, const struct qt_sens_opts *o,
 			       struct qt_sens *out)
 {
-	struct measure m = {.model = model, .S = o->n_settings};
+	struct measure m = {.model = model, .S = o->n_settings, .probe = -1};
 	struct qt_plan plan = {0};
 	struct sim_layer *sl = NULL;
 	int *quantized = NULL;
@@ -526,7 +566,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	m.seg_out = calloc((size_t)g->n_outputs + 1, sizeof *m.seg_out);
 	quantized = calloc(P, sizeof *quantized);
 	sl = calloc(P, sizeof *sl);
-	int64_t *bytes = calloc(P, sizeof *bytes);
+	int64_t *bytes = calloc(P, sizeof *bytes), *ns = calloc(P, sizeof *ns);
 	int64_t max_last = 2;
 	for (int k = 0; k < g->n_outputs; k++) {
 		const struct qt_value *v = &g->values[g->outputs[k]];
@@ -537,13 +577,13 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	m.scratch = malloc((size_t)max_last * 2 * sizeof *m.scratch);
 	m.kl = outputs_are_classes(g);
 	if (!st && (!m.nodes || !m.front || !m.n_front || !m.out_op || !m.ref_out || !m.seg_out || !quantized || !sl ||
-		    !bytes || !m.scratch))
+		    !bytes || !ns || !m.scratch))
 		st = qt_error(QT_E_NOMEM, "out of memory");
 	int *plan_nodes = m.nodes; /* first the plan's nodes, then the measured layers' */
 	for (int i = 0; !st && i < plan.n; i++)
 		plan_nodes[i] = plan.layers[i].node;
 	if (!st)
-		st = sim_setting(model, calib, o->quant, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes,
+		st = sim_setting(model, calib, o, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes, ns,
 				 quantized);
 	if (!st)
 		st = pick_layers(&m, &plan, quantized, out);
@@ -559,7 +599,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	if (!st && (st = qt_rt_new(g, &m.ref)) == QT_OK && (st = qt_rt_new(g, &m.seg)) == QT_OK) {
 		qt_rt_keep_all(m.ref, 1);
 		qt_rt_set_observer(m.ref, qt_fused_act_observer, g);
-		qt_rt_set_observer(m.seg, qt_fused_act_observer, g);
+		qt_rt_set_observer(m.seg, seg_observer, &m);
 	}
 	/* Every setting's simulated layers (the first quantized one from the
 	 * pass that chose the layers), then one measurement over the data. */
@@ -581,16 +621,18 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 				if (quantized[i]) {
 					sims[s][l] = sl[i];
 					memset(&sl[i], 0, sizeof sl[i]);
+					out->ns[(size_t)l * m.S + s] = ns[i];
 					out->bytes[(size_t)l++ * m.S + s] = bytes[i];
 				}
 			continue;
 		}
-		st = sim_setting(model, calib, o->quant, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, NULL);
+		st = sim_setting(model, calib, o, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, ns, NULL);
 		for (int l = 0; !st && l < m.L; l++) {
 			if (!sims[s][l].w.data)
 				st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\" is not quantized at every setting", model,
 					      out->names[l]);
 			out->bytes[(size_t)l * m.S + s] = bytes[l];
+			out->ns[(size_t)l * m.S + s] = ns[l];
 		}
 	}
 	sim_free(sl, plan.n);
@@ -600,6 +642,8 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	 * with one. The quantize stage above keeps its own setting. */
 	int threads = openblas_get_num_threads();
 	openblas_set_num_threads(1);
+	if (!st && !(m.acc = calloc((size_t)m.L * m.S + 1, sizeof *m.acc)))
+		st = qt_error(QT_E_NOMEM, "out of memory");
 	if (!st)
 		st = measure_all(&m, o, sims, batch, out);
 	openblas_set_num_threads(threads);
@@ -607,6 +651,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 		sim_free(sims[s], m.L);
 	free(sims);
 	free(bytes);
+	free(ns);
 done:
 	free(quantized);
 	sim_free(sl, plan.n);

@@ -43,7 +43,9 @@ static int is_qmod(const char *path)
 	return n == sizeof magic && qt_qmod_magic_ok(magic);
 }
 
-static enum qt_status model_open(const char *path, int sim, struct qt_model **out)
+enum model_mode { OPEN_RUN, OPEN_SIM, OPEN_PREPARED };
+
+static enum qt_status model_open(const char *path, enum model_mode mode, struct qt_model **out)
 {
 	*out = NULL;
 	struct stat s;
@@ -54,7 +56,8 @@ static enum qt_status model_open(const char *path, int sim, struct qt_model **ou
 		return qt_error(QT_E_NOMEM, "out of memory");
 	m->file_bytes = (uint64_t)s.st_size;
 	enum qt_status st;
-	if (is_qmod(path)) {
+	int sim = mode == OPEN_SIM;
+	if (is_qmod(path) && mode != OPEN_PREPARED) {
 		m->kind = sim ? QT_MODEL_QMOD_SIM : QT_MODEL_QMOD;
 		st = qt_qmod_read(path, &m->g);
 		if (!st && m->g->n_outputs > 0 && m->g->values[m->g->outputs[0]].q) {
@@ -73,8 +76,12 @@ static enum qt_status model_open(const char *path, int sim, struct qt_model **ou
 	} else {
 		m->kind = QT_MODEL_ONNX;
 		st = qt_graph_load_onnx(path, &m->g);
+		if (!st && mode == OPEN_PREPARED)
+			st = qt_quant_prepare(m->g, NULL);
 		if (!st)
 			st = qt_rt_new(m->g, &m->rt);
+		if (!st && mode == OPEN_PREPARED)
+			qt_rt_set_observer(m->rt, qt_fused_act_observer, m->g);
 	}
 	if (!st && (m->g->n_inputs < 1 || m->g->n_outputs < 1))
 		st = qt_error(QT_E_UNSUPPORTED, "%s: the model has %d inputs and %d outputs; it needs at least one of each",
@@ -90,12 +97,34 @@ static enum qt_status model_open(const char *path, int sim, struct qt_model **ou
 
 enum qt_status qt_model_open(const char *path, struct qt_model **out)
 {
-	return model_open(path, 0, out);
+	return model_open(path, OPEN_RUN, out);
 }
 
 enum qt_status qt_model_open_sim(const char *path, struct qt_model **out)
 {
-	return model_open(path, 1, out);
+	return model_open(path, OPEN_SIM, out);
+}
+
+enum qt_status qt_model_open_prepared(const char *path, struct qt_model **out)
+{
+	if (is_qmod(path)) {
+		*out = NULL;
+		return qt_error(QT_E_INVALID_ARG, "%s: a .qmod, not an FP32 ONNX model", path);
+	}
+	return model_open(path, OPEN_PREPARED, out);
+}
+
+enum qt_status qt_model_keep_values(struct qt_model *m)
+{
+	if (!m->rt)
+		return qt_error(QT_E_UNSUPPORTED, "the integer runtime does not keep intermediate values");
+	qt_rt_keep_all(m->rt, 1);
+	return QT_OK;
+}
+
+const struct qt_tensor *qt_model_value(const struct qt_model *m, int v)
+{
+	return m->rt ? qt_rt_value(m->rt, v) : NULL;
 }
 
 int qt_model_output_qparams(const struct qt_model *m, float *scale_out, int32_t *zp_out)

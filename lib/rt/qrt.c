@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernels/kernels.h"
@@ -81,6 +82,7 @@ struct qt_qrt {
 	struct qnode *nodes;
 	struct qt_tensor *vals;
 	int *remaining;
+	int64_t *node_ns; /* per node, nanoseconds of the last run; NULL: not timed */
 };
 
 static int vq(const struct qt_graph *g, int v)
@@ -573,6 +575,7 @@ void qt_qrt_free(struct qt_qrt *q)
 	free_nodes(q);
 	free(q->vals);
 	free(q->remaining);
+	free(q->node_ns);
 	free(q);
 }
 
@@ -1517,6 +1520,13 @@ static void consume(struct qt_qrt *q, int v)
 	qt_tensor_free(&q->vals[v]);
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, struct qt_tensor *outputs)
 {
 	const struct qt_graph *g = q->g;
@@ -1553,6 +1563,7 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 			qt_error_prefix(st, "%s", qt_node_label(g, n, lbl, sizeof lbl));
 			goto fail;
 		}
+		int64_t t0 = q->node_ns ? now_ns() : 0;
 		switch (p->kind) {
 		case QK_CONV: st = run_conv(q, n, p); break;
 		case QK_CONVT: st = run_convt(q, n, p); break;
@@ -1576,6 +1587,8 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 					qt_tensor_free(&q->vals[n->outputs[o]]);
 			st = run_fallback(q, n, p);
 		}
+		if (q->node_ns)
+			q->node_ns[ni] = now_ns() - t0;
 		for (int o = 0; !st && o < n->n_outputs; o++)
 			if (n->outputs[o] >= 0 && !q->vals[n->outputs[o]].data)
 				st = qt_error(QT_E_FORMAT, "produced no output %d", o);
@@ -1602,5 +1615,37 @@ enum qt_status qt_qrt_run(struct qt_qrt *q, const struct qt_tensor *inputs, stru
 fail:
 	for (int v = 0; v < g->n_values; v++)
 		qt_tensor_free(&q->vals[v]);
+	return st;
+}
+
+enum qt_status qt_qrt_time_nodes(const struct qt_graph *g, const struct qt_tensor *x, int64_t samples, int reps,
+				 const int *nodes, int n, int64_t *ns_out)
+{
+	struct qt_qrt *q = NULL;
+	if (g->n_inputs != 1 || samples < 1 || reps < 1)
+		return qt_error(QT_E_INVALID_ARG, "timing: one input, samples and runs >= 1");
+	enum qt_status st = qt_qrt_new(g, &q);
+	if (st)
+		return st;
+	int64_t *best = malloc(((size_t)g->n_nodes + 1) * sizeof *best);
+	struct qt_tensor *outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
+	q->node_ns = calloc((size_t)g->n_nodes + 1, sizeof *q->node_ns);
+	if (!best || !outs || !q->node_ns)
+		st = qt_error(QT_E_NOMEM, "out of memory");
+	for (int i = 0; !st && i < g->n_nodes; i++)
+		best[i] = INT64_MAX;
+	for (int r = 0; !st && r < reps; r++) {
+		if ((st = qt_qrt_run(q, x, outs)) != QT_OK)
+			break;
+		for (int k = 0; k < g->n_outputs; k++)
+			qt_tensor_free(&outs[k]);
+		for (int i = 0; i < g->n_nodes; i++)
+			best[i] = q->node_ns[i] < best[i] ? q->node_ns[i] : best[i];
+	}
+	for (int i = 0; !st && i < n; i++)
+		ns_out[i] = nodes[i] >= 0 && nodes[i] < g->n_nodes ? best[nodes[i]] / samples : -1;
+	free(best);
+	free(outs);
+	qt_qrt_free(q);
 	return st;
 }

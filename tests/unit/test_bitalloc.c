@@ -20,7 +20,7 @@
 struct inst {
 	int L, S;
 	double cost[MAXL * MAXS];
-	int64_t bytes[MAXL * MAXS], bops[MAXL * MAXS], params[MAXL];
+	int64_t bytes[MAXL * MAXS], bops[MAXL * MAXS], ns[MAXL * MAXS], params[MAXL];
 	int wbits[MAXS];
 	unsigned char allowed[MAXL * MAXS];
 	struct qt_bitalloc p;
@@ -44,13 +44,15 @@ static void make_inst(struct inst *in, uint64_t seed)
 			int i = l * in->S + s;
 			in->bytes[i] = (in->params[l] * in->wbits[s] + 7) / 8 + (int64_t)(urand() * 200);
 			in->bops[i] = macs * in->wbits[s] * (urand() < 0.5 ? 8 : 4);
+			/* Times need not follow the bits (a4 or odd widths can be slower). */
+			in->ns[i] = 100 + (int64_t)(urand() * 100000);
 			/* Some costs tie exactly, some are 0, most fall with more bits. */
 			double c = urand() < 0.1 ? 0.0 : urand() / in->wbits[s];
 			in->cost[i] = urand() < 0.1 && s > 0 ? in->cost[i - 1] : c;
 		}
 	}
 	in->p = (struct qt_bitalloc){.n_layers = in->L, .n_settings = in->S, .cost = in->cost, .bytes = in->bytes,
-				     .params = in->params, .wbits = in->wbits, .bops = in->bops};
+				     .params = in->params, .wbits = in->wbits, .bops = in->bops, .ns = in->ns};
 }
 
 /* Pin some layers to one setting and forbid some settings of others (as
@@ -127,6 +129,12 @@ Test(bitalloc, matches_enumeration_and_never_over_budget)
 			if (in.p.max_bops < 1)
 				in.p.max_bops = 1;
 		}
+		if (urand() < 0.3) {
+			sum_range(&in, in.ns, &lo, &hi);
+			in.p.max_ns = lo + (int64_t)(urand() * (double)(hi - lo + 1)) - (urand() < 0.2 ? 1 : 0);
+			if (in.p.max_ns < 1)
+				in.p.max_ns = 1;
+		}
 		double best = 0;
 		int feasible = brute(&in, &best);
 		int choice[MAXL];
@@ -148,6 +156,8 @@ Test(bitalloc, matches_enumeration_and_never_over_budget)
 			cr_assert_leq(r2.bytes, in.p.max_bytes, "seed %llu", (unsigned long long)seed);
 		if (in.p.max_bops > 0)
 			cr_assert_leq(r2.bops, in.p.max_bops, "seed %llu", (unsigned long long)seed);
+		if (in.p.max_ns > 0)
+			cr_assert_leq(r2.ns, in.p.max_ns, "seed %llu", (unsigned long long)seed);
 		cr_assert_eq(r.bytes, r2.bytes, "seed %llu", (unsigned long long)seed);
 		cr_assert(fabs(r.objective - best) <= 1e-9 * (1 + fabs(best)), "seed %llu: objective %.12g, optimum %.12g",
 			  (unsigned long long)seed, r.objective, best);

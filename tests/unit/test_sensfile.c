@@ -5,6 +5,7 @@
  * repeats.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,9 @@ static void make_sens(struct qt_sens *s, uint64_t seed)
 		for (int k = 0; k < 2; k++) {
 			s->cost[l * 2 + k] = urand() * 1e-3 / (k + 1);
 			s->bytes[l * 2 + k] = 10 * (l + 1) * (k + 1);
+			/* layer 2 at w2a8 unmeasured: null in the file */
+			s->sqnr[l * 2 + k] = l == 2 && k == 1 ? NAN : 40.0 / (k + 1) + l;
+			s->ns[l * 2 + k] = l == 2 && k == 1 ? -1 : 1000 * (l + 1) + k;
 		}
 	}
 	snprintf(s->loss, sizeof s->loss, "kl");
@@ -72,6 +76,10 @@ Test(sensfile, round_trip_is_exact)
 		for (int k = 0; k < 2; k++) {
 			cr_assert_eq(r.cost[l * 2 + k], s.cost[l * 2 + k], "cost %d,%d not bit-exact", l, k);
 			cr_assert_eq(r.bytes[l * 2 + k], s.bytes[l * 2 + k]);
+			cr_assert_eq(r.ns[l * 2 + k], s.ns[l * 2 + k], "latency %d,%d", l, k);
+			cr_assert(isnan(s.sqnr[l * 2 + k]) ? isnan(r.sqnr[l * 2 + k])
+							   : fabs(r.sqnr[l * 2 + k] - s.sqnr[l * 2 + k]) < 1e-9,
+				  "sqnr %d,%d", l, k);
 		}
 	}
 	free(json);
@@ -112,6 +120,9 @@ Test(sensfile, damage_is_refused_with_its_place)
 		{"\"format\":\t\"qtool-sensitivity\"", "\"format\":\t\"qtool-calib\"", "not a sensitivity file"},
 		{"\"samples\":\t64", "\"samples\":\t0", "\"samples\" must be a positive integer"},
 		{"{", "[", "not valid JSON"},
+		{"\"sqnr_db\":\t[", "\"sqnr_db\":\t[\"x\", 0]\n, \"q\": [", "sqnr_db[0] must be a finite number or null"},
+		{"\"latency_ns\":\t[", "\"latency_ns\":\t[-1, 0]\n, \"t\": [", "latency_ns[0] must be an integer"},
+		{"\"latency_ns\":\t[", "\"latency_ns\":\t[1, 2, ", "\"latency_ns\" must be an array of 2"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *bad = damage(json, cases[i].from, cases[i].to);
