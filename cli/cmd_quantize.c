@@ -24,7 +24,7 @@ static const char quantize_help[] =
 	"                      [--input-shape NAME=D0,D1,...]\n"
 	"                      [--target-size SIZE | --avg-wbits B | --max-bops N | --max-latency-ms T]\n"
 	"                      [--candidates LIST] [--sens SENS.json]\n"
-	"                      [--max-drop X --eval-data SPEC [--eval-limit N]]\n\n"
+	"                      [--max-drop X | --min-sqnr DB] --eval-data SPEC [--eval-limit N]]\n\n"
 	"Quantizes an FP32 ONNX model with the activation statistics from\n"
 	"'qtool calibrate' and writes a compact .qmod for the integer runtime.\n"
 	"BatchNormalization is folded into the preceding Conv, Relu and Clip(0,..)\n"
@@ -111,6 +111,8 @@ static const char quantize_help[] =
 	"                      budgets found by bisection and each plan is quantized and\n"
 	"                      evaluated; the best plan found is always written, and the\n"
 	"                      exit code is 1 when none met the target\n"
+	"  --min-sqnr DB       the same target on the output SQNR against the FP32 model\n"
+	"                      (at least DB dB on --eval-data; labels not needed)\n"
 	"  --eval-limit N      evaluate on the first N samples of --eval-data (default all)\n\n"
 	"examples:\n"
 	"  qtool quantize m.onnx --calib m.calib.json -o m.qmod\n"
@@ -428,6 +430,7 @@ int cmd_quantize(int argc, char **argv)
 		{.name = "--candidates", .value = &mix.candidates},
 		{.name = "--sens", .value = &mix.sens},
 		{.name = "--max-drop", .value = &mix.max_drop},
+		{.name = "--min-sqnr", .value = &mix.min_sqnr},
 		{.name = "--eval-data", .value = &mix.eval_data},
 		{.name = "--eval-limit", .value = &mix.eval_limit},
 		{0},
@@ -567,7 +570,8 @@ int cmd_quantize(int argc, char **argv)
 		o.data_spec = data;
 		o.progress = quant_progress;
 	}
-	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_latency_ms || mix.max_drop) {
+	if (mix.target_size || mix.avg_wbits || mix.max_bops || mix.max_latency_ms || mix.max_drop ||
+	    mix.min_sqnr) {
 		/* Mixed precision: the integer program's choice as overrides. */
 		mix.data = data, mix.limit = limit, mix.batch = (int)batch;
 		FILE *info = cli_out_is_stdout(out) ? stderr : stdout;
@@ -577,7 +581,7 @@ int cmd_quantize(int argc, char **argv)
 		o.n_overrides = mplan.n;
 	} else if (mix.candidates || mix.sens || mix.eval_data) {
 		rc = cli_usage_error("quantize", "--candidates, --sens and --eval-data go with --target-size, --avg-wbits, "
-						 "--max-bops, --max-latency-ms or --max-drop");
+						 "--max-bops, --max-latency-ms, --max-drop or --min-sqnr");
 		goto done;
 	}
 	st = qt_quantize_graph(g, t, &o);
@@ -611,7 +615,8 @@ int cmd_quantize(int argc, char **argv)
 				rep[i].name, rep[i].wbits, rep[i].abits, qt_methods_str(rep[i].methods),
 				100 * rep[i].err, 100 * rep[i].err_rtn);
 	if (mplan.missed) {
-		fprintf(stderr, "qtool quantize: no plan met --max-drop %s; wrote the most accurate one found\n", mix.max_drop);
+		fprintf(stderr, "qtool quantize: no plan met %s %s; wrote the most accurate one found\n",
+			mix.max_drop ? "--max-drop" : "--min-sqnr", mix.max_drop ? mix.max_drop : mix.min_sqnr);
 		rc = QT_EXIT_FAIL;
 	}
 done:

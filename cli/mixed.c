@@ -269,7 +269,8 @@ struct search {
 	const char *model;
 	const struct qt_calib_table *calib;
 	const struct qt_quant_opts *qo;
-	struct qt_dataset *eval; /* labelled */
+	struct qt_dataset *eval; /* labelled for top-1 */
+	int sqnr;                /* the target is output SQNR against FP32 (--min-sqnr), not top-1 */
 	double fp32_top1;
 	char tmp[4096];          /* where each candidate .qmod is written and evaluated */
 };
@@ -310,8 +311,42 @@ static enum qt_status top1_of(const char *path, struct qt_dataset *ds, double *t
 	return st;
 }
 
+/* Output SQNR in dB of the model file at path against the FP32 model over
+ * the eval data (labels not needed), every output element of the first output. */
+static enum qt_status sqnr_of(const char *path, const char *model, struct qt_dataset *ds, double *db_out)
+{
+	struct qt_model *m = NULL, *f = NULL;
+	enum qt_status st = qt_model_open(path, &m);
+	if (!st)
+		st = qt_model_open(model, &f);
+	struct qt_tensor x = {0}, y = {0}, r = {0};
+	struct qt_sqnr_acc acc = {0};
+	qt_dataset_reset(ds);
+	while (!st) {
+		int n = 0;
+		if ((st = qt_dataset_next(ds, 64, &x, NULL, &n)) != QT_OK || n == 0)
+			break;
+		if ((st = qt_model_run(m, &x, &y)) != QT_OK || (st = qt_model_run(f, &x, &r)) != QT_OK)
+			break;
+		if (y.dtype != QT_DTYPE_F32 || r.dtype != QT_DTYPE_F32 || qt_tensor_numel(&y) != qt_tensor_numel(&r)) {
+			st = qt_error(QT_E_UNSUPPORTED, "%s: the first output is not float32 of the FP32 model's shape", path);
+			break;
+		}
+		qt_sqnr_add(&acc, y.data, r.data, qt_tensor_numel(&y));
+		qt_tensor_free(&y);
+		qt_tensor_free(&r);
+	}
+	qt_tensor_free(&x);
+	qt_tensor_free(&y);
+	qt_tensor_free(&r);
+	qt_model_free(m);
+	qt_model_free(f);
+	*db_out = qt_sqnr_db(&acc);
+	return st;
+}
+
 /* Quantize with the plan `choice` into the search's temporary file and
- * measure its top-1. */
+ * measure its top-1 (or, with S->sqnr, its output SQNR in dB). */
 static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits_setting *cand, const int *choice,
 		 double *top1_out)
 {
@@ -329,7 +364,8 @@ static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits
 	enum qt_status st = QT_OK;
 	if (!rc && ((st = qt_graph_load_onnx(S->model, &g)) != QT_OK || (st = qt_quantize_graph(g, S->calib, &o)) != QT_OK ||
 		    (st = qt_qmod_serialize(g, &buf, &len)) != QT_OK || (st = cli_out_write_all(S->tmp, buf, len)) != QT_OK ||
-		    (st = top1_of(S->tmp, S->eval, top1_out)) != QT_OK))
+		    (st = S->sqnr ? sqnr_of(S->tmp, S->model, S->eval, top1_out) : top1_of(S->tmp, S->eval, top1_out)) !=
+			    QT_OK))
 		rc = cli_status_error("quantize", st);
 	free(buf);
 	qt_graph_free(g);
@@ -351,7 +387,7 @@ static int search(struct search *S, const struct qt_sens *s, const struct qt_bit
 	if (!choice)
 		return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	struct qt_bitalloc_result r;
-	double best_top1 = -1, top1 = 0;
+	double best_top1 = -1e300, top1 = 0;
 	int64_t best_bytes = INT64_MAX;
 	*met_out = 0;
 	/* hi: the unconstrained optimum; lo: the smallest plan's bytes - 1 (known to miss or be infeasible). */
@@ -376,9 +412,14 @@ static int search(struct search *S, const struct qt_sens *s, const struct qt_bit
 		}
 		if ((rc = probe(S, s, cand, choice, &top1)) != 0)
 			break;
-		int met = S->fp32_top1 - top1 <= max_drop;
-		fprintf(info, "max-drop: %lld bytes, %.3f average weight bits: top-1 %.2f%% (%+.2f)%s\n", (long long)r.bytes,
-			r.avg_wbits, top1, top1 - S->fp32_top1, met ? ", within the target" : "");
+		/* top1 holds the SQNR in dB with S->sqnr, and max_drop the least SQNR. */
+		int met = S->sqnr ? top1 >= max_drop : S->fp32_top1 - top1 <= max_drop;
+		if (S->sqnr)
+			fprintf(info, "min-sqnr: %lld bytes, %.3f average weight bits: output SQNR %.2f dB%s\n",
+				(long long)r.bytes, r.avg_wbits, top1, met ? ", within the target" : "");
+		else
+			fprintf(info, "max-drop: %lld bytes, %.3f average weight bits: top-1 %.2f%% (%+.2f)%s\n",
+				(long long)r.bytes, r.avg_wbits, top1, top1 - S->fp32_top1, met ? ", within the target" : "");
 		if ((met && (!*met_out || r.bytes < best_bytes)) || (!*met_out && !met && top1 > best_top1)) {
 			memcpy(best_out, choice, (size_t)L * sizeof *choice);
 			best_top1 = top1;
@@ -424,17 +465,24 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	int64_t max_ns = (int64_t)floor(max_ms * 1e6);
 	double max_drop = 0;
 	long eval_limit = 0;
-	if (a->max_drop) {
-		if (cli_parse_double(a->max_drop, 0, 100, &max_drop))
+	const char *target_flag = a->max_drop ? "--max-drop" : "--min-sqnr";
+	if (a->max_drop && a->min_sqnr)
+		return cli_usage_error("quantize", "--max-drop (top-1) and --min-sqnr (output SQNR) are two targets: give one");
+	if (a->max_drop || a->min_sqnr) {
+		if (a->max_drop && cli_parse_double(a->max_drop, 0, 100, &max_drop))
 			return cli_usage_error("quantize", "--max-drop needs top-1 points between 0 and 100, not '%s'",
 					       a->max_drop);
+		if (a->min_sqnr && cli_parse_double(a->min_sqnr, -100, 300, &max_drop))
+			return cli_usage_error("quantize", "--min-sqnr needs decibels between -100 and 300, not '%s'",
+					       a->min_sqnr);
 		if (!a->eval_data)
-			return cli_usage_error("quantize", "--max-drop needs --eval-data SPEC (labelled) to measure top-1");
+			return cli_usage_error("quantize", "%s needs --eval-data SPEC to measure %s", target_flag,
+					       a->max_drop ? "top-1 (labelled data)" : "the output SQNR (labels not needed)");
 		if (a->eval_limit && cli_parse_long(a->eval_limit, 0, 1L << 40, &eval_limit))
 			return cli_usage_error("quantize", "--eval-limit needs a sample count, not '%s'", a->eval_limit);
 		if (max_bytes || avg > 0 || max_bops || max_ns)
-			return cli_usage_error("quantize", "--max-drop searches the size itself: drop --target-size, "
-							   "--avg-wbits, --max-bops and --max-latency-ms");
+			return cli_usage_error("quantize", "%s searches the size itself: drop --target-size, "
+							   "--avg-wbits, --max-bops and --max-latency-ms", target_flag);
 	}
 	struct qt_sens s;
 	int rc;
@@ -485,18 +533,23 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 				.max_avg_wbits = avg, .max_bops = max_bops, .ns = max_ns ? ns : NULL, .max_ns = max_ns};
 	struct qt_bitalloc_result r;
 	enum qt_status st = QT_OK;
-	if (!rc && a->max_drop) {
-		struct search S = {.model = model, .calib = calib, .qo = qo};
+	if (!rc && (a->max_drop || a->min_sqnr)) {
+		struct search S = {.model = model, .calib = calib, .qo = qo, .sqnr = a->min_sqnr != NULL};
 		snprintf(S.tmp, sizeof S.tmp, "%s/qtool-maxdrop-%ld.qmod", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
 			 (long)getpid());
-		if ((rc = cli_open_samples("quantize", model, a->eval_data, eval_limit, &S.eval)) == 0 &&
+		if ((rc = cli_open_samples("quantize", model, a->eval_data, eval_limit, &S.eval)) == 0 && !S.sqnr &&
 		    !qt_dataset_has_labels(S.eval))
-			rc = cli_usage_error("quantize", "--eval-data %s has no labels: --max-drop measures top-1", a->eval_data);
-		if (!rc && (st = top1_of(model, S.eval, &S.fp32_top1)) != QT_OK)
+			rc = cli_usage_error("quantize", "--eval-data %s has no labels: --max-drop measures top-1 (without "
+							 "labels, --min-sqnr DB targets the output SQNR)", a->eval_data);
+		if (!rc && !S.sqnr && (st = top1_of(model, S.eval, &S.fp32_top1)) != QT_OK)
 			rc = cli_status_error("quantize", st);
-		if (!rc) {
+		if (!rc && S.sqnr)
+			fprintf(info, "min-sqnr: output SQNR against FP32 on %lld samples of %s; target: at least %g dB\n",
+				(long long)qt_dataset_count(S.eval), a->eval_data, max_drop);
+		else if (!rc)
 			fprintf(info, "max-drop: FP32 top-1 %.2f%% on %lld samples of %s; target: at most %g points below\n",
 				S.fp32_top1, (long long)qt_dataset_count(S.eval), a->eval_data, max_drop);
+		if (!rc) {
 			rc = search(&S, &s, cand, &p, max_drop, info, choice, &out->met);
 			out->missed = !out->met;
 		}

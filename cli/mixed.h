@@ -27,6 +27,7 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 struct cli_mixed_args {
 	const char *target_size, *avg_wbits, *max_bops, *max_latency_ms, *candidates, *sens, *data;
 	const char *max_drop, *eval_data, *eval_limit; /* accuracy-target search */
+	const char *min_sqnr; /* the same on output SQNR against FP32 (no labels needed) */
 	long limit;
 	int batch;
 };
@@ -49,6 +50,8 @@ struct cli_mixed_plan {
  * With max_drop: search the smallest plan whose top-1 on eval_data is within
  * max_drop points of FP32's (quantizing and evaluating each candidate); the
  * plan is the best found, and out->missed says when none met the target.
+ * With min_sqnr the same search keeps plans whose output SQNR against the
+ * FP32 model is at least min_sqnr dB (eval_data needs no labels).
  */
 int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, const struct qt_quant_opts *qo,
 			const struct cli_mixed_args *a, FILE *info, struct cli_mixed_plan *out);

@@ -110,3 +110,31 @@ expect_exit 2 "mixed: --max-drop without --eval-data" "$QTOOL" quantize "$M" --c
 	--sens "$MX/cnn.sens.json" --max-drop 1 -o "$MX/x.qmod"
 expect_err_line "mixed: --max-drop asks for --eval-data" "needs --eval-data SPEC"
 check "mixed: no output after bad --max-drop" test ! -e "$MX/x.qmod"
+
+# The same search without labels: --min-sqnr DB keeps plans whose output SQNR against FP32 on
+# the (unlabelled) evaluation data is at least DB; the model written meets it when eval measures it.
+MU=$MX/unlabelled
+mkdir -p "$MU"
+zcat /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz >"$MU/images.idx"
+dd if="$MU/images.idx" iflag=skip_bytes,count_bytes skip=16 count=$((200 * 784)) status=none |
+	npy_f32 200,1,28,28 >"$MU/x.npy"
+expect_exit 2 "mixed: --max-drop on unlabelled data" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --max-drop 1 --eval-data "npy:$MU" -o "$MX/x.qmod"
+expect_err_line "mixed: --max-drop on unlabelled data points at --min-sqnr" "no labels.*--min-sqnr"
+expect_exit 2 "mixed: --max-drop and --min-sqnr together" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --max-drop 1 --min-sqnr 20 --eval-data "npy:$MU" -o "$MX/x.qmod"
+expect_err_line "mixed: two targets are refused with the reason" "two targets: give one"
+expect_exit 0 "mixed: --min-sqnr 25 on unlabelled data" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --min-sqnr 25 --eval-data "npy:$MU" -o "$MX/ms.qmod"
+check "mixed: --min-sqnr says what it measures" grep -q "^min-sqnr: output SQNR against FP32 on 200 samples" <<<"$OUT"
+B=$(layer_bytes "$MX/ms.qmod")
+check "mixed: --min-sqnr model smaller than uniform w8a8 ($B < $U8 bytes)" num_ok "$B" "v < $U8 && v > 0"
+expect_exit 0 "mixed: evaluate the --min-sqnr model without labels" "$QTOOL" eval "$MX/ms.qmod" --data "npy:$MU" \
+	--reference "$M"
+S=$(sed -n 's/^SQNR: *\([-0-9.]*\) dB.*/\1/p' <<<"$OUT")
+check "mixed: the --min-sqnr model's SQNR ${S:-none} >= 25 dB" num_ok "${S:-x}" "v >= 25"
+rm -f "$MX/ms0.qmod"
+expect_exit 1 "mixed: impossible --min-sqnr exits 1" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/cnn.sens.json" --candidates w2a8 --min-sqnr 200 --eval-data "npy:$MU" -o "$MX/ms0.qmod"
+check "mixed: impossible --min-sqnr still writes the closest model" test -s "$MX/ms0.qmod"
+check "mixed: impossible --min-sqnr says so" grep -q "no plan met --min-sqnr 200; wrote the most accurate one found" <<<"$ERR"
