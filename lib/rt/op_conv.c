@@ -25,7 +25,10 @@
 
 #define SP         3                  /* spatial dims after lifting */
 #define ATTR_MAX   ((int64_t)1 << 30) /* bound on kernel, stride, dilation, pad values */
-#define COL_BUDGET ((int64_t)1 << 22) /* floats per im2col/col2im chunk (16 MiB) */
+#define COL_BUDGET ((int64_t)1 << 22) /* floats per col2im chunk (16 MiB) */
+#define COL_CHUNK  ((int64_t)1 << 18) /* floats per conv im2col chunk (1 MiB: stays in L2) */
+#define CONV_MIN_ITEMS 8              /* split a conv's output channels below this many chunks */
+#define CONV_MIN_MROWS 32             /* ... into slices of a multiple of this many channels */
 
 enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
@@ -288,20 +291,6 @@ static void axpy_line(float *restrict dst, const float *restrict src, float w, i
 		dst[i] += w * src[i * step];
 }
 
-struct im2col_job {
-	const float *x;
-	const struct geom *g;
-	int64_t l0, l1;
-	float *col;
-};
-
-static void im2col_part(void *ctx, int t, int64_t lo, int64_t hi)
-{
-	const struct im2col_job *j = ctx;
-	(void)t;
-	im2col(j->x, lo, hi, j->g, j->l0, j->l1, j->col);
-}
-
 struct dw_job {
 	const float *x, *w;
 	float *y;
@@ -375,21 +364,113 @@ static int blas_fits(int64_t m, int64_t n, int64_t k)
 	return m <= INT_MAX && n <= INT_MAX && k <= INT_MAX;
 }
 
-/* Lines per im2col/col2im chunk so that rows * lines * line_len stays within COL_BUDGET. */
-static int64_t chunk_lines(int64_t rows, int64_t line_len, int64_t lines)
+/* Lines per im2col/col2im chunk so that rows * lines * line_len stays within budget floats. */
+static int64_t chunk_lines(int64_t rows, int64_t line_len, int64_t lines, int64_t budget)
 {
 	int64_t per = rows * line_len; /* both come from allocated tensors: no overflow */
-	int64_t n = per > 0 ? COL_BUDGET / per : lines;
+	int64_t n = per > 0 ? budget / per : lines;
 	if (n < 1)
 		n = 1;
 	return n < lines ? n : lines;
+}
+
+struct gemm_job {
+	const float *x, *w;
+	float *y;
+	const struct geom *g;
+	int64_t C, M, cg, mg, rows, Pin, P, per, nchunks, mstep, mchunks, group;
+	int pointwise;
+	float beta;
+	float *col;   /* per pool thread: rows * per * out[2] floats */
+	int64_t ncol; /* floats per thread */
+};
+
+/*
+ * Items [lo, hi) of a conv as GEMMs: item = ((image * group + g) * chunks +
+ * chunk) * mchunks + m-chunk. Each computes Y_g[m-chunk rows, the chunk's
+ * lines] = W_g[m-chunk rows] * col with a single-threaded sgemm; col is the
+ * chunk's im2col in this thread's buffer (reused while the next item needs
+ * the same one), or X itself for a pointwise conv.
+ */
+static void conv_gemm_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct gemm_job *j = ctx;
+	const struct geom *g = j->g;
+	const int64_t W = g->out[2], lines = g->out[0] * g->out[1];
+	float *col = j->col + t * j->ncol;
+	int64_t have = -1; /* the (image, group, chunk) in col */
+	for (int64_t it = lo; it < hi; it++) {
+		const int64_t mc = it % j->mchunks, ngc = it / j->mchunks, chunk = ngc % j->nchunks;
+		const int64_t ng = ngc / j->nchunks, n = ng / j->group, gi = ng % j->group;
+		const int64_t l0 = chunk * j->per, l1 = l0 + j->per < lines ? l0 + j->per : lines;
+		const int64_t np = (l1 - l0) * W, m0 = mc * j->mstep;
+		const int64_t mrows = m0 + j->mstep < j->mg ? j->mstep : j->mg - m0;
+		const float *xg = j->x + (n * j->C + gi * j->cg) * j->Pin;
+		const float *b = xg + l0 * W;
+		int64_t ldb = j->P;
+		if (!j->pointwise) {
+			if (have != ngc)
+				im2col(xg, 0, j->cg, g, l0, l1, col);
+			have = ngc;
+			b = col;
+			ldb = np;
+		}
+		float *yg = j->y + (n * j->M + gi * j->mg + m0) * j->P + l0 * W;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mrows, (int)np, (int)j->rows, 1.0f,
+			    j->w + (gi * j->mg + m0) * j->rows, (int)j->rows, b, (int)ldb, j->beta, yg, (int)j->P);
+	}
+}
+
+/*
+ * The GEMM part of a conv (not depthwise), split into items on the runtime's
+ * pool, each a single-threaded sgemm: OpenBLAS's own threads, spinning while
+ * the pool ran im2col, fought the pool for the cores and left the batch loop
+ * serial. Chunks of output lines keep each col buffer within COL_CHUNK
+ * floats; when a layer has fewer than CONV_MIN_ITEMS chunks in all (batch 1,
+ * small images) the output channels are split too. The split depends only
+ * on the shapes, never on the thread count, so every output element comes
+ * from the same sgemm call whatever QT_THREADS is.
+ */
+static enum qt_status conv_gemm(const struct qt_op_args *a, const float *x, const float *w, float *y,
+				const struct geom *g, int64_t N, int64_t C, int64_t M, int64_t group, int pointwise,
+				int has_bias)
+{
+	const int64_t cg = C / group, mg = M / group, K = prod3(g->k), rows = cg * K;
+	const int64_t lines = g->out[0] * g->out[1], W = g->out[2];
+	struct gemm_job j = {x, w, y, g, C, M, cg, mg, rows, prod3(g->in), prod3(g->out), 0, 0, mg, 1, group,
+			     pointwise, has_bias ? 1.0f : 0.0f, NULL, 0};
+	j.per = chunk_lines(rows, W, lines, COL_CHUNK);
+	j.nchunks = (lines + j.per - 1) / j.per;
+	int64_t items = N * group * j.nchunks;
+	if (items < CONV_MIN_ITEMS && mg >= 2 * CONV_MIN_MROWS) {
+		/* Whole multiples of CONV_MIN_MROWS rows: the sgemm kernels' tiles. */
+		int64_t want = (CONV_MIN_ITEMS + items - 1) / items, step = (mg + want - 1) / want;
+		j.mstep = (step + CONV_MIN_MROWS - 1) / CONV_MIN_MROWS * CONV_MIN_MROWS;
+		j.mchunks = (mg + j.mstep - 1) / j.mstep;
+	}
+	items *= j.mchunks;
+	const int nt = qt_pool_threads();
+	if (!pointwise) {
+		j.ncol = rows * j.per * W;
+		j.col = malloc((size_t)(j.ncol * nt) * sizeof *j.col);
+		if (!j.col)
+			return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffers (%d x %lld floats)",
+					   nt, (long long)j.ncol);
+	}
+	int blas_threads = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	qt_pool_for(items, nt, conv_gemm_part, &j);
+	openblas_set_num_threads(blas_threads);
+	free(j.col);
+	return QT_OK;
 }
 
 /*
  * Conv: Y[n, m] = B[m] + sum over the group's input channels and kernel taps
  * of W[m, c, k] * X[n, c, pos(k)]. W is (M, C/group, k...). 1x1 stride-1
  * unpadded convs multiply X directly, depthwise convs use a direct loop, the
- * rest im2col + sgemm per image and group, in chunks of output lines.
+ * rest im2col + sgemm, in items of (image, group, output lines, channels) run
+ * on the pool (conv_gemm).
  */
 static enum qt_status op_conv(const struct qt_op_args *a)
 {
@@ -448,7 +529,7 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		return st;
 	float *y = a->out[0].data;
 	const float *xp = x->data, *wp = w->data;
-	const int64_t Pin = prod3(g.in), P = prod3(g.out), K = prod3(g.k), cg = C / group, mg = M / group;
+	const int64_t P = prod3(g.out), K = prod3(g.k), cg = C / group, mg = M / group;
 	if (b)
 		fill_bias(y, b->data, N, M, P);
 	if (N == 0 || M == 0 || P == 0 || cg == 0 || K == 0)
@@ -458,41 +539,12 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		qt_pool_for(N * M, qt_pool_threads(), conv_depthwise, &dj);
 		return QT_OK;
 	}
-	const float beta = b ? 1.0f : 0.0f;
 	if (!blas_fits(mg, P, cg * K))
 		return qt_op_error(a, QT_E_UNSUPPORTED, "convolution too large for 32-bit BLAS sizes");
 	int pointwise = K == 1;
 	for (int i = 0; i < SP; i++)
 		pointwise = pointwise && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
-	if (pointwise) {
-		/* Y_g (mg x P) = W_g (mg x cg) * X_g (cg x P), with P == Pin. */
-		for (int64_t n = 0; n < N; n++)
-			for (int64_t gi = 0; gi < group; gi++)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)P, (int)cg, 1.0f,
-					    wp + gi * mg * cg, (int)cg, xp + (n * C + gi * cg) * Pin, (int)P, beta,
-					    y + (n * M + gi * mg) * P, (int)P);
-		return QT_OK;
-	}
-	const int64_t rows = cg * K, lines = g.out[0] * g.out[1], per = chunk_lines(rows, g.out[2], lines);
-	float *col = malloc((size_t)(rows * per * g.out[2]) * sizeof *col);
-	if (!col)
-		return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffer (%lld floats)",
-				   (long long)(rows * per * g.out[2]));
-	for (int64_t n = 0; n < N; n++)
-		for (int64_t gi = 0; gi < group; gi++) {
-			const float *xg = xp + (n * C + gi * cg) * Pin, *wg = wp + gi * mg * rows;
-			float *yg = y + (n * M + gi * mg) * P;
-			for (int64_t l0 = 0; l0 < lines; l0 += per) {
-				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.out[2];
-				struct im2col_job ij = {xg, &g, l0, l1, col};
-				qt_pool_for(cg, qt_pool_threads(), im2col_part, &ij);
-				/* Y_g[:, lines l0..l1) (mg x np) = W_g (mg x rows) * col (rows x np). */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows,
-					    1.0f, wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
-			}
-		}
-	free(col);
-	return QT_OK;
+	return conv_gemm(a, xp, wp, y, &g, N, C, M, group, pointwise, b != NULL);
 }
 
 /*
@@ -663,7 +715,7 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 		fill_bias(y, b->data, N, M, P);
 	if (N == 0 || M == 0 || P == 0 || Pin == 0 || cg == 0 || K == 0)
 		return QT_OK;
-	const int64_t rows = mg * K, lines = g.in[0] * g.in[1], per = chunk_lines(rows, g.in[2], lines);
+	const int64_t rows = mg * K, lines = g.in[0] * g.in[1], per = chunk_lines(rows, g.in[2], lines, COL_BUDGET);
 	if (!blas_fits(rows, Pin, cg))
 		return qt_op_error(a, QT_E_UNSUPPORTED, "transposed convolution too large for 32-bit BLAS sizes");
 	float *col = malloc((size_t)(rows * per * g.in[2]) * sizeof *col);

@@ -2,7 +2,8 @@
  * One persistent pool of worker threads shared by the FP32 and integer
  * runtimes, so a layer's parallel loop costs a wake-up, not a thread start.
  * The thread count is $QT_THREADS, else the online CPUs (1..16). OpenBLAS
- * keeps its own threads; sgemm is never called from inside a pool job.
+ * keeps its own threads for the sgemm calls made outside the pool; the FP32
+ * conv calls sgemm inside pool jobs with OpenBLAS set to one thread.
  */
 #ifndef QT_RT_POOL_H
 #define QT_RT_POOL_H

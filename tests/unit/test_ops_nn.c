@@ -392,6 +392,10 @@ Test(nn_conv, random_against_direct_loop)
 		{2, 1, 2, 3, 1, {5, 6}, {3, 2}, {2, 2}, {1, 1}, {0, 0}, {0, 0}, 1, "VALID"},
 		/* several im2col chunks: 64 * 9 rows x 64 columns per line, 130 lines */
 		{2, 1, 64, 8, 1, {130, 64}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		/* few chunks: output channels split into slices of 32 (100 = 3 x 32 + 4), also per group
+		 * and pointwise */
+		{2, 1, 16, 100, 1, {5, 4}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		{2, 1, 8, 136, 2, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		conv_case_run(&cases[i], 1000 + i);
