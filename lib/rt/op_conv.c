@@ -265,30 +265,71 @@ static void im2col(const float *x, int64_t c0, int64_t c1, const struct geom *g,
 }
 
 /*
- * dst[i] += w * src[i * step], i in [0, n). The stride-1 body is unrolled by
- * 8: GCC at -O2 (very-cheap cost model) vectorises that form but not the
- * plain loop with its unknown trip count; restrict rules out aliasing.
+ * One output line of a depthwise conv: dst[ow] += sum over the taps in `rows`
+ * (n_rows input lines, each with its kernel row of g->k[2] weights) of
+ * w * x, for ow in [0, W). Per element the taps are added in (row, kw) order,
+ * each as a float multiply then a float add, and taps outside the input are
+ * skipped: the sum the plain tap-by-tap loop computes. Interior pixels (every
+ * kw inside the line) take all taps of a row in one pass, so the line is
+ * loaded and stored once per row instead of once per tap.
  */
-static void axpy_line(float *restrict dst, const float *restrict src, float w, int64_t n, int64_t step)
+static void dw_line(float *restrict dst, const float *const *src, const float *const *wt, int n_rows,
+		    const struct geom *g)
 {
-	int64_t i = 0;
-	if (step == 1) {
-		for (; i + 8 <= n; i += 8) {
-			dst[i + 0] += w * src[i + 0];
-			dst[i + 1] += w * src[i + 1];
-			dst[i + 2] += w * src[i + 2];
-			dst[i + 3] += w * src[i + 3];
-			dst[i + 4] += w * src[i + 4];
-			dst[i + 5] += w * src[i + 5];
-			dst[i + 6] += w * src[i + 6];
-			dst[i + 7] += w * src[i + 7];
+	const int64_t W = g->out[2], s2 = g->s[2], d2 = g->d[2], k2 = g->k[2], pb = g->pb[2];
+	/* ow is interior when ow*s2 - pb >= 0 and ow*s2 - pb + (k2-1)*d2 < in[2]. */
+	int64_t lo = (pb + s2 - 1) / s2, last = g->in[2] - 1 + pb - (k2 - 1) * d2;
+	int64_t hi = last < 0 ? 0 : last / s2 + 1;
+	if (hi > W)
+		hi = W;
+	if (lo > hi)
+		lo = hi;
+	for (int64_t ow = 0; ow < W; ow++) {
+		if (ow == lo && hi > lo) {
+			ow = hi - 1; /* the interior is done below */
+			continue;
 		}
-		for (; i < n; i++)
-			dst[i] += w * src[i];
-		return;
+		float acc = dst[ow];
+		for (int r = 0; r < n_rows; r++)
+			for (int64_t kw = 0; kw < k2; kw++) {
+				int64_t iw = ow * s2 - pb + kw * d2;
+				if (iw >= 0 && iw < g->in[2])
+					acc += wt[r][kw] * src[r][iw];
+			}
+		dst[ow] = acc;
 	}
-	for (; i < n; i++)
-		dst[i] += w * src[i * step];
+	if (hi <= lo)
+		return;
+	for (int r = 0; r < n_rows; r++) {
+		const float *x = src[r] - pb;
+		const float *w = wt[r];
+		if (k2 == 3 && s2 == 1 && d2 == 1) {
+			const float w0 = w[0], w1 = w[1], w2 = w[2];
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				acc += w0 * x[ow];
+				acc += w1 * x[ow + 1];
+				acc += w2 * x[ow + 2];
+				dst[ow] = acc;
+			}
+		} else if (k2 == 3 && s2 == 2 && d2 == 1) {
+			const float w0 = w[0], w1 = w[1], w2 = w[2];
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				acc += w0 * x[2 * ow];
+				acc += w1 * x[2 * ow + 1];
+				acc += w2 * x[2 * ow + 2];
+				dst[ow] = acc;
+			}
+		} else {
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				for (int64_t kw = 0; kw < k2; kw++)
+					acc += w[kw] * x[ow * s2 + kw * d2];
+				dst[ow] = acc;
+			}
+		}
+	}
 }
 
 struct dw_job {
@@ -301,28 +342,28 @@ struct dw_job {
 /*
  * Depthwise convolution (one input channel per group, any channel
  * multiplier): a direct loop, since one small sgemm per channel is slow.
- * y holds the bias on entry; for each output line, every kernel tap adds
- * w * x over the line while it is in cache (float accumulation, tap order).
+ * y holds the bias on entry; each output pixel adds w * x tap by tap in
+ * (kd, kh, kw) order (float accumulation), skipping taps outside the input.
  * This call computes the (image, channel) planes [lo, hi); planes are
  * independent, so the pool's split does not change any sum.
  */
 static void conv_depthwise(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct dw_job *j = ctx;
-	const float *x = j->x, *w = j->w;
-	float *y = j->y;
 	const struct geom *g = j->g;
 	const int64_t C = j->C, M = j->M;
-	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out);
-	const int64_t s2 = g->s[2], K = prod3(g->k);
+	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out), K = prod3(g->k);
+	enum { MAX_ROWS = 64 };
+	const float *src[MAX_ROWS], *wt[MAX_ROWS];
 	(void)t;
 	for (int64_t nm = lo; nm < hi; nm++) {
 		const int64_t n = nm / M, m = nm % M;
-		const float *xc = x + (n * C + m / mult) * Pin, *wm = w + m * K;
-		float *yc = y + (n * M + m) * P;
+		const float *xc = j->x + (n * C + m / mult) * Pin, *wm = j->w + m * K;
+		float *yc = j->y + (n * M + m) * P;
 		for (int64_t od = 0; od < g->out[0]; od++)
 			for (int64_t oh = 0; oh < g->out[1]; oh++) {
 				float *dst = yc + (od * g->out[1] + oh) * g->out[2];
+				int nr = 0;
 				for (int64_t kd = 0; kd < g->k[0]; kd++) {
 					int64_t id = od * g->s[0] - g->pb[0] + kd * g->d[0];
 					if (id < 0 || id >= g->in[0])
@@ -331,17 +372,15 @@ static void conv_depthwise(void *ctx, int t, int64_t lo, int64_t hi)
 						int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->d[1];
 						if (ih < 0 || ih >= g->in[1])
 							continue;
-						const float *src = xc + (id * g->in[1] + ih) * g->in[2];
-						const float *wt = wm + (kd * g->k[1] + kh) * g->k[2];
-						for (int64_t kw = 0; kw < g->k[2]; kw++) {
-							int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
-							valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
-							if (hi > lo)
-								axpy_line(dst + lo, src + lo * s2 + off, wt[kw],
-									  hi - lo, s2);
+						if (nr == MAX_ROWS) { /* a tall kernel: flush what is gathered */
+							dw_line(dst, src, wt, nr, g);
+							nr = 0;
 						}
+						src[nr] = xc + (id * g->in[1] + ih) * g->in[2];
+						wt[nr++] = wm + (kd * g->k[1] + kh) * g->k[2];
 					}
 				}
+				dw_line(dst, src, wt, nr, g);
 			}
 	}
 }

@@ -377,6 +377,11 @@ Test(nn_conv, random_against_direct_loop)
 		{2, 2, 4, 4, 4, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
 		{2, 1, 4, 8, 4, {7, 6}, {3, 3}, {2, 2}, {1, 2}, {1, 2}, {0, 1}, 1, NULL},
 		{2, 1, 3, 3, 3, {5, 9}, {3, 3}, {2, 3}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
+		/* depthwise 3x3 at stride 1 and 2 over lines long enough for the vector loops, odd
+		 * widths, asymmetric pads; a 5-wide kernel through the generic interior loop */
+		{2, 2, 3, 3, 3, {6, 37}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		{2, 2, 4, 4, 4, {9, 41}, {3, 3}, {2, 2}, {1, 1}, {1, 0}, {1, 1}, 1, NULL},
+		{2, 1, 2, 2, 2, {4, 23}, {2, 5}, {1, 1}, {1, 1}, {0, 2}, {1, 2}, 1, NULL},
 		/* pointwise 1x1 (no im2col), with and without groups; 1x1 strided needs im2col */
 		{2, 2, 8, 5, 1, {4, 3}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 1, NULL},
 		{2, 1, 6, 4, 2, {3, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
