@@ -28,6 +28,7 @@
 #define COL_BUDGET ((int64_t)1 << 22) /* floats per col2im chunk (16 MiB) */
 #define COL_CHUNK  ((int64_t)1 << 18) /* floats per conv im2col chunk (1 MiB: stays in L2) */
 #define CONV_MIN_ITEMS 8              /* split a conv's output channels below this many chunks */
+#define POOL_MAX_ROWS  64             /* kernel lines (kd, kh) of a max pool taken line by line */
 #define CONV_MIN_MROWS 32             /* ... into slices of a multiple of this many channels */
 
 enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
@@ -206,6 +207,17 @@ static void valid_range(int64_t off, int64_t step, int64_t limit, int64_t count,
 	*hi = h;
 }
 
+/* Interior output pixels of a line: [lo, hi) have every kw tap inside the input. */
+static void interior(const struct geom *g, int64_t *lo, int64_t *hi)
+{
+	const int64_t s2 = g->s[2], pb = g->pb[2], last = g->in[2] - 1 + pb - (g->k[2] - 1) * g->d[2];
+	int64_t l = (pb + s2 - 1) / s2, h = last < 0 ? 0 : last / s2 + 1;
+	if (h > g->out[2])
+		h = g->out[2];
+	*lo = l < h ? l : h;
+	*hi = h;
+}
+
 /* Y's shape: (N, channels, out spatial dims). */
 static enum qt_status alloc_out(const struct qt_op_args *a, int o, enum qt_dtype dt, const struct geom *g, int64_t n,
 				int64_t c)
@@ -277,13 +289,8 @@ static void dw_line(float *restrict dst, const float *const *src, const float *c
 		    const struct geom *g)
 {
 	const int64_t W = g->out[2], s2 = g->s[2], d2 = g->d[2], k2 = g->k[2], pb = g->pb[2];
-	/* ow is interior when ow*s2 - pb >= 0 and ow*s2 - pb + (k2-1)*d2 < in[2]. */
-	int64_t lo = (pb + s2 - 1) / s2, last = g->in[2] - 1 + pb - (k2 - 1) * d2;
-	int64_t hi = last < 0 ? 0 : last / s2 + 1;
-	if (hi > W)
-		hi = W;
-	if (lo > hi)
-		lo = hi;
+	int64_t lo, hi;
+	interior(g, &lo, &hi);
 	for (int64_t ow = 0; ow < W; ow++) {
 		if (ow == lo && hi > lo) {
 			ow = hi - 1; /* the interior is done below */
@@ -809,6 +816,72 @@ static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_ten
  * the whole tensor, or with the spatial part column-major when col_major.
  * Computes planes [p0, p1).
  */
+/*
+ * One output line of a max pool without indices, over the n_rows input lines
+ * in src: the same value as maxpool_f32's scan (the first valid tap, then a
+ * tap only when greater, so NaN handling is unchanged), with the interior
+ * pixels a vectorised pass per (row, kw) and the border ones tap by tap.
+ */
+static void maxpool_line(float *restrict dst, const float *const *src, int n_rows, const struct geom *g)
+{
+	const int64_t W = g->out[2], s2 = g->s[2], d2 = g->d[2], k2 = g->k[2], pb = g->pb[2];
+	int64_t lo, hi;
+	interior(g, &lo, &hi);
+	if (n_rows == 0)
+		lo = hi = 0; /* every pixel of the line has an empty window */
+	for (int64_t ow = 0; ow < W; ow++) {
+		if (ow == lo && hi > lo) {
+			ow = hi - 1;
+			continue;
+		}
+		float best = -INFINITY;
+		int any = 0;
+		for (int r = 0; r < n_rows; r++)
+			for (int64_t kw = 0; kw < k2; kw++) {
+				int64_t iw = ow * s2 - pb + kw * d2;
+				if (iw >= 0 && iw < g->in[2] && (!any || src[r][iw] > best)) {
+					best = src[r][iw];
+					any = 1;
+				}
+			}
+		dst[ow] = best;
+	}
+	for (int r = 0; r < n_rows; r++)
+		for (int64_t kw = 0; kw < k2; kw++) {
+			const float *x = src[r] - pb + kw * d2;
+			if (r == 0 && kw == 0) {
+				for (int64_t ow = lo; ow < hi; ow++)
+					dst[ow] = x[ow * s2];
+				continue;
+			}
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float v = x[ow * s2];
+				dst[ow] = v > dst[ow] ? v : dst[ow];
+			}
+		}
+}
+
+/* maxpool_f32 without indices, for windows of at most POOL_MAX_ROWS lines: line by line. */
+static void maxpool_f32_lines(const float *x, float *y, const struct geom *g, int64_t p0, int64_t p1)
+{
+	const int64_t Pin = prod3(g->in), P = prod3(g->out);
+	const float *src[POOL_MAX_ROWS];
+	for (int64_t pl = p0; pl < p1; pl++)
+		for (int64_t od = 0; od < g->out[0]; od++)
+			for (int64_t oh = 0; oh < g->out[1]; oh++) {
+				int64_t sd = od * g->s[0] - g->pb[0], sh = oh * g->s[1] - g->pb[1], d0, d1, h0, h1;
+				valid_range(sd, g->d[0], g->in[0], g->k[0], &d0, &d1);
+				valid_range(sh, g->d[1], g->in[1], g->k[1], &h0, &h1);
+				float *dst = y + pl * P + (od * g->out[1] + oh) * g->out[2];
+				int nr = 0;
+				for (int64_t kd = d0; kd < d1; kd++)
+					for (int64_t kh = h0; kh < h1; kh++)
+						src[nr++] = x + pl * Pin + ((sd + kd * g->d[0]) * g->in[1] + sh +
+									    kh * g->d[1]) * g->in[2];
+				maxpool_line(dst, src, nr, g);
+			}
+}
+
 static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geom *g, int64_t p0, int64_t p1,
 			int col_major)
 {
@@ -865,7 +938,10 @@ static void maxpool_part(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct maxpool_job *j = ctx;
 	(void)t;
-	maxpool_f32(j->x, j->y, j->idx, j->g, lo, hi, j->col_major);
+	if (!j->idx && j->g->k[0] * j->g->k[1] <= POOL_MAX_ROWS)
+		maxpool_f32_lines(j->x, j->y, j->g, lo, hi);
+	else
+		maxpool_f32(j->x, j->y, j->idx, j->g, lo, hi, j->col_major);
 }
 
 /*

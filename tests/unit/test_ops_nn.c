@@ -636,6 +636,58 @@ Test(nn_pool, maxpool_indices_row_and_column_major)
 	qt_tensor_free(&x);
 }
 
+/*
+ * MaxPool without indices takes a line-by-line path; with the Indices output
+ * it scans window by window. Both must give the same bits: random inputs with
+ * ties, NaNs and -0, odd widths, pads larger than dilated taps reach (empty
+ * windows: -inf), strides, dilations and ceil_mode, 1-D to 3-D.
+ */
+Test(nn_pool, maxpool_lines_equal_the_window_scan)
+{
+	static const struct {
+		int nsp;
+		int64_t in[3], k[3], s[3], d[3], pads[6];
+		int ceil;
+	} cases[] = {
+		{2, {11, 37}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, 0},
+		{2, {9, 40}, {3, 3}, {1, 1}, {1, 1}, {1, 0, 1, 2}, 0},
+		{2, {8, 33}, {2, 5}, {3, 2}, {2, 2}, {0, 2, 1, 2}, 1},
+		{2, {5, 19}, {2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, 1},
+		{1, {45}, {4}, {3}, {2}, {3, 3}, 0},
+		{3, {3, 4, 23}, {2, 2, 3}, {1, 2, 2}, {1, 1, 1}, {1, 0, 1, 0, 1, 1}, 1},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		int64_t xd[5] = {2, 3};
+		for (int i = 0; i < cases[c].nsp; i++)
+			xd[2 + i] = cases[c].in[i];
+		struct qt_tensor x = tf(2 + cases[c].nsp, xd, NULL), y1, y2[2];
+		rng_state = 77 + c;
+		randomize(&x);
+		float *p = x.data;
+		for (int64_t i = 0; i < qt_tensor_numel(&x); i += 7)
+			p[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? -0.0f : p[i - 1 < 0 ? 0 : i - 1];
+		const struct qt_tensor *in[] = {&x};
+		struct op o1 = op_new("MaxPool", 12), o2 = op_new("MaxPool", 12);
+		struct op *os[] = {&o1, &o2};
+		for (int k = 0; k < 2; k++) {
+			set_ints(os[k], "kernel_shape", cases[c].nsp, cases[c].k);
+			set_ints(os[k], "strides", cases[c].nsp, cases[c].s);
+			set_ints(os[k], "dilations", cases[c].nsp, cases[c].d);
+			set_ints(os[k], "pads", 2 * cases[c].nsp, cases[c].pads);
+			set_int(os[k], "ceil_mode", cases[c].ceil);
+		}
+		cr_assert_eq(op_run(&o1, 1, in, 1, &y1), QT_OK, "case %zu: %s", c, qt_error_msg());
+		cr_assert_eq(op_run(&o2, 1, in, 2, y2), QT_OK, "case %zu: %s", c, qt_error_msg());
+		cr_assert_eq(y1.nbytes, y2[0].nbytes, "case %zu", c);
+		cr_assert(memcmp(y1.data, y2[0].data, y1.nbytes) == 0, "case %zu: values differ from the window scan", c);
+		qt_tensor_free(&y1);
+		free_all(y2, 2);
+		qt_tensor_free(&x);
+		op_free(&o1);
+		op_free(&o2);
+	}
+}
+
 Test(nn_pool, maxpool_uint8)
 {
 	struct qt_tensor x = {0}, y;
