@@ -503,10 +503,9 @@ static enum qt_status conv_gemm(const struct qt_op_args *a, const float *x, cons
 			return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffers (%d x %lld floats)",
 					   nt, (long long)j.ncol);
 	}
-	int blas_threads = openblas_get_num_threads();
-	openblas_set_num_threads(1);
+	int saved = qt_blas_single_begin();
 	qt_pool_for(items, nt, conv_gemm_part, &j);
-	openblas_set_num_threads(blas_threads);
+	qt_blas_single_end(saved);
 	free(j.col);
 	return QT_OK;
 }

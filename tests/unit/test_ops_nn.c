@@ -846,6 +846,8 @@ Test(nn_gemm, random_against_direct_loop)
 		{2, 3, 5, 0, 0, 1, 2, 0, {0}},       {2, 3, 5, 0, 0, 1, 1, 1, {1}},
 		{4, 3, 2, 0, 0, 1, 1, 2, {4, 1}},    {3, 2, 0, 0, 0, 1, 3, 2, {3, 2}}, /* K = 0: Y = beta * C */
 		{65, 33, 130, 1, 1, 1, 1, 1, {33}},
+		/* >= 2^22 multiply-adds: row slices on the pool, a short last slice, with transposes */
+		{263, 130, 129, 1, 1, 0.5f, 1, 2, {263, 130}}, {300, 120, 117, 0, 0, 1, 1, 1, {120}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gemm_case_run(&cases[i], 3000 + i);
@@ -925,6 +927,9 @@ Test(nn_matmul, numpy_semantics)
 	matmul_case_run(DIMS(2, 3, 4), DIMS(4), DIMS(2, 3), 4006);                /* 3-D x 1-D */
 	matmul_case_run(DIMS(4), DIMS(4), 0, NULL, 4007);                         /* dot product */
 	matmul_case_run(DIMS(1, 1, 4), DIMS(1, 4, 7), DIMS(1, 1, 7), 4008);
+	/* >= 2^22 multiply-adds: the shared-B product in row slices, the batches over the pool */
+	matmul_case_run(DIMS(3, 97, 130), DIMS(130, 120), DIMS(3, 97, 120), 4009);
+	matmul_case_run(DIMS(4, 1, 40, 64), DIMS(7, 64, 70), DIMS(4, 7, 40, 70), 4010);
 }
 
 /* ---------- normalisations and softmax ---------- */
@@ -1004,9 +1009,14 @@ Test(nn_norm, layernorm_with_statistics_outputs)
 	cr_assert_eq(op_run(&o, 3, in2, 1, outs), QT_OK, "%s", qt_error_msg());
 	float r = 2.0f / sqrtf(2.0f / 3.0f + 1e-5f);
 	expect_close(&outs[0], (const float[]){-r, 0, r, -r, 0, r}, 6);
+	/* the same scale as a full [3] vector (read by index, not broadcast): the same bits */
+	struct qt_tensor s3 = tf(DIMS(3), (const float[]){2, 2, 2}), y3;
+	const struct qt_tensor *in3[] = {&x2, &s3, NULL};
+	cr_assert_eq(op_run(&o, 3, in3, 1, &y3), QT_OK, "%s", qt_error_msg());
+	cr_assert(memcmp(y3.data, outs[0].data, outs[0].nbytes) == 0, "dense and broadcast Scale differ");
 	free_all(outs, 1);
 	op_free(&o);
-	free_all((struct qt_tensor[]){x, s, b, x2, s1}, 5);
+	free_all((struct qt_tensor[]){x, s, b, x2, s1, s3, y3}, 7);
 }
 
 Test(nn_norm, softmax_legacy_coerces_to_2d)
