@@ -15,7 +15,9 @@ static const char bench_help[] =
 	"(uniform in [-1, 1), fixed seed) of the model's input shape with batch B.\n"
 	"Prints the milliseconds per batch (median, min, mean) and samples per second\n"
 	"at the median. Threads: QT_THREADS (integer runtime) and OPENBLAS_NUM_THREADS\n"
-	"(FP32 runtime); kernels: QT_ISA.\n\n"
+	"(FP32 runtime); kernels: QT_ISA. The FP32 runtime's OpenBLAS kernel set is\n"
+	"printed ('blas:'); on a CPU that OpenBLAS does not know, qtool sets\n"
+	"OPENBLAS_CORETYPE to the kernels the CPU supports unless it is set already.\n\n"
 	"  --batch B    samples per batch (default 1)\n"
 	"  --iters N    timed runs (default 20)\n"
 	"  --warmup W   untimed runs first (default 2)\n";
@@ -112,6 +114,7 @@ int cmd_bench(int argc, char **argv)
 	qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
 	double med = iters % 2 ? ms[iters / 2] : 0.5 * (ms[iters / 2 - 1] + ms[iters / 2]);
 	printf("model: %s (%s)\n", model, qt_model_engine(m));
+	printf("blas: OpenBLAS %s kernels\n", qt_rt_blas_core());
 	printf("batch: %ld, iterations: %ld, warmup: %ld\n", batch, iters, warmup);
 	printf("ms per batch: median %.3f, min %.3f, mean %.3f\n", med, ms[0], sum / (double)iters);
 	printf("samples/s: %.1f\n", (double)batch * 1e3 / med);

@@ -1,9 +1,12 @@
 /* qtool entry point: dispatches to one file per subcommand. */
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "qtool/rt.h"
 
 static const struct {
 	const char *name;
@@ -32,8 +35,25 @@ static void usage(FILE *f)
 		   "exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 
+/*
+ * OpenBLAS fell back to its generic kernels on a CPU it does not know (see
+ * qtool/rt.h): run this command again with OPENBLAS_CORETYPE naming the
+ * kernels the CPU supports. At most once, since the child sees the variable
+ * set; a value the user set is never replaced. If exec fails the command runs
+ * here, only slower.
+ */
+static void use_fast_blas(char **argv)
+{
+	const char *core = qt_rt_blas_core_wanted();
+	if (!core || getenv("OPENBLAS_CORETYPE") || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv)
 {
+	use_fast_blas(argv);
 	cli_set_command_line(argc, argv);
 	/* The runtimes allocate each intermediate tensor per batch and free it
 	 * after its last use. glibc's defaults hand large blocks to mmap and trim

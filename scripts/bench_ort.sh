@@ -6,12 +6,12 @@
 # Columns, each the fastest of ROUNDS interleaved rounds of ITERS runs (the
 # minimum is the least disturbed by other load on the machine):
 #   ORT FP32   onnxruntime-node on the original model
-#   ORT int8   onnxruntime-node on `qtool export`'s QDQ model ("n/a" while
-#              this qtool has no export command)
+#   ORT int8   onnxruntime-node on `qtool export`'s QDQ model
 #   qtool FP32 `qtool bench MODEL.onnx` (FP32 runtime, OpenBLAS)
 #   qtool int8 `qtool bench MODEL.qmod` (W8A8, calibrated by `qtool calibrate`
 #              on random-input samples)
-# Ratios are throughput ratios (time of the other / time of qtool): > 1 means
+# A run that fails stops the script with the failing step named (an empty
+# cell used to read as "n/a"). Ratios are throughput ratios (time of the other / time of qtool): > 1 means
 # qtool is faster. ONNX Runtime is a peer to compare with, installed from npm
 # into build/ort, never a qtool dependency.
 #   scripts/bench_ort.sh [QTOOL]   env: BENCH_ORT_ROUNDS (3), BENCH_ORT_ITERS (5),
@@ -40,8 +40,7 @@ if [ ! -f "$OUT/resnet18.onnx" ] || [ ! -f "$OUT/mobilenet_v2.onnx" ] || [ ! -d 
 fi
 cp -f models/fmnist_vit.onnx "$OUT/fmnist_vit.onnx"
 
-has_export=0
-if "$Q" export --help >/dev/null 2>&1; then has_export=1; fi
+fail() { echo "bench-ort: $*" >&2; exit 1; }
 
 # Quantize each model once (W8A8, default range method) and export its QDQ form.
 for m in resnet18 mobilenet_v2 fmnist_vit; do
@@ -49,22 +48,33 @@ for m in resnet18 mobilenet_v2 fmnist_vit; do
 		"$Q" calibrate "$OUT/$m.onnx" --data "npy:$OUT/${m}_calib" -o "$OUT/$m.calib.json" >/dev/null
 		"$Q" quantize "$OUT/$m.onnx" --calib "$OUT/$m.calib.json" --bits w8a8 -o "$OUT/$m.qmod" >/dev/null
 	fi
-	if [ $has_export = 1 ]; then
-		"$Q" export "$OUT/$m.qmod" -o "$OUT/$m.qdq.onnx" >/dev/null
-	fi
+	"$Q" export "$OUT/$m.qmod" -o "$OUT/$m.qdq.onnx" >/dev/null || fail "qtool export $OUT/$m.qmod failed"
 done
 
-ort_ms() { (cd build/ort && node ../../scripts/bench_ort.js "../../$1" "$2" "$3" "$ITERS" "$THREADS"); }
-qt_ms() { "$Q" bench "$1" --batch "$2" --iters "$ITERS" | sed -n 's/.* min \([0-9.]*\),.*/\1/p'; }
+# One timing in ms (the fastest of ITERS runs), or the script stops.
+ort_ms() {
+	local t
+	t=$(cd build/ort && node ../../scripts/bench_ort.js "../../$1" "$2" "$3" "$ITERS" "$THREADS") && [ -n "$t" ] ||
+		fail "ONNX Runtime failed on $1 at batch $3"
+	echo "$t"
+}
+qt_ms() {
+	local t
+	t=$("$Q" bench "$1" --batch "$2" --iters "$ITERS" | sed -n 's/.* min \([0-9.]*\),.*/\1/p') && [ -n "$t" ] ||
+		fail "qtool bench failed on $1 at batch $2"
+	echo "$t"
+}
 fmin() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 <= b + 0) print a; else print b }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.2fx", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
-isa=$("$Q" bench "$OUT/fmnist_vit.qmod" --iters 1 --warmup 0 | sed -n 's/^model: .*(\(.*\))$/\1/p')
+info=$("$Q" bench "$OUT/fmnist_vit.qmod" --iters 1 --warmup 0)
+isa=$(echo "$info" | sed -n 's/^model: .*(\(.*\))$/\1/p')
+blas=$(echo "$info" | sed -n 's/^blas: //p')
 table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 {
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $THREADS threads"
-echo "qtool integer kernels: $isa; ONNX Runtime: onnxruntime-node $(sed -n 's/.*"version": "\(.*\)".*/\1/p' build/ort/node_modules/onnxruntime-node/package.json | head -1)"
+echo "qtool integer kernels: $isa; FP32: $blas; ONNX Runtime: onnxruntime-node $(sed -n 's/.*"version": "\(.*\)".*/\1/p' build/ort/node_modules/onnxruntime-node/package.json | head -1)"
 echo "times: ms per batch, the fastest of $ROUNDS interleaved rounds x $ITERS runs; ratios: throughput, > 1 = qtool faster"
 # Other processes skew the ratios: ONNX Runtime's intra-op threads spin while
 # they wait (its default), qtool's sleep, so on a loaded machine ORT loses
@@ -82,12 +92,11 @@ for m in resnet18 mobilenet_v2 fmnist_vit; do
 	for b in $batches; do
 		of="" oi="" qf="" qi=""
 		for _ in $(seq "$ROUNDS"); do
-			of=$(fmin "$of" "$(ort_ms "$OUT/$m.onnx" $dims "$b")")
-			if [ $has_export = 1 ]; then oi=$(fmin "$oi" "$(ort_ms "$OUT/$m.qdq.onnx" $dims "$b")"); fi
-			qf=$(fmin "$qf" "$(qt_ms "$OUT/$m.onnx" "$b")")
-			qi=$(fmin "$qi" "$(qt_ms "$OUT/$m.qmod" "$b")")
+			t=$(ort_ms "$OUT/$m.onnx" $dims "$b"); of=$(fmin "$of" "$t")
+			t=$(ort_ms "$OUT/$m.qdq.onnx" $dims "$b"); oi=$(fmin "$oi" "$t")
+			t=$(qt_ms "$OUT/$m.onnx" "$b"); qf=$(fmin "$qf" "$t")
+			t=$(qt_ms "$OUT/$m.qmod" "$b"); qi=$(fmin "$qi" "$t")
 		done
-		[ -n "$oi" ] || oi=n/a
 		row="| $m | $b | $of | $oi | $qf | $qi | $(ratio "$of" "$qf") | $(ratio "$oi" "$qi") | $(ratio "$of" "$qi") | $(ratio "$qf" "$qi") |"
 		echo "$row"
 		echo "$row" >>"$table"

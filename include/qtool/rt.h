@@ -93,6 +93,18 @@ QT_API enum qt_status qt_pass_fold_constants(struct qt_graph *g, int *n_out);
  */
 QT_API enum qt_status qt_pass_prepare_import(struct qt_graph *g);
 
+/*
+ * The OpenBLAS kernel set the FP32 runtime's sgemm uses ("SkylakeX",
+ * "Haswell", ...; static storage). OpenBLAS chooses it when it loads, from the
+ * CPU model; on a CPU it does not know it falls back to generic SSE3 kernels
+ * ("Prescott"). qt_rt_blas_core_wanted returns the OPENBLAS_CORETYPE value
+ * that this CPU's ISA supports when that fallback was taken (several times
+ * faster), else NULL. The variable is read only at load time: a program sets
+ * it and re-executes itself (as the qtool CLI does), or its user sets it.
+ */
+QT_API const char *qt_rt_blas_core(void);
+QT_API const char *qt_rt_blas_core_wanted(void);
+
 /* 1 when (domain, op_type) has a kernel at this opset. */
 QT_API int qt_rt_op_supported(const char *domain, const char *op_type, int opset);
 /*

@@ -25,7 +25,11 @@
 
 #define SP         3                  /* spatial dims after lifting */
 #define ATTR_MAX   ((int64_t)1 << 30) /* bound on kernel, stride, dilation, pad values */
-#define COL_BUDGET ((int64_t)1 << 22) /* floats per im2col/col2im chunk (16 MiB) */
+#define COL_BUDGET ((int64_t)1 << 22) /* floats per col2im chunk (16 MiB) */
+#define COL_CHUNK  ((int64_t)1 << 18) /* floats per conv im2col chunk (1 MiB: stays in L2) */
+#define CONV_MIN_ITEMS 8              /* split a conv's output channels below this many chunks */
+#define POOL_MAX_ROWS  64             /* kernel lines (kd, kh) of a max pool taken line by line */
+#define CONV_MIN_MROWS 32             /* ... into slices of a multiple of this many channels */
 
 enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
@@ -203,6 +207,17 @@ static void valid_range(int64_t off, int64_t step, int64_t limit, int64_t count,
 	*hi = h;
 }
 
+/* Interior output pixels of a line: [lo, hi) have every kw tap inside the input. */
+static void interior(const struct geom *g, int64_t *lo, int64_t *hi)
+{
+	const int64_t s2 = g->s[2], pb = g->pb[2], last = g->in[2] - 1 + pb - (g->k[2] - 1) * g->d[2];
+	int64_t l = (pb + s2 - 1) / s2, h = last < 0 ? 0 : last / s2 + 1;
+	if (h > g->out[2])
+		h = g->out[2];
+	*lo = l < h ? l : h;
+	*hi = h;
+}
+
 /* Y's shape: (N, channels, out spatial dims). */
 static enum qt_status alloc_out(const struct qt_op_args *a, int o, enum qt_dtype dt, const struct geom *g, int64_t n,
 				int64_t c)
@@ -262,44 +277,66 @@ static void im2col(const float *x, int64_t c0, int64_t c1, const struct geom *g,
 }
 
 /*
- * dst[i] += w * src[i * step], i in [0, n). The stride-1 body is unrolled by
- * 8: GCC at -O2 (very-cheap cost model) vectorises that form but not the
- * plain loop with its unknown trip count; restrict rules out aliasing.
+ * One output line of a depthwise conv: dst[ow] += sum over the taps in `rows`
+ * (n_rows input lines, each with its kernel row of g->k[2] weights) of
+ * w * x, for ow in [0, W). Per element the taps are added in (row, kw) order,
+ * each as a float multiply then a float add, and taps outside the input are
+ * skipped: the sum the plain tap-by-tap loop computes. Interior pixels (every
+ * kw inside the line) take all taps of a row in one pass, so the line is
+ * loaded and stored once per row instead of once per tap.
  */
-static void axpy_line(float *restrict dst, const float *restrict src, float w, int64_t n, int64_t step)
+static void dw_line(float *restrict dst, const float *const *src, const float *const *wt, int n_rows,
+		    const struct geom *g)
 {
-	int64_t i = 0;
-	if (step == 1) {
-		for (; i + 8 <= n; i += 8) {
-			dst[i + 0] += w * src[i + 0];
-			dst[i + 1] += w * src[i + 1];
-			dst[i + 2] += w * src[i + 2];
-			dst[i + 3] += w * src[i + 3];
-			dst[i + 4] += w * src[i + 4];
-			dst[i + 5] += w * src[i + 5];
-			dst[i + 6] += w * src[i + 6];
-			dst[i + 7] += w * src[i + 7];
+	const int64_t W = g->out[2], s2 = g->s[2], d2 = g->d[2], k2 = g->k[2], pb = g->pb[2];
+	int64_t lo, hi;
+	interior(g, &lo, &hi);
+	for (int64_t ow = 0; ow < W; ow++) {
+		if (ow == lo && hi > lo) {
+			ow = hi - 1; /* the interior is done below */
+			continue;
 		}
-		for (; i < n; i++)
-			dst[i] += w * src[i];
-		return;
+		float acc = dst[ow];
+		for (int r = 0; r < n_rows; r++)
+			for (int64_t kw = 0; kw < k2; kw++) {
+				int64_t iw = ow * s2 - pb + kw * d2;
+				if (iw >= 0 && iw < g->in[2])
+					acc += wt[r][kw] * src[r][iw];
+			}
+		dst[ow] = acc;
 	}
-	for (; i < n; i++)
-		dst[i] += w * src[i * step];
-}
-
-struct im2col_job {
-	const float *x;
-	const struct geom *g;
-	int64_t l0, l1;
-	float *col;
-};
-
-static void im2col_part(void *ctx, int t, int64_t lo, int64_t hi)
-{
-	const struct im2col_job *j = ctx;
-	(void)t;
-	im2col(j->x, lo, hi, j->g, j->l0, j->l1, j->col);
+	if (hi <= lo)
+		return;
+	for (int r = 0; r < n_rows; r++) {
+		const float *x = src[r] - pb;
+		const float *w = wt[r];
+		if (k2 == 3 && s2 == 1 && d2 == 1) {
+			const float w0 = w[0], w1 = w[1], w2 = w[2];
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				acc += w0 * x[ow];
+				acc += w1 * x[ow + 1];
+				acc += w2 * x[ow + 2];
+				dst[ow] = acc;
+			}
+		} else if (k2 == 3 && s2 == 2 && d2 == 1) {
+			const float w0 = w[0], w1 = w[1], w2 = w[2];
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				acc += w0 * x[2 * ow];
+				acc += w1 * x[2 * ow + 1];
+				acc += w2 * x[2 * ow + 2];
+				dst[ow] = acc;
+			}
+		} else {
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float acc = dst[ow];
+				for (int64_t kw = 0; kw < k2; kw++)
+					acc += w[kw] * x[ow * s2 + kw * d2];
+				dst[ow] = acc;
+			}
+		}
+	}
 }
 
 struct dw_job {
@@ -312,28 +349,28 @@ struct dw_job {
 /*
  * Depthwise convolution (one input channel per group, any channel
  * multiplier): a direct loop, since one small sgemm per channel is slow.
- * y holds the bias on entry; for each output line, every kernel tap adds
- * w * x over the line while it is in cache (float accumulation, tap order).
+ * y holds the bias on entry; each output pixel adds w * x tap by tap in
+ * (kd, kh, kw) order (float accumulation), skipping taps outside the input.
  * This call computes the (image, channel) planes [lo, hi); planes are
  * independent, so the pool's split does not change any sum.
  */
 static void conv_depthwise(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct dw_job *j = ctx;
-	const float *x = j->x, *w = j->w;
-	float *y = j->y;
 	const struct geom *g = j->g;
 	const int64_t C = j->C, M = j->M;
-	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out);
-	const int64_t s2 = g->s[2], K = prod3(g->k);
+	const int64_t mult = M / C, Pin = prod3(g->in), P = prod3(g->out), K = prod3(g->k);
+	enum { MAX_ROWS = 64 };
+	const float *src[MAX_ROWS], *wt[MAX_ROWS];
 	(void)t;
 	for (int64_t nm = lo; nm < hi; nm++) {
 		const int64_t n = nm / M, m = nm % M;
-		const float *xc = x + (n * C + m / mult) * Pin, *wm = w + m * K;
-		float *yc = y + (n * M + m) * P;
+		const float *xc = j->x + (n * C + m / mult) * Pin, *wm = j->w + m * K;
+		float *yc = j->y + (n * M + m) * P;
 		for (int64_t od = 0; od < g->out[0]; od++)
 			for (int64_t oh = 0; oh < g->out[1]; oh++) {
 				float *dst = yc + (od * g->out[1] + oh) * g->out[2];
+				int nr = 0;
 				for (int64_t kd = 0; kd < g->k[0]; kd++) {
 					int64_t id = od * g->s[0] - g->pb[0] + kd * g->d[0];
 					if (id < 0 || id >= g->in[0])
@@ -342,17 +379,15 @@ static void conv_depthwise(void *ctx, int t, int64_t lo, int64_t hi)
 						int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->d[1];
 						if (ih < 0 || ih >= g->in[1])
 							continue;
-						const float *src = xc + (id * g->in[1] + ih) * g->in[2];
-						const float *wt = wm + (kd * g->k[1] + kh) * g->k[2];
-						for (int64_t kw = 0; kw < g->k[2]; kw++) {
-							int64_t off = kw * g->d[2] - g->pb[2], lo, hi;
-							valid_range(off, s2, g->in[2], g->out[2], &lo, &hi);
-							if (hi > lo)
-								axpy_line(dst + lo, src + lo * s2 + off, wt[kw],
-									  hi - lo, s2);
+						if (nr == MAX_ROWS) { /* a tall kernel: flush what is gathered */
+							dw_line(dst, src, wt, nr, g);
+							nr = 0;
 						}
+						src[nr] = xc + (id * g->in[1] + ih) * g->in[2];
+						wt[nr++] = wm + (kd * g->k[1] + kh) * g->k[2];
 					}
 				}
+				dw_line(dst, src, wt, nr, g);
 			}
 	}
 }
@@ -375,21 +410,112 @@ static int blas_fits(int64_t m, int64_t n, int64_t k)
 	return m <= INT_MAX && n <= INT_MAX && k <= INT_MAX;
 }
 
-/* Lines per im2col/col2im chunk so that rows * lines * line_len stays within COL_BUDGET. */
-static int64_t chunk_lines(int64_t rows, int64_t line_len, int64_t lines)
+/* Lines per im2col/col2im chunk so that rows * lines * line_len stays within budget floats. */
+static int64_t chunk_lines(int64_t rows, int64_t line_len, int64_t lines, int64_t budget)
 {
 	int64_t per = rows * line_len; /* both come from allocated tensors: no overflow */
-	int64_t n = per > 0 ? COL_BUDGET / per : lines;
+	int64_t n = per > 0 ? budget / per : lines;
 	if (n < 1)
 		n = 1;
 	return n < lines ? n : lines;
+}
+
+struct gemm_job {
+	const float *x, *w;
+	float *y;
+	const struct geom *g;
+	int64_t C, M, cg, mg, rows, Pin, P, per, nchunks, mstep, mchunks, group;
+	int pointwise;
+	float beta;
+	float *col;   /* per pool thread: rows * per * out[2] floats */
+	int64_t ncol; /* floats per thread */
+};
+
+/*
+ * Items [lo, hi) of a conv as GEMMs: item = ((image * group + g) * chunks +
+ * chunk) * mchunks + m-chunk. Each computes Y_g[m-chunk rows, the chunk's
+ * lines] = W_g[m-chunk rows] * col with a single-threaded sgemm; col is the
+ * chunk's im2col in this thread's buffer (reused while the next item needs
+ * the same one), or X itself for a pointwise conv.
+ */
+static void conv_gemm_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct gemm_job *j = ctx;
+	const struct geom *g = j->g;
+	const int64_t W = g->out[2], lines = g->out[0] * g->out[1];
+	float *col = j->col + t * j->ncol;
+	int64_t have = -1; /* the (image, group, chunk) in col */
+	for (int64_t it = lo; it < hi; it++) {
+		const int64_t mc = it % j->mchunks, ngc = it / j->mchunks, chunk = ngc % j->nchunks;
+		const int64_t ng = ngc / j->nchunks, n = ng / j->group, gi = ng % j->group;
+		const int64_t l0 = chunk * j->per, l1 = l0 + j->per < lines ? l0 + j->per : lines;
+		const int64_t np = (l1 - l0) * W, m0 = mc * j->mstep;
+		const int64_t mrows = m0 + j->mstep < j->mg ? j->mstep : j->mg - m0;
+		const float *xg = j->x + (n * j->C + gi * j->cg) * j->Pin;
+		const float *b = xg + l0 * W;
+		int64_t ldb = j->P;
+		if (!j->pointwise) {
+			if (have != ngc)
+				im2col(xg, 0, j->cg, g, l0, l1, col);
+			have = ngc;
+			b = col;
+			ldb = np;
+		}
+		float *yg = j->y + (n * j->M + gi * j->mg + m0) * j->P + l0 * W;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mrows, (int)np, (int)j->rows, 1.0f,
+			    j->w + (gi * j->mg + m0) * j->rows, (int)j->rows, b, (int)ldb, j->beta, yg, (int)j->P);
+	}
+}
+
+/*
+ * The GEMM part of a conv (not depthwise), split into items on the runtime's
+ * pool, each a single-threaded sgemm: OpenBLAS's own threads, spinning while
+ * the pool ran im2col, fought the pool for the cores and left the batch loop
+ * serial. Chunks of output lines keep each col buffer within COL_CHUNK
+ * floats; when a layer has fewer than CONV_MIN_ITEMS chunks in all (batch 1,
+ * small images) the output channels are split too. The split depends only
+ * on the shapes, never on the thread count, so every output element comes
+ * from the same sgemm call whatever QT_THREADS is.
+ */
+static enum qt_status conv_gemm(const struct qt_op_args *a, const float *x, const float *w, float *y,
+				const struct geom *g, int64_t N, int64_t C, int64_t M, int64_t group, int pointwise,
+				int has_bias)
+{
+	const int64_t cg = C / group, mg = M / group, K = prod3(g->k), rows = cg * K;
+	const int64_t lines = g->out[0] * g->out[1], W = g->out[2];
+	struct gemm_job j = {x, w, y, g, C, M, cg, mg, rows, prod3(g->in), prod3(g->out), 0, 0, mg, 1, group,
+			     pointwise, has_bias ? 1.0f : 0.0f, NULL, 0};
+	j.per = chunk_lines(rows, W, lines, COL_CHUNK);
+	j.nchunks = (lines + j.per - 1) / j.per;
+	int64_t items = N * group * j.nchunks;
+	if (items < CONV_MIN_ITEMS && mg >= 2 * CONV_MIN_MROWS) {
+		/* Whole multiples of CONV_MIN_MROWS rows: the sgemm kernels' tiles. */
+		int64_t want = (CONV_MIN_ITEMS + items - 1) / items, step = (mg + want - 1) / want;
+		j.mstep = (step + CONV_MIN_MROWS - 1) / CONV_MIN_MROWS * CONV_MIN_MROWS;
+		j.mchunks = (mg + j.mstep - 1) / j.mstep;
+	}
+	items *= j.mchunks;
+	const int nt = qt_pool_threads();
+	if (!pointwise) {
+		j.ncol = rows * j.per * W;
+		j.col = malloc((size_t)(j.ncol * nt) * sizeof *j.col);
+		if (!j.col)
+			return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffers (%d x %lld floats)",
+					   nt, (long long)j.ncol);
+	}
+	int saved = qt_blas_single_begin();
+	qt_pool_for(items, nt, conv_gemm_part, &j);
+	qt_blas_single_end(saved);
+	free(j.col);
+	return QT_OK;
 }
 
 /*
  * Conv: Y[n, m] = B[m] + sum over the group's input channels and kernel taps
  * of W[m, c, k] * X[n, c, pos(k)]. W is (M, C/group, k...). 1x1 stride-1
  * unpadded convs multiply X directly, depthwise convs use a direct loop, the
- * rest im2col + sgemm per image and group, in chunks of output lines.
+ * rest im2col + sgemm, in items of (image, group, output lines, channels) run
+ * on the pool (conv_gemm).
  */
 static enum qt_status op_conv(const struct qt_op_args *a)
 {
@@ -448,7 +574,7 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		return st;
 	float *y = a->out[0].data;
 	const float *xp = x->data, *wp = w->data;
-	const int64_t Pin = prod3(g.in), P = prod3(g.out), K = prod3(g.k), cg = C / group, mg = M / group;
+	const int64_t P = prod3(g.out), K = prod3(g.k), cg = C / group, mg = M / group;
 	if (b)
 		fill_bias(y, b->data, N, M, P);
 	if (N == 0 || M == 0 || P == 0 || cg == 0 || K == 0)
@@ -458,41 +584,12 @@ static enum qt_status op_conv(const struct qt_op_args *a)
 		qt_pool_for(N * M, qt_pool_threads(), conv_depthwise, &dj);
 		return QT_OK;
 	}
-	const float beta = b ? 1.0f : 0.0f;
 	if (!blas_fits(mg, P, cg * K))
 		return qt_op_error(a, QT_E_UNSUPPORTED, "convolution too large for 32-bit BLAS sizes");
 	int pointwise = K == 1;
 	for (int i = 0; i < SP; i++)
 		pointwise = pointwise && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
-	if (pointwise) {
-		/* Y_g (mg x P) = W_g (mg x cg) * X_g (cg x P), with P == Pin. */
-		for (int64_t n = 0; n < N; n++)
-			for (int64_t gi = 0; gi < group; gi++)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)P, (int)cg, 1.0f,
-					    wp + gi * mg * cg, (int)cg, xp + (n * C + gi * cg) * Pin, (int)P, beta,
-					    y + (n * M + gi * mg) * P, (int)P);
-		return QT_OK;
-	}
-	const int64_t rows = cg * K, lines = g.out[0] * g.out[1], per = chunk_lines(rows, g.out[2], lines);
-	float *col = malloc((size_t)(rows * per * g.out[2]) * sizeof *col);
-	if (!col)
-		return qt_op_error(a, QT_E_NOMEM, "out of memory for the im2col buffer (%lld floats)",
-				   (long long)(rows * per * g.out[2]));
-	for (int64_t n = 0; n < N; n++)
-		for (int64_t gi = 0; gi < group; gi++) {
-			const float *xg = xp + (n * C + gi * cg) * Pin, *wg = wp + gi * mg * rows;
-			float *yg = y + (n * M + gi * mg) * P;
-			for (int64_t l0 = 0; l0 < lines; l0 += per) {
-				int64_t l1 = l0 + per < lines ? l0 + per : lines, np = (l1 - l0) * g.out[2];
-				struct im2col_job ij = {xg, &g, l0, l1, col};
-				qt_pool_for(cg, qt_pool_threads(), im2col_part, &ij);
-				/* Y_g[:, lines l0..l1) (mg x np) = W_g (mg x rows) * col (rows x np). */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)np, (int)rows,
-					    1.0f, wg, (int)rows, col, (int)np, beta, yg + l0 * g.out[2], (int)P);
-			}
-		}
-	free(col);
-	return QT_OK;
+	return conv_gemm(a, xp, wp, y, &g, N, C, M, group, pointwise, b != NULL);
 }
 
 /*
@@ -663,7 +760,7 @@ static enum qt_status op_conv_transpose(const struct qt_op_args *a)
 		fill_bias(y, b->data, N, M, P);
 	if (N == 0 || M == 0 || P == 0 || Pin == 0 || cg == 0 || K == 0)
 		return QT_OK;
-	const int64_t rows = mg * K, lines = g.in[0] * g.in[1], per = chunk_lines(rows, g.in[2], lines);
+	const int64_t rows = mg * K, lines = g.in[0] * g.in[1], per = chunk_lines(rows, g.in[2], lines, COL_BUDGET);
 	if (!blas_fits(rows, Pin, cg))
 		return qt_op_error(a, QT_E_UNSUPPORTED, "transposed convolution too large for 32-bit BLAS sizes");
 	float *col = malloc((size_t)(rows * per * g.in[2]) * sizeof *col);
@@ -718,6 +815,72 @@ static enum qt_status pool_setup(const struct qt_op_args *a, const struct qt_ten
  * the whole tensor, or with the spatial part column-major when col_major.
  * Computes planes [p0, p1).
  */
+/*
+ * One output line of a max pool without indices, over the n_rows input lines
+ * in src: the same value as maxpool_f32's scan (the first valid tap, then a
+ * tap only when greater, so NaN handling is unchanged), with the interior
+ * pixels a vectorised pass per (row, kw) and the border ones tap by tap.
+ */
+static void maxpool_line(float *restrict dst, const float *const *src, int n_rows, const struct geom *g)
+{
+	const int64_t W = g->out[2], s2 = g->s[2], d2 = g->d[2], k2 = g->k[2], pb = g->pb[2];
+	int64_t lo, hi;
+	interior(g, &lo, &hi);
+	if (n_rows == 0)
+		lo = hi = 0; /* every pixel of the line has an empty window */
+	for (int64_t ow = 0; ow < W; ow++) {
+		if (ow == lo && hi > lo) {
+			ow = hi - 1;
+			continue;
+		}
+		float best = -INFINITY;
+		int any = 0;
+		for (int r = 0; r < n_rows; r++)
+			for (int64_t kw = 0; kw < k2; kw++) {
+				int64_t iw = ow * s2 - pb + kw * d2;
+				if (iw >= 0 && iw < g->in[2] && (!any || src[r][iw] > best)) {
+					best = src[r][iw];
+					any = 1;
+				}
+			}
+		dst[ow] = best;
+	}
+	for (int r = 0; r < n_rows; r++)
+		for (int64_t kw = 0; kw < k2; kw++) {
+			const float *x = src[r] - pb + kw * d2;
+			if (r == 0 && kw == 0) {
+				for (int64_t ow = lo; ow < hi; ow++)
+					dst[ow] = x[ow * s2];
+				continue;
+			}
+			for (int64_t ow = lo; ow < hi; ow++) {
+				float v = x[ow * s2];
+				dst[ow] = v > dst[ow] ? v : dst[ow];
+			}
+		}
+}
+
+/* maxpool_f32 without indices, for windows of at most POOL_MAX_ROWS lines: line by line. */
+static void maxpool_f32_lines(const float *x, float *y, const struct geom *g, int64_t p0, int64_t p1)
+{
+	const int64_t Pin = prod3(g->in), P = prod3(g->out);
+	const float *src[POOL_MAX_ROWS];
+	for (int64_t pl = p0; pl < p1; pl++)
+		for (int64_t od = 0; od < g->out[0]; od++)
+			for (int64_t oh = 0; oh < g->out[1]; oh++) {
+				int64_t sd = od * g->s[0] - g->pb[0], sh = oh * g->s[1] - g->pb[1], d0, d1, h0, h1;
+				valid_range(sd, g->d[0], g->in[0], g->k[0], &d0, &d1);
+				valid_range(sh, g->d[1], g->in[1], g->k[1], &h0, &h1);
+				float *dst = y + pl * P + (od * g->out[1] + oh) * g->out[2];
+				int nr = 0;
+				for (int64_t kd = d0; kd < d1; kd++)
+					for (int64_t kh = h0; kh < h1; kh++)
+						src[nr++] = x + pl * Pin + ((sd + kd * g->d[0]) * g->in[1] + sh +
+									    kh * g->d[1]) * g->in[2];
+				maxpool_line(dst, src, nr, g);
+			}
+}
+
 static void maxpool_f32(const float *x, float *y, int64_t *idx, const struct geom *g, int64_t p0, int64_t p1,
 			int col_major)
 {
@@ -774,7 +937,10 @@ static void maxpool_part(void *ctx, int t, int64_t lo, int64_t hi)
 {
 	const struct maxpool_job *j = ctx;
 	(void)t;
-	maxpool_f32(j->x, j->y, j->idx, j->g, lo, hi, j->col_major);
+	if (!j->idx && j->g->k[0] * j->g->k[1] <= POOL_MAX_ROWS)
+		maxpool_f32_lines(j->x, j->y, j->g, lo, hi);
+	else
+		maxpool_f32(j->x, j->y, j->idx, j->g, lo, hi, j->col_major);
 }
 
 /*

@@ -11,7 +11,10 @@
 #include <string.h>
 
 #include "ops.h"
+#include "pool.h"
 #include "qtool/quant.h"
+
+#define BMM_POOL_MIN ((double)(1 << 22)) /* multiply-adds of a batched MatMul: below, one thread */
 
 static enum qt_status need_f32(const struct qt_op_args *a, const struct qt_tensor *t, const char *what)
 {
@@ -98,16 +101,42 @@ static enum qt_status op_gemm(const struct qt_op_args *a)
 			y[i] *= ybeta;
 		return QT_OK;
 	}
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-		    (int)K, alpha, A->data, imax1(A->dims[1]), B->data, imax1(B->dims[1]), ybeta, y, (int)N);
+	qt_sgemm_pool(ta, tb, M, N, K, alpha, A->data, imax1(A->dims[1]), B->data, imax1(B->dims[1]), ybeta, y, N);
 	return QT_OK;
+}
+
+struct bmm_job {
+	const float *a, *b;
+	float *y;
+	int64_t M, N, K;
+	int rbat;
+	int64_t bat[QT_MAX_RANK], sa[QT_MAX_RANK], sb[QT_MAX_RANK];
+};
+
+/* Batches [lo, hi) of a broadcast batched MatMul, each one sgemm. */
+static void bmm_part(void *ctx, int t, int64_t lo, int64_t hi)
+{
+	const struct bmm_job *j = ctx;
+	(void)t;
+	for (int64_t bi = lo; bi < hi; bi++) {
+		int64_t oa = 0, ob = 0, rem = bi;
+		for (int d = j->rbat - 1; d >= 0; d--) {
+			int64_t i = rem % j->bat[d];
+			rem /= j->bat[d];
+			oa += i * j->sa[d];
+			ob += i * j->sb[d];
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, (int)j->N, (int)j->K, 1.0f,
+			    j->a + oa * j->M * j->K, (int)j->K, j->b + ob * j->K * j->N, (int)j->N, 0.0f,
+			    j->y + bi * j->M * j->N, (int)j->N);
+	}
 }
 
 /*
  * MatMul with numpy semantics: a 1-D A is a row vector and a 1-D B a column
  * vector (the added dimension is removed from the result); leading batch
  * dimensions broadcast. When B has no batch (the common "linear layer" case)
- * the whole batch of A is one sgemm.
+ * the whole batch of A is one product (qt_sgemm_pool).
  */
 static enum qt_status op_matmul(const struct qt_op_args *a)
 {
@@ -156,31 +185,22 @@ static enum qt_status op_matmul(const struct qt_op_args *a)
 		/* B is shared by every batch: A's batches are consecutive rows. */
 		if (!blas_fits(nbat * M, N, K))
 			return qt_op_error(a, QT_E_UNSUPPORTED, "matrix dimensions exceed int range");
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nbat * M), (int)N, (int)K, 1.0f, pa,
-			    (int)K, pb, (int)N, 0.0f, py, (int)N);
+		qt_sgemm_pool(0, 0, nbat * M, N, K, 1.0f, pa, K, pb, N, 0.0f, py, N);
 		return QT_OK;
 	}
 	if (!blas_fits(M, N, K))
 		return qt_op_error(a, QT_E_UNSUPPORTED, "matrix dimensions exceed int range");
 	/* Strides counted in whole matrices; broadcast batch dims get 0. */
-	int64_t sa[QT_MAX_RANK], sb[QT_MAX_RANK], idx[QT_MAX_RANK];
-	qt_broadcast_strides(ra, A->dims, rbat, bat, sa);
-	qt_broadcast_strides(rb, B->dims, rbat, bat, sb);
-	memset(idx, 0, sizeof idx);
-	int64_t oa = 0, ob = 0;
-	for (int64_t bi = 0; bi < nbat; bi++) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, pa + oa * M * K,
-			    (int)K, pb + ob * K * N, (int)N, 0.0f, py + bi * M * N, (int)N);
-		for (int d = rbat - 1; d >= 0; d--) {
-			oa += sa[d];
-			ob += sb[d];
-			if (++idx[d] < bat[d])
-				break;
-			oa -= sa[d] * bat[d];
-			ob -= sb[d] * bat[d];
-			idx[d] = 0;
-		}
-	}
+	struct bmm_job j = {pa, pb, py, M, N, K, rbat, {0}, {0}, {0}};
+	memcpy(j.bat, bat, sizeof j.bat);
+	qt_broadcast_strides(ra, A->dims, rbat, bat, j.sa);
+	qt_broadcast_strides(rb, B->dims, rbat, bat, j.sb);
+	/* One single-threaded sgemm per batch, the batches over the pool when
+	 * there is enough work (attention's per-head products). */
+	int big = (double)nbat * (double)M * (double)N * (double)K >= BMM_POOL_MIN;
+	int saved = qt_blas_single_begin();
+	qt_pool_for(nbat, big ? qt_pool_threads() : 1, bmm_part, &j);
+	qt_blas_single_end(saved);
 	return QT_OK;
 }
 

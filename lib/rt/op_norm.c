@@ -209,7 +209,10 @@ enum qt_status qt_op_layernorm(const struct qt_op_args *a)
 		}
 	const float *xp = x->data, *scp = sc->data, *bp = b ? b->data : NULL;
 	float *yp = a->out[0].data;
-	/* Offsets of Scale and B for each normalised element, via a running index. */
+	/* Scale and B as long as the normalised block (the usual [C] over the
+	 * last axis) are read by element index; else through a running index of
+	 * broadcast offsets. Same arithmetic either way. */
+	int dense_sc = qt_tensor_numel(sc) == inner, dense_b = !bp || qt_tensor_numel(b) == inner;
 	int64_t idx[QT_MAX_RANK];
 	for (int64_t r = 0; r < outer; r++) {
 		const float *xs = xp + r * inner;
@@ -225,6 +228,13 @@ enum qt_status qt_op_layernorm(const struct qt_op_args *a)
 			stat_out[0][r] = (float)mean;
 		if (stat_out[1])
 			stat_out[1][r] = (float)inv;
+		if (dense_sc && dense_b) {
+			for (int64_t i = 0; i < inner; i++) {
+				double v = (xs[i] - mean) * inv * scp[i];
+				ys[i] = (float)(bp ? v + bp[i] : v);
+			}
+			continue;
+		}
 		memset(idx, 0, sizeof idx);
 		int64_t os = 0, ob = 0;
 		for (int64_t i = 0; i < inner; i++) {

@@ -81,6 +81,24 @@ enum qt_status qt_op_error(const struct qt_op_args *a, enum qt_status st, const 
  */
 enum qt_status qt_rt_work_check(double macs, const char *what);
 
+/*
+ * OpenBLAS at one thread between begin and end (returns the count to restore):
+ * sgemm called inside the runtime's pool jobs must not start OpenBLAS's own
+ * threads, which spin between calls and fight the pool for the cores.
+ */
+int qt_blas_single_begin(void);
+void qt_blas_single_end(int saved);
+
+/*
+ * C (M x N, row stride ldc) = alpha * op(A) * op(B) + beta * C, row-major,
+ * op = transpose when ta / tb. A product of at least 2^22 multiply-adds is
+ * cut into row slices of a multiple of 32 rows (about 8 of them) run on the
+ * pool, each a single-threaded sgemm; the slicing depends only on M, N and K,
+ * so the result does not change with the thread count. Sizes must fit int.
+ */
+void qt_sgemm_pool(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+		   const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* Input i, or NULL when absent or out of range. */
 static inline const struct qt_tensor *qt_op_in(const struct qt_op_args *a, int i)
 {

@@ -1,8 +1,10 @@
 /*
  * One persistent pool of worker threads shared by the FP32 and integer
  * runtimes, so a layer's parallel loop costs a wake-up, not a thread start.
- * The thread count is $QT_THREADS, else the online CPUs (1..16). OpenBLAS
- * keeps its own threads; sgemm is never called from inside a pool job.
+ * The thread count is $QT_THREADS, else the online CPUs (1..16). The FP32
+ * runtime's sgemm calls run inside pool jobs with OpenBLAS set to one thread
+ * (qt_blas_single_begin); OpenBLAS's own threads serve only callers outside
+ * the runtimes (GPTQ's solves).
  */
 #ifndef QT_RT_POOL_H
 #define QT_RT_POOL_H

@@ -865,6 +865,60 @@ static void transpose_u8(const uint8_t *src, size_t rows, size_t cols, size_t sr
 }
 
 /*
+ * Depthwise accumulators of one plane, any kernel: acc (zeroed by the
+ * caller) += w * x tap by tap over the padded plane xp (row stride Wp);
+ * *wsum receives the sum of the weights.
+ */
+static void dw_taps(const uint8_t *xp, int64_t Wp, const int8_t *wc, const struct geom *G, int32_t *restrict acc,
+		    int32_t *wsum)
+{
+	for (int64_t i = 0; i < G->KH; i++)
+		for (int64_t k = 0; k < G->KW; k++) {
+			int32_t wv = wc[i * G->KW + k];
+			*wsum += wv;
+			if (!wv)
+				continue;
+			for (int64_t oh = 0; oh < G->OH; oh++) {
+				const uint8_t *restrict src = xp + (oh * G->sh + i * G->dh) * Wp + k * G->dw;
+				int32_t *restrict a = acc + oh * G->OW;
+				if (G->sw == 1)
+					for (int64_t ow = 0; ow < G->OW; ow++)
+						a[ow] += (int32_t)src[ow] * wv;
+				else
+					for (int64_t ow = 0; ow < G->OW; ow++)
+						a[ow] += (int32_t)src[ow * G->sw] * wv;
+			}
+		}
+}
+
+/*
+ * The same accumulators for a 3x3 kernel, dilation 1, column stride 1 or 2
+ * (MobileNet's depthwise layers): all nine taps of an output pixel summed in
+ * registers and stored once, where dw_taps loads and stores the row nine
+ * times. Integer sums (at most 9 * 255 * 128 in magnitude): any order gives
+ * the same value.
+ */
+static void dw3x3_rows(const uint8_t *xp, int64_t Wp, const int8_t *wc, const struct geom *G, int32_t *restrict acc)
+{
+	const int32_t w0 = wc[0], w1 = wc[1], w2 = wc[2], w3 = wc[3], w4 = wc[4], w5 = wc[5], w6 = wc[6],
+		      w7 = wc[7], w8 = wc[8];
+	for (int64_t oh = 0; oh < G->OH; oh++) {
+		const uint8_t *restrict r0 = xp + oh * G->sh * Wp, *restrict r1 = r0 + Wp, *restrict r2 = r1 + Wp;
+		int32_t *restrict a = acc + oh * G->OW;
+		if (G->sw == 1)
+			for (int64_t ow = 0; ow < G->OW; ow++)
+				a[ow] = r0[ow] * w0 + r0[ow + 1] * w1 + r0[ow + 2] * w2 + r1[ow] * w3 +
+					r1[ow + 1] * w4 + r1[ow + 2] * w5 + r2[ow] * w6 + r2[ow + 1] * w7 +
+					r2[ow + 2] * w8;
+		else
+			for (int64_t ow = 0; ow < G->OW; ow++)
+				a[ow] = r0[2 * ow] * w0 + r0[2 * ow + 1] * w1 + r0[2 * ow + 2] * w2 + r1[2 * ow] * w3 +
+					r1[2 * ow + 1] * w4 + r1[2 * ow + 2] * w5 + r2[2 * ow] * w6 +
+					r2[2 * ow + 1] * w7 + r2[2 * ow + 2] * w8;
+	}
+}
+
+/*
  * Depthwise (image, channel) planes [lo, hi): each channel's plane is copied
  * once into a buffer padded with the input zero point to the extent the taps
  * reach, so every tap is a plain multiply-add over all OH x OW outputs
@@ -901,25 +955,15 @@ static void dw_planes(void *ctx, int t, int64_t lo, int64_t hi)
 			if (n > 0)
 				memcpy(xp + r * Wp + c0 + w0, xc + ih * G->W + w0, (size_t)n);
 		}
-		memset(acc, 0, (size_t)P * sizeof *acc);
 		int32_t wsum = 0;
-		for (int64_t i = 0; i < G->KH; i++)
-			for (int64_t k = 0; k < G->KW; k++) {
-				int32_t wv = wc[i * G->KW + k];
-				wsum += wv;
-				if (!wv)
-					continue;
-				for (int64_t oh = 0; oh < G->OH; oh++) {
-					const uint8_t *restrict src = xp + (oh * G->sh + i * G->dh) * Wp + k * G->dw;
-					int32_t *restrict a = acc + oh * G->OW;
-					if (G->sw == 1)
-						for (int64_t ow = 0; ow < G->OW; ow++)
-							a[ow] += (int32_t)src[ow] * wv;
-					else
-						for (int64_t ow = 0; ow < G->OW; ow++)
-							a[ow] += (int32_t)src[ow * G->sw] * wv;
-				}
-			}
+		if (G->KH == 3 && G->KW == 3 && G->dh == 1 && G->dw == 1 && (G->sw == 1 || G->sw == 2)) {
+			for (int i = 0; i < 9; i++)
+				wsum += wc[i];
+			dw3x3_rows(xp, Wp, wc, G, acc);
+		} else {
+			memset(acc, 0, (size_t)P * sizeof *acc);
+			dw_taps(xp, Wp, wc, G, acc, &wsum);
+		}
 		int ci = p->rq.per_channel ? (int)c : 0;
 		const int64_t base = (p->bias ? p->bias[c] : 0) - (int64_t)zi * wsum;
 		const int32_t m = p->rq.mult[ci], sh = p->rq.shift[ci], zo = p->rq.zo;

@@ -64,3 +64,17 @@ expect_exit 2 "eval: a sequence .pb sample is unsupported (exit 2)" "$QTOOL" eva
 expect_err_line "eval: ... names the file" "0000\\.pb: a SequenceProto or OptionalProto.*unsupported"
 expect_exit 2 "bad flag exits 2" "$QTOOL" run --frob
 expect_err_line "bad flag is named" "unknown option '--frob'"
+
+# OpenBLAS on a CPU model it does not know falls back to its SSE3 "Prescott"
+# kernels (8x slower on an AVX-512 Xeon): qtool re-runs itself with
+# OPENBLAS_CORETYPE set to what the CPU supports, and never overrides a value
+# the user set.
+expect_exit 0 "bench: runs" env -u OPENBLAS_CORETYPE "$QTOOL" bench models/fmnist_cnn.onnx --iters 1 --warmup 0
+blas=$(sed -n 's/^blas: OpenBLAS \(.*\) kernels$/\1/p' <<<"$OUT")
+if grep -qw avx2 /proc/cpuinfo; then
+	check "bench: OpenBLAS kernels for this CPU's ISA on an AVX2 machine, not '$blas'" \
+		test -n "$blas" -a "$blas" != Prescott
+fi
+expect_exit 0 "bench: runs with OPENBLAS_CORETYPE=Prescott" env OPENBLAS_CORETYPE=Prescott "$QTOOL" bench \
+	models/fmnist_cnn.onnx --iters 1 --warmup 0
+check "bench: ... and keeps the user's OpenBLAS core" grep -q "^blas: OpenBLAS Prescott kernels$" <<<"$OUT"

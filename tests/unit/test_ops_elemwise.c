@@ -307,6 +307,41 @@ Test(elemwise, random_broadcast_against_direct_indexing)
 			}
 }
 
+/*
+ * Unary ops over more than UN_PARALLEL_MIN (2^15) elements run split over the
+ * thread pool: every element, at an odd count, with an output type narrower
+ * than the input (IsNaN: float -> bool), equals the one-element result.
+ */
+Test(elemwise, large_unary_split_over_threads)
+{
+	const int64_t n = 70001;
+	struct qt_tensor x = {0}, o1, o2, o3;
+	cr_assert_eq(qt_tensor_alloc(&x, QT_DTYPE_F32, 1, &n), QT_OK);
+	float *p = x.data;
+	for (int64_t i = 0; i < n; i++)
+		p[i] = i % 11 == 3 ? NAN : (float)((i * 37) % 1001) / 250.0f - 2.0f;
+	struct op o = op_new("Clip", 6);
+	set_float(&o, "min", -0.5f);
+	set_float(&o, "max", 1.25f);
+	const struct qt_tensor *in[] = {&x};
+	cr_assert_eq(op_run(&o, 1, in, 1, &o1), QT_OK, "%s", qt_error_msg());
+	qt_graph_free(o.g);
+	cr_assert_eq(run1("IsNaN", 13, 1, &x, NULL, NULL, &o2), QT_OK, "%s", qt_error_msg());
+	cr_assert_eq(run1("Relu", 14, 1, &x, NULL, NULL, &o3), QT_OK, "%s", qt_error_msg());
+	const float *c = o1.data, *r = o3.data;
+	const uint8_t *nan = o2.data;
+	for (int64_t i = 0; i < n; i++) {
+		float v = p[i], want = v < -0.5f ? -0.5f : v;
+		want = want > 1.25f ? 1.25f : want;
+		cr_assert(memcmp(&c[i], &want, sizeof want) == 0, "Clip element %lld", (long long)i);
+		cr_assert_eq(nan[i], v != v, "IsNaN element %lld", (long long)i);
+		want = v < 0 ? 0.0f : v;
+		cr_assert(memcmp(&r[i], &want, sizeof want) == 0, "Relu element %lld", (long long)i);
+	}
+	free_all((struct qt_tensor[]){o1, o2, o3}, 3);
+	qt_tensor_free(&x);
+}
+
 Test(elemwise, legacy_broadcast_axis_before_opset7)
 {
 	/* Add-6 with broadcast=1, axis=1: B [3] aligns with A's dim 1 of [2,3,2]. */

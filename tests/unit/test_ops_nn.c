@@ -377,6 +377,11 @@ Test(nn_conv, random_against_direct_loop)
 		{2, 2, 4, 4, 4, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
 		{2, 1, 4, 8, 4, {7, 6}, {3, 3}, {2, 2}, {1, 2}, {1, 2}, {0, 1}, 1, NULL},
 		{2, 1, 3, 3, 3, {5, 9}, {3, 3}, {2, 3}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
+		/* depthwise 3x3 at stride 1 and 2 over lines long enough for the vector loops, odd
+		 * widths, asymmetric pads; a 5-wide kernel through the generic interior loop */
+		{2, 2, 3, 3, 3, {6, 37}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		{2, 2, 4, 4, 4, {9, 41}, {3, 3}, {2, 2}, {1, 1}, {1, 0}, {1, 1}, 1, NULL},
+		{2, 1, 2, 2, 2, {4, 23}, {2, 5}, {1, 1}, {1, 1}, {0, 2}, {1, 2}, 1, NULL},
 		/* pointwise 1x1 (no im2col), with and without groups; 1x1 strided needs im2col */
 		{2, 2, 8, 5, 1, {4, 3}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 1, NULL},
 		{2, 1, 6, 4, 2, {3, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
@@ -392,6 +397,10 @@ Test(nn_conv, random_against_direct_loop)
 		{2, 1, 2, 3, 1, {5, 6}, {3, 2}, {2, 2}, {1, 1}, {0, 0}, {0, 0}, 1, "VALID"},
 		/* several im2col chunks: 64 * 9 rows x 64 columns per line, 130 lines */
 		{2, 1, 64, 8, 1, {130, 64}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		/* few chunks: output channels split into slices of 32 (100 = 3 x 32 + 4), also per group
+		 * and pointwise */
+		{2, 1, 16, 100, 1, {5, 4}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1, NULL},
+		{2, 1, 8, 136, 2, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, 0, NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		conv_case_run(&cases[i], 1000 + i);
@@ -627,6 +636,58 @@ Test(nn_pool, maxpool_indices_row_and_column_major)
 	qt_tensor_free(&x);
 }
 
+/*
+ * MaxPool without indices takes a line-by-line path; with the Indices output
+ * it scans window by window. Both must give the same bits: random inputs with
+ * ties, NaNs and -0, odd widths, pads larger than dilated taps reach (empty
+ * windows: -inf), strides, dilations and ceil_mode, 1-D to 3-D.
+ */
+Test(nn_pool, maxpool_lines_equal_the_window_scan)
+{
+	static const struct {
+		int nsp;
+		int64_t in[3], k[3], s[3], d[3], pads[6];
+		int ceil;
+	} cases[] = {
+		{2, {11, 37}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, 0},
+		{2, {9, 40}, {3, 3}, {1, 1}, {1, 1}, {1, 0, 1, 2}, 0},
+		{2, {8, 33}, {2, 5}, {3, 2}, {2, 2}, {0, 2, 1, 2}, 1},
+		{2, {5, 19}, {2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, 1},
+		{1, {45}, {4}, {3}, {2}, {3, 3}, 0},
+		{3, {3, 4, 23}, {2, 2, 3}, {1, 2, 2}, {1, 1, 1}, {1, 0, 1, 0, 1, 1}, 1},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		int64_t xd[5] = {2, 3};
+		for (int i = 0; i < cases[c].nsp; i++)
+			xd[2 + i] = cases[c].in[i];
+		struct qt_tensor x = tf(2 + cases[c].nsp, xd, NULL), y1, y2[2];
+		rng_state = 77 + c;
+		randomize(&x);
+		float *p = x.data;
+		for (int64_t i = 0; i < qt_tensor_numel(&x); i += 7)
+			p[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? -0.0f : p[i - 1 < 0 ? 0 : i - 1];
+		const struct qt_tensor *in[] = {&x};
+		struct op o1 = op_new("MaxPool", 12), o2 = op_new("MaxPool", 12);
+		struct op *os[] = {&o1, &o2};
+		for (int k = 0; k < 2; k++) {
+			set_ints(os[k], "kernel_shape", cases[c].nsp, cases[c].k);
+			set_ints(os[k], "strides", cases[c].nsp, cases[c].s);
+			set_ints(os[k], "dilations", cases[c].nsp, cases[c].d);
+			set_ints(os[k], "pads", 2 * cases[c].nsp, cases[c].pads);
+			set_int(os[k], "ceil_mode", cases[c].ceil);
+		}
+		cr_assert_eq(op_run(&o1, 1, in, 1, &y1), QT_OK, "case %zu: %s", c, qt_error_msg());
+		cr_assert_eq(op_run(&o2, 1, in, 2, y2), QT_OK, "case %zu: %s", c, qt_error_msg());
+		cr_assert_eq(y1.nbytes, y2[0].nbytes, "case %zu", c);
+		cr_assert(memcmp(y1.data, y2[0].data, y1.nbytes) == 0, "case %zu: values differ from the window scan", c);
+		qt_tensor_free(&y1);
+		free_all(y2, 2);
+		qt_tensor_free(&x);
+		op_free(&o1);
+		op_free(&o2);
+	}
+}
+
 Test(nn_pool, maxpool_uint8)
 {
 	struct qt_tensor x = {0}, y;
@@ -785,6 +846,8 @@ Test(nn_gemm, random_against_direct_loop)
 		{2, 3, 5, 0, 0, 1, 2, 0, {0}},       {2, 3, 5, 0, 0, 1, 1, 1, {1}},
 		{4, 3, 2, 0, 0, 1, 1, 2, {4, 1}},    {3, 2, 0, 0, 0, 1, 3, 2, {3, 2}}, /* K = 0: Y = beta * C */
 		{65, 33, 130, 1, 1, 1, 1, 1, {33}},
+		/* >= 2^22 multiply-adds: row slices on the pool, a short last slice, with transposes */
+		{263, 130, 129, 1, 1, 0.5f, 1, 2, {263, 130}}, {300, 120, 117, 0, 0, 1, 1, 1, {120}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gemm_case_run(&cases[i], 3000 + i);
@@ -864,6 +927,9 @@ Test(nn_matmul, numpy_semantics)
 	matmul_case_run(DIMS(2, 3, 4), DIMS(4), DIMS(2, 3), 4006);                /* 3-D x 1-D */
 	matmul_case_run(DIMS(4), DIMS(4), 0, NULL, 4007);                         /* dot product */
 	matmul_case_run(DIMS(1, 1, 4), DIMS(1, 4, 7), DIMS(1, 1, 7), 4008);
+	/* >= 2^22 multiply-adds: the shared-B product in row slices, the batches over the pool */
+	matmul_case_run(DIMS(3, 97, 130), DIMS(130, 120), DIMS(3, 97, 120), 4009);
+	matmul_case_run(DIMS(4, 1, 40, 64), DIMS(7, 64, 70), DIMS(4, 7, 40, 70), 4010);
 }
 
 /* ---------- normalisations and softmax ---------- */
@@ -943,9 +1009,14 @@ Test(nn_norm, layernorm_with_statistics_outputs)
 	cr_assert_eq(op_run(&o, 3, in2, 1, outs), QT_OK, "%s", qt_error_msg());
 	float r = 2.0f / sqrtf(2.0f / 3.0f + 1e-5f);
 	expect_close(&outs[0], (const float[]){-r, 0, r, -r, 0, r}, 6);
+	/* the same scale as a full [3] vector (read by index, not broadcast): the same bits */
+	struct qt_tensor s3 = tf(DIMS(3), (const float[]){2, 2, 2}), y3;
+	const struct qt_tensor *in3[] = {&x2, &s3, NULL};
+	cr_assert_eq(op_run(&o, 3, in3, 1, &y3), QT_OK, "%s", qt_error_msg());
+	cr_assert(memcmp(y3.data, outs[0].data, outs[0].nbytes) == 0, "dense and broadcast Scale differ");
 	free_all(outs, 1);
 	op_free(&o);
-	free_all((struct qt_tensor[]){x, s, b, x2, s1}, 5);
+	free_all((struct qt_tensor[]){x, s, b, x2, s1, s3, y3}, 7);
 }
 
 Test(nn_norm, softmax_legacy_coerces_to_2d)

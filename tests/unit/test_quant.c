@@ -583,8 +583,8 @@ Test(quant, w8a8_close_to_fp32)
 
 /* ---- regressions from review: each named after what broke ---- */
 
-/* x[N,C,6,6] -> Conv(w[M, C/group, 3, 3], group, pads 1) -> Relu -> y. */
-static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
+/* x[N,C,6,6] -> Conv(w[M, C/group, 3, 3], group, pads 1, strides stride) -> Relu -> y. */
+static struct qt_graph *grouped_conv_strided(int C, int M, int group, int stride, uint64_t seed)
 {
 	struct qt_graph *g;
 	cr_assert_eq(qt_graph_new(&g), QT_OK);
@@ -607,6 +607,18 @@ static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
 	a[1].i = group;
 	nd->attrs = a;
 	nd->n_attrs = 2;
+	if (stride != 1) {
+		struct qt_attr *a3 = qt_graph_alloc(g, sizeof *a3 * 3);
+		int64_t *sv = qt_graph_alloc(g, 2 * sizeof *sv);
+		sv[0] = sv[1] = stride;
+		memcpy(a3, a, 2 * sizeof *a3);
+		a3[2] = a3[0]; /* an ints attribute like pads */
+		a3[2].name = "strides";
+		a3[2].ints = sv;
+		a3[2].n = 2;
+		nd->attrs = a3;
+		nd->n_attrs = 3;
+	}
 	int n1 = qt_graph_add_node(g, "Relu", "", "relu");
 	node_io(g, n1, 1, &c, 1, &y);
 	return finish_graph(g, x, y);
@@ -645,6 +657,11 @@ static struct qt_graph *quantize_small(struct qt_graph *g, int C, const char *bi
 	return g;
 }
 
+static struct qt_graph *grouped_conv(int C, int M, int group, uint64_t seed)
+{
+	return grouped_conv_strided(C, M, group, 1, seed);
+}
+
 /* Integer output vs float simulation, in output codes (max). */
 static double int_sim_codes(struct qt_graph *g, int C)
 {
@@ -675,6 +692,15 @@ Test(regress, depthwise_conv_matches_simulation)
 	struct qt_graph *g = quantize_small(grouped_conv(4, 4, 4, 6), 4, "w8a8", 0);
 	double c = int_sim_codes(g, 4);
 	cr_assert(c <= 1.0 + 1e-3, "depthwise conv: %.2f codes", c);
+	qt_graph_free(g);
+}
+
+Test(regress, strided_depthwise_conv_matches_simulation)
+{
+	/* the 3x3 stride-2 depthwise loop sums its nine taps per pixel in registers */
+	struct qt_graph *g = quantize_small(grouped_conv_strided(4, 4, 4, 2, 6), 4, "w8a8", 0);
+	double c = int_sim_codes(g, 4);
+	cr_assert(c <= 1.0 + 1e-3, "stride-2 depthwise conv: %.2f codes", c);
 	qt_graph_free(g);
 }
 
