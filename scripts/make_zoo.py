@@ -1,33 +1,44 @@
 #!/usr/bin/python3
 """Export the test zoo: torchvision architectures as `torch.onnx.export` writes them.
 
-Run as `/usr/bin/python3 scripts/make_zoo.py` (Debian's python3-torch 1.13, python3-torchvision
-0.14 and python3-onnx). Writes tests/zoo/*.onnx, the input data tests/zoo/data*/{x,y}.npy and
-tests/zoo/manifest.json. The point of the zoo is the exporter's idioms, not accuracy:
-tests/cli/test_zoo.sh quantizes every model and checks that every weighted layer became integer
-and that the W8A8 outputs stay within 30 dB SQNR of FP32.
+Run as `/usr/bin/python3 scripts/make_zoo.py [--cache DIR]` (Debian's python3-torch 1.13,
+python3-torchvision 0.14 and python3-onnx; only this generator needs them, CI uses the committed
+files). Writes tests/zoo/*.onnx, the input data tests/zoo/data*/{x,y}.npy and
+tests/zoo/manifest.json. tests/cli/test_zoo.sh quantizes every model, checks that every weighted
+layer became integer and that the W8A8 outputs stay within 30 dB SQNR of FP32.
 
 How every model is made:
   - the torchvision class (or its builder) with the architecture unchanged and widths, class count
     and input resolution scaled down so each file stays under 2 MB;
-  - weights from torchvision's own initialisation under torch.manual_seed(SEED), then STEPS Adam
-    steps on a synthetic task (brief_train): ten smooth class prototypes plus noise. Random weights
-    alone make chaotic networks far more sensitive to rounding than trained ones; the training
-    also leaves BatchNorm running statistics far from 0 and 1 (BN folding must really fold);
+  - weights from torchvision's own initialisation under torch.manual_seed(SEED), then trained to
+    high accuracy on a synthetic task (train(): STEPS AdamW steps, warm-up and cosine decay, weight
+    decay; ten smooth class prototypes plus noise, fresh samples every step), and BatchNorm's
+    running statistics recomputed through the final weights (settle_bn()). The accuracy of each
+    model goes into the manifest. A barely trained network is ill-conditioned: its FP32 outputs
+    already hinge on the 8-bit rounding of its input, which says nothing about the quantizer;
   - torch.onnx.export with default settings (opset, constant folding, training mode off) and a
     dynamic batch axis "N" on the input and the output; resnet18_hw.onnx also has symbolic H and W
-    and keeps its BatchNormalization nodes (see export()).
+    and keeps its BatchNormalization nodes (see export()). ResNet-18 is trained at 32x32 and
+    48x48, the two resolutions resnet18_hw is tested at.
+
+Training takes tens of minutes on a CPU. --cache DIR keeps each trained model in DIR (NAME.pt)
+and reuses it; `--cache DIR --only A,B` trains just those into DIR and stops, so several
+processes can train disjoint models at once before one plain run with the same --cache exports.
+Each model's samples come from its own seeded generator, so the result is the same either way.
 
 Extra fixture: shared_identity.onnx, a small CNN whose one Conv module runs twice (two Conv nodes
 on one shared weight initializer), post-processed with the onnx module to read every weight
 through an Identity node (as newer exporters write deduplicated initializers) and to compute the
 final Reshape's shape from Shape -> Gather -> Unsqueeze -> Concat on static dims.
 
-Data: data32/x.npy holds 64 samples of the same task [64,3,32,32] float32, data48/x.npy 32 samples at
-[3,48,48] (the second resolution for resnet18_hw); y.npy holds their labels.
+Data: data32/x.npy holds N32 samples of the same task [N32,3,32,32] float32, data48/x.npy N48 samples
+at [3,48,48] (the second resolution for resnet18_hw); y.npy holds their labels. The test
+calibrates on all but the last 32 and evaluates on those 32.
 """
+import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 
@@ -43,8 +54,17 @@ from torchvision.models.vision_transformer import VisionTransformer
 SEED = 20240806
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "zoo")
 RES = 32
-STEPS = 300
 CLASSES = 10
+NOISE = 1.0
+# Training (train()): AdamW, linear warm-up then cosine decay to 0, fresh samples every step.
+STEPS = 1000
+BATCH = 64
+LR = 2e-3
+WD = 0.05
+WARMUP = 100
+N32, N48 = 160, 64  # samples in data32 and data48 (tests/cli/test_zoo.sh: calibrate on all but the last 32)
+SETTLE = 32  # batches of 128 for BatchNorm's final statistics
+LR_OF = {"squeezenet": 5e-4}  # no BatchNorm: at 2e-3 its ReLUs die and it stays near chance
 
 
 class SmallResNet18(resnet.ResNet):
@@ -91,7 +111,10 @@ def small_squeezenet(num_classes):
 def small_efficientnet_b0(num_classes):
     """EfficientNet-B0's block list (depth 1.0) at width 0.25."""
     setting, last = efficientnet._efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=1.0)
-    return efficientnet.EfficientNet(setting, 0.2, last_channel=last, num_classes=num_classes)
+    # Stochastic depth (a training-time regularizer; identity in the exported graph) off: with it
+    # the small model needs several times the steps to converge.
+    return efficientnet.EfficientNet(setting, 0.2, stochastic_depth_prob=0.0, last_channel=last,
+                                     num_classes=num_classes)
 
 
 def small_vit(num_classes):
@@ -127,28 +150,63 @@ def prototypes(gen, res):
 
 
 def samples(gen, n, res):
-    """n images of a random class each: 0.7 x its prototype plus N(0, 1) noise; and the labels."""
+    """n images of a random class each: 0.7 x its prototype plus N(0, NOISE^2) noise; and the labels."""
     y = torch.randint(0, CLASSES, (n,), generator=gen)
-    return prototypes(gen, res)[y] * 0.7 + torch.randn(n, 3, res, res, generator=gen), y
+    return prototypes(gen, res)[y] * 0.7 + NOISE * torch.randn(n, 3, res, res, generator=gen), y
 
 
-def brief_train(model, gen, steps=STEPS):
-    """A few hundred Adam steps on the prototype task. Random weights make chaotic networks whose
-    outputs hinge on every rounding (8-bit weights alone cost ResNet-18 ~16 dB); brief training
-    gives the ordinary conditioning of a trained model. BatchNorm running statistics come from
-    these train-mode passes, so they are far from the trivial 0 and 1."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def train(model, gen, lr, multi_res=False):
+    """Train model on the prototype task until it is a real classifier: STEPS AdamW steps on
+    batches of BATCH fresh samples, the learning rate warmed up linearly to lr for WARMUP steps
+    then decayed to 0 on a cosine, decoupled weight decay WD. multi_res: every other batch at 48x48
+    (the second resolution resnet18_hw is evaluated at), so the model is trained at both.
+    Then BatchNorm's running statistics are settled (settle_bn) and the accuracy measured in eval
+    mode on 1024 fresh samples (per resolution). Returns ({res: accuracy}, last loss)."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on biases, BN and LayerNorm
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr)
+
+    def lr_at(step):
+        if step < WARMUP:
+            return (step + 1) / WARMUP
+        return 0.5 * (1 + math.cos(math.pi * (step - WARMUP) / (STEPS - WARMUP)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
-    for _ in range(steps):
-        x, y = samples(gen, 32, RES)
+    for step in range(STEPS):
+        x, y = samples(gen, BATCH, 48 if multi_res and step % 2 else RES)
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
+    settle_bn(model, gen, multi_res)
     model.eval()
-    x, y = samples(gen, 256, RES)
+    acc = {}
     with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean()), float(loss)
+        for res in ((RES, 48) if multi_res else (RES,)):
+            x, y = samples(gen, 1024, res)
+            acc[res] = float((model(x).argmax(1) == y).float().mean())
+    return acc, float(loss)
+
+
+def settle_bn(model, gen, multi_res):
+    """Replace BatchNorm's running statistics, an exponential average over weights that kept
+    changing during training, by the plain average over SETTLE batches run through the final
+    weights (train-mode passes without gradients; momentum None makes the average cumulative)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(SETTLE):
+            model(samples(gen, 128, 48 if multi_res and i % 2 else RES)[0])
+    model.eval()
 
 
 def export(model, path, dynamic_hw):
@@ -244,24 +302,55 @@ def save_npy(path, arr):
     np.save(path, arr, allow_pickle=False)
 
 
-def main():
-    os.makedirs(OUT, exist_ok=True)
+def trained(name, make, index, cache):
+    """The model called name, trained (train()) from torchvision's initialisation under SEED with
+    its own sample stream (seed SEED + 100 + index, so each model's weights depend on nothing
+    else). With cache (a folder), the weights and figures are kept there as NAME.pt and reused.
+    Returns (model in eval mode, {res: accuracy}, last loss)."""
     torch.manual_seed(SEED)
-    gen = torch.Generator().manual_seed(SEED)
+    model = make()
+    path = cache and os.path.join(cache, name + ".pt")
+    if path and os.path.exists(path):
+        saved = torch.load(path)
+        model.load_state_dict(saved["state"])
+        return model.eval(), saved["accuracy"], saved["loss"]
+    gen = torch.Generator().manual_seed(SEED + 100 + index)
+    acc, loss = train(model, gen, LR_OF.get(name, LR), name == "resnet18")
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        torch.save({"state": model.state_dict(), "accuracy": acc, "loss": loss}, path)
+    return model.eval(), acc, loss
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Export the test zoo to tests/zoo (see the module's docstring).")
+    ap.add_argument("--cache", help="folder for the trained weights (NAME.pt), reused when present")
+    ap.add_argument("--only", help="comma-separated models: train these into --cache and stop")
+    args = ap.parse_args()
+    names = [m[0] for m in MODELS]
+    only = args.only.split(",") if args.only else None
+    if only and (not args.cache or not set(only) <= set(names)):
+        sys.exit(f"--only needs --cache and names among {', '.join(names)}")
+    os.makedirs(OUT, exist_ok=True)
     entries = []
     built = {}
-    for name, arch, make, dyn in MODELS:
+    for index, (name, arch, make, dyn) in enumerate(MODELS):
+        if only and name not in only:
+            continue
         if name == "resnet18_hw":
-            model = built["resnet18"]  # the same weights, other axes
+            model, acc, _ = built["resnet18"]  # the same weights, other axes
         else:
-            torch.manual_seed(SEED)
-            model = make()
-            acc, loss = brief_train(model, gen)
-            print(f"{name}: trained {STEPS} steps, last loss {loss:.3f}, accuracy {acc:.3f}", flush=True)
-            built[name] = model
+            model, acc, loss = trained(name, make, index, args.cache)
+            built[name] = (model, acc, loss)
+            print(f"{name}: {STEPS} steps, last loss {loss:.4f}, accuracy "
+                  + ", ".join(f"{a:.4f} at {r}x{r}" for r, a in acc.items()), flush=True)
+        if only:
+            continue
         path = os.path.join(OUT, name + ".onnx")
         export(model, path, dyn)
-        entries.append((name, arch, path, dyn))
+        entries.append((name, arch, path, dyn, acc))
+    if only:
+        return
 
     torch.manual_seed(SEED)
     net = SharedConvNet().eval()
@@ -269,10 +358,10 @@ def main():
     export(net, path, False)
     identity_alias(path)
     entries.append(("shared_identity", "one Conv module applied twice; weights read through Identity; "
-                    "Reshape shape from Shape->Gather->Unsqueeze->Concat->Mul", path, False))
+                    "Reshape shape from Shape->Gather->Unsqueeze->Concat->Mul", path, False, None))
 
     dgen = torch.Generator().manual_seed(SEED + 2)
-    for folder, n, res in (("data32", 64, 32), ("data48", 32, 48)):
+    for folder, n, res in (("data32", N32, 32), ("data48", N48, 48)):
         d = os.path.join(OUT, folder)
         os.makedirs(d, exist_ok=True)
         x, y = samples(dgen, n, res)
@@ -286,13 +375,16 @@ def main():
         "onnx_version": onnx.__version__,
         "seed": SEED,
         "export": "torch.onnx.export defaults; input 'input' [N,3,32,32] (N symbolic), output 'logits' [N,10]",
-        "weights": f"torchvision init under the seed, then {STEPS} Adam steps (lr 1e-3, batch 32) on the "
-                   "prototype task (see samples()); BatchNorm running stats from those train-mode passes",
-        "data": {"data32": "x.npy [64,3,32,32] float32 prototype-task samples, y.npy [64] their labels",
-                 "data48": "x.npy [32,3,48,48] float32 prototype-task samples, y.npy [32] their labels"},
+        "weights": f"torchvision init under the seed, then {STEPS} AdamW steps (batch {BATCH}, lr {LR} "
+                   f"(per model: {LR_OF}), {WARMUP} warm-up steps then cosine decay to 0, weight decay {WD} on "
+                   "weight tensors) on fresh prototype-task samples (see samples(); resnet18 also at 48x48); "
+                   f"BatchNorm running stats then averaged over {SETTLE} batches of 128 through the final "
+                   "weights; shared_identity untrained",
+        "data": {"data32": f"x.npy [{N32},3,32,32] float32 prototype-task samples, y.npy [{N32}] their labels",
+                 "data48": f"x.npy [{N48},3,48,48] float32 prototype-task samples, y.npy [{N48}] their labels"},
         "models": [],
     }
-    for name, arch, path, dyn in entries:
+    for name, arch, path, dyn, acc in entries:
         m = onnx.load(path)
         ops = {}
         for n in m.graph.node:
@@ -305,6 +397,9 @@ def main():
             "size_bytes": size, "opset": m.opset_import[0].version,
             "input_shape": ["N", 3, "H", "W"] if dyn else ["N", 3, RES, RES], "op_types": ops,
         })
+        if acc:
+            # Top-1 of the FP32 model in eval mode on 1024 fresh samples per resolution.
+            manifest["models"][-1]["accuracy"] = {f"{r}x{r}": round(a, 4) for r, a in acc.items()}
         print(f"{name}: {size} bytes, opset {m.opset_import[0].version}, {sum(ops.values())} nodes")
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
