@@ -12,7 +12,7 @@ static const char analyze_help[] =
 	"usage: qtool analyze MODEL --calib FILE --data SPEC -o SENS.json [--limit N] [--batch B]\n"
 	"                     [--candidates LIST] [--granularity channel|tensor] [--group-size G]\n"
 	"                     [--full-range] [--calib-method M] [--method LIST] [--keep-float PATTERN ...]\n"
-	"                     [--html REPORT.html]\n\n"
+	"                     [--html REPORT.html] [--proxy hessian]\n\n"
 	"Measures, for every layer quantize would give integer weights and every candidate\n"
 	"setting, how much the model's output moves when only that layer takes that setting\n"
 	"(its weights quantized, its input rounded to its grid; everything else FP32): the\n"
@@ -33,6 +33,13 @@ static const char analyze_help[] =
 	"                      checks it uses the same); input shapes are calibration's\n"
 	"  --method LIST       weight methods to measure with (default rtn); methods that\n"
 	"                      need data use --data with FP32 inputs\n"
+	"  --proxy hessian     estimate instead of measure (large models): per layer and\n"
+	"                      setting, the mean square of the layer's FP32 input times\n"
+	"                      |W_q - W|^2 (HAWQ-V3's Hessian-trace weighting with the\n"
+	"                      layer-wise Hessian X^T X / n), plus the input's rounding\n"
+	"                      noise through the weights; one FP32 pass over the data\n"
+	"                      (loss \"hessian-proxy\"; scripts/results_proxy.sh ranks it\n"
+	"                      against the measurement)\n"
 	"  --html FILE         also write a self-contained page: per-layer SQNR bars, the\n"
 	"                      sensitivity heat map, predicted loss against size for the\n"
 	"                      integer program and the uniform settings (docs/SENSITIVITY.md)\n";
@@ -40,7 +47,8 @@ static const char analyze_help[] =
 int cmd_analyze(int argc, char **argv)
 {
 	const char *calib = NULL, *out = NULL, *data = NULL, *limit_s = NULL, *batch_s = NULL, *cands = NULL;
-	const char *gran = NULL, *group_s = NULL, *method = NULL, *methods = NULL, *html = NULL, *pos[1];
+	const char *gran = NULL, *group_s = NULL, *method = NULL, *methods = NULL, *html = NULL, *proxy = NULL;
+	const char *pos[1];
 	const char *keeps[256];
 	int n_keeps = 0, full_range = 0, n_pos, rc;
 	long limit = 1000, batch = 32, group = 0;
@@ -58,6 +66,7 @@ int cmd_analyze(int argc, char **argv)
 		{.name = "--method", .value = &methods},
 		{.name = "--keep-float", .list = keeps, .n_list = &n_keeps, .cap = 256},
 		{.name = "--html", .value = &html},
+		{.name = "--proxy", .value = &proxy},
 		{0},
 	};
 	if ((rc = cli_parse_args("analyze", analyze_help, argc, argv, opts, pos, 1, &n_pos)) >= 0)
@@ -71,6 +80,8 @@ int cmd_analyze(int argc, char **argv)
 		return cli_usage_error("analyze", "no model given (see 'qtool analyze --help')");
 	if (!calib || !data || !out)
 		return cli_usage_error("analyze", "--calib FILE, --data SPEC and -o SENS.json are required");
+	if (proxy && strcmp(proxy, "hessian"))
+		return cli_usage_error("analyze", "--proxy '%s': the one proxy is 'hessian'", proxy);
 	struct qt_bits_setting cand[16];
 	const char *bad = NULL;
 	int nc = qt_bits_settings_parse(cands ? cands : cli_default_candidates, cand, 16, &bad);
@@ -122,7 +133,7 @@ int cmd_analyze(int argc, char **argv)
 			goto done;
 		o.data = ds;
 	}
-	if ((rc = cli_sens_measure("analyze", model, t, &o, cand, nc, data, limit, (int)batch, &s)) != 0)
+	if ((rc = cli_sens_measure("analyze", model, t, &o, cand, nc, data, limit, (int)batch, proxy != NULL, &s)) != 0)
 		goto done;
 	if ((st = qt_sens_to_json(&s, model, &json)) != QT_OK ||
 	    (st = cli_out_write_all(out, json, strlen(json))) != QT_OK ||

@@ -99,7 +99,7 @@ static enum qt_status time_nodes(void *user, const struct qt_graph *g, const int
 
 int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_table *calib,
 		     const struct qt_quant_opts *qo, const struct qt_bits_setting *settings, int n_settings,
-		     const char *data, long limit, int batch, struct qt_sens *out)
+		     const char *data, long limit, int batch, int proxy, struct qt_sens *out)
 {
 	struct qt_dataset *ds = NULL;
 	int rc = cli_open_samples(cmd, model, data, limit, &ds);
@@ -111,7 +111,7 @@ int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_t
 	struct timer tm = {.ds = ds, .batch = batch};
 	struct qt_sens_opts so = {.quant = qo, .settings = settings, .n_settings = n_settings, .data = ds,
 				  .batch = batch, .progress = sens_progress, .progress_user = (void *)cmd,
-				  .time_nodes = time_nodes, .time_user = &tm};
+				  .time_nodes = time_nodes, .time_user = &tm, .proxy = proxy};
 	enum qt_status st = qt_sens_measure(model, calib, &so, out);
 	cli_progress_end();
 	if (st) {
@@ -495,7 +495,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 		return cli_usage_error("quantize", "a budget needs sensitivities: give --data SPEC to measure them, or "
 						   "--sens FILE from 'qtool analyze'");
 	} else {
-		rc = cli_sens_measure("quantize", model, calib, qo, cand, nc, a->data, a->limit, a->batch, &s);
+		rc = cli_sens_measure("quantize", model, calib, qo, cand, nc, a->data, a->limit, a->batch, 0, &s);
 		if (rc)
 			return rc;
 	}

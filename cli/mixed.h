@@ -17,11 +17,12 @@ extern const char cli_default_candidates[];
  * after one error line. */
 int cli_open_samples(const char *cmd, const char *model, const char *spec, long limit, struct qt_dataset **ds);
 
-/* Measure sensitivities (qt_sens_measure) on `data` with progress on stderr;
- * 0 or the exit code after one error line. */
+/* Measure sensitivities (qt_sens_measure; with proxy, estimate them by the
+ * Hessian-trace proxy) on `data` with progress on stderr; 0 or the exit code
+ * after one error line. */
 int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_table *calib,
 		     const struct qt_quant_opts *qo, const struct qt_bits_setting *settings, int n_settings,
-		     const char *data, long limit, int batch, struct qt_sens *out);
+		     const char *data, long limit, int batch, int proxy, struct qt_sens *out);
 
 /* quantize's budget options, as given (NULL when absent). */
 struct cli_mixed_args {

@@ -45,7 +45,7 @@ struct cli_per_layer {
 	struct qt_model *sim, *fp32;
 	struct cli_layer_row *rows;
 	int n;
-	char loss[8];            /* of --sens, "" without */
+	char loss[16];           /* of --sens, "" without */
 	double sens_total;       /* sum of the rows' sens (those that have one) */
 };
 /*

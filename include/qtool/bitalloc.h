@@ -126,7 +126,7 @@ struct qt_sens {
 	 * fastest of a few runs on this machine); -1 where not measured (float,
 	 * or a file without it). */
 	int64_t *ns;
-	char loss[8];     /* "kl" or "mse" */
+	char loss[16];    /* "kl", "mse" or "hessian-proxy" */
 	int64_t samples;
 	/* The grid every setting used (the quantize options it is valid for). */
 	enum qt_granularity gran;
@@ -163,6 +163,11 @@ struct qt_sens_opts {
 	 * node nodes[i]. Called once per quantized setting. */
 	enum qt_status (*time_nodes)(void *user, const struct qt_graph *g, const int *nodes, int n, int64_t *ns_out);
 	void *time_user;
+	/* 1: estimate the costs by the Hessian-trace proxy (one FP32 pass: the
+	 * layer input's mean square times the weight perturbation, plus the
+	 * input rounding noise through the weights; loss "hessian-proxy")
+	 * instead of measuring each (layer, setting). */
+	int proxy;
 };
 
 /*

@@ -189,8 +189,8 @@ static enum qt_status read_root(const char *path, const cJSON *root, struct qt_s
 		return BAD("%s: not a sensitivity file (\"format\" must be \"%s\")", path, SENS_FORMAT);
 	if (get_int(cJSON_GetObjectItemCaseSensitive(root, "version"), 0, 1000, &v) || v != SENS_VERSION)
 		return BAD("%s: \"version\" must be %d", path, SENS_VERSION);
-	if (!loss || (strcmp(loss, "kl") && strcmp(loss, "mse")))
-		return BAD("%s: \"loss\" must be \"kl\" or \"mse\"", path);
+	if (!loss || (strcmp(loss, "kl") && strcmp(loss, "mse") && strcmp(loss, "hessian-proxy")))
+		return BAD("%s: \"loss\" must be \"kl\", \"mse\" or \"hessian-proxy\"", path);
 	if (!gran || (strcmp(gran, "channel") && strcmp(gran, "tensor") && strcmp(gran, "group")))
 		return BAD("%s: \"granularity\" must be channel, tensor or group", path);
 	if (get_int(cJSON_GetObjectItemCaseSensitive(root, "group_size"), 0, 65535, &gs) ||

@@ -532,6 +532,89 @@ static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *
 	return st;
 }
 
+/*
+ * The cheap proxy (o->proxy): HAWQ-V3's Hessian-trace-weighted weight
+ * perturbation, with the layer-wise Hessian the data engine uses (H =
+ * E[x x^T] of the layer's FP32 input) in place of the loss's, which qtool
+ * does not compute: the layer's output error tr(H) / K * |W_s - W|_F^2,
+ * plus, when the setting rounds the layer's input to a grid of step d, that
+ * rounding noise through the FP32 weights, d^2 / 12 * |W|_F^2; divided by
+ * the output's energy under the same isotropic H, tr(H) / K * |W|_F^2, so
+ * the cost is the layer's noise-to-signal ratio. (Undivided, the layer-wise
+ * Hessian ranks layers against the measurement on every bundled model:
+ * big late layers have big output errors that matter little.) tr(H) / K is
+ * the mean square of the layer's input (for a Conv, of the input tensor:
+ * padding ignored). One FP32 pass over the data instead of a rerun per
+ * (layer, setting). Sums in double. scripts/results_proxy.sh measures how
+ * well it ranks.
+ */
+static enum qt_status proxy_all(struct measure *m, const struct qt_sens_opts *o, struct sim_layer *const *sims,
+				int batch, struct qt_sens *out)
+{
+	struct qt_graph *g = m->g;
+	struct qt_tensor x = {0};
+	enum qt_status st = QT_OK;
+	double *sq = calloc((size_t)m->L + 1, sizeof *sq);
+	int64_t *cnt = calloc((size_t)m->L + 1, sizeof *cnt), done = 0;
+	if (!sq || !cnt)
+		st = qt_error(QT_E_NOMEM, "out of memory");
+	qt_dataset_reset(o->data);
+	while (!st) {
+		int nb = 0;
+		if ((st = qt_dataset_next(o->data, batch, &x, NULL, &nb)) != QT_OK || nb == 0)
+			break;
+		for (int k = 0; k < g->n_outputs; k++)
+			qt_tensor_free(&m->ref_out[k]);
+		if ((st = qt_rt_run(m->ref, &x, m->ref_out)) != QT_OK)
+			break;
+		for (int l = 0; l < m->L; l++) {
+			const struct qt_node *nd = &g->nodes[m->nodes[l]];
+			const struct qt_tensor *in = qt_rt_value(m->ref, nd->inputs[0]);
+			if (!in || in->dtype != QT_DTYPE_F32) {
+				st = qt_error(QT_E_UNSUPPORTED, "%s: the input of layer \"%s\" is not float32", m->model,
+					      out->names[l]);
+				break;
+			}
+			const float *d = in->data;
+			int64_t n = qt_tensor_numel(in);
+			for (int64_t i = 0; i < n; i++)
+				sq[l] += (double)d[i] * d[i];
+			cnt[l] += n;
+		}
+		done += nb;
+	}
+	qt_tensor_free(&x);
+	for (int l = 0; !st && l < m->L; l++) {
+		const struct qt_tensor *w = g->values[g->nodes[m->nodes[l]].inputs[1]].init;
+		const float *wf = w->data;
+		int64_t n = qt_tensor_numel(w);
+		double ms = cnt[l] > 0 ? sq[l] / (double)cnt[l] : 0, wn = 0;
+		for (int64_t i = 0; i < n; i++)
+			wn += (double)wf[i] * wf[i];
+		for (int s = 0; s < m->S; s++) {
+			const struct sim_layer *sl = &sims[s][l];
+			if (!sl->w.data)
+				continue; /* float: no perturbation */
+			if (qt_tensor_numel(&sl->w) != n) {
+				st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\": simulated weight of another size", m->model,
+					      out->names[l]);
+				break;
+			}
+			const float *q = sl->w.data;
+			double dw = 0;
+			for (int64_t i = 0; i < n; i++)
+				dw += ((double)q[i] - wf[i]) * ((double)q[i] - wf[i]);
+			double da = sl->a_scale > 0 ? (double)sl->a_scale * sl->a_scale / 12.0 * wn : 0;
+			double sig = ms * wn; /* the output's energy under the same isotropic H */
+			out->cost[(size_t)l * m->S + s] = sig > 0 ? (ms * dw + da) / sig : 0;
+		}
+	}
+	out->samples = done;
+	free(sq);
+	free(cnt);
+	return st;
+}
+
 enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *calib, const struct qt_sens_opts *o,
 			       struct qt_sens *out)
 {
@@ -593,7 +676,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 		out->wfull = o->quant->wfull;
 		out->methods = o->quant->methods & ((o->quant->data ? ~0u : ~QT_METHODS_DATA));
 		memcpy(out->settings, o->settings, (size_t)m.S * sizeof *out->settings);
-		snprintf(out->loss, sizeof out->loss, "%s", m.kl ? "kl" : "mse");
+		snprintf(out->loss, sizeof out->loss, "%s", o->proxy ? "hessian-proxy" : m.kl ? "kl" : "mse");
 		qt_sha256_hex(g->sha256, out->model_sha256);
 	}
 	if (!st && (st = qt_rt_new(g, &m.ref)) == QT_OK && (st = qt_rt_new(g, &m.seg)) == QT_OK) {
@@ -645,7 +728,7 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	if (!st && !(m.acc = calloc((size_t)m.L * m.S + 1, sizeof *m.acc)))
 		st = qt_error(QT_E_NOMEM, "out of memory");
 	if (!st)
-		st = measure_all(&m, o, sims, batch, out);
+		st = o->proxy ? proxy_all(&m, o, sims, batch, out) : measure_all(&m, o, sims, batch, out);
 	openblas_set_num_threads(threads);
 	for (int s = 0; sims && s < m.S; s++)
 		sim_free(sims[s], m.L);

@@ -138,3 +138,21 @@ expect_exit 1 "mixed: impossible --min-sqnr exits 1" "$QTOOL" quantize "$M" --ca
 	--sens "$MX/cnn.sens.json" --candidates w2a8 --min-sqnr 200 --eval-data "npy:$MU" -o "$MX/ms0.qmod"
 check "mixed: impossible --min-sqnr still writes the closest model" test -s "$MX/ms0.qmod"
 check "mixed: impossible --min-sqnr says so" grep -q "no plan met --min-sqnr 200; wrote the most accurate one found" <<<"$ERR"
+
+# The Hessian-trace proxy: one FP32 pass instead of a run per (layer, setting). Its costs must
+# order each layer's settings as their weight error does (fewer bits, larger cost), and quantize
+# takes the file like a measured one.
+expect_exit 2 "mixed: --proxy with an unknown name" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
+	--data fashion-mnist:train --limit 64 --proxy fisher -o "$MX/px.json"
+expect_err_line "mixed: the unknown proxy is named" "--proxy 'fisher'"
+expect_exit 0 "mixed: analyze --proxy hessian" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
+	--data fashion-mnist:train --limit 64 --candidates w8a8,w4a8,w2a8 --proxy hessian -o "$MX/px.json"
+check "mixed: the proxy file says what its costs are" grep -q '"loss":[[:space:]]*"hessian-proxy"' "$MX/px.json"
+bad_order=$(sed -n 's/.*"cost":[[:space:]]*\[\(.*\)\].*/\1/p' "$MX/px.json" | tr -d ' ' |
+	awk -F, '!($1 < $2 && $2 < $3) { n++ } END { print n + 0 }')
+nlay=$(grep -c '"cost":' "$MX/px.json" || true)
+check "mixed: proxy costs grow as bits fall on every layer ($bad_order of $nlay out of order)" \
+	test "$bad_order" -eq 0 -a "$nlay" -gt 0
+expect_exit 0 "mixed: quantize with the proxy's costs" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--sens "$MX/px.json" --candidates w8a8,w4a8,w2a8 --avg-wbits 4 -o "$MX/px.qmod"
+check "mixed: the proxy's plan is mixed" grep -Eq "^  .* w2a8 |^  .* w4a8 " <<<"$OUT"
