@@ -485,28 +485,39 @@ static void measure_free(struct measure *m)
 	qt_graph_free(m->g);
 }
 
+/* The next batch of the data through the FP32 reference (every value kept):
+ * *nb_out samples, 0 at the end. The first batch also gives each layer's MACs. */
+static enum qt_status ref_next(struct measure *m, const struct qt_sens_opts *o, int batch, int first,
+			       struct qt_tensor *x, struct qt_sens *out, int *nb_out)
+{
+	enum qt_status st;
+	*nb_out = 0;
+	if ((st = qt_dataset_next(o->data, batch, x, NULL, nb_out)) != QT_OK || *nb_out == 0)
+		return st;
+	for (int k = 0; k < m->g->n_outputs; k++)
+		qt_tensor_free(&m->ref_out[k]);
+	if ((st = qt_rt_run(m->ref, x, m->ref_out)) != QT_OK)
+		return st;
+	for (int l = 0; first && l < m->L; l++)
+		out->macs[l] = layer_macs(m, &m->g->nodes[m->nodes[l]], *nb_out);
+	return QT_OK;
+}
+
 /* Cost of every layer at every setting (sims[s][l]): per batch one FP32
  * reference pass, then each (layer, setting) from its layer on; the mean of
  * the batch losses over the data. */
 static enum qt_status measure_all(struct measure *m, const struct qt_sens_opts *o, struct sim_layer *const *sims,
 				  int batch, struct qt_sens *out)
 {
-	struct qt_graph *g = m->g;
 	struct qt_tensor x = {0};
 	enum qt_status st = QT_OK;
 	int64_t done = 0, step = 0, steps = (qt_dataset_count(o->data) + batch - 1) / batch;
 	qt_dataset_reset(o->data);
 	for (;;) {
 		int nb = 0;
-		if ((st = qt_dataset_next(o->data, batch, &x, NULL, &nb)) != QT_OK || nb == 0)
-			break;
-		for (int k = 0; k < g->n_outputs; k++)
-			qt_tensor_free(&m->ref_out[k]);
-		if ((st = qt_rt_run(m->ref, &x, m->ref_out)) != QT_OK)
+		if ((st = ref_next(m, o, batch, done == 0, &x, out, &nb)) != QT_OK || nb == 0)
 			break;
 		for (int l = 0; l < m->L && !st; l++) {
-			if (done == 0)
-				out->macs[l] = layer_macs(m, &g->nodes[m->nodes[l]], nb);
 			for (int s = 0; s < m->S && !st; s++) {
 				double loss = 0;
 				if (!sims[s][l].w.data)
@@ -561,11 +572,7 @@ static enum qt_status proxy_all(struct measure *m, const struct qt_sens_opts *o,
 	qt_dataset_reset(o->data);
 	while (!st) {
 		int nb = 0;
-		if ((st = qt_dataset_next(o->data, batch, &x, NULL, &nb)) != QT_OK || nb == 0)
-			break;
-		for (int k = 0; k < g->n_outputs; k++)
-			qt_tensor_free(&m->ref_out[k]);
-		if ((st = qt_rt_run(m->ref, &x, m->ref_out)) != QT_OK)
+		if ((st = ref_next(m, o, batch, done == 0, &x, out, &nb)) != QT_OK || nb == 0)
 			break;
 		for (int l = 0; l < m->L; l++) {
 			const struct qt_node *nd = &g->nodes[m->nodes[l]];

@@ -148,6 +148,8 @@ expect_err_line "mixed: the unknown proxy is named" "--proxy 'fisher'"
 expect_exit 0 "mixed: analyze --proxy hessian" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
 	--data fashion-mnist:train --limit 64 --candidates w8a8,w4a8,w2a8 --proxy hessian -o "$MX/px.json"
 check "mixed: the proxy file says what its costs are" grep -q '"loss":[[:space:]]*"hessian-proxy"' "$MX/px.json"
+check "mixed: the proxy file has every layer's MACs (for --max-bops)" \
+	test "$(grep -c '"macs":[[:space:]]*[1-9]' "$MX/px.json")" -eq "$(grep -c '"macs":' "$MX/px.json")"
 bad_order=$(sed -n 's/.*"cost":[[:space:]]*\[\(.*\)\].*/\1/p' "$MX/px.json" | tr -d ' ' |
 	awk -F, '!($1 < $2 && $2 < $3) { n++ } END { print n + 0 }')
 nlay=$(grep -c '"cost":' "$MX/px.json" || true)
