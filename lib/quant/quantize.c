@@ -795,6 +795,10 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 			diag[k] = H[k * K + k];
 		struct qt_wgrid sub = L->grid;
 		sub.C = rows;
+		/* A format's block (32, 16) may be longer than a short row (a 3x3
+		 * Conv over one channel): one scale per row either way. */
+		if (sub.group_size > K)
+			sub.group_size = K;
 		sub.scale = L->grid.scale + (size_t)gi * rows * ng;
 		const float *w = L->w + (size_t)gi * rows * K;
 		int32_t *codes = L->codes + (size_t)gi * rows * K;
