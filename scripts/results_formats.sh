@@ -16,7 +16,10 @@
 #   scripts/results_formats.sh --update [QTOOL] replaces it inside docs/RESULTS.md
 #   env: RESULTS_MODELS="fmnist_cnn ..." to restrict, FORMATS_LIMIT=N to evaluate
 #        the first N test images only (the table then says so), FORMATS_JOBS=N
-#        models at once (default 1), FORMATS_FULL=1 for more rows (below)
+#        models at once (default 1), FORMATS_FULL=1 for more rows (below),
+#        FORMATS_REUSE=1 to keep rows already measured (their .txt exists),
+#        FORMATS_COLLECT=1 to only assemble what was measured (rows not run
+#        say so; the goals table then says "not measured")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 update=0
@@ -30,8 +33,6 @@ CAL=(--data fashion-mnist:train --limit 1000)
 METHOD="--method gptq,bias-correction"
 # label|quantize flags|m when the row is also run with $METHOD
 configs=(
-	"W8A8 INT8|--weights int8 --acts int8|"
-	"W8A8 FP8 E4M3|--weights fp8_e4m3 --acts fp8_e4m3|"
 	"W4A8 INT4 channel|--weights int4 --acts int8|m"
 	"W4A8 FP4 E2M1 channel|--weights fp4_e2m1 --acts int8|m"
 	"W4A8 MXFP4 floor|--weights mxfp4 --acts int8 --mx-scale floor|m"
@@ -40,6 +41,8 @@ configs=(
 	"W4A4 FP4 E2M1 channel|--weights fp4_e2m1 --acts fp4_e2m1|m"
 	"W4A4 MXFP4 floor|--weights mxfp4 --acts mxfp4 --mx-scale floor|m"
 	"W4A4 NVFP4|--weights nvfp4 --acts nvfp4|m"
+	"W8A8 INT8|--weights int8 --acts int8|"
+	"W8A8 FP8 E4M3|--weights fp8_e4m3 --acts fp8_e4m3|"
 )
 # FORMATS_FULL=1 adds FP8 E5M2 and MXINT8, group-32 grids and the other MX
 # shared-exponent rules (the default run leaves them out for time).
@@ -64,12 +67,22 @@ row() {
 	local tag qm t q1 agree delta bpw bypw
 	tag="$name.$(echo "$label" | tr ' /+,' '____')"
 	qm="$OUT/$tag.qmod"
-	if ! "$Q" quantize "$m" --calib "$OUT/$name.calib.json" "$@" -o "$qm" >"$OUT/$tag.log" 2>&1; then
-		echo "| $name | $label | \`$*\` | failed: $(tail -n 1 "$OUT/$tag.log" | head -c 120) | | | | | |"
+	t="$OUT/$tag.txt"
+	# A row counts as measured once its evaluation is complete (written to
+	# .part first, so an interrupted run leaves none half-written).
+	if [ "${FORMATS_COLLECT:-0}" = 1 ] && [ ! -s "$t" ]; then
+		echo "| $name | $label | \`$*\` | not run (out of time) | | | | | |"
 		return
 	fi
-	t="$OUT/$tag.txt"
-	"$Q" eval "$qm" --data fashion-mnist:test "${lflag[@]}" --reference "$m" >"$t"
+	if [ "${FORMATS_REUSE:-0}${FORMATS_COLLECT:-0}" != 00 ] && [ -s "$t" ] && [ -s "$qm" ]; then
+		: # measured by an earlier run of this script
+	elif ! "$Q" quantize "$m" --calib "$OUT/$name.calib.json" "$@" -o "$qm" >"$OUT/$tag.log" 2>&1; then
+		echo "| $name | $label | \`$*\` | failed: $(tail -n 1 "$OUT/$tag.log" | head -c 120) | | | | | |"
+		return
+	else
+		"$Q" eval "$qm" --data fashion-mnist:test "${lflag[@]}" --reference "$m" >"$t.part"
+		mv "$t.part" "$t"
+	fi
 	q1=$(num 'top-1:' "$t")
 	agree=$(sed -n 's/^agreement with .*: \([0-9.]*\)% top-1/\1/p' "$t")
 	delta=$(awk -v a="$q1" -v b="$f1" 'BEGIN { printf "%+.2f", a - b }')
@@ -87,31 +100,43 @@ top1_of() { awk -F'|' -v n="$1" -v l="$2" '$1 == n && $2 == l { print $3 }' "$OU
 
 # model_rows NAME: every row of one model (markdown on stdout).
 model_rows() {
-	local name=$1 U sens="$OUT/$1.sens.json"
+	local name=$1
 	m=models/$name.onnx
 	lflag=()
 	[ "$limit" = 0 ] || lflag=(--limit "$limit")
 	: >"$OUT/$name.rows.txt"
 	[ -f "$OUT/$name.calib.json" ] || "$Q" calibrate "$m" "${CAL[@]}" -o "$OUT/$name.calib.json" >/dev/null
-	"$Q" eval "$m" --data fashion-mnist:test "${lflag[@]}" >"$OUT/$name.fp32.txt"
+	[ "${FORMATS_REUSE:-0}${FORMATS_COLLECT:-0}" != 00 ] && [ -s "$OUT/$name.fp32.txt" ] ||
+		"$Q" eval "$m" --data fashion-mnist:test "${lflag[@]}" >"$OUT/$name.fp32.txt"
 	f1=$(num 'top-1:' "$OUT/$name.fp32.txt")
 	echo "| $name | FP32 | - | $f1 | - | - | - | 32 | 4 |"
 	echo "$name|FP32|$f1|0" >>"$OUT/$name.rows.txt"
+	local mixed=0
 	for c in "${configs[@]}"; do
 		IFS='|' read -r label flags meth <<<"$c"
+		# The mix right after the W4A8 rows (it needs the INT4 one).
+		if [ "$mixed" = 0 ] && [[ $label != W4A8* ]]; then
+			mix_rows "$name"
+			mixed=1
+		fi
 		# shellcheck disable=SC2086
 		row "$name" "$label" $flags
 		# shellcheck disable=SC2086
 		[ -z "$meth" ] || row "$name" "$label + gptq,bc" $flags $METHOD "${CAL[@]}"
 	done
-	U=$("$Q" inspect "$OUT/$name.W4A8_INT4_channel.qmod" | awk '$1 == "total" { print $3 }')
-	[ -f "$sens" ] || "$Q" analyze "$m" --calib "$OUT/$name.calib.json" "${CAL[@]}" --candidates "$CANDS" \
+	echo "results_formats: $name done" >&2
+}
+
+# mix_rows NAME: the INT/FP mix at uniform INT4's size, with and without the method.
+mix_rows() {
+	local name=$1 U sens="$OUT/$1.sens.json"
+	U=$("$Q" inspect "$OUT/$name.W4A8_INT4_channel.qmod" 2>/dev/null | awk '$1 == "total" { print $3 }')
+	[ -f "$sens" ] || [ "${FORMATS_COLLECT:-0}" = 1 ] || "$Q" analyze "$m" --calib "$OUT/$name.calib.json" "${CAL[@]}" --candidates "$CANDS" \
 		-o "$sens" >"$OUT/$name.analyze.log" 2>&1
 	row "$name" "W4A8 INT/FP mix" --sens "$sens" --candidates "$CANDS" --target-size "$U"
 	# shellcheck disable=SC2086
 	row "$name" "W4A8 INT/FP mix + gptq,bc" --sens "$sens" --candidates "$CANDS" --target-size "$U" \
 		$METHOD "${CAL[@]}"
-	echo "results_formats: $name done" >&2
 }
 
 section() {
