@@ -26,8 +26,10 @@ static const char analyze_help[] =
 	"  -o, --output FILE   the sensitivity JSON to write (required)\n"
 	"  --limit N           use the first N samples (default 1000; 0 = all)\n"
 	"  --batch B           samples per run (default 32)\n"
-	"  --candidates LIST   settings to measure (default w8a8,w4a8,w3a8,w2a8,w4a4);\n"
-	"                      'float' keeps a layer FP32 (4 bytes per weight, cost 0)\n"
+	"  --candidates LIST   settings to measure (default w8a8,w4a8,w3a8,w2a8,w4a4):\n"
+	"                      wXaY, a weight format (int4, fp4_e2m1, mxfp4, nvfp4, fp8_e4m3,\n"
+	"                      ...; 8-bit activations, FORMAT:a4 for 4-bit ones), or 'float'\n"
+	"                      (the layer stays FP32: 4 bytes per weight, cost 0)\n"
 	"  --granularity, --group-size, --full-range, --calib-method, --keep-float\n"
 	"                      as for quantize: the grid every setting uses (quantize\n"
 	"                      checks it uses the same); input shapes are calibration's\n"
@@ -82,12 +84,10 @@ int cmd_analyze(int argc, char **argv)
 		return cli_usage_error("analyze", "--calib FILE, --data SPEC and -o SENS.json are required");
 	if (proxy && strcmp(proxy, "hessian"))
 		return cli_usage_error("analyze", "--proxy '%s': the one proxy is 'hessian'", proxy);
-	struct qt_bits_setting cand[16];
-	const char *bad = NULL;
-	int nc = qt_bits_settings_parse(cands ? cands : cli_default_candidates, cand, 16, &bad);
-	if (nc < 0)
-		return cli_usage_error("analyze", "--candidates: '%s' is not wXaY (X in 8,4,3,2; Y in 8,4) or float, or repeats",
-				       bad);
+	struct qt_bits_setting cand[CLI_MAX_CANDIDATES];
+	int nc = 0;
+	if ((rc = cli_parse_candidates("analyze", cands, cand, &nc)) != 0)
+		return rc;
 	struct qt_quant_opts o = {.wbits = 8, .abits = 8, .batch = (int)batch, .wfull = full_range,
 				  .calib_method = method, .keep_float = keeps, .n_keep_float = n_keeps};
 	enum qt_calib_method cm;

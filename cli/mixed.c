@@ -50,6 +50,18 @@ static double seconds(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int cli_parse_candidates(const char *cmd, const char *list, struct qt_bits_setting *cand, int *n_out)
+{
+	const char *bad = NULL;
+	*n_out = qt_bits_settings_parse(list ? list : cli_default_candidates, cand, CLI_MAX_CANDIDATES, &bad);
+	if (*n_out < 0)
+		return cli_usage_error(cmd,
+				       "--candidates: '%s' is not wXaY (X in 8,4,3,2; Y in 8,4), a weight format (%s; "
+				       "FORMAT:a4 for 4-bit activations) or float, or repeats (at most %d)",
+				       bad, qt_numfmt_names(), CLI_MAX_CANDIDATES);
+	return 0;
+}
+
 /* A bar on a terminal (user: the command's name). */
 static void sens_progress(void *user, const char *what, int64_t done, int64_t total)
 {
@@ -87,9 +99,13 @@ static enum qt_status time_nodes(void *user, const struct qt_graph *g, const int
 		st = qt_dataset_next(t->ds, in0->rank >= 1 && in0->dims[0] > 0 ? (int)in0->dims[0] : t->batch, &x, NULL, &nb);
 	if (!st && nb > 0)
 		st = qt_qrt_time_nodes(g2, &x, nb, 3, nodes, n, ns_out);
-	for (int i = 0; !st && i < n; i++)
-		if (!g->nodes[nodes[i]].rq)
+	/* Layers without quantized weights run in float and are not timed;
+	 * a number format's layers (decoded to FP32, no requantization) are. */
+	for (int i = 0; !st && i < n; i++) {
+		const struct qt_node *nd = &g->nodes[nodes[i]];
+		if (nd->n_inputs < 2 || nd->inputs[1] < 0 || !g->values[nd->inputs[1]].q)
 			ns_out[i] = -1;
+	}
 	qt_dataset_reset(t->ds);
 	qt_tensor_free(&x);
 	qt_graph_free(g2);
@@ -201,12 +217,13 @@ static int pin_layers(const struct qt_sens *s, const struct qt_quant_opts *qo, c
 		struct qt_bits_setting b;
 		char pat[512];
 		if (!eq || (size_t)(eq - spec) >= sizeof pat || qt_bits_setting_parse(eq + 1, &b))
-			return cli_usage_error("quantize", "--layer '%s' must be PATTERN=wXaY or PATTERN=float", spec);
+			return cli_usage_error("quantize", "--layer '%s' must be PATTERN=wXaY, PATTERN=FORMAT or PATTERN=float",
+					       spec);
 		if (b.wbits == 32 && strcmp(eq + 1, "float") == 0)
 			continue;
 		snprintf(pat, sizeof pat, "%.*s", (int)(eq - spec), spec);
 		int c = 0, hits = 0;
-		while (c < nc && !(cand[c].wbits == b.wbits && cand[c].abits == b.abits))
+		while (c < nc && !qt_bits_setting_eq(&cand[c], &b))
 			c++;
 		if (c == nc)
 			return cli_usage_error("quantize", "--layer '%s': %s is not one of the candidates", spec, eq + 1);
@@ -229,15 +246,27 @@ static int map_candidates(const char *sens_path, const struct qt_sens *s, const 
 	for (int c = 0; c < nc; c++) {
 		idx[c] = -1;
 		for (int k = 0; k < s->n_settings; k++)
-			if (s->settings[k].wbits == cand[c].wbits && s->settings[k].abits == cand[c].abits)
+			if (qt_bits_setting_eq(&s->settings[k], &cand[c]))
 				idx[c] = k;
 		if (idx[c] < 0) {
-			char b[8];
+			char b[QT_SETTING_STR_MAX];
 			return cli_usage_error("quantize", "candidate %s is not in %s (run 'qtool analyze --candidates ...')",
 					       qt_bits_setting_str(&cand[c], b), sens_path);
 		}
 	}
 	return 0;
+}
+
+/* "=SETTING" as a plan override (qt_plan_override) sets it: "=wXaY",
+ * "=float", or "=FORMAT:aN" (a bare format would keep the default
+ * activation bits). buf holds QT_SETTING_STR_MAX + 8 bytes. */
+static void setting_override(const struct qt_bits_setting *b, char *buf)
+{
+	char s[QT_SETTING_STR_MAX];
+	if (b->wfmt != QT_FMT_INT)
+		snprintf(buf, QT_SETTING_STR_MAX + 8, "=%s:a%d", qt_numfmt_name(b->wfmt), b->abits);
+	else
+		snprintf(buf, QT_SETTING_STR_MAX + 8, "=%s", qt_bits_setting_str(b, s));
 }
 
 /* Overrides for choice (one candidate index per layer of s): the user's
@@ -255,8 +284,8 @@ static int make_overrides(const struct qt_sens *s, const struct qt_bits_setting 
 		if (!(out->overrides[out->n++] = strdup(qo->overrides[i])))
 			return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	for (int l = 0; l < s->n_layers; l++) {
-		char b[8], suffix[16];
-		snprintf(suffix, sizeof suffix, "=%s", qt_bits_setting_str(&cand[choice[l]], b));
+		char suffix[QT_SETTING_STR_MAX + 8];
+		setting_override(&cand[choice[l]], suffix);
 		if (!(out->overrides[out->n++] = escape_glob(s->names[l], suffix)))
 			return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	}
@@ -442,15 +471,14 @@ static int search(struct search *S, const struct qt_sens *s, const struct qt_bit
 int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, const struct qt_quant_opts *qo,
 			const struct cli_mixed_args *a, FILE *info, struct cli_mixed_plan *out)
 {
-	struct qt_bits_setting cand[16];
-	const char *bad = NULL;
-	int nc = qt_bits_settings_parse(a->candidates ? a->candidates : cli_default_candidates, cand, 16, &bad);
+	struct qt_bits_setting cand[CLI_MAX_CANDIDATES];
+	int nc = 0;
 	int64_t max_bytes = 0, max_bops = 0;
 	double avg = 0;
 	memset(out, 0, sizeof *out);
-	if (nc < 0)
-		return cli_usage_error("quantize", "--candidates: '%s' is not wXaY (X in 8,4,3,2; Y in 8,4) or float, or repeats",
-				       bad);
+	int rc = cli_parse_candidates("quantize", a->candidates, cand, &nc);
+	if (rc)
+		return rc;
 	if (a->target_size && qt_parse_size(a->target_size, &max_bytes))
 		return cli_usage_error("quantize", "--target-size '%s' must be bytes, or a size such as 120KB, 1.5MB, 96KiB",
 				       a->target_size);
@@ -485,7 +513,6 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 							   "--avg-wbits, --max-bops and --max-latency-ms", target_flag);
 	}
 	struct qt_sens s;
-	int rc;
 	if (a->sens) {
 		enum qt_status st = qt_sens_read(a->sens, &s);
 		if (st)
@@ -499,13 +526,13 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 		if (rc)
 			return rc;
 	}
-	int *idx = malloc(sizeof(int) * 16), *choice = malloc(((size_t)s.n_layers + 1) * sizeof *choice);
+	int *idx = malloc(sizeof(int) * CLI_MAX_CANDIDATES), *choice = malloc(((size_t)s.n_layers + 1) * sizeof *choice);
 	double *cost = malloc(((size_t)s.n_layers * nc + 1) * sizeof *cost);
 	int64_t *bytes = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bytes);
 	int64_t *bops = malloc(((size_t)s.n_layers * nc + 1) * sizeof *bops);
 	int64_t *ns = malloc(((size_t)s.n_layers * nc + 1) * sizeof *ns);
 	unsigned char *allowed = malloc((size_t)s.n_layers * nc + 1);
-	int wbits[16];
+	int wbits[CLI_MAX_CANDIDATES];
 	if (!rc && (!idx || !choice || !cost || !bytes || !bops || !ns || !allowed))
 		rc = cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	if (!rc)
@@ -521,7 +548,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			ns[i] = s.ns[j];
 			wbits[c] = cand[c].wbits;
 			if (max_ns && ns[i] < 0 && allowed[i] && !rc) {
-				char b[8];
+				char b[QT_SETTING_STR_MAX];
 				rc = cli_usage_error("quantize",
 						     "--max-latency-ms: %s has no integer-runtime time for layer \"%s\" at %s "
 						     "(float is not timed; run 'qtool analyze' again)",
@@ -567,7 +594,7 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 		fprintf(info, "mixed precision: %d layers, candidates %s, loss %s on %lld samples\n", s.n_layers,
 			a->candidates ? a->candidates : cli_default_candidates, s.loss, (long long)s.samples);
 		for (int l = 0; l < s.n_layers; l++) {
-			char b[8];
+			char b[QT_SETTING_STR_MAX];
 			qt_bits_setting_str(&cand[choice[l]], b);
 			size_t i = (size_t)l * nc + choice[l];
 			fprintf(info, "  %-32s %-14s %-6s %9lld bytes  cost %.6g\n", s.names[l], s.ops[l], b,

@@ -9,8 +9,13 @@
 struct qt_dataset;
 struct qt_calib_table;
 
-/* The candidates when --candidates is not given. */
+/* The candidates when --candidates is not given, and how many may be. */
 extern const char cli_default_candidates[];
+#define CLI_MAX_CANDIDATES 16
+
+/* Parse --candidates LIST (NULL: the default) into cand (CLI_MAX_CANDIDATES
+ * entries) and *n_out; 0, or the exit code after one error line. */
+int cli_parse_candidates(const char *cmd, const char *list, struct qt_bits_setting *cand, int *n_out);
 
 /* Open --data SPEC (first `limit` samples, 0 = all) for the single input of
  * the ONNX model at `model`, checked against its shape. 0, or the exit code

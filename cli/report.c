@@ -67,7 +67,7 @@ static int attach_sens(const char *cmd, const char *sens_path, const char *fp32_
 			if (strcmp(s.names[l], row->q.name))
 				continue;
 			for (int k = 0; k < s.n_settings; k++) {
-				char b[8];
+				char b[QT_SETTING_STR_MAX];
 				if (!strcmp(qt_bits_setting_str(&s.settings[k], b), row->setting)) {
 					row->sens = s.cost[(size_t)l * s.n_settings + k];
 					pl->sens_total += row->sens;

@@ -81,7 +81,7 @@ static void sqnr_bars(FILE *f, const struct qt_sens *s)
 		for (int k = 0, j = 0; k < s->n_settings; k++) {
 			if (s->settings[k].wbits == 32)
 				continue;
-			char b[8];
+			char b[QT_SETTING_STR_MAX];
 			double v = s->sqnr[(size_t)l * s->n_settings + k];
 			double w = isfinite(v) ? fmax(1, BARS_W * fmin(v, top) / top) : 1;
 			fprintf(f, "<rect class=\"bar\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>", NAME_W,
@@ -107,7 +107,7 @@ static void heat_map(FILE *f, const struct qt_sens *s)
 	int w = NAME_W + s->n_settings * CELL_W + 20, h = 28 + s->n_layers * CELL_H + 10;
 	fprintf(f, "<svg id=\"heat\" width=\"%d\" height=\"%d\" role=\"img\">\n", w, h);
 	for (int k = 0; k < s->n_settings; k++) {
-		char b[8];
+		char b[QT_SETTING_STR_MAX];
 		fprintf(f, "<text x=\"%d\" y=\"18\" class=\"col\">%s</text>\n", NAME_W + k * CELL_W + CELL_W / 2,
 			qt_bits_setting_str(&s->settings[k], b));
 	}
@@ -118,7 +118,7 @@ static void heat_map(FILE *f, const struct qt_sens *s)
 		fputs("</text>\n", f);
 		for (int k = 0; k < s->n_settings; k++) {
 			double c = cost_at(s, l, k), t = c > 0 && hi > lo ? (log10(c) - lo) / (hi - lo) : c > 0 ? 1 : 0;
-			char b[8];
+			char b[QT_SETTING_STR_MAX];
 			/* light yellow (low) to dark red (high) */
 			fprintf(f,
 				"<rect class=\"cell\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"hsl(%.0f,90%%,%.0f%%)\">"
@@ -179,7 +179,7 @@ static int pareto_points(const struct qt_sens *s, struct point *ilp, int *n_ilp,
 			pt->bytes += (double)s->bytes[(size_t)l * S + k];
 			pt->loss += cost_at(s, l, k);
 		}
-		char b[8];
+		char b[QT_SETTING_STR_MAX];
 		qt_bits_setting_str(&s->settings[k], b);
 		for (char *c = b; *c; c++)
 			*c = (char)(*c == 'w' ? 'W' : *c == 'a' ? 'A' : *c);
@@ -248,7 +248,7 @@ static void table(FILE *f, const struct qt_sens *s)
 	      "<th>sensitivity</th><th>share</th><th>integer runtime &#181;s/sample</th></tr>\n", f);
 	for (int l = 0; l < s->n_layers; l++)
 		for (int k = 0; k < s->n_settings; k++) {
-			char b[8];
+			char b[QT_SETTING_STR_MAX];
 			double tot = qt_sens_setting_total(s, k), q = s->sqnr[(size_t)l * s->n_settings + k];
 			fputs("<tr><td>", f);
 			if (k == 0) {
@@ -324,7 +324,7 @@ enum qt_status cli_report_html(const struct qt_sens *s, const char *model, const
 	      "takes the setting (its weights quantized, its input rounded to its grid), in the float simulation.</p>\n"
 	      "<p class=\"legend\">", f);
 	for (int k = 0; k < s->n_settings; k++) {
-		char b[8];
+		char b[QT_SETTING_STR_MAX];
 		if (s->settings[k].wbits != 32)
 			fprintf(f, "<span style=\"background:%s\"></span>%s", palette[k % PALETTE_N],
 				qt_bits_setting_str(&s->settings[k], b));

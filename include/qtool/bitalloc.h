@@ -82,15 +82,27 @@ struct qt_dataset;
 struct qt_calib_table;
 
 /* One candidate setting of a layer: weight and activation bits, or float
- * (wbits = abits = 32: the layer stays FP32). */
+ * (wbits = abits = 32: the layer stays FP32), and the weights' number
+ * format (QT_FMT_INT, the zero value, for integer weights; any other:
+ * wbits is its element bits). Activations are integers of abits. */
 struct qt_bits_setting {
 	int wbits, abits;
+	enum qt_numfmt wfmt;
 };
 
-/* Parse "w8a8", "w4a8", "w3a4", ... or "float"; 0 on success. */
+/* Longest qt_bits_setting_str, with its NUL. */
+#define QT_SETTING_STR_MAX 24
+
+/* Parse "w8a8", "w4a8", "w3a4", ..., "float", or a weight format of
+ * qt_numfmt_parse ("int4", "fp4_e2m1", "mxfp4", "nvfp4", ...) with 8-bit
+ * activations, or with 4-bit ones as "FORMAT:a4"; "int4" is w4a8. 0 on
+ * success. */
 QT_API int qt_bits_setting_parse(const char *s, struct qt_bits_setting *out);
-/* "w4a8" or "float" into buf (at least 8 bytes); returns buf. */
+/* "w4a8", "fp4_e2m1", "mxfp4:a4" or "float" into buf (at least
+ * QT_SETTING_STR_MAX bytes); returns buf. It parses back to the same setting. */
 QT_API const char *qt_bits_setting_str(const struct qt_bits_setting *s, char *buf);
+/* 1 when a and b are the same setting. */
+QT_API int qt_bits_setting_eq(const struct qt_bits_setting *a, const struct qt_bits_setting *b);
 /* Parse a comma-separated list into out (at most cap); returns the count, or
  * -1 with *bad_out the offending item (static buffer) for an unknown or
  * repeated setting or too many. */

@@ -202,8 +202,10 @@ struct qt_layer_plan {
 	int keep_float;         /* stays FP32 (dequantize, float, quantize at run time) */
 	/* Number formats (qtool/numfmt.h). QT_FMT_INT (the default): integer
 	 * weights of wbits, activations of abits, the integer kernels. Any other
-	 * weight format (wbits = its element bits) is rounded to nearest by
-	 * lib/quant/wformat.c and stored in that format; any other activation
+	 * weight format (wbits = its element bits) gets its scales from
+	 * lib/quant/wformat.c, its codes by round to nearest or GPTQ (the other
+	 * code choosers keep round to nearest) and bias correction if asked,
+	 * and is stored in that format; any other activation
 	 * format fake-quantizes the layer's input (an ai.qtool FakeQuant node)
 	 * and leaves the value itself float. Either makes the layer run in FP32
 	 * on decoded weights ("decoded"): no integer kernel takes them. */
@@ -291,7 +293,9 @@ struct qt_quant_opts {
 QT_API enum qt_status qt_plan_build(const struct qt_graph *g, const struct qt_quant_opts *o, struct qt_plan *out);
 QT_API void qt_plan_free(struct qt_plan *p);
 /* Apply "PATTERN=wXaY", "PATTERN=FORMAT" (a weight format of
- * qt_numfmt_parse: int4, fp4_e2m1, mxfp4, ...) or "PATTERN=float" to p;
+ * qt_numfmt_parse: int4, fp4_e2m1, mxfp4, ...; the layer keeps its
+ * activation bits), "PATTERN=FORMAT:a8" / ":a4" (and sets them) or
+ * "PATTERN=float" to p;
  * error when nothing matches. */
 QT_API enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, const char *spec);
 

@@ -28,7 +28,8 @@ void qt_biascorr_apply(struct qt_qlayer *L, const double *mean_q)
 		const double *mq = mean_q + gi * L->K, *mf = mean_fp + gi * L->K;
 		double d = 0;
 		for (int64_t k = 0; k < L->K; k++) {
-			double wq = (double)L->grid.scale[c * ng + k / L->grid.group_size] * L->codes[c * L->K + k];
+			double wq = (double)L->grid.scale[c * ng + k / L->grid.group_size] *
+				    qt_wgrid_elem(&L->grid, L->codes[c * L->K + k]);
 			d += wq * mq[k] - (double)L->w[c * L->K + k] * mf[k];
 		}
 		L->bias[c] = (float)((double)L->bias[c] - d);

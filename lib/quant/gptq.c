@@ -32,7 +32,9 @@
  *
  * Rounding: code_j = clamp(nearbyint(w_j / scale), qmin, qmax), ties to even,
  * computed in float (qt_quantize_small_range, the runtime's rule) on w_j rounded to
- * float. Float use: the weights, the differences d, the sums A and their
+ * float; on a number format's grid, w_j / scale to the nearest element
+ * (qt_wgrid_code), and d_j = w_j - scale * element: GPTQ needs nothing but
+ * "round this column" and "its value", so every format takes it unchanged. Float use: the weights, the differences d, the sums A and their
  * updates (in-block loop and SGEMM) are float; H, its factorisation, V_jj,
  * the division A_j / V_jj and the error sums are double.
  *
@@ -208,9 +210,9 @@ static enum qt_status run_gptq(const struct run *r, double *err_out)
 				const float w = r->dead[col] ? 0.0f : w0[col];
 				const float s = g->scale[c * ng + col / g->group_size];
 				const float x = (float)((double)w + (double)a[i] / vii);
-				const int32_t q = qt_quantize_small_range(x, s, 0, g->qmin, g->qmax);
+				const int32_t q = qt_wgrid_code(g, x, s);
 				r->codes[c * K + col] = q;
-				const float d = w - s * (float)q;
+				const float d = w - qt_wgrid_value(g, q, s);
 				dr[t] = d;
 				const double e = (double)a[i] + (double)d * vii;
 				err += e * e;

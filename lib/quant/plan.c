@@ -43,10 +43,17 @@ enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, con
 	pat[len] = 0;
 	int wbits = 0, abits = 0, keep = !strcmp(eq + 1, "float");
 	enum qt_numfmt wfmt = QT_FMT_INT;
-	int is_fmt = !keep && !qt_numfmt_parse(eq + 1, &wfmt, &wbits);
-	if (!keep && !is_fmt && qt_parse_bits(eq + 1, &wbits, &abits))
+	/* FORMAT keeps the layer's activation bits; FORMAT:a8 / FORMAT:a4 sets them. */
+	char fname[32];
+	const char *colon = strchr(eq + 1, ':');
+	snprintf(fname, sizeof fname, "%.*s", colon ? (int)(colon - eq - 1) : 31, eq + 1);
+	if (colon)
+		abits = !strcmp(colon, ":a8") ? 8 : !strcmp(colon, ":a4") ? 4 : -1;
+	int is_fmt = !keep && abits >= 0 && !qt_numfmt_parse(fname, &wfmt, &wbits);
+	if (!keep && !is_fmt && (colon || qt_parse_bits(eq + 1, &wbits, &abits)))
 		return qt_error(QT_E_INVALID_ARG,
-				"layer override '%s': '%s' is not wXaY (e.g. w8a8, w4a8), a weight format (%s) or float",
+				"layer override '%s': '%s' is not wXaY (e.g. w8a8, w4a8), a weight format (%s; FORMAT:a4 "
+				"sets 4-bit activations) or float",
 				spec, eq + 1, qt_numfmt_names());
 	int hits = 0;
 	for (int i = 0; i < p->n; i++) {
@@ -56,7 +63,7 @@ enum qt_status qt_plan_override(const struct qt_graph *g, struct qt_plan *p, con
 		hits++;
 		l->keep_float = keep;
 		if (is_fmt)
-			l->wbits = wbits, l->wfmt = wfmt;
+			l->wbits = wbits, l->wfmt = wfmt, l->abits = abits ? abits : l->abits;
 		else if (!keep)
 			l->wbits = wbits, l->abits = abits, l->wfmt = QT_FMT_INT;
 	}

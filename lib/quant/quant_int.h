@@ -60,7 +60,8 @@ struct qt_qlayer {
  *    scales rounded to the two-level grid the .qmod stores;
  *  - MX: blocks of 32 along each row with E8M0 scales by L->plan->mx_rule;
  *  - NVFP4: blocks of 16, tensor scale from the matrix's max|w|.
- * L->grid.group_size must be set (the block size for block formats).
+ * L->grid.group_size must be set (the block size for block formats); sets
+ * L->grid.fmt, so the grid's codes are the format's from then on.
  */
 enum qt_status qt_wformat_round(struct qt_qlayer *L);
 

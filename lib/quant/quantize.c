@@ -671,7 +671,7 @@ static enum qt_status layer_set_simulated(struct qt_graph *g, struct qt_qlayer *
 	for (int64_t c = 0; c < L->C; c++)
 		for (int64_t k = 0; k < L->K; k++)
 			d[tensor_index(w, L->axis, c, k)] =
-				L->grid.scale[c * ng + k / L->grid.group_size] * (float)L->codes[c * L->K + k];
+				qt_wgrid_value(&L->grid, L->codes[c * L->K + k], L->grid.scale[c * ng + k / L->grid.group_size]);
 	L->w_fp_init = wv->init;
 	L->w_sim_init = t;
 	wv->init = t;
@@ -697,7 +697,8 @@ static double heldout_error(const struct qt_qlayer *L, const float *scale, const
 			for (int64_t r = 0; r < rows; r++) {
 				int64_t c = gi * rows + r;
 				for (int64_t k = 0; k < K; k++) {
-					double q = (double)scale[c * ng + k / L->grid.group_size] * codes[c * K + k];
+					double q = (double)scale[c * ng + k / L->grid.group_size] *
+						   qt_wgrid_elem(&L->grid, codes[c * K + k]);
 					d[r * K + k] = L->w[c * K + k] - (pass ? 0 : q);
 				}
 			}
@@ -762,7 +763,14 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 	char lbl[256];
 	enum qt_status st = QT_OK;
 	unsigned m = L->plan->methods;
-	if (!(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND | QT_METHOD_MSE)) || !s->xtx || s->rows < 1) {
+	/* A number format's scales are fixed by qt_wformat_round (powers of two
+	 * for MX, E4M3 bytes for NVFP4): of the code choosers only GPTQ runs on
+	 * it, once, with no scale search or re-fit (AdaRound's rounding is
+	 * between two integer neighbours, which a minifloat grid does not have
+	 * evenly spaced: such layers keep round to nearest). */
+	const int fmt = L->grid.fmt != QT_FMT_INT;
+	if (!(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND | QT_METHOD_MSE)) || !s->xtx || s->rows < 1 ||
+	    (fmt && !(m & QT_METHOD_GPTQ))) {
 		qt_wgrid_round(L->w, &L->grid, L->codes);
 		return QT_OK;
 	}
@@ -787,6 +795,10 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 			diag[k] = H[k * K + k];
 		struct qt_wgrid sub = L->grid;
 		sub.C = rows;
+		/* A format's block (32, 16) may be longer than a short row (a 3x3
+		 * Conv over one channel): one scale per row either way. */
+		if (sub.group_size > K)
+			sub.group_size = K;
 		sub.scale = L->grid.scale + (size_t)gi * rows * ng;
 		const float *w = L->w + (size_t)gi * rows * K;
 		int32_t *codes = L->codes + (size_t)gi * rows * K;
@@ -796,11 +808,12 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		 * the bundled models (docs/METHODS.md): better in every w3/w2
 		 * case, mixed at w4, so w4 and up keep absmax. */
 		int mse_init = (m & QT_METHOD_GPTQ) && L->plan->wbits <= 3;
-		if (((m & QT_METHOD_MSE) || mse_init) && L->scheme != QT_QSCHEME_TENSOR)
+		if (!fmt && ((m & QT_METHOD_MSE) || mse_init) && L->scheme != QT_QSCHEME_TENSOR)
 			st = qt_wscale_mse(w, &sub, diag, NULL, lbl);
 		if (st)
 			break;
-		grid_storable(&sub);
+		if (!fmt)
+			grid_storable(&sub);
 		if (!(m & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND))) {
 			qt_wgrid_round(w, &sub, codes);
 			continue;
@@ -810,10 +823,10 @@ static enum qt_status layer_round(struct qt_graph *g, struct qt_qlayer *L, const
 		 * o->gptq_rounds times (default 3). GPTQ consumes its H, so each
 		 * round gets a copy. Neither's codes depend on the thread count
 		 * (gptq.c, adaround.c): give them all of them. */
-		int rounds = o->gptq_rounds > 0 ? o->gptq_rounds : 3;
+		int rounds = fmt ? 1 : o->gptq_rounds > 0 ? o->gptq_rounds : 3;
 		for (int it = 0; it < rounds && !st; it++) {
 			openblas_set_num_threads(blas_threads);
-			if (m & QT_METHOD_ADAROUND) {
+			if ((m & QT_METHOD_ADAROUND) && !fmt) {
 				struct qt_adaround_opts ao = {.iters = o->adaround_iters, .name = lbl};
 				st = qt_adaround(w, H, &sub, &ao, codes, NULL);
 			} else {
@@ -963,18 +976,18 @@ static enum qt_status weight_stage(struct qt_graph *g, struct wstage *ws)
 		struct qt_qlayer *L = &ws->layers[i];
 		int G;
 		int64_t K;
-		if (L->plan->wfmt != QT_FMT_INT) {
-			/* Methods are for integer weights: formats round to nearest. */
-			if ((st = qt_wformat_round(L)) != QT_OK)
-				break;
-			L->err = L->err_rtn = -1;
-		} else if ((L->plan->methods & QT_METHODS_DATA) && o->data &&
-			   qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
+		/* A format's grid (scales, block scales) and round-to-nearest
+		 * codes come first; GPTQ and bias correction then work on it like
+		 * on an integer grid (layer_round says what else applies). */
+		if (L->plan->wfmt != QT_FMT_INT && (st = qt_wformat_round(L)) != QT_OK)
+			break;
+		if ((L->plan->methods & QT_METHODS_DATA) && o->data && qt_layer_view_ok(g, &g->nodes[L->node], &G, &K)) {
 			targets[nt++] = L->node;
 			bc |= (L->plan->methods & QT_METHOD_BIASCORR) != 0;
 			aim |= (L->plan->methods & (QT_METHOD_GPTQ | QT_METHOD_ADAROUND)) != 0;
 		} else {
-			qt_wgrid_round(L->w, &L->grid, L->codes);
+			if (L->plan->wfmt == QT_FMT_INT)
+				qt_wgrid_round(L->w, &L->grid, L->codes);
 			L->err = L->err_rtn = -1;
 		}
 	}
@@ -1093,8 +1106,12 @@ static enum qt_status finalize_layer(struct qt_graph *g, const struct qt_qlayer 
 {
 	char lbl[256];
 	struct qt_node *n = &g->nodes[L->node];
-	if (qt_plan_decoded(L->plan))
-		return put_weights(g, L, NULL); /* float bias, no requantization: decoded to FP32 */
+	if (qt_plan_decoded(L->plan)) {
+		/* Float bias (bias correction's, if it ran), no requantization: decoded to FP32. */
+		if (L->bias && n->n_inputs > 2 && n->inputs[2] >= 0)
+			memcpy(g->values[n->inputs[2]].init->data, L->bias, (size_t)L->C * sizeof *L->bias);
+		return put_weights(g, L, NULL);
+	}
 	float *s_ref = malloc((size_t)L->C * sizeof *s_ref);
 	enum qt_status wst = s_ref ? put_weights(g, L, s_ref) : qt_error(QT_E_NOMEM, "out of memory");
 	if (wst) {

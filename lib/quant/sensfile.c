@@ -220,9 +220,9 @@ static enum qt_status read_root(const char *path, const cJSON *root, struct qt_s
 	for (int k = 0; k < S; k++) {
 		const cJSON *j = cJSON_GetArrayItem(js, k);
 		if (!cJSON_IsString(j) || qt_bits_setting_parse(j->valuestring, &s->settings[k]))
-			return BAD("%s: settings[%d] must be \"wXaY\" or \"float\"", path, k);
+			return BAD("%s: settings[%d] must be \"wXaY\", a weight format or \"float\"", path, k);
 		for (int i = 0; i < k; i++)
-			if (s->settings[i].wbits == s->settings[k].wbits && s->settings[i].abits == s->settings[k].abits)
+			if (qt_bits_setting_eq(&s->settings[i], &s->settings[k]))
 				return BAD("%s: setting \"%s\" appears twice", path, j->valuestring);
 	}
 	for (int l = 0; l < L; l++)

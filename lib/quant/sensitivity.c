@@ -35,20 +35,43 @@
 
 int qt_bits_setting_parse(const char *s, struct qt_bits_setting *out)
 {
-	if (s && !strcmp(s, "float")) {
+	if (!s)
+		return -1;
+	memset(out, 0, sizeof *out);
+	if (!strcmp(s, "float")) {
 		out->wbits = out->abits = FLOAT_BITS;
 		return 0;
 	}
-	return qt_parse_bits(s, &out->wbits, &out->abits);
+	if (!qt_parse_bits(s, &out->wbits, &out->abits))
+		return 0;
+	/* FORMAT or FORMAT:aN */
+	char name[32];
+	const char *colon = strchr(s, ':');
+	size_t len = colon ? (size_t)(colon - s) : strlen(s);
+	if (len >= sizeof name)
+		return -1;
+	memcpy(name, s, len);
+	name[len] = 0;
+	out->abits = colon && !strcmp(colon, ":a4") ? 4 : 8;
+	if (colon && strcmp(colon, ":a4") && strcmp(colon, ":a8"))
+		return -1;
+	return qt_numfmt_parse(name, &out->wfmt, &out->wbits);
 }
 
 const char *qt_bits_setting_str(const struct qt_bits_setting *s, char *buf)
 {
 	if (s->wbits == FLOAT_BITS)
-		snprintf(buf, 8, "float");
+		snprintf(buf, QT_SETTING_STR_MAX, "float");
+	else if (s->wfmt != QT_FMT_INT)
+		snprintf(buf, QT_SETTING_STR_MAX, "%s%s", qt_numfmt_name(s->wfmt), s->abits == 8 ? "" : ":a4");
 	else
-		snprintf(buf, 8, "w%da%d", s->wbits % 100, s->abits % 100);
+		snprintf(buf, QT_SETTING_STR_MAX, "w%da%d", s->wbits % 100, s->abits % 100);
 	return buf;
+}
+
+int qt_bits_setting_eq(const struct qt_bits_setting *a, const struct qt_bits_setting *b)
+{
+	return a->wbits == b->wbits && a->abits == b->abits && a->wfmt == b->wfmt;
 }
 
 int qt_bits_settings_parse(const char *list, struct qt_bits_setting *out, int cap, const char **bad_out)
@@ -66,7 +89,7 @@ int qt_bits_settings_parse(const char *list, struct qt_bits_setting *out, int ca
 			return -1;
 		}
 		for (int i = 0; i < n; i++)
-			dup |= out[i].wbits == s.wbits && out[i].abits == s.abits;
+			dup |= qt_bits_setting_eq(&out[i], &s);
 		if (dup) {
 			*bad_out = bad;
 			return -1;
@@ -161,7 +184,8 @@ static enum qt_status load_prepared(const char *model, const struct qt_quant_opt
  * user keeps float stay float) and take, for the nodes nodes[0..n), the
  * bytes of the stored weight, the simulated layer and, with so->time_nodes,
  * the integer runtime's time (ns, -1 when not timed). When quantized_out is
- * given, it receives per node whether the quantizer gave it integer weights.
+ * given, it receives per node whether the quantizer quantized its weight
+ * (integer codes, or a format's decoded to FP32 at run time).
  */
 static enum qt_status sim_setting(const char *model, const struct qt_calib_table *calib,
 				  const struct qt_sens_opts *so, const struct qt_bits_setting *s, const int *nodes,
@@ -178,6 +202,7 @@ static enum qt_status sim_setting(const char *model, const struct qt_calib_table
 	struct qt_quant_opts o = *qo;
 	o.wbits = s->wbits;
 	o.abits = s->abits;
+	o.wfmt = s->wfmt;
 	o.report_out = NULL;
 	o.n_report_out = NULL;
 	o.progress = NULL;
@@ -188,15 +213,20 @@ static enum qt_status sim_setting(const char *model, const struct qt_calib_table
 		st = qt_plan_build(g, &o, &plan);
 	for (int i = 0; !st && i < plan.n; i++)
 		if (!plan.layers[i].keep_float)
-			plan.layers[i].wbits = s->wbits, plan.layers[i].abits = s->abits;
+			plan.layers[i].wbits = s->wbits, plan.layers[i].abits = s->abits, plan.layers[i].wfmt = s->wfmt;
+	/* Which nodes got quantized weights (the float simulation drops the qparams). */
+	unsigned char *wq = calloc((size_t)n + 1, 1);
+	if (!st && !wq)
+		st = qt_error(QT_E_NOMEM, "out of memory");
 	if (!st)
 		st = qt_quantize_planned(g, calib, &plan, &o);
 	for (int i = 0; !st && i < n; i++) {
 		const struct qt_node *nd = &g->nodes[nodes[i]];
 		const struct qt_value *w = &g->values[nd->inputs[1]], *x = &g->values[nd->inputs[0]];
+		wq[i] = w->q != NULL;
 		if (quantized_out)
-			quantized_out[i] = nd->rq != NULL;
-		if (!nd->rq)
+			quantized_out[i] = wq[i];
+		if (!wq[i])
 			continue;
 		int64_t C = w->q->axis < w->init->rank ? w->init->dims[w->q->axis] : 1;
 		bytes[i] = (int64_t)w->init->nbytes + qt_qmod_qparams_bytes(w->q, C);
@@ -214,16 +244,17 @@ static enum qt_status sim_setting(const char *model, const struct qt_calib_table
 		st = qt_fakequant_prepare(g);
 	for (int i = 0; !st && i < n; i++) {
 		const struct qt_node *nd = &g->nodes[nodes[i]];
-		if (!nd->rq)
+		if (!wq[i])
 			continue;
 		st = qt_tensor_copy(&sl[i].w, g->values[nd->inputs[1]].init);
 		if (!st && nd->n_inputs > 2 && nd->inputs[2] >= 0 && g->values[nd->inputs[2]].init)
 			st = qt_tensor_copy(&sl[i].b, g->values[nd->inputs[2]].init);
 	}
 	if (st) {
-		char b[8];
+		char b[QT_SETTING_STR_MAX];
 		qt_error_prefix(st, "quantizing %s at %s", model, qt_bits_setting_str(s, b));
 	}
+	free(wq);
 	qt_plan_free(&plan);
 	qt_graph_free(g);
 	return st;
@@ -627,8 +658,9 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 {
 	struct measure m = {.model = model, .S = o->n_settings, .probe = -1};
 	struct qt_plan plan = {0};
-	struct sim_layer *sl = NULL;
-	int *quantized = NULL;
+	struct sim_layer **sims = NULL; /* [setting][plan layer], then [setting][measured layer] */
+	int *quantized = NULL, *q_s = NULL;
+	int64_t *bytes = NULL, *ns = NULL;
 	enum qt_status st;
 	memset(out, 0, sizeof *out);
 	if (o->n_settings < 1 || !o->data || !o->quant)
@@ -655,8 +687,10 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	m.ref_out = calloc((size_t)g->n_outputs + 1, sizeof *m.ref_out);
 	m.seg_out = calloc((size_t)g->n_outputs + 1, sizeof *m.seg_out);
 	quantized = calloc(P, sizeof *quantized);
-	sl = calloc(P, sizeof *sl);
-	int64_t *bytes = calloc(P, sizeof *bytes), *ns = calloc(P, sizeof *ns);
+	q_s = calloc(P, sizeof *q_s);
+	sims = calloc((size_t)m.S + 1, sizeof *sims);
+	bytes = calloc(P * (size_t)m.S, sizeof *bytes);
+	ns = calloc(P * (size_t)m.S, sizeof *ns);
 	int64_t max_last = 2;
 	for (int k = 0; k < g->n_outputs; k++) {
 		const struct qt_value *v = &g->values[g->outputs[k]];
@@ -666,15 +700,29 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	}
 	m.scratch = malloc((size_t)max_last * 2 * sizeof *m.scratch);
 	m.kl = outputs_are_classes(g);
-	if (!st && (!m.nodes || !m.front || !m.n_front || !m.out_op || !m.ref_out || !m.seg_out || !quantized || !sl ||
-		    !bytes || !ns || !m.scratch))
+	if (!st && (!m.nodes || !m.front || !m.n_front || !m.out_op || !m.ref_out || !m.seg_out || !quantized || !q_s ||
+		    !sims || !bytes || !ns || !m.scratch))
 		st = qt_error(QT_E_NOMEM, "out of memory");
 	int *plan_nodes = m.nodes; /* first the plan's nodes, then the measured layers' */
 	for (int i = 0; !st && i < plan.n; i++)
 		plan_nodes[i] = plan.layers[i].node;
-	if (!st)
-		st = sim_setting(model, calib, o, &o->settings[first_q], plan_nodes, plan.n, g->n_nodes, sl, bytes, ns,
-				 quantized);
+	/* Every setting quantizes the whole model once; the layers measured are
+	 * those that every quantized setting quantizes (an integer setting
+	 * leaves out layers no integer kernel runs, which a format decodes). */
+	for (int i = 0; i < plan.n; i++)
+		quantized[i] = 1;
+	for (int s = 0; !st && s < m.S; s++) {
+		if (!(sims[s] = calloc(P, sizeof *sims[s]))) {
+			st = qt_error(QT_E_NOMEM, "out of memory");
+			break;
+		}
+		if (o->settings[s].wbits == FLOAT_BITS)
+			continue; /* measured on the FP32 weights: no simulated layer */
+		st = sim_setting(model, calib, o, &o->settings[s], plan_nodes, plan.n, g->n_nodes, sims[s],
+				 bytes + (size_t)s * P, ns + (size_t)s * P, q_s);
+		for (int i = 0; i < plan.n; i++)
+			quantized[i] &= q_s[i];
+	}
 	if (!st)
 		st = pick_layers(&m, &plan, quantized, out);
 	if (!st) {
@@ -691,42 +739,24 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 		qt_rt_set_observer(m.ref, qt_fused_act_observer, g);
 		qt_rt_set_observer(m.seg, seg_observer, &m);
 	}
-	/* Every setting's simulated layers (the first quantized one from the
-	 * pass that chose the layers), then one measurement over the data. */
-	struct sim_layer **sims = st ? NULL : calloc((size_t)m.S + 1, sizeof *sims);
-	if (!st && !sims)
-		st = qt_error(QT_E_NOMEM, "out of memory");
-	for (int s = 0; !st && s < m.S; s++) {
-		if (!(sims[s] = calloc((size_t)m.L + 1, sizeof *sims[s]))) {
-			st = qt_error(QT_E_NOMEM, "out of memory");
-			break;
-		}
-		if (o->settings[s].wbits == FLOAT_BITS) {
-			for (int l = 0; l < m.L; l++)
-				out->bytes[(size_t)l * m.S + s] = out->params[l] * 4;
-			continue;
-		}
-		if (s == first_q) {
-			for (int i = 0, l = 0; i < plan.n; i++)
-				if (quantized[i]) {
-					sims[s][l] = sl[i];
-					memset(&sl[i], 0, sizeof sl[i]);
-					out->ns[(size_t)l * m.S + s] = ns[i];
-					out->bytes[(size_t)l++ * m.S + s] = bytes[i];
+	/* Compact each setting's simulated layers to the measured ones (l <= i). */
+	for (int s = 0; !st && s < m.S; s++)
+		for (int i = 0, l = 0; i < plan.n; i++) {
+			if (!quantized[i])
+				continue;
+			size_t at = (size_t)l * m.S + s;
+			if (o->settings[s].wbits == FLOAT_BITS) {
+				out->bytes[at] = out->params[l] * 4;
+			} else {
+				out->bytes[at] = bytes[(size_t)s * P + i];
+				out->ns[at] = ns[(size_t)s * P + i];
+				if (l != i) {
+					sims[s][l] = sims[s][i];
+					memset(&sims[s][i], 0, sizeof sims[s][i]);
 				}
-			continue;
+			}
+			l++;
 		}
-		st = sim_setting(model, calib, o, &o->settings[s], m.nodes, m.L, g->n_nodes, sims[s], bytes, ns, NULL);
-		for (int l = 0; !st && l < m.L; l++) {
-			if (!sims[s][l].w.data)
-				st = qt_error(QT_E_INVALID_ARG, "%s: layer \"%s\" is not quantized at every setting", model,
-					      out->names[l]);
-			out->bytes[(size_t)l * m.S + s] = bytes[l];
-			out->ns[(size_t)l * m.S + s] = ns[l];
-		}
-	}
-	sim_free(sl, plan.n);
-	sl = NULL;
 	/* The runs are small products: a second OpenBLAS thread mostly spins
 	 * (a third of the CPU time went to the kernel) and results are the same
 	 * with one. The quantize stage above keeps its own setting. */
@@ -737,14 +767,14 @@ enum qt_status qt_sens_measure(const char *model, const struct qt_calib_table *c
 	if (!st)
 		st = o->proxy ? proxy_all(&m, o, sims, batch, out) : measure_all(&m, o, sims, batch, out);
 	openblas_set_num_threads(threads);
+done:
 	for (int s = 0; sims && s < m.S; s++)
-		sim_free(sims[s], m.L);
+		sim_free(sims[s], plan.n);
 	free(sims);
 	free(bytes);
 	free(ns);
-done:
 	free(quantized);
-	sim_free(sl, plan.n);
+	free(q_s);
 	qt_plan_free(&plan);
 	measure_free(&m);
 	if (st)

@@ -44,6 +44,7 @@ enum qt_status qt_wformat_round(struct qt_qlayer *L)
 {
 	enum qt_numfmt f = L->plan->wfmt;
 	int blk = qt_numfmt_block(f);
+	L->grid.fmt = f;
 	if (!blk) {
 		round_plain(L, f);
 		return QT_OK;

@@ -18,17 +18,24 @@
 
 #include <stdint.h>
 
+#include "qtool/numfmt.h"
 #include "qtool/qtool.h"
+#include "quant/qround.h"
 
 /* A weighted layer as a matrix: C rows (output channels), K columns (inputs in
  * the order the runtime's GEMM uses: Conv im2col order c_in-major then kh, kw;
  * one matrix per group for grouped Conv). Codes are integers in [qmin, qmax];
- * value = scale[row][col / group_size] * code. */
+ * value = scale[row][col / group_size] * code. With a number format (fmt
+ * other than QT_FMT_INT) codes are the format's element codes instead and
+ * value = scale * the element's value (qt_wgrid_value); the scales (block
+ * scales for MX and NVFP4) are then fixed by lib/quant/wformat.c and only
+ * the codes are chosen (round to nearest, GPTQ). */
 struct qt_wgrid {
 	int64_t C, K;
 	int64_t group_size;   /* columns sharing one scale; == K for one scale per row */
 	int32_t qmin, qmax;   /* e.g. [-7, 7] restricted int4, [-2, 1] full-range int2 */
 	float *scale;         /* C * ceil(K / group_size) entries, row-major, finite and > 0 */
+	enum qt_numfmt fmt;   /* QT_FMT_INT (0): integer codes */
 };
 
 /* Scales per row: ceil(K / group_size). */
@@ -41,6 +48,28 @@ static inline int64_t qt_wgrid_ngroups(const struct qt_wgrid *g)
 static inline float qt_wgrid_scale(const struct qt_wgrid *g, int64_t row, int64_t col)
 {
 	return g->scale[row * qt_wgrid_ngroups(g) + col / g->group_size];
+}
+
+/* The code of x on scale s: the rounding rule above for integers; for a
+ * format, x / s (exact in binary64) to the nearest element, ties to even,
+ * saturating (qt_numfmt_encode_div, the rule of lib/quant/wformat.c). */
+static inline int32_t qt_wgrid_code(const struct qt_wgrid *g, float x, float s)
+{
+	return g->fmt == QT_FMT_INT ? qt_quantize_small_range(x, s, 0, g->qmin, g->qmax)
+				    : (int32_t)qt_numfmt_encode_div(g->fmt, x, s);
+}
+
+/* What code stands for before its scale: the integer itself, or the
+ * format's element value (exact in double and in float). */
+static inline double qt_wgrid_elem(const struct qt_wgrid *g, int32_t code)
+{
+	return g->fmt == QT_FMT_INT ? (double)code : (double)qt_numfmt_elem_decode(g->fmt, (uint32_t)code);
+}
+
+/* The value of code on scale s, in float: s * code, or s * the element. */
+static inline float qt_wgrid_value(const struct qt_wgrid *g, int32_t code, float s)
+{
+	return s * (float)qt_wgrid_elem(g, code);
 }
 
 /*

@@ -177,8 +177,7 @@ void qt_wgrid_round(const float *W, const struct qt_wgrid *g, int32_t *codes_out
 {
 	for (int64_t r = 0; r < g->C; r++)
 		for (int64_t k = 0; k < g->K; k++)
-			codes_out[r * g->K + k] = qt_quantize_small_range(W[r * g->K + k], qt_wgrid_scale(g, r, k), 0,
-									  g->qmin, g->qmax);
+			codes_out[r * g->K + k] = qt_wgrid_code(g, W[r * g->K + k], qt_wgrid_scale(g, r, k));
 }
 
 double qt_wgrid_error(const float *W, const struct qt_wgrid *g, const int32_t *codes, const double *h_diag)
@@ -186,7 +185,7 @@ double qt_wgrid_error(const float *W, const struct qt_wgrid *g, const int32_t *c
 	double e = 0;
 	for (int64_t r = 0; r < g->C; r++)
 		for (int64_t k = 0; k < g->K; k++) {
-			float v = qt_wgrid_scale(g, r, k) * (float)codes[r * g->K + k];
+			float v = qt_wgrid_value(g, codes[r * g->K + k], qt_wgrid_scale(g, r, k));
 			double d = (double)W[r * g->K + k] - (double)v;
 			e += (h_diag ? h_diag[k] : 1.0) * d * d;
 		}

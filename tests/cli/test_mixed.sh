@@ -38,6 +38,49 @@ B=$(layer_bytes "$MX/ilp.qmod")
 check "mixed: ILP .qmod within the budget ($B <= $U bytes)" num_ok "$B" "v <= $U && v > 0"
 check "mixed: the printed size is the file's" grep -q "^mixed precision: $B weight bytes with scales (budget $U)" <<<"$OUT"
 
+# Number formats as candidates: at the size of uniform INT4 the program picks
+# integer or floating point per layer; the .qmod holds exactly the plan
+# (format, bits and bytes per layer, as inspect reads them back).
+FC=int4,fp4_e2m1,mxfp4,int8,fp8_e4m3
+expect_exit 0 "mixed: analyze with format candidates" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
+	--data fashion-mnist:train --limit "$MX_LIMIT" --candidates "$FC" -o "$MX/fmt.sens.json"
+check "mixed: format settings are named in the file" grep -q '"settings":.*"w4a8", "fp4_e2m1", "mxfp4", "w8a8", "fp8_e4m3"' \
+	"$MX/fmt.sens.json"
+expect_exit 0 "mixed: --target-size of uniform INT4 over formats" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size "$U" --candidates "$FC" --sens "$MX/fmt.sens.json" -o "$MX/fmt.qmod"
+# "NAME SETTING BYTES" per layer: from the plan printed, and from inspect --json.
+plan_layers() { awk '/^  \// { print $1, $3, $4 }' <<<"$1" | sort; }
+qmod_layers() {
+	"$QTOOL" inspect --json "$1" | awk '/"layers":/ { on = 1 } !on { next }
+		/"node":/ { split($0, q, "\""); n = q[4] } /"weight_bits":/ { gsub(/[^0-9]/, ""); w = $0 }
+		/"act_bits":/ { gsub(/[^0-9]/, ""); a = $0 } /"bytes":/ && !/weight_bytes/ { gsub(/[^0-9]/, ""); b = $0 }
+		/"format":/ { split($0, q, "\""); f = q[4]
+			print n, (f == "int" ? "w" w "a" a : f (a == 8 ? "" : ":a" a)), b }' | sort
+}
+PL=$(plan_layers "$OUT")
+QL=$(qmod_layers "$MX/fmt.qmod")
+NSET=$(awk '{ print $2 }' <<<"$PL" | sort -u | wc -l)
+check "mixed: the plan mixes settings ($(awk '{ print $2 }' <<<"$PL" | sort -u | tr '\n' ' '))" test "$NSET" -ge 2
+check "mixed: the plan takes a floating-point format somewhere" grep -Eq ' (fp|mx|nv)[a-z0-9_]* ' <<<"$PL"
+check "mixed: each layer's format, bits and bytes in the .qmod are the plan's" test -n "$PL" -a "$PL" = "$QL"
+B=$(layer_bytes "$MX/fmt.qmod")
+check "mixed: format plan within the INT4 budget ($B <= $U bytes)" num_ok "$B" "v <= $U && v > 0"
+check "mixed: the printed size is the format plan's file" \
+	grep -q "^mixed precision: $B weight bytes with scales (budget $U)" <<<"$OUT"
+# Tighter than any uniform 4-bit format with scales: MXFP4's one byte per 32
+# weights is the cheapest on the small layers, so the program must use it.
+expect_exit 0 "mixed: a budget below uniform INT4" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--target-size $((U - 40)) --candidates "$FC" --sens "$MX/fmt.sens.json" -o "$MX/fmt2.qmod"
+B=$(layer_bytes "$MX/fmt2.qmod")
+check "mixed: below-INT4 plan within its budget ($B <= $((U - 40)) bytes)" num_ok "$B" "v <= $U - 40 && v > 0"
+check "mixed: below-INT4 plan's .qmod is its plan" test "$(plan_layers "$OUT")" = "$(qmod_layers "$MX/fmt2.qmod")"
+expect_exit 0 "mixed: FORMAT:a4 candidates" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
+	--avg-wbits 4 --candidates int4:a4,fp4_e2m1:a4 --data fashion-mnist:train --limit 64 -o "$MX/fmt3.qmod"
+check "mixed: FORMAT:a4 layers read 4-bit activations" test "$(plan_layers "$OUT")" = "$(qmod_layers "$MX/fmt3.qmod")"
+expect_exit 2 "mixed: unknown format candidate" "$QTOOL" analyze "$M" --calib "$MX/cnn.calib.json" \
+	--data fashion-mnist:train --candidates int4,fp5_e2m2 -o "$MX/x.json"
+expect_err_line "mixed: the unknown format is named" "'fp5_e2m2' is not wXaY .*a weight format"
+
 expect_exit 0 "mixed: --layer pins a layer under a budget" "$QTOOL" quantize "$M" --calib "$MX/cnn.calib.json" \
 	--avg-wbits 3 --layer '/features/features.0/*=w2a8' --sens "$MX/cnn.sens.json" -o "$MX/pin.qmod"
 check "mixed: the pinned layer takes its setting" grep -q "^  /features/features.0/Conv  *Conv  *w2a8 " <<<"$OUT"

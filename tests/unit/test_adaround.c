@@ -54,7 +54,7 @@ Test(adaround, error_below_rtn_and_vs_gptq)
 		double *H = malloc(sizeof(double) * (size_t)(K * K)), *H2 = malloc(sizeof(double) * (size_t)(K * K));
 		int32_t *qa = malloc(sizeof(int32_t) * (size_t)(C * K)), *qg = malloc(sizeof(int32_t) * (size_t)(C * K));
 		ar_layer(seed, C, K, W, H);
-		struct qt_wgrid g = {C, K, K, qr[b][0], qr[b][1], scale};
+		struct qt_wgrid g = {C, K, K, qr[b][0], qr[b][1], scale, QT_FMT_INT};
 		cr_assert_eq(qt_wscale_mse(W, &g, NULL, NULL, "t"), QT_OK);
 		struct qt_adaround_stats st;
 		struct qt_adaround_opts o = {.name = "t"};
@@ -96,7 +96,7 @@ Test(adaround, deterministic_across_runs_and_threads)
 	double *H = malloc(sizeof(double) * (size_t)(K * K));
 	int32_t *q[3];
 	ar_layer(77, C, K, W, H);
-	struct qt_wgrid g = {C, K, K, -7, 7, scale};
+	struct qt_wgrid g = {C, K, K, -7, 7, scale, QT_FMT_INT};
 	cr_assert_eq(qt_wscale_absmax(W, &g, "t"), QT_OK);
 	const int threads[3] = {1, 1, 2};
 	struct qt_adaround_opts o = {.iters = 300, .name = "t"};

@@ -89,7 +89,7 @@ static double output_error(const struct layer *L, const struct qt_wgrid *g, cons
 	double *d = malloc(sizeof(double) * (size_t)L->K), e = 0;
 	for (int64_t c = 0; c < L->C; c++) {
 		for (int64_t k = 0; k < L->K; k++)
-			d[k] = (double)L->W[c * L->K + k] - (double)(qt_wgrid_scale(g, c, k) * (float)codes[c * L->K + k]);
+			d[k] = (double)L->W[c * L->K + k] - (double)qt_wgrid_value(g, codes[c * L->K + k], qt_wgrid_scale(g, c, k));
 		for (int64_t r = 0; r < L->n; r++) {
 			double y = 0;
 			for (int64_t k = 0; k < L->K; k++)
@@ -129,7 +129,7 @@ Test(gptq, output_error_below_round_to_nearest)
 				float *scale = malloc(sizeof(float) * (size_t)(C * ng));
 				int32_t *q_rtn = malloc(sizeof(int32_t) * (size_t)(C * K));
 				int32_t *q_gptq = malloc(sizeof(int32_t) * (size_t)(C * K));
-				struct qt_wgrid g = {C, K, group, grids[gi][0], grids[gi][1], scale};
+				struct qt_wgrid g = {C, K, group, grids[gi][0], grids[gi][1], scale, QT_FMT_INT};
 				cr_assert_eq(qt_wscale_absmax(L.W, &g, "t"), QT_OK);
 				qt_wgrid_round(L.W, &g, q_rtn);
 				double *H = copy_h(&L), mean = 0;
@@ -151,6 +151,49 @@ Test(gptq, output_error_below_round_to_nearest)
 				free(H), free(scale), free(q_rtn), free(q_gptq);
 				free_layer(&L);
 			}
+}
+
+/* The same promise on number-format grids (the rounding step is the
+ * format's quantizer, the scales fixed as lib/quant/wformat.c fixes them):
+ * FP4 E2M1 and FP8 E4M3 with one scale per row (max|w| / the element's
+ * largest), MXFP4 and MXINT8 with power-of-two scales per block of 32. Every
+ * code is a finite element of the format. */
+Test(gptq, output_error_below_round_to_nearest_on_formats)
+{
+	const int64_t C = 24, K = 100, n = 200;
+	static const enum qt_numfmt fmts[] = {QT_FMT_FP4_E2M1, QT_FMT_FP8_E4M3, QT_FMT_MXFP4, QT_FMT_MXINT8};
+	uint64_t seed = 101;
+	for (int fi = 0; fi < 4; fi++)
+		for (int act = 0; act < 2; act++, seed++) {
+			enum qt_numfmt f = fmts[fi];
+			struct layer L = make_layer(seed, C, K, n, NULL, 0);
+			int64_t group = qt_numfmt_block(f) ? qt_numfmt_block(f) : K, ng = (K + group - 1) / group;
+			float *scale = malloc(sizeof(float) * (size_t)(C * ng));
+			int32_t *q_rtn = malloc(sizeof(int32_t) * (size_t)(C * K));
+			int32_t *q_gptq = malloc(sizeof(int32_t) * (size_t)(C * K));
+			struct qt_wgrid g = {C, K, group, -7, 7, scale, f};
+			for (int64_t c = 0; c < C; c++)
+				for (int64_t j = 0; j < ng; j++) {
+					float m = 0;
+					for (int64_t k = j * group; k < K && k < (j + 1) * group; k++)
+						m = fmaxf(m, fabsf(L.W[c * K + k]));
+					float s = m / qt_numfmt_elem_max(f);
+					scale[c * ng + j] = qt_numfmt_block(f) ? exp2f(ceilf(log2f(s))) : s;
+				}
+			qt_wgrid_round(L.W, &g, q_rtn);
+			double *H = copy_h(&L);
+			struct qt_gptq_opts o = {.act_order = act, .block = 32, .name = "t"};
+			cr_assert_eq(qt_gptq(L.W, H, &g, &o, q_gptq, NULL), QT_OK, "seed %llu: %s", (unsigned long long)seed,
+				     qt_error_msg());
+			for (int64_t i = 0; i < C * K; i++)
+				cr_assert(qt_numfmt_code_ok(f, (uint32_t)q_gptq[i]), "seed %llu %s: code %lld = %d is not an element",
+					  (unsigned long long)seed, qt_numfmt_name(f), (long long)i, q_gptq[i]);
+			double e_rtn = output_error(&L, &g, q_rtn), e_gptq = output_error(&L, &g, q_gptq);
+			cr_assert(e_gptq < 0.9 * e_rtn, "seed %llu %s act %d: GPTQ %g not 10%% below RTN %g",
+				  (unsigned long long)seed, qt_numfmt_name(f), act, e_gptq, e_rtn);
+			free(H), free(scale), free(q_rtn), free(q_gptq);
+			free_layer(&L);
+		}
 }
 
 /* GPTQ as usually written: U = upper Cholesky factor of (H + lambda I)^-1,
@@ -230,7 +273,7 @@ Test(gptq, matches_textbook_form)
 		struct layer L = make_layer(seed, C, K, n, NULL, 0);
 		float scale[32];
 		int32_t *qa = malloc(sizeof(int32_t) * (size_t)(C * K)), *qb = malloc(sizeof(int32_t) * (size_t)(C * K));
-		struct qt_wgrid g = {C, K, K, -7, 7, scale};
+		struct qt_wgrid g = {C, K, K, -7, 7, scale, QT_FMT_INT};
 		cr_assert_eq(qt_wscale_absmax(L.W, &g, "t"), QT_OK);
 		double *H = copy_h(&L), mean = 0;
 		for (int64_t k = 0; k < K; k++)
@@ -260,7 +303,7 @@ Test(gptq, dead_columns)
 		struct layer L = make_layer(seed, C, K, n, dead, 4);
 		float scale[16];
 		int32_t *q = malloc(sizeof(int32_t) * (size_t)(C * K)), *r = malloc(sizeof(int32_t) * (size_t)(C * K));
-		struct qt_wgrid g = {C, K, K, -7, 7, scale};
+		struct qt_wgrid g = {C, K, K, -7, 7, scale, QT_FMT_INT};
 		cr_assert_eq(qt_wscale_absmax(L.W, &g, "t"), QT_OK);
 		qt_wgrid_round(L.W, &g, r);
 		double *H = copy_h(&L);
@@ -291,7 +334,7 @@ Test(gptq, codes_clamped_under_heavy_clipping)
 		struct layer L = make_layer(seed + (uint64_t)gi, C, K, n, NULL, 0);
 		float scale[8 * 5];
 		int32_t *q = malloc(sizeof(int32_t) * (size_t)(C * K));
-		struct qt_wgrid g = {C, K, 8, grids[gi][0], grids[gi][1], scale};
+		struct qt_wgrid g = {C, K, 8, grids[gi][0], grids[gi][1], scale, QT_FMT_INT};
 		cr_assert_eq(qt_wscale_absmax(L.W, &g, "t"), QT_OK);
 		for (int i = 0; i < 8 * 5; i++)
 			scale[i] *= 0.1f;
@@ -322,7 +365,7 @@ Test(gptq, deterministic_across_runs_and_threads)
 			X[r * K + j] = f * ((double)(j % 7) - 3) + gauss();
 	}
 	cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, (int)K, (int)n, 2.0 / (double)n, X, (int)K, 0.0, H0, (int)K);
-	struct qt_wgrid g = {C, K, 64, -3, 3, scale};
+	struct qt_wgrid g = {C, K, 64, -3, 3, scale, QT_FMT_INT};
 	cr_assert_eq(qt_wscale_absmax(W, &g, "t"), QT_OK);
 	int32_t *q[4];
 	const int threads[4] = {1, 1, 2, 2};
@@ -362,7 +405,7 @@ Test(gptq, cholesky_retries_with_more_damping)
 		L.H[k * K + k] -= 0.05 * mean;
 	float scale[8];
 	int32_t *q = malloc(sizeof(int32_t) * (size_t)(C * K));
-	struct qt_wgrid g = {C, K, K, -7, 7, scale};
+	struct qt_wgrid g = {C, K, K, -7, 7, scale, QT_FMT_INT};
 	cr_assert_eq(qt_wscale_absmax(L.W, &g, "t"), QT_OK);
 	double *H = copy_h(&L);
 	struct qt_gptq_stats st;
@@ -386,7 +429,7 @@ Test(gptq, bad_input)
 	float W[8] = {1, 2, 3, 4, 5, 6, 7, 8}, scale[2] = {1, 1};
 	double H[16];
 	int32_t q[8];
-	struct qt_wgrid g = {C, K, K, -7, 7, scale};
+	struct qt_wgrid g = {C, K, K, -7, 7, scale, QT_FMT_INT};
 	struct qt_gptq_opts o = {.name = "conv3"};
 	for (int i = 0; i < 16; i++)
 		H[i] = i % 5 == 0 ? 1 : 0;
@@ -443,7 +486,7 @@ Test(wscale, mse_never_worse_than_absmax)
 				for (int64_t k = 0; k < K; k++)
 					W[3 * K + k] = 0; /* an all-zero row */
 				int64_t group = gs ? 16 : K, ng = K / group;
-				struct qt_wgrid ga = {C, K, group, grids[gi][0], grids[gi][1], sa};
+				struct qt_wgrid ga = {C, K, group, grids[gi][0], grids[gi][1], sa, QT_FMT_INT};
 				struct qt_wgrid gm = ga;
 				gm.scale = sm_;
 				const double *hd = weighted ? h : NULL;
@@ -454,8 +497,8 @@ Test(wscale, mse_never_worse_than_absmax)
 				double tot_a = 0, tot_m = 0;
 				for (int64_t s = 0; s < C * ng; s++) {
 					int64_t r = s / ng, j = s % ng;
-					struct qt_wgrid one_a = {1, group, group, ga.qmin, ga.qmax, sa + s};
-					struct qt_wgrid one_m = {1, group, group, ga.qmin, ga.qmax, sm_ + s};
+					struct qt_wgrid one_a = {1, group, group, ga.qmin, ga.qmax, sa + s, QT_FMT_INT};
+					struct qt_wgrid one_m = {1, group, group, ga.qmin, ga.qmax, sm_ + s, QT_FMT_INT};
 					const float *w = W + r * K + j * group;
 					qt_wgrid_round(w, &one_a, qa);
 					qt_wgrid_round(w, &one_m, qm);
@@ -479,7 +522,7 @@ Test(wscale, mse_never_worse_than_absmax)
 Test(wscale, absmax_rule)
 {
 	float W[2 * 4] = {0.5f, -3.5f, 1, 0, 0, 0, 0, 0}, s[4];
-	struct qt_wgrid g = {2, 4, 2, -7, 7, s};
+	struct qt_wgrid g = {2, 4, 2, -7, 7, s, QT_FMT_INT};
 	cr_assert_eq(qt_wscale_absmax(W, &g, "t"), QT_OK);
 	cr_assert(s[0] == (float)(3.5 / 7) && s[1] == (float)(1.0 / 7) && s[2] == s[0] && s[3] == s[0]);
 	memset(W, 0, sizeof W);

@@ -19,8 +19,8 @@ static void make_sens(struct qt_sens *s, uint64_t seed)
 {
 	rng_seed(seed);
 	cr_assert_eq(qt_sens_alloc(s, 3, 2), QT_OK);
-	s->settings[0] = (struct qt_bits_setting){8, 8};
-	s->settings[1] = (struct qt_bits_setting){2, 8};
+	s->settings[0] = (struct qt_bits_setting){8, 8, QT_FMT_INT};
+	s->settings[1] = (struct qt_bits_setting){2, 8, QT_FMT_INT};
 	for (int l = 0; l < 3; l++) {
 		char name[32];
 		snprintf(name, sizeof name, "layer[%d]*", l);
@@ -145,7 +145,7 @@ Test(sensfile, settings_lists)
 	const char *bad;
 	cr_assert_eq(qt_bits_settings_parse("w8a8,w4a4,float", s, 4, &bad), 3);
 	cr_assert_eq(s[2].wbits, 32);
-	char b[8];
+	char b[QT_SETTING_STR_MAX];
 	cr_assert_str_eq(qt_bits_setting_str(&s[1], b), "w4a4");
 	cr_assert_str_eq(qt_bits_setting_str(&s[2], b), "float");
 	cr_assert_eq(qt_bits_settings_parse("w8a8,w8a8", s, 4, &bad), -1);
@@ -154,4 +154,32 @@ Test(sensfile, settings_lists)
 	cr_assert_eq(qt_bits_settings_parse("w8a8,w7a8", s, 4, &bad), -1);
 	cr_assert_str_eq(bad, "w7a8");
 	cr_assert_eq(qt_bits_settings_parse("w8a8,w4a8,w3a8,w2a8,w4a4", s, 4, &bad), -1);
+
+}
+
+/* Number formats as settings: a bare name has 8-bit activations, ":a4" 4-bit
+ * ones; int8..int2 are the wXaY settings; every string parses back to its
+ * setting; the same setting twice under two names is a repeat. */
+Test(sensfile, format_settings)
+{
+	struct qt_bits_setting s[8];
+	const char *bad;
+	char b[QT_SETTING_STR_MAX];
+	cr_assert_eq(qt_bits_settings_parse("int4,fp4_e2m1,mxfp4:a4,nvfp4,mxfp8_e4m3:a4,int3:a4,fp8_e5m2", s, 8, &bad), 7);
+	static const char *const want[] = {"w4a8", "fp4_e2m1", "mxfp4:a4", "nvfp4", "mxfp8_e4m3:a4", "w3a4", "fp8_e5m2"};
+	for (int i = 0; i < 7; i++) {
+		struct qt_bits_setting back;
+		cr_assert_str_eq(qt_bits_setting_str(&s[i], b), want[i]);
+		cr_assert_eq(qt_bits_setting_parse(b, &back), 0);
+		cr_assert(qt_bits_setting_eq(&back, &s[i]), "%s does not parse back", b);
+	}
+	cr_assert(s[1].wfmt == QT_FMT_FP4_E2M1 && s[1].wbits == 4 && s[1].abits == 8);
+	cr_assert(s[2].wfmt == QT_FMT_MXFP4 && s[2].abits == 4);
+	cr_assert(s[0].wfmt == QT_FMT_INT && s[0].wbits == 4);
+	cr_assert_eq(qt_bits_settings_parse("w4a8,int4", s, 8, &bad), -1);
+	cr_assert_str_eq(bad, "int4");
+	cr_assert_eq(qt_bits_settings_parse("fp4_e2m1,fp4_e2m1:a8", s, 8, &bad), -1);
+	cr_assert_eq(qt_bits_settings_parse("fp4_e2m1:a2", s, 8, &bad), -1);
+	cr_assert_eq(qt_bits_settings_parse("fp5_e2m2", s, 8, &bad), -1);
+	cr_assert_eq(qt_bits_settings_parse("float:a4", s, 8, &bad), -1);
 }
