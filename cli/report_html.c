@@ -135,7 +135,7 @@ static void heat_map(FILE *f, const struct qt_sens *s)
 
 struct point {
 	double bytes, loss;
-	char label[16];
+	char label[QT_SETTING_STR_MAX];
 };
 
 /* The program at average weight bits 8, 7, ..., 2 over every setting of s,

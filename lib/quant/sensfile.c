@@ -42,7 +42,7 @@ enum qt_status qt_sens_to_json(const struct qt_sens *s, const char *model_path, 
 	cJSON_AddBoolToObject(root, "full_range", s->wfull);
 	cJSON_AddStringToObject(root, "methods", qt_methods_str(s->methods));
 	cJSON *js = cJSON_AddArrayToObject(root, "settings"), *jl = cJSON_AddArrayToObject(root, "layers");
-	char b[8];
+	char b[QT_SETTING_STR_MAX];
 	for (int i = 0; js && i < s->n_settings; i++)
 		cJSON_AddItemToArray(js, cJSON_CreateString(qt_bits_setting_str(&s->settings[i], b)));
 	for (int l = 0; jl && l < s->n_layers; l++) {
