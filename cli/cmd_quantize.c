@@ -234,8 +234,6 @@ static enum qt_status heldout_output_error(const struct qt_graph *q, const char 
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	struct qt_model *mq = NULL, *mf = NULL;
-	struct qt_tensor x = {0}, yq = {0}, yf = {0};
 	const char *dir = getenv("TMPDIR");
 	char path[4096];
 	snprintf(path, sizeof path, "%s/qtool-auto-XXXXXX", dir && *dir ? dir : "/tmp");
@@ -255,36 +253,10 @@ static enum qt_status heldout_output_error(const struct qt_graph *q, const char 
 		unlink(path);
 		return qt_error(QT_E_IO, "%s: cannot write the candidate model", path);
 	}
-	st = qt_model_open(path, &mq);
+	struct qt_sqnr_acc acc = {0};
+	st = cli_output_error(path, model, ds, batch, &acc);
 	unlink(path);
-	if (!st)
-		st = qt_model_open(model, &mf);
-	double num = 0, den = 0;
-	qt_dataset_reset(ds);
-	while (!st) {
-		int n;
-		if ((st = qt_dataset_next(ds, batch, &x, NULL, &n)) != QT_OK || n == 0)
-			break;
-		if ((st = qt_model_run(mf, &x, &yf)) != QT_OK || (st = qt_model_run(mq, &x, &yq)) != QT_OK)
-			break;
-		if (yf.dtype != QT_DTYPE_F32 || yq.dtype != QT_DTYPE_F32 || qt_tensor_numel(&yf) != qt_tensor_numel(&yq)) {
-			st = qt_error(QT_E_UNSUPPORTED, "%s: --method auto compares float32 outputs", model);
-			break;
-		}
-		const float *a = yf.data, *b = yq.data;
-		for (int64_t i = 0; i < qt_tensor_numel(&yf); i++) {
-			num += ((double)b[i] - a[i]) * ((double)b[i] - a[i]);
-			den += (double)a[i] * a[i];
-		}
-		qt_tensor_free(&yf);
-		qt_tensor_free(&yq);
-	}
-	qt_tensor_free(&x);
-	qt_tensor_free(&yf);
-	qt_tensor_free(&yq);
-	qt_model_free(mq);
-	qt_model_free(mf);
-	*err_out = den > 0 ? num / den : num;
+	*err_out = acc.sig > 0 ? acc.noise / acc.sig : acc.noise;
 	return st;
 }
 

@@ -113,6 +113,38 @@ static enum qt_status time_nodes(void *user, const struct qt_graph *g, const int
 	return st;
 }
 
+enum qt_status cli_output_error(const char *path, const char *model, struct qt_dataset *ds, int batch,
+				struct qt_sqnr_acc *acc)
+{
+	struct qt_model *m = NULL, *f = NULL;
+	enum qt_status st = qt_model_open(path, &m);
+	if (!st)
+		st = qt_model_open(model, &f);
+	struct qt_tensor x = {0}, y = {0}, r = {0};
+	qt_dataset_reset(ds);
+	while (!st) {
+		int n = 0;
+		if ((st = qt_dataset_next(ds, batch, &x, NULL, &n)) != QT_OK || n == 0)
+			break;
+		if ((st = qt_model_run(f, &x, &r)) != QT_OK || (st = qt_model_run(m, &x, &y)) != QT_OK)
+			break;
+		if (y.dtype != QT_DTYPE_F32 || r.dtype != QT_DTYPE_F32 || qt_tensor_numel(&y) != qt_tensor_numel(&r)) {
+			st = qt_error(QT_E_UNSUPPORTED, "%s: the quantized model's first output is not float32 of this "
+					"model's shape", model);
+			break;
+		}
+		qt_sqnr_add(acc, y.data, r.data, qt_tensor_numel(&y));
+		qt_tensor_free(&y);
+		qt_tensor_free(&r);
+	}
+	qt_tensor_free(&x);
+	qt_tensor_free(&y);
+	qt_tensor_free(&r);
+	qt_model_free(m);
+	qt_model_free(f);
+	return st;
+}
+
 int cli_sens_measure(const char *cmd, const char *model, const struct qt_calib_table *calib,
 		     const struct qt_quant_opts *qo, const struct qt_bits_setting *settings, int n_settings,
 		     const char *data, long limit, int batch, int proxy, struct qt_sens *out)
@@ -341,35 +373,11 @@ static enum qt_status top1_of(const char *path, struct qt_dataset *ds, double *t
 }
 
 /* Output SQNR in dB of the model file at path against the FP32 model over
- * the eval data (labels not needed), every output element of the first output. */
+ * the eval data (labels not needed), every element of the first output. */
 static enum qt_status sqnr_of(const char *path, const char *model, struct qt_dataset *ds, double *db_out)
 {
-	struct qt_model *m = NULL, *f = NULL;
-	enum qt_status st = qt_model_open(path, &m);
-	if (!st)
-		st = qt_model_open(model, &f);
-	struct qt_tensor x = {0}, y = {0}, r = {0};
 	struct qt_sqnr_acc acc = {0};
-	qt_dataset_reset(ds);
-	while (!st) {
-		int n = 0;
-		if ((st = qt_dataset_next(ds, 64, &x, NULL, &n)) != QT_OK || n == 0)
-			break;
-		if ((st = qt_model_run(m, &x, &y)) != QT_OK || (st = qt_model_run(f, &x, &r)) != QT_OK)
-			break;
-		if (y.dtype != QT_DTYPE_F32 || r.dtype != QT_DTYPE_F32 || qt_tensor_numel(&y) != qt_tensor_numel(&r)) {
-			st = qt_error(QT_E_UNSUPPORTED, "%s: the first output is not float32 of the FP32 model's shape", path);
-			break;
-		}
-		qt_sqnr_add(&acc, y.data, r.data, qt_tensor_numel(&y));
-		qt_tensor_free(&y);
-		qt_tensor_free(&r);
-	}
-	qt_tensor_free(&x);
-	qt_tensor_free(&y);
-	qt_tensor_free(&r);
-	qt_model_free(m);
-	qt_model_free(f);
+	enum qt_status st = cli_output_error(path, model, ds, 64, &acc);
 	*db_out = qt_sqnr_db(&acc);
 	return st;
 }
@@ -377,7 +385,7 @@ static enum qt_status sqnr_of(const char *path, const char *model, struct qt_dat
 /* Quantize with the plan `choice` into the search's temporary file and
  * measure its top-1 (or, with S->sqnr, its output SQNR in dB). */
 static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits_setting *cand, const int *choice,
-		 double *top1_out)
+		 double *score_out)
 {
 	struct cli_mixed_plan pl = {0};
 	struct qt_graph *g = NULL;
@@ -393,7 +401,7 @@ static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits
 	enum qt_status st = QT_OK;
 	if (!rc && ((st = qt_graph_load_onnx(S->model, &g)) != QT_OK || (st = qt_quantize_graph(g, S->calib, &o)) != QT_OK ||
 		    (st = qt_qmod_serialize(g, &buf, &len)) != QT_OK || (st = cli_out_write_all(S->tmp, buf, len)) != QT_OK ||
-		    (st = S->sqnr ? sqnr_of(S->tmp, S->model, S->eval, top1_out) : top1_of(S->tmp, S->eval, top1_out)) !=
+		    (st = S->sqnr ? sqnr_of(S->tmp, S->model, S->eval, score_out) : top1_of(S->tmp, S->eval, score_out)) !=
 			    QT_OK))
 		rc = cli_status_error("quantize", st);
 	free(buf);
@@ -403,20 +411,21 @@ static int probe(struct search *S, const struct qt_sens *s, const struct qt_bits
 }
 
 /*
- * The smallest plan whose top-1 is within max_drop points of FP32's: the
+ * The smallest plan whose top-1 is within `target` points of FP32's (with
+ * S->sqnr: whose output SQNR is at least `target` dB): the
  * program solved at byte budgets between the smallest plan and the
  * unconstrained optimum, bisected on measured top-1 (about 8 probes).
  * best_out gets the best plan found: the smallest that meets the target, or
  * else the most accurate; *met_out whether one met it.
  */
 static int search(struct search *S, const struct qt_sens *s, const struct qt_bits_setting *cand,
-		  struct qt_bitalloc *p, double max_drop, FILE *info, int *best_out, int *met_out)
+		  struct qt_bitalloc *p, double target, FILE *info, int *best_out, int *met_out)
 {
 	int L = s->n_layers, *choice = malloc(((size_t)L + 1) * sizeof *choice), rc = 0;
 	if (!choice)
 		return cli_status_error("quantize", qt_error(QT_E_NOMEM, "out of memory"));
 	struct qt_bitalloc_result r;
-	double best_top1 = -1e300, top1 = 0;
+	double best_score = -1e300, score = 0; /* top-1 %, or SQNR dB with S->sqnr */
 	int64_t best_bytes = INT64_MAX;
 	*met_out = 0;
 	/* hi: the unconstrained optimum; lo: the smallest plan's bytes - 1 (known to miss or be infeasible). */
@@ -439,19 +448,18 @@ static int search(struct search *S, const struct qt_sens *s, const struct qt_bit
 				continue;
 			}
 		}
-		if ((rc = probe(S, s, cand, choice, &top1)) != 0)
+		if ((rc = probe(S, s, cand, choice, &score)) != 0)
 			break;
-		/* top1 holds the SQNR in dB with S->sqnr, and max_drop the least SQNR. */
-		int met = S->sqnr ? top1 >= max_drop : S->fp32_top1 - top1 <= max_drop;
+		int met = S->sqnr ? score >= target : S->fp32_top1 - score <= target;
 		if (S->sqnr)
 			fprintf(info, "min-sqnr: %lld bytes, %.3f average weight bits: output SQNR %.2f dB%s\n",
-				(long long)r.bytes, r.avg_wbits, top1, met ? ", within the target" : "");
+				(long long)r.bytes, r.avg_wbits, score, met ? ", within the target" : "");
 		else
 			fprintf(info, "max-drop: %lld bytes, %.3f average weight bits: top-1 %.2f%% (%+.2f)%s\n",
-				(long long)r.bytes, r.avg_wbits, top1, top1 - S->fp32_top1, met ? ", within the target" : "");
-		if ((met && (!*met_out || r.bytes < best_bytes)) || (!*met_out && !met && top1 > best_top1)) {
+				(long long)r.bytes, r.avg_wbits, score, score - S->fp32_top1, met ? ", within the target" : "");
+		if ((met && (!*met_out || r.bytes < best_bytes)) || (!*met_out && !met && score > best_score)) {
 			memcpy(best_out, choice, (size_t)L * sizeof *choice);
-			best_top1 = top1;
+			best_score = score;
 			best_bytes = r.bytes;
 			*met_out |= met;
 		}
@@ -491,16 +499,16 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 	if (a->max_latency_ms && (cli_parse_double(a->max_latency_ms, 1e-6, 1e9, &max_ms)))
 		return cli_usage_error("quantize", "--max-latency-ms needs milliseconds > 0, not '%s'", a->max_latency_ms);
 	int64_t max_ns = (int64_t)floor(max_ms * 1e6);
-	double max_drop = 0;
+	double target = 0; /* --max-drop points, or --min-sqnr dB */
 	long eval_limit = 0;
 	const char *target_flag = a->max_drop ? "--max-drop" : "--min-sqnr";
 	if (a->max_drop && a->min_sqnr)
 		return cli_usage_error("quantize", "--max-drop (top-1) and --min-sqnr (output SQNR) are two targets: give one");
 	if (a->max_drop || a->min_sqnr) {
-		if (a->max_drop && cli_parse_double(a->max_drop, 0, 100, &max_drop))
+		if (a->max_drop && cli_parse_double(a->max_drop, 0, 100, &target))
 			return cli_usage_error("quantize", "--max-drop needs top-1 points between 0 and 100, not '%s'",
 					       a->max_drop);
-		if (a->min_sqnr && cli_parse_double(a->min_sqnr, -100, 300, &max_drop))
+		if (a->min_sqnr && cli_parse_double(a->min_sqnr, -100, 300, &target))
 			return cli_usage_error("quantize", "--min-sqnr needs decibels between -100 and 300, not '%s'",
 					       a->min_sqnr);
 		if (!a->eval_data)
@@ -572,12 +580,12 @@ int cli_mixed_precision(const char *model, const struct qt_calib_table *calib, c
 			rc = cli_status_error("quantize", st);
 		if (!rc && S.sqnr)
 			fprintf(info, "min-sqnr: output SQNR against FP32 on %lld samples of %s; target: at least %g dB\n",
-				(long long)qt_dataset_count(S.eval), a->eval_data, max_drop);
+				(long long)qt_dataset_count(S.eval), a->eval_data, target);
 		else if (!rc)
 			fprintf(info, "max-drop: FP32 top-1 %.2f%% on %lld samples of %s; target: at most %g points below\n",
-				S.fp32_top1, (long long)qt_dataset_count(S.eval), a->eval_data, max_drop);
+				S.fp32_top1, (long long)qt_dataset_count(S.eval), a->eval_data, target);
 		if (!rc) {
-			rc = search(&S, &s, cand, &p, max_drop, info, choice, &out->met);
+			rc = search(&S, &s, cand, &p, target, info, choice, &out->met);
 			out->missed = !out->met;
 		}
 		p.max_bytes = 0;

@@ -22,6 +22,12 @@ int cli_parse_candidates(const char *cmd, const char *list, struct qt_bits_setti
  * after one error line. */
 int cli_open_samples(const char *cmd, const char *model, const char *spec, long limit, struct qt_dataset **ds);
 
+/* Run the model file at path and the FP32 model over every sample of ds
+ * (rewound; batches of `batch`) and add the first output of the one against
+ * the other's into *acc. Errors name the FP32 model. */
+enum qt_status cli_output_error(const char *path, const char *model, struct qt_dataset *ds, int batch,
+				struct qt_sqnr_acc *acc);
+
 /* Measure sensitivities (qt_sens_measure; with proxy, estimate them by the
  * Hessian-trace proxy) on `data` with progress on stderr; 0 or the exit code
  * after one error line. */

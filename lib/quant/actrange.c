@@ -32,6 +32,7 @@
 
 #include "qtool/dataset.h"
 #include "qtool/layerdata.h"
+#include "qtool/qtool.h"
 #include "qtool/quant.h"
 #include "quant/quant_int.h"
 
@@ -209,9 +210,7 @@ static int target_init(const struct qt_graph *g, int nd, struct qt_qparams *q, i
 	float s0 = q->scale[0];
 	int32_t z0 = q->zero_point[0];
 	float lo = s0 * (float)(t->qmin - z0), hi = s0 * (float)(t->qmax - z0);
-	int bits = 0;
-	while ((1L << bits) < (long)t->qmax - t->qmin + 1)
-		bits++;
+	int bits = qt_dtype_bits(q->qtype);
 	t->scale[0] = s0;
 	t->zp[0] = z0;
 	for (int a = 1; a < N_ALPHA; a++)
